@@ -1,0 +1,5 @@
+import sys
+
+from edge_coat.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC stubs (scripts/gen_protos.sh); never edit by hand."""
