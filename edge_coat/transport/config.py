@@ -1,0 +1,80 @@
+"""Config sections of the transport (validated once, at the edge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CurveConfig(BaseModel):
+    """CurveZMQ keys. Absent (``None`` in the parent) means plain TCP: only for loopback tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret_key_file: Path = Field(description="this side's key pair (*.key_secret from `edge-coat keys`)")
+    server_public_key_file: Path | None = Field(
+        default=None, description="client side: the worker's public key (*.key)"
+    )
+    allowed_clients_dir: Path | None = Field(
+        default=None, description="worker side: folder of the public keys (*.key) of allowed clients"
+    )
+
+
+class LinkConfig(BaseModel):
+    """Heartbeats and reconnection, shared by both ends (zguide's Paranoid Pirate pattern)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    heartbeat_s: float = Field(0.5, gt=0.0, le=60.0, description="seconds between heartbeats")
+    liveness: int = Field(4, ge=2, le=100, description="heartbeats missed before the peer counts as gone")
+    backoff_initial_s: float = Field(0.1, gt=0.0, le=60.0, description="first reconnect delay")
+    backoff_max_s: float = Field(8.0, gt=0.0, le=600.0, description="reconnect delay cap (doubles up to it)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LinkConfig":
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s}) < backoff_initial_s ({self.backoff_initial_s}): "
+                "raise backoff_max_s or lower backoff_initial_s"
+            )
+        return self
+
+
+class SenderConfig(BaseModel):
+    """Capture side of the link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(description="worker endpoint, e.g. tcp://10.0.0.5:5555")
+    buffer_s: float = Field(
+        30.0, gt=0.0, le=3600.0,
+        description="audio kept per stream until acknowledged, seconds; replayed on reconnect. "
+        "Must exceed the worker's window length, which it holds unacknowledged",
+    )
+    sample_format: str = Field("s16le", pattern="^(s16le|f32le)$", description="PCM format on the wire")
+    link: LinkConfig = Field(default_factory=LinkConfig, description="heartbeats and reconnection")
+    curve: CurveConfig | None = Field(default=None, description="CurveZMQ keys; None = plain TCP")
+    queue_chunks: int = Field(
+        100_000, ge=10, le=10_000_000, description="chunks waiting for the sender thread before submit() drops the oldest"
+    )
+
+
+class ReceiverConfig(BaseModel):
+    """Worker side of the link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bind: str = Field(description="endpoint to bind, e.g. tcp://0.0.0.0:5555 or tcp://127.0.0.1:0")
+    max_chunk_s: float = Field(2.0, gt=0.0, le=60.0, description="largest chunk accepted, seconds (else 'oversized')")
+    max_gap_s: float = Field(
+        7 * 86400.0, gt=0.0, description="largest jump forward in a stream's timeline accepted, seconds (else 'forged')"
+    )
+    queue_chunks: int = Field(
+        200_000, ge=10, le=10_000_000,
+        description="chunks between the socket thread and the windowing loop; beyond it the oldest are dropped "
+        "(counted, and they become reported gaps)",
+    )
+    ack_interval_s: float = Field(0.1, gt=0.0, le=10.0, description="how often acknowledgements are sent")
+    link: LinkConfig = Field(default_factory=LinkConfig, description="heartbeats and peer expiry")
+    curve: CurveConfig | None = Field(default=None, description="CurveZMQ keys; None = plain TCP")
