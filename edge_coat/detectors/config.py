@@ -1,0 +1,115 @@
+"""Configuration of the detectors stage (the ``detectors:`` section of the site config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EpisodeConfig(BaseModel):
+    """Hysteresis and cooldown shared by every episode-based detector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_threshold: float = Field(0.5, ge=0.0, le=1.0, description="score at or above which a window counts as 'on'")
+    off_threshold: float = Field(0.35, ge=0.0, le=1.0, description="score below which a window counts as 'off' (hysteresis)")
+    on_windows: int = Field(2, ge=1, le=1000, description="consecutive 'on' windows needed to start an episode")
+    off_windows: int = Field(2, ge=1, le=1000, description="consecutive 'off' windows needed to end an episode")
+    min_on_seconds: float = Field(
+        0.0, ge=0.0, le=3600.0,
+        description="the 'on' run must also span this long (first on-window start to current window end)",
+    )
+    cooldown_s: float = Field(30.0, ge=0.0, le=86400.0, description="no new episode starts this soon after the last ended")
+    update_every_s: float = Field(
+        0.0, ge=0.0, le=86400.0, description="emit an 'update' event this often while an episode lasts (0: never)"
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "EpisodeConfig":
+        if self.off_threshold > self.on_threshold:
+            raise ValueError(
+                f"off_threshold ({self.off_threshold}) must not exceed on_threshold ({self.on_threshold}): "
+                "lower off_threshold or raise on_threshold"
+            )
+        return self
+
+
+class AnomalyConfig(BaseModel):
+    """Anomaly detection against a per-stream normal profile (DCASE task-2 style calibration)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="run the anomaly detector on windows that carry the anomaly task")
+    task: str = Field("anomaly", min_length=1, description="label_probs key holding the model's normal/abnormal answer")
+    abnormal_label: str = Field("abnormal", min_length=1, description="label whose probability is P(abnormal)")
+    method: Literal["knn", "mahalanobis"] = Field("knn", description="distance of a window's latents to the profile")
+    pooling: Literal["mean", "flatten"] = Field(
+        "mean", description="how the (K, D) thinking latents become one vector: mean over K, or flattened K*D"
+    )
+    k: int = Field(5, ge=1, le=100, description="neighbours for the kNN mean distance")
+    percentile: float = Field(
+        95.0, gt=50.0, lt=100.0, description="threshold = this percentile of the held-out enrollment distances"
+    )
+    model_weight: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="weight of the model's P(abnormal) in the fused score (distance score gets 1 - this)",
+    )
+    min_enroll_windows: int = Field(8, ge=3, le=100_000, description="fewest windows a profile may be fitted on")
+    default_enroll_windows: int = Field(60, ge=3, le=100_000, description="windows collected when enrollment gives no target")
+    profile_dir: Path = Field(Path("profiles"), description="where normal profiles are stored (<stream>.npz + .json)")
+    episode: EpisodeConfig = Field(
+        default_factory=lambda: EpisodeConfig(update_every_s=10.0),
+        description="hysteresis/cooldown of anomaly episodes",
+    )
+
+    @model_validator(mode="after")
+    def _enroll_bounds(self) -> "AnomalyConfig":
+        if self.default_enroll_windows < self.min_enroll_windows:
+            raise ValueError(
+                f"default_enroll_windows ({self.default_enroll_windows}) is below min_enroll_windows "
+                f"({self.min_enroll_windows}): raise default_enroll_windows or lower min_enroll_windows"
+            )
+        if self.method == "knn" and self.k >= self.min_enroll_windows:
+            raise ValueError(
+                f"k ({self.k}) must be below min_enroll_windows ({self.min_enroll_windows}) so leave-one-out "
+                "calibration has neighbours: lower k or raise min_enroll_windows"
+            )
+        return self
+
+
+class EmotionConfig(BaseModel):
+    """Sustained negative-emotion alerts on speech streams."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="run the emotion detector on windows that carry the emotion task")
+    task: str = Field("emotion", min_length=1, description="label_probs key holding the emotion distribution")
+    negative_labels: tuple[str, ...] = Field(
+        ("angry", "fearful", "sad", "disgust"), min_length=1, description="labels that raise an alert when sustained"
+    )
+    ema_alpha: float = Field(
+        0.5, gt=0.0, le=1.0, description="EMA weight of the newest speech window (1: no smoothing)"
+    )
+    min_speech_ratio: float = Field(
+        0.3, ge=0.0, le=1.0, description="windows with less speech than this neither raise nor reset an alert"
+    )
+    silence_dbfs: float = Field(
+        -55.0, ge=-160.0, le=0.0, description="without a VAD reading, windows quieter than this count as speech-free"
+    )
+    episode: EpisodeConfig = Field(
+        default_factory=lambda: EpisodeConfig(on_threshold=0.6, off_threshold=0.4, on_windows=3, off_windows=3,
+                                              cooldown_s=10.0),
+        description="hysteresis/cooldown of emotion episodes",
+    )
+
+
+class DetectorsConfig(BaseModel):
+    """The ``detectors:`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description="anomaly detector")
+    emotion: EmotionConfig = Field(default_factory=EmotionConfig, description="emotion detector")
+    top_tags: int = Field(5, ge=0, le=50, description="sound tags kept in an event's evidence")

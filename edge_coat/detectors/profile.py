@@ -1,0 +1,204 @@
+"""A stream's normal profile: what its thinking latents look like when the machine sounds normal.
+
+Scoring follows the DCASE task-2 baselines: an anomaly score is a distance to normal training
+data, and the decision threshold is a percentile of the scores of *normal* clips. To keep those
+normal scores honest (not optimistic), each enrollment vector is scored against a profile that does
+not contain it: leave-one-out for kNN (query k+1 neighbours and drop the self match), 5-fold
+held-out for Mahalanobis.
+
+The distance becomes a score in [0, 1] through a logistic curve fitted to the enrollment: the
+median held-out distance maps to 0.05 and the threshold percentile to 0.5, so ``on_threshold=0.5``
+means "beyond the chosen percentile of normal".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_STREAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_LOGIT_05 = math.log(19.0)  # logit(0.95): median -> 0.05, threshold -> 0.5
+
+
+def check_stream_id(stream_id: str) -> str:
+    """Return ``stream_id`` if it is safe as a file name and metadata key, else raise ValueError."""
+    if not isinstance(stream_id, str) or not _STREAM_RE.match(stream_id):
+        raise ValueError(
+            f"stream id must be 1-128 characters of letters, digits, '.', '_', ':' or '-' starting with a "
+            f"letter or digit; got {stream_id!r}"
+        )
+    return stream_id
+
+
+def pool_latents(thinking: np.ndarray, pooling: str) -> np.ndarray:
+    """(K, D) thinking latents -> one float64 vector: (D,) for "mean", (K*D,) for "flatten"."""
+    arr = np.asarray(thinking)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"thinking latents must have shape (K, D) with K, D > 0; got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("thinking latents contain NaN or inf")
+    if pooling == "mean":
+        return arr.astype(np.float64).mean(axis=0)  # (D,)
+    if pooling == "flatten":
+        return arr.astype(np.float64).reshape(-1)  # (K*D,)
+    raise ValueError(f"pooling must be 'mean' or 'flatten'; got {pooling!r}")
+
+
+@dataclass
+class NormalProfile:
+    """A fitted profile. Build with :meth:`fit`, persist with :meth:`save` / :meth:`load`."""
+
+    method: str  # "knn" | "mahalanobis"
+    pooling: str
+    k: int
+    percentile: float
+    mean: np.ndarray  # (F,) standardisation mean
+    scale: np.ndarray  # (F,) standardisation std (floored)
+    data: np.ndarray  # (N, F) standardised enrollment vectors
+    calib: np.ndarray  # (N,) held-out distances of the enrollment vectors
+    threshold: float  # percentile of calib
+    median: float
+    precision: np.ndarray | None = None  # (F, F) shrunk inverse covariance (mahalanobis)
+    model_name: str = ""
+    model_version: str = ""
+    created_ts: float = 0.0
+    latent_shape: tuple[int, int] = (0, 0)
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, vectors: np.ndarray, *, method: str = "knn", pooling: str = "mean", k: int = 5,
+            percentile: float = 95.0, latent_shape: tuple[int, int] = (0, 0), model_name: str = "",
+            model_version: str = "") -> "NormalProfile":
+        """Fit from pooled enrollment vectors of shape (N, F)."""
+        x = np.asarray(vectors, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"enrollment vectors must have shape (N, F); got {x.shape}")
+        n = x.shape[0]
+        if method == "knn" and n < k + 2:
+            raise ValueError(f"kNN profile with k={k} needs at least {k + 2} enrollment windows; got {n}")
+        if method == "mahalanobis" and n < 5:
+            raise ValueError(f"Mahalanobis profile needs at least 5 enrollment windows; got {n}")
+        if method not in ("knn", "mahalanobis"):
+            raise ValueError(f"method must be 'knn' or 'mahalanobis'; got {method!r}")
+        mean = x.mean(axis=0)  # (F,)
+        scale = np.maximum(x.std(axis=0), 1e-6)  # (F,)
+        z = (x - mean) / scale  # (N, F)
+        precision = None
+        if method == "knn":
+            calib = _knn_distances(z, z, k, leave_one_out=True)
+        else:
+            calib = _heldout_mahalanobis(z)
+            precision = _shrunk_precision(z)
+        threshold = float(np.percentile(calib, percentile))
+        median = float(np.median(calib))
+        return cls(method=method, pooling=pooling, k=k, percentile=percentile, mean=mean, scale=scale, data=z,
+                   calib=calib, threshold=threshold, median=median, precision=precision, model_name=model_name,
+                   model_version=model_version, created_ts=time.time(), latent_shape=tuple(latent_shape))
+
+    # ------------------------------------------------------------------ scoring
+    def distance(self, vector: np.ndarray) -> float:
+        """Raw distance of one pooled vector (F,) to the profile."""
+        v = np.asarray(vector, dtype=np.float64)
+        if v.shape != self.mean.shape:
+            raise ValueError(f"pooled latent has {v.shape} features; the profile expects {self.mean.shape}")
+        z = ((v - self.mean) / self.scale)[None, :]  # (1, F)
+        if self.method == "knn":
+            return float(_knn_distances(z, self.data, self.k, leave_one_out=False)[0])
+        d = z[0] - self.data.mean(axis=0)
+        return float(math.sqrt(max(d @ self.precision @ d, 0.0)))
+
+    def score(self, distance: float) -> float:
+        """Map a raw distance to [0, 1]: median of normal -> 0.05, threshold -> 0.5."""
+        spread = max(self.threshold - self.median, 1e-9)
+        x = (distance - self.threshold) * _LOGIT_05 / spread
+        return float(1.0 / (1.0 + math.exp(-min(max(x, -60.0), 60.0))))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path, stream_id: str) -> Path:
+        """Write ``<stream>.npz`` (arrays) and ``<stream>.json`` (readable metadata); return the npz path."""
+        check_stream_id(stream_id)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        npz = directory / f"{stream_id}.npz"
+        arrays = {"mean": self.mean, "scale": self.scale, "data": self.data, "calib": self.calib}
+        if self.precision is not None:
+            arrays["precision"] = self.precision
+        tmp = npz.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(npz)  # atomic: a crash never leaves half a profile
+        meta = {
+            "stream_id": stream_id, "method": self.method, "pooling": self.pooling, "k": self.k,
+            "percentile": self.percentile, "threshold": self.threshold, "median": self.median,
+            "n": int(self.data.shape[0]), "features": int(self.data.shape[1]),
+            "latent_shape": list(self.latent_shape), "model_name": self.model_name,
+            "model_version": self.model_version, "created_ts": self.created_ts,
+        }
+        meta_path = directory / f"{stream_id}.json"
+        tmp_meta = meta_path.with_suffix(".tmp.json")
+        tmp_meta.write_text(json.dumps(meta, indent=2))
+        tmp_meta.replace(meta_path)
+        return npz
+
+    @classmethod
+    def load(cls, directory: Path, stream_id: str) -> "NormalProfile | None":
+        """Load a stream's profile, or None when it has none."""
+        check_stream_id(stream_id)
+        npz = Path(directory) / f"{stream_id}.npz"
+        meta_path = Path(directory) / f"{stream_id}.json"
+        if not npz.exists() or not meta_path.exists():
+            return None
+        meta = json.loads(meta_path.read_text())
+        with np.load(npz) as arrays:
+            return cls(method=meta["method"], pooling=meta["pooling"], k=int(meta["k"]),
+                       percentile=float(meta["percentile"]), mean=arrays["mean"], scale=arrays["scale"],
+                       data=arrays["data"], calib=arrays["calib"], threshold=float(meta["threshold"]),
+                       median=float(meta["median"]),
+                       precision=arrays["precision"] if "precision" in arrays.files else None,
+                       model_name=meta.get("model_name", ""), model_version=meta.get("model_version", ""),
+                       created_ts=float(meta.get("created_ts", 0.0)),
+                       latent_shape=tuple(meta.get("latent_shape", (0, 0))))
+
+    def summary(self) -> dict:
+        return {"method": self.method, "pooling": self.pooling, "n": int(self.data.shape[0]),
+                "threshold": self.threshold, "percentile": self.percentile, "model_name": self.model_name,
+                "model_version": self.model_version, "created_ts": self.created_ts}
+
+
+def _knn_distances(queries: np.ndarray, data: np.ndarray, k: int, *, leave_one_out: bool) -> np.ndarray:
+    """Mean Euclidean distance of each query (Q, F) to its k nearest rows of data (N, F) -> (Q,)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n_neighbors = min(k + 1 if leave_one_out else k, data.shape[0])
+    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(data)
+    dist, _ = nn.kneighbors(queries)  # (Q, n_neighbors), sorted ascending
+    if leave_one_out:
+        dist = dist[:, 1:]  # the first neighbour of an enrollment vector is itself
+    return dist.mean(axis=1)
+
+
+def _shrunk_precision(z: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrunk inverse covariance of (N, F) -> (F, F); stable when N < F."""
+    from sklearn.covariance import LedoitWolf
+
+    return LedoitWolf().fit(z).precision_
+
+
+def _heldout_mahalanobis(z: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Mahalanobis distance of each row to a model fitted on the other folds -> (N,)."""
+    n = z.shape[0]
+    out = np.empty(n)
+    for idx in np.array_split(np.arange(n), min(folds, n)):
+        train = np.delete(z, idx, axis=0)  # (N - n_fold, F)
+        prec = _shrunk_precision(train)
+        d = z[idx] - train.mean(axis=0)  # (n_fold, F)
+        out[idx] = np.sqrt(np.maximum(np.einsum("nf,fg,ng->n", d, prec, d), 0.0))
+    return out

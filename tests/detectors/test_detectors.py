@@ -1,0 +1,163 @@
+"""Anomaly and emotion detectors on scripted WindowResult sequences."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_coat.detectors import AnomalyConfig, DetectorSet, DetectorsConfig, EmotionConfig, EpisodeConfig
+from edge_coat.detectors.profile import NormalProfile
+
+from .helpers import emotions, window_result
+
+K, D = 4, 16
+
+
+def normal_latents(rng, n):
+    return rng.normal(0.0, 1.0, size=(n, K, D)).astype(np.float32)  # (N, K, D)
+
+
+def make_set(tmp_path, **anomaly):
+    cfg = DetectorsConfig(
+        anomaly=AnomalyConfig(profile_dir=tmp_path / "profiles", min_enroll_windows=10, k=3,
+                              episode=EpisodeConfig(on_windows=2, off_windows=2, cooldown_s=0), **anomaly),
+        emotion=EmotionConfig(ema_alpha=1.0, episode=EpisodeConfig(on_threshold=0.6, off_threshold=0.4,
+                                                                   on_windows=3, off_windows=2, cooldown_s=0)),
+    )
+    return DetectorSet(cfg)
+
+
+def test_stream_without_profile_says_so_and_reports_the_model_judgement(tmp_path):
+    det = make_set(tmp_path)
+    phases = []
+    for i, p in enumerate([0.1, 0.9, 0.95, 0.9, 0.1, 0.1]):
+        phases += [(r.phase, r.score) for r in det.process(window_result("press-1", i, anomaly=p))]
+    status = det.stream_status("press-1")
+    assert status["anomaly"]["enrollment"]["state"] == "none"
+    assert "no normal profile" in status["anomaly"]["enrollment"]["message"]
+    assert status["anomaly"]["model_only"] is True
+    assert phases == [("start", 0.95), ("end", 0.95)]
+
+
+@pytest.mark.parametrize("method", ["knn", "mahalanobis"])
+def test_enrollment_is_persisted_reloaded_and_separates_abnormal_latents(tmp_path, method):
+    rng = np.random.default_rng(0)
+    det = make_set(tmp_path, method=method)
+    status = det.start_enrollment("press-2", windows=40)
+    assert status["state"] == "enrolling"
+    for i, lat in enumerate(normal_latents(rng, 40)):
+        # the model's own judgement is noisy; enrollment windows never raise events
+        assert det.process(window_result("press-2", i, anomaly=0.9, thinking=lat)) == []
+    assert det.get_enrollment("press-2")["state"] == "ready"
+    meta = json.loads((tmp_path / "profiles" / "press-2.json").read_text())
+    assert meta["n"] == 40 and meta["method"] == method
+
+    # a fresh detector (worker restart) reloads the profile from disk
+    det2 = make_set(tmp_path, method=method)
+    assert det2.get_enrollment("press-2")["state"] == "ready"
+    events = []
+    normal = normal_latents(rng, 10)
+    abnormal = normal_latents(rng, 6) + 4.0  # shifted: far from the profile
+    seq = [*normal[:5], *abnormal, *normal[5:]]
+    for i, lat in enumerate(seq):
+        events += det2.process(window_result("press-2", 100 + i, anomaly=0.5, thinking=lat))
+    assert [e.phase for e in events] == ["start", "end"]
+    start = events[0]
+    assert start.kind == "anomaly" and start.label == "abnormal" and start.score > 0.5
+    ev = start.evidence
+    assert ev["scores"]["distance"] > ev["scores"]["threshold_distance"]
+    assert ev["scores"]["p_abnormal"] == 0.5
+    assert ev["readings"]["pitch_hz"] == 180.0 and ev["tags"][0] == ["Speech", 0.9]
+    assert ev["model"] == {"name": "coat-tiny", "version": "0.1"}
+    assert ev["window"]["end_ts"] > ev["window"]["start_ts"]
+    assert "abnormal sound" in start.text
+    json.dumps(ev)  # evidence is JSON-serialisable
+
+
+def test_threshold_is_calibrated_on_held_out_normal_scores(tmp_path):
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(200, D))
+    prof = NormalProfile.fit(vecs[:150], k=5, percentile=90.0)
+    # fresh normal vectors exceed the threshold at about the chosen rate, not (optimistically) never
+    exceed = np.mean([prof.score(prof.distance(v)) > 0.5 for v in vecs[150:]])
+    assert 0.0 < exceed < 0.35
+    in_sample = prof.distance(vecs[0])  # its own point is at distance 0 from itself
+    assert prof.score(in_sample) < 0.5
+
+
+def test_stale_profile_falls_back_to_model_judgement(tmp_path):
+    rng = np.random.default_rng(2)
+    det = make_set(tmp_path)
+    det.enroll_from_results("press-3", [window_result("press-3", i, thinking=lat)
+                                        for i, lat in enumerate(normal_latents(rng, 12))])
+    wrong = rng.normal(size=(K, D + 1)).astype(np.float32)
+    det.process(window_result("press-3", 50, anomaly=0.2, thinking=wrong))
+    status = det.get_enrollment("press-3")
+    assert status["state"] == "stale" and "re-enroll" in status["message"]
+
+
+def test_enrollment_errors_are_clear(tmp_path):
+    det = make_set(tmp_path)
+    with pytest.raises(ValueError, match="at least 10"):
+        det.start_enrollment("press-4", windows=3)
+    with pytest.raises(ValueError, match="not enrolling"):
+        det.stop_enrollment("press-4")
+    det.start_enrollment("press-4", windows=20)
+    rng = np.random.default_rng(3)
+    for i, lat in enumerate(normal_latents(rng, 5)):
+        det.process(window_result("press-4", i, anomaly=0.1, thinking=lat))
+    with pytest.raises(ValueError, match="has 5 enrollment windows"):
+        det.stop_enrollment("press-4", commit=True)
+    assert det.stop_enrollment("press-4", commit=False)["state"] == "none"
+
+
+def test_emotion_one_alert_per_episode_with_an_end(tmp_path):
+    det = make_set(tmp_path)
+    seq = [0.1, 0.8, 0.9, 0.9, 0.95, 0.9, 0.85, 0.9, 0.2, 0.1, 0.1]
+    events = []
+    for i, a in enumerate(seq):
+        events += det.process(window_result("call-1", i, emotion=emotions(a), speech_ratio=0.9))
+    assert [(e.phase, e.label) for e in events] == [("start", "angry"), ("end", "angry")]
+    assert events[0].episode_id == events[1].episode_id
+    assert events[0].evidence["readings"]["speech_ratio"] == 0.9
+
+
+def test_speech_free_windows_neither_raise_nor_reset(tmp_path):
+    det = make_set(tmp_path)
+    events = []
+    # angry-looking probabilities on silence never raise
+    for i in range(10):
+        events += det.process(window_result("call-2", i, emotion=emotions(0.99), speech_ratio=0.0))
+    assert events == []
+    # two angry speech windows, a silent stretch, then one more: the run continues -> start
+    seq = [(0.9, 0.9), (0.9, 0.9), (0.1, 0.0), (0.1, 0.05), (0.9, 0.8)]
+    for i, (a, sr) in enumerate(seq):
+        events += det.process(window_result("call-2", 10 + i, emotion=emotions(a), speech_ratio=sr))
+    assert [e.phase for e in events] == ["start"]
+    # silence during the episode does not end it; the stream closing does
+    for i in range(5):
+        events += det.process(window_result("call-2", 20 + i, emotion=emotions(0.0), rms_dbfs=-90.0))
+    assert [e.phase for e in events] == ["start"]
+    events += det.close_stream("call-2", ts=1e9)
+    assert [e.phase for e in events] == ["start", "end"]
+
+
+def test_bad_input_gets_a_clear_value_error(tmp_path):
+    det = make_set(tmp_path)
+    with pytest.raises(ValueError, match="sum to 1"):
+        det.process(window_result("call-3", 0, emotion={"angry": 0.9, "neutral": 0.9}))
+    with pytest.raises(ValueError, match="stream id"):
+        det.process(window_result("../etc", 0, anomaly=0.1))
+    with pytest.raises(ValueError, match=r"shape \(K, D\)"):
+        det.process(window_result("press-5", 0, anomaly=0.1, thinking=np.zeros(8, dtype=np.float32)))
+    with pytest.raises(ValueError, match="WindowResult"):
+        det.process({"stream": "x"})
+
+
+def test_config_cross_field_errors_say_how_to_fix():
+    with pytest.raises(ValueError, match="lower off_threshold"):
+        EpisodeConfig(on_threshold=0.4, off_threshold=0.6)
+    with pytest.raises(ValueError, match="lower k"):
+        AnomalyConfig(k=10, min_enroll_windows=8)
