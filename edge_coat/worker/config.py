@@ -1,0 +1,69 @@
+"""Config sections of the worker's streaming half (windowing, gate, batching)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge_coat.transport.config import ReceiverConfig
+
+
+class TaskGateConfig(BaseModel):
+    """When a window is worth a model call for one task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_rms_dbfs: float = Field(-70.0, ge=-200.0, le=0.0, description="skip windows quieter than this, dBFS")
+    min_speech_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="skip windows with less speech than this fraction (needs a speech-presence function); "
+        "None = no speech check",
+    )
+
+
+class StreamConfig(BaseModel):
+    """Windowing and gating of one stream (or the default for streams not listed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(2.0, gt=0.0, le=60.0, description="window length, seconds")
+    hop_s: float = Field(1.0, gt=0.0, le=60.0, description="step between window starts, seconds")
+    tasks: dict[str, TaskGateConfig] = Field(
+        default_factory=lambda: {"anomaly": TaskGateConfig()},
+        description="task name -> its gate; a window goes to the model with the tasks whose gate it passes",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "StreamConfig":
+        if not self.tasks:
+            raise ValueError("a stream needs at least one task in `tasks` (e.g. {'anomaly': {}})")
+        return self
+
+
+class BatchConfig(BaseModel):
+    """Batching of windows across streams before the model stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch: int = Field(16, ge=1, le=4096, description="windows per model call at most")
+    max_wait_s: float = Field(0.05, ge=0.0, le=10.0, description="longest a window waits for a fuller batch")
+    queue_windows: int = Field(
+        10_000, ge=1, le=10_000_000,
+        description="windows waiting for the model; beyond it the oldest are dropped and counted",
+    )
+
+
+class WorkerConfig(BaseModel):
+    """The worker's streaming half: socket, per-stream windowing and gates, batching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    receiver: ReceiverConfig = Field(description="the ROUTER socket the capture clients connect to")
+    default_stream: StreamConfig = Field(default_factory=StreamConfig, description="settings of streams not listed")
+    streams: dict[str, StreamConfig] = Field(default_factory=dict, description="per-stream overrides by stream id")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="batching before the model stage")
+    stream_idle_s: float = Field(
+        600.0, gt=0.0, description="a stream silent this long is forgotten (it may join again later)"
+    )
+
+    def stream(self, stream_id: str) -> StreamConfig:
+        return self.streams.get(stream_id, self.default_stream)

@@ -1,0 +1,48 @@
+"""Cheap gates before the expensive model: loudness, then (optionally) speech presence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from edge_coat.worker.config import StreamConfig
+
+#: speech presence: (num_samples,) float32 16 kHz -> fraction of the window that is speech.
+SpeechFn = Callable[[np.ndarray], float]
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Loudness of (N,) float32 samples in dBFS (full-scale sine = -3 dBFS); -120 for silence."""
+    if samples.size == 0:
+        return -120.0
+    power = float(np.dot(samples, samples)) / samples.size
+    return max(-120.0, 10.0 * np.log10(power + 1e-12))
+
+
+class Gate:
+    """Decides which tasks a window goes to. The speech function runs only when a task asks for
+    speech AND the loudness gate passed, so it costs nothing on silent streams."""
+
+    def __init__(self, cfg: StreamConfig, speech_fn: SpeechFn | None = None):
+        needs_speech = [t for t, g in cfg.tasks.items() if g.min_speech_ratio is not None]
+        if needs_speech and speech_fn is None:
+            raise ValueError(
+                f"tasks {needs_speech} set min_speech_ratio but no speech-presence function was given: "
+                "pass speech_fn or remove min_speech_ratio"
+            )
+        self.cfg = cfg
+        self.speech_fn = speech_fn
+
+    def __call__(self, samples: np.ndarray) -> tuple[tuple[str, ...], float, float | None]:
+        """Returns (tasks passed, rms dBFS, speech ratio or None when not measured)."""
+        level = rms_dbfs(samples)
+        loud = [t for t, g in self.cfg.tasks.items() if level >= g.min_rms_dbfs]
+        speech = None
+        if self.speech_fn is not None and any(self.cfg.tasks[t].min_speech_ratio is not None for t in loud):
+            speech = float(self.speech_fn(samples))
+        tasks = tuple(
+            t for t in loud
+            if self.cfg.tasks[t].min_speech_ratio is None or (speech is not None and speech >= self.cfg.tasks[t].min_speech_ratio)
+        )
+        return tasks, level, speech

@@ -1,0 +1,266 @@
+"""The worker's streaming half: socket -> per-stream windowing and gates -> batches -> model stage.
+
+Threads, each touching only its own data plus queues:
+
+* ``receiver`` (`edge_coat.transport.receiver.Receiver`): the ROUTER socket; validates messages and
+  appends chunks to the ingest queue; never waits on anything else.
+* ``windowing``: drains the ingest queue, runs the per-stream sequence checks, ring buffers and
+  gates, and appends windows to the batch queue. Sets acknowledgements.
+* ``model``: takes batches (up to ``max_batch`` windows, or fewer after ``max_wait_s``) across
+  streams and calls ``ModelStage.process``; results go to the callback.
+
+Backpressure: both queues are bounded and drop their OLDEST item when full, counting it (a chunk
+dropped there becomes a reported gap of its stream). A slow model therefore costs windows, never a
+stalled socket or a frozen stream; and the newest audio, the one an operator cares about, wins.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
+from edge_coat.transport.receiver import Receiver
+from edge_coat.worker.config import WorkerConfig
+from edge_coat.worker.gate import Gate, SpeechFn
+from edge_coat.worker.stage import ModelStage
+from edge_coat.worker.windowing import StreamState
+
+log = logging.getLogger(__name__)
+
+ResultFn = Callable[[WindowResult], None]
+
+
+class BatchQueue:
+    """Bounded FIFO of windows with batch-taking (max batch / max wait) and drop-oldest."""
+
+    def __init__(self, max_batch: int, max_wait_s: float, capacity: int):
+        self.max_batch, self.max_wait_s, self.capacity = max_batch, max_wait_s, capacity
+        self._q: collections.deque[tuple[float, Window]] = collections.deque()
+        self._cv = threading.Condition()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def put_many(self, windows: list[Window]) -> None:
+        now = time.monotonic()
+        with self._cv:
+            for w in windows:
+                if len(self._q) >= self.capacity:
+                    self._q.popleft()
+                    self.dropped += 1
+                self._q.append((now, w))
+            self._cv.notify()
+
+    def take(self, timeout: float) -> list[Window]:
+        """Up to max_batch windows once max_batch are there or the oldest has waited max_wait_s;
+        [] after `timeout` s with nothing."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                now = time.monotonic()
+                if len(self._q) >= self.max_batch or (self._q and now - self._q[0][0] >= self.max_wait_s):
+                    n = min(self.max_batch, len(self._q))
+                    return [self._q.popleft()[1] for _ in range(n)]
+                if now >= deadline:
+                    return []
+                wait = deadline - now
+                if self._q:
+                    wait = min(wait, self._q[0][0] + self.max_wait_s - now)
+                self._cv.wait(max(wait, 0.0005))
+
+
+class Worker:
+    """Receives streams and feeds windows to a model stage in batches.
+
+    Use::
+
+        worker = Worker(cfg, stage=NoopStage(), on_result=print).start()
+        ...
+        worker.stats(); worker.close()
+    """
+
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        stage: ModelStage,
+        on_result: ResultFn | None = None,
+        speech_fn: SpeechFn | None = None,
+        on_window: Callable[[Window, float], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.stage = stage
+        self.on_result = on_result
+        self.on_window = on_window  # (window, monotonic time it became ready): benchmarks, taps
+        self.speech_fn = speech_fn
+        Gate(cfg.default_stream, speech_fn)  # fail now, not at the first stream, on a bad gate config
+        for sc in cfg.streams.values():
+            Gate(sc, speech_fn)
+        self.receiver = Receiver(cfg.receiver)
+        self.endpoint = self.receiver.endpoint
+        self.batches = BatchQueue(cfg.batch.max_batch, cfg.batch.max_wait_s, cfg.batch.queue_windows)
+        self.streams: dict[str, StreamState] = {}
+        self._gates: dict[str, Gate] = {}
+        self._counts: dict[str, collections.Counter] = {}
+        self.totals = collections.Counter()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> "Worker":
+        self.receiver.start()
+        for name, target in (("windowing", self._windowing_loop), ("model", self._model_loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5.0)
+        self.receiver.close()
+
+    def __enter__(self) -> "Worker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- statistics ---------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Plain dict for metrics: per stream, totals, queue depths, socket counters."""
+        streams = {}
+        for sid, c in list(self._counts.items()):
+            st = self.streams.get(sid)
+            streams[sid] = {
+                "audio_s_in": c["samples_in"] / SAMPLE_RATE,
+                "gap_s": c["gap_samples"] / SAMPLE_RATE,
+                "windows_processed": c["windows"],
+                "windows_skipped": c["windows_skipped"],
+                "windows_in_gap": c["windows_in_gap"],
+                "duplicates": c["duplicate"],
+                "dropped": c["stale"] + c["ended"] + c["inconsistent"],
+                "active": st is not None and not st.ended,
+            }
+        return {
+            "streams": streams,
+            "totals": dict(self.totals),
+            "queues": {"ingest": self.receiver.queue_depth(), "batch": len(self.batches)},
+            "batch_dropped": self.batches.dropped,
+            "receiver": self.receiver.stats(),
+        }
+
+    # ---- windowing thread -----------------------------------------------------------------------
+    def _state(self, sid: str) -> StreamState:
+        st = self.streams.get(sid)
+        if st is None:
+            sc = self.cfg.stream(sid)
+            st = StreamState(
+                sid, round(sc.window_s * SAMPLE_RATE), round(sc.hop_s * SAMPLE_RATE),
+                round(self.cfg.receiver.max_gap_s * SAMPLE_RATE),
+            )
+            self.streams[sid] = st
+            self._gates[sid] = Gate(sc, self.speech_fn)
+            self._counts.setdefault(sid, collections.Counter())
+            self.totals["streams_joined"] += 1
+            log.info("stream %s joined", sid)
+        return st
+
+    def _windowing_loop(self) -> None:
+        next_housekeeping = 0.0
+        while not self._stop.is_set():
+            chunks = self.receiver.drain(0.05)
+            touched: set[str] = set()
+            ready: list[Window] = []
+            now = time.monotonic()
+            for a in chunks:
+                st = self._state(a.stream_id)
+                c = self._counts[a.stream_id]
+                try:
+                    outcome, raws = st.accept(a)
+                except ValueError as exc:  # a chunk the ring cannot place: count, keep the stream
+                    outcome, raws = "inconsistent", []
+                    log.warning("stream %s: %s", a.stream_id, exc)
+                c[outcome] += 1
+                self.totals[outcome] += 1
+                if outcome != "ok":
+                    continue
+                st.last_seen = now
+                touched.add(a.stream_id)
+                c["samples_in"] += len(a.samples)
+                gate = self._gates[a.stream_id]
+                for raw in raws:
+                    tasks, level, speech = gate(raw.samples)
+                    if not tasks:
+                        c["windows_skipped"] += 1
+                        continue
+                    w = Window(
+                        stream_id=a.stream_id,
+                        index=raw.start // st.ring.hop,
+                        start_sample=raw.start,
+                        start_ts=raw.start_ts,
+                        end_ts=raw.start_ts + len(raw.samples) / SAMPLE_RATE,
+                        samples=raw.samples,
+                        gap_seconds=raw.gap_samples / SAMPLE_RATE,
+                        rms_dbfs=level,
+                        speech_ratio=speech,
+                        tasks=tasks,
+                    )
+                    c["windows"] += 1
+                    ready.append(w)
+                c["gap_samples"] = st.gap_samples
+                c["windows_in_gap"] = st.ring.skipped_in_gap
+            if ready:
+                if self.on_window is not None:
+                    t = time.monotonic()
+                    for w in ready:
+                        self.on_window(w, t)
+                self.batches.put_many(ready)
+            for sid in touched:
+                st = self.streams[sid]
+                self.receiver.ack(sid, st.epoch, st.ack_seq())
+                if st.ended:
+                    log.info("stream %s ended", sid)
+            if now >= next_housekeeping:
+                self._forget_idle(now)
+                next_housekeeping = now + 1.0
+
+    def _forget_idle(self, now: float) -> None:
+        for sid, st in list(self.streams.items()):
+            if now - st.last_seen > self.cfg.stream_idle_s:
+                log.info("stream %s idle for %.0f s: forgotten", sid, now - st.last_seen)
+                del self.streams[sid]
+                del self._gates[sid]
+                self.totals["streams_left"] += 1
+
+    # ---- model thread ---------------------------------------------------------------------------
+    def _model_loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self.batches.take(0.1)
+            if not batch:
+                continue
+            try:
+                results = self.stage.process(batch)
+            except Exception:  # noqa: BLE001 - one bad batch must not stop every stream
+                self.totals["stage_errors"] += 1
+                log.exception("model stage failed on a batch of %d windows from %s",
+                              len(batch), sorted({w.stream_id for w in batch}))
+                continue
+            if len(results) != len(batch):
+                self.totals["stage_errors"] += 1
+                log.error("model stage returned %d results for %d windows: dropped", len(results), len(batch))
+                continue
+            self.totals["windows_done"] += len(results)
+            if self.on_result is not None:
+                for r in results:
+                    try:
+                        self.on_result(r)
+                    except Exception:  # noqa: BLE001 - a consumer bug must not stop the model loop
+                        self.totals["callback_errors"] += 1
+                        log.exception("result callback failed for stream %s window %d",
+                                      r.window.stream_id, r.window.index)

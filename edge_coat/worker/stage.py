@@ -1,0 +1,26 @@
+"""The interface between windowing and the model, and a stand-in stage."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edge_coat.messages import Window, WindowResult
+
+
+class ModelStage(Protocol):
+    """Turns a batch of windows (from any streams) into one result per window, same order."""
+
+    def process(self, windows: list[Window]) -> list[WindowResult]: ...
+
+
+class NoopStage:
+    """Stand-in model stage: no inference, an empty result per window (tests, benchmarks, demos
+    of the streaming half). It reports loudness so the output is not meaningless."""
+
+    name = "noop"
+
+    def process(self, windows: list[Window]) -> list[WindowResult]:
+        return [
+            WindowResult(window=w, label_probs={}, readings={"loudness_dbfs": w.rms_dbfs}, model_name=self.name)
+            for w in windows
+        ]

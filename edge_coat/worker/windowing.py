@@ -1,0 +1,204 @@
+"""Per-stream ring buffer and windowing, plus the sequence checks that keep a stream's timeline
+honest (duplicates, lost chunks, restarts, forged positions).
+
+Pure code (no threads, no sockets): the service feeds it chunks and collects windows.
+
+Timeline: each chunk carries ``start_sample``, its position on the stream's timeline with gaps
+included. Windows start on a fixed grid (multiples of the hop), so a restarted worker that
+receives the replay of a stream cuts exactly the windows the dead worker would have cut.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_coat.messages import SAMPLE_RATE
+from edge_coat.transport.wire import WireAudio
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawWindow:
+    """A window before gating.
+
+    Attributes:
+        samples: shape ``(window_samples,)`` float32 (a copy).
+    """
+
+    start: int
+    samples: np.ndarray  # (L,) float32
+    start_ts: float
+    gap_samples: int
+
+
+class Ring:
+    """Linear buffer with amortised compaction holding the samples not yet fully windowed."""
+
+    def __init__(self, window: int, hop: int):
+        if window <= 0 or hop <= 0:
+            raise ValueError(f"window and hop must be > 0 samples, got {window} and {hop}")
+        self.L, self.hop = window, hop
+        self.buf = np.zeros(2 * window + 4 * SAMPLE_RATE, np.float32)  # (capacity,)
+        self.lo = self.hi = 0
+        self.pos0: int | None = None  # timeline position of buf[lo]
+        self.next_win = 0
+        self.gaps: collections.deque[tuple[int, int]] = collections.deque()  # [start, end) zero-filled
+        self.anchors: collections.deque[tuple[int, float]] = collections.deque()  # (pos, capture ts)
+        self.skipped_in_gap = 0  # windows that would lie entirely inside a gap
+
+    @property
+    def end(self) -> int:
+        return self.pos0 + (self.hi - self.lo)
+
+    def _append(self, x: np.ndarray) -> None:  # x: (n,) float32
+        n = len(x)
+        if self.hi + n > len(self.buf):
+            size = self.hi - self.lo
+            if size + n > len(self.buf):
+                grown = np.zeros(2 * (size + n), np.float32)
+                grown[:size] = self.buf[self.lo:self.hi]
+                self.buf = grown
+            else:
+                self.buf[:size] = self.buf[self.lo:self.hi]
+            self.lo, self.hi = 0, size
+        self.buf[self.hi:self.hi + n] = x
+        self.hi += n
+
+    def _zeros(self, n: int) -> None:
+        if n > 0:
+            self._append(np.zeros(n, np.float32))
+
+    def _ts(self, pos: int) -> float:
+        best = self.anchors[0]
+        for a in self.anchors:
+            if a[0] > pos:
+                break
+            best = a
+        return best[1] + (pos - best[0]) / SAMPLE_RATE
+
+    def _emit(self, out: list[RawWindow]) -> None:
+        while self.next_win + self.L <= self.end:
+            s = self.next_win
+            i = self.lo + (s - self.pos0)
+            gap = sum(max(0, min(e, s + self.L) - max(b, s)) for b, e in self.gaps)
+            out.append(RawWindow(s, self.buf[i:i + self.L].copy(), self._ts(s), gap))
+            self.next_win += self.hop
+
+    def _trim(self) -> None:
+        keep = min(self.next_win, self.end)
+        if keep > self.pos0:
+            self.lo += keep - self.pos0
+            self.pos0 = keep
+        while self.gaps and self.gaps[0][1] <= self.pos0:
+            self.gaps.popleft()
+        while len(self.anchors) > 1 and self.anchors[1][0] <= self.pos0:
+            self.anchors.popleft()
+
+    def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow]:
+        """Add (n,) float32 samples starting at timeline `pos` (>= the current end) captured at `ts`."""
+        out: list[RawWindow] = []
+        if self.pos0 is None:
+            self.pos0 = pos
+            self.next_win = -(-pos // self.hop) * self.hop  # first grid point at or after pos
+        elif pos < self.end:
+            raise ValueError(f"chunk at {pos} overlaps the buffer ending at {self.end}")
+        elif pos > self.end:
+            end = self.end
+            self.gaps.append((end, pos))
+            # windows that start before the gap are completed with zeros...
+            if self.next_win < end:
+                last_start = self.next_win + ((end - 1 - self.next_win) // self.hop) * self.hop
+                fill_to = min(pos, last_start + self.L)
+            else:
+                fill_to = end
+            self._zeros(fill_to - end)
+            self._emit(out)
+            if fill_to < pos:
+                # ...windows entirely inside the gap are skipped (counted), and the ring restarts
+                # at the first window that reaches the new audio.
+                first = max(self.next_win, (-(-(pos - self.L + 1) // self.hop)) * self.hop)
+                self.skipped_in_gap += (first - self.next_win) // self.hop
+                self.next_win = first
+                start = min(first, pos)
+                self.lo = self.hi = 0
+                self.pos0 = start
+                self._zeros(pos - start)
+        self.anchors.append((pos, ts))
+        self._append(samples)
+        self._emit(out)
+        self._trim()
+        return out
+
+
+class StreamState:
+    """Sequence checks, timeline and ring of one stream.
+
+    `accept` classifies each chunk: ``"ok"``, ``"duplicate"`` (already have it: replay), ``"stale"``
+    (an older sender epoch), ``"ended"`` (after end-of-stream), ``"inconsistent"`` (its position
+    contradicts the sequence: forged or corrupt). Only ``"ok"`` chunks reach the ring.
+    """
+
+    def __init__(self, stream_id: str, window: int, hop: int, max_gap: int):
+        self.stream_id = stream_id
+        self.ring = Ring(window, hop)
+        self.max_gap = max_gap
+        self.epoch: int | None = None
+        self.offset = 0  # worker timeline = sender timeline + offset (changes on a sender restart)
+        self.next_seq = 0
+        self.next_sample = 0
+        self.end_ts = 0.0
+        self.ended = False
+        self.gap_samples = 0  # total missing, over the stream's life
+        self.samples_in = 0
+        self.pending: collections.deque[tuple[int, int]] = collections.deque()  # (seq, end pos) not yet acked
+        self.acked = -1
+        self.last_seen = 0.0
+
+    def accept(self, a: WireAudio) -> tuple[str, list[RawWindow]]:
+        n = len(a.samples)
+        if self.epoch is None or a.sender_epoch > self.epoch:
+            if self.epoch is not None:
+                # the capture process restarted: sequence and timeline restart at 0; place the new
+                # timeline after the old one, with the wall-clock gap between them.
+                est_gap = max(0, round((a.capture_ts - self.end_ts) * SAMPLE_RATE))
+                self.offset = self.ring.end + est_gap - a.start_sample
+                self.gap_samples += est_gap
+                log.warning("stream %s: sender restarted; about %.2f s missing", self.stream_id, est_gap / SAMPLE_RATE)
+                self.pending.clear()
+            self.epoch, self.ended = a.sender_epoch, False
+            self.next_seq, self.next_sample = a.seq, a.start_sample
+            self.acked = a.seq - 1
+        elif a.sender_epoch < self.epoch:
+            return "stale", []
+        elif self.ended:
+            return "ended", []
+        elif a.seq < self.next_seq:
+            return "duplicate", []
+        else:
+            jump = a.start_sample - self.next_sample
+            # same seq: the position must be exactly where the last chunk ended, plus the declared gap;
+            # a later seq (chunks lost in between) must move forward at least by the declared gap.
+            if (a.seq == self.next_seq and jump != a.gap_samples) or jump < a.gap_samples or jump > self.max_gap:
+                return "inconsistent", []
+            if jump > 0:
+                self.gap_samples += jump
+                log.info("stream %s: %.3f s missing before chunk %d", self.stream_id, jump / SAMPLE_RATE, a.seq)
+        windows = self.ring.push(a.start_sample + self.offset, a.samples, a.capture_ts)
+        self.next_seq, self.next_sample = a.seq + 1, a.start_sample + n
+        self.end_ts = a.capture_ts + n / SAMPLE_RATE
+        self.samples_in += n
+        self.pending.append((a.seq, a.start_sample + self.offset + n))
+        self.ended = a.end_of_stream
+        return "ok", windows
+
+    def ack_seq(self) -> int:
+        """Highest sequence whose samples no window still needs (all of them once ended)."""
+        keep = self.ring.pos0 if not self.ended else None
+        while self.pending and (keep is None or self.pending[0][1] <= keep):
+            self.acked = self.pending.popleft()[0]
+        return self.acked
