@@ -1,0 +1,103 @@
+"""Stream status and enrollment control between the event service and the worker.
+
+The service calls a :class:`StreamControl`. Two implementations:
+
+- :class:`edge_coat.detectors.DetectorSet` itself, when the service runs in the worker's process;
+- :class:`LogStreamControl`, when ``serve`` is a separate process: statuses are read from the shared
+  log file (the worker writes them) and enrollment requests are queued there; the worker applies
+  them with :class:`WorkerBridge` (``bridge.poll()`` about once a second in its loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from edge_coat.events.log import EventLog
+from edge_coat.messages import EventRecord
+
+logger = logging.getLogger(__name__)
+
+
+class StreamControl(Protocol):
+    """What the event service needs from the worker side. Raise ValueError on bad requests."""
+
+    def list_streams(self) -> list[dict]: ...
+    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict: ...
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict: ...
+    def get_enrollment(self, stream_id: str) -> dict: ...
+
+
+class LogStreamControl:
+    """StreamControl for a ``serve`` process that shares the log file with the worker."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def list_streams(self) -> list[dict]:
+        return [{**status, "updated_ts": ts} for _, ts, status in self.log.stream_statuses()]
+
+    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
+        from edge_coat.detectors.profile import check_stream_id
+
+        check_stream_id(stream_id)
+        ident = self.log.add_command(stream_id, "start_enrollment", {"windows": windows, "seconds": seconds})
+        return {"stream_id": stream_id, "state": "pending", "message": f"request {ident} queued for the worker"}
+
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict:
+        ident = self.log.add_command(stream_id, "stop_enrollment", {"commit": commit})
+        return {"stream_id": stream_id, "state": "pending", "message": f"request {ident} queued for the worker"}
+
+    def get_enrollment(self, stream_id: str) -> dict:
+        pending = [c for c in self.log.pending_commands() if c[1] == stream_id]
+        if pending:
+            return {"stream_id": stream_id, "state": "pending",
+                    "message": f"request {pending[-1][0]} ({pending[-1][2]}) not yet applied by the worker"}
+        for sid, _, status in self.log.stream_statuses():
+            if sid == stream_id:
+                return (status.get("anomaly") or {}).get("enrollment") or {"stream_id": stream_id, "state": "none"}
+        return {"stream_id": stream_id, "state": "none", "message": "stream not seen by the worker"}
+
+
+class WorkerBridge:
+    """Worker side of the shared log: publish events, report statuses, apply queued requests."""
+
+    def __init__(self, log: EventLog, detectors, on_publish=None) -> None:
+        self.log = log
+        self.detectors = detectors  # a DetectorSet (or anything with its StreamControl methods)
+        self.on_publish = on_publish  # e.g. EventServer.notify in an all-in-one process
+        self._errors: dict[str, str] = {}  # stream -> last refused request, shown in its enrollment status
+
+    def publish(self, records: list[EventRecord]) -> list:
+        if not records:
+            return []
+        stored = self.log.append_many(records)
+        if self.on_publish is not None:
+            self.on_publish()
+        return stored
+
+    def poll(self) -> int:
+        """Apply pending enrollment requests and write every stream's status; return requests applied."""
+        applied = 0
+        for ident, stream_id, action, params in self.log.pending_commands():
+            try:
+                if action == "start_enrollment":
+                    result = self.detectors.start_enrollment(stream_id, **params)
+                elif action == "stop_enrollment":
+                    result = self.detectors.stop_enrollment(stream_id, **params)
+                else:
+                    raise ValueError(f"unknown request {action!r}")
+            except ValueError as exc:
+                logger.warning("request %d (%s on %s) refused: %s", ident, action, stream_id, exc)
+                result = {"stream_id": stream_id, "error": str(exc)}
+                self._errors[stream_id] = str(exc)
+            self.log.finish_command(ident, result)
+            applied += 1
+        for status in self.detectors.list_streams():
+            error = self._errors.get(status["stream_id"])
+            enrollment = (status.get("anomaly") or {}).get("enrollment")
+            if error and enrollment is not None:
+                enrollment["message"] = f"{enrollment.get('message', '')} (last request refused: {error})"
+            self.log.put_stream_status(status["stream_id"], {**status, "reported_ts": time.time()})
+        return applied

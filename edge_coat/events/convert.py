@@ -1,0 +1,88 @@
+"""Conversions between the stages' Python objects and the edge_coat.v1 protobuf messages."""
+
+from __future__ import annotations
+
+import math
+
+from google.protobuf import json_format, struct_pb2
+
+from edge_coat.events.log import StoredEvent
+from edge_coat.v1 import events_pb2 as pb
+
+# evidence keys that have typed fields in pb.Evidence; everything else goes to ``details``
+_TYPED = {"window", "scores", "readings", "tags", "gap_seconds", "model"}
+
+
+def to_struct(data: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(_plain(data))
+    return s
+
+
+def event_to_pb(ev: StoredEvent) -> pb.Event:
+    r = ev.record
+    e = r.evidence or {}
+    model = e.get("model") or {}
+    evidence = pb.Evidence(
+        window_start_ts=float((e.get("window") or {}).get("start_ts", r.window_start_ts)),
+        window_end_ts=float((e.get("window") or {}).get("end_ts", r.window_end_ts)),
+        scores={k: float(v) for k, v in (e.get("scores") or {}).items() if _num(v)},
+        readings={k: float(v) for k, v in (e.get("readings") or {}).items() if _num(v)},
+        tags=[pb.Tag(label=str(t[0]), score=float(t[1])) for t in e.get("tags") or ()],
+        gap_seconds=float(e.get("gap_seconds", 0.0)),
+        model_name=str(model.get("name", "")),
+        model_version=str(model.get("version", "")),
+        details=to_struct({k: v for k, v in e.items() if k not in _TYPED}),
+    )
+    return pb.Event(id=ev.id, stream_id=r.stream_id, kind=r.kind, phase=r.phase, episode_id=r.episode_id,
+                    label=r.label, score=r.score, window_start_ts=r.window_start_ts,
+                    window_end_ts=r.window_end_ts, created_ts=ev.created_ts, text=r.text, evidence=evidence)
+
+
+def event_to_dict(event: pb.Event) -> dict:
+    """A pb.Event as a JSON-ready dict (field names as in the proto)."""
+    return json_format.MessageToDict(event, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
+                                   unquote_int64_if_possible=True)
+
+
+def enrollment_to_pb(status: dict) -> pb.EnrollmentStatus:
+    return pb.EnrollmentStatus(
+        stream_id=str(status.get("stream_id", "")), state=str(status.get("state", "none")),
+        collected=int(status.get("collected", 0)), target_windows=int(status.get("target_windows", 0) or 0),
+        target_seconds=float(status.get("target_seconds", 0.0) or 0.0),
+        threshold=float(status.get("threshold", 0.0) or 0.0),
+        message=str(status.get("message", "") or status.get("last_error", "")))
+
+
+def stream_status_to_pb(status: dict, updated_ts: float = 0.0) -> pb.StreamStatus:
+    """A DetectorSet stream status dict (see DetectorSet.stream_status) -> pb.StreamStatus."""
+    anomaly = status.get("anomaly") or {}
+    emotion = status.get("emotion") or {}
+    enrollment = dict(anomaly.get("enrollment") or {"state": "none", "message": "no anomaly task seen"})
+    enrollment.setdefault("stream_id", status.get("stream_id", ""))
+    return pb.StreamStatus(
+        stream_id=str(status.get("stream_id", "")), last_window_ts=float(status.get("last_window_ts", 0.0) or 0.0),
+        windows=int(status.get("windows", 0)), model_name=str(status.get("model_name", "")),
+        model_version=str(status.get("model_version", "")), enrollment=enrollment_to_pb(enrollment),
+        anomaly_episode=str(anomaly.get("active_episode", "") or ""),
+        emotion_episode=str(emotion.get("active_episode", "") or ""),
+        model_only=bool(anomaly.get("model_only", True)), updated_ts=updated_ts, details=to_struct(status))
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _plain(value):
+    """Make a value Struct-safe: finite floats, lists for tuples/sets, str for anything else."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return str(value)

@@ -1,0 +1,302 @@
+"""The durable event log: SQLite in WAL mode, one real file shared by writers and readers.
+
+Why a shared file and not a Publish RPC between ``worker`` and ``serve``: the worker's events are
+durable the moment the detector emits them, whether or not ``serve`` is up (a Publish RPC would need
+its own retry buffer on the worker side, i.e. a second log); SQLite's WAL gives one writer and any
+number of readers across processes on the same host with snapshot reads; and there is no extra
+network surface or credential to protect. ``serve`` notices new rows by polling ``PRAGMA
+data_version`` (a cheap counter that changes when another connection commits). The limit: worker
+and serve must share a local filesystem (never NFS), which is the deployment the project targets.
+The same file also carries each stream's status (written by the worker) and enrollment requests
+(written by serve, applied by the worker): see :mod:`edge_coat.events.control`.
+
+Ids are ``INTEGER PRIMARY KEY AUTOINCREMENT``: never reused, even after retention deletes the
+newest rows, so a cursor always means the same event. Retention deletes a *prefix* of ids and
+records the last deleted id, so a cursor older than retention is detected exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_coat.events.config import RetentionConfig
+from edge_coat.messages import EventRecord
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ts REAL NOT NULL,
+    stream_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    episode_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    score REAL NOT NULL,
+    window_start_ts REAL NOT NULL,
+    window_end_ts REAL NOT NULL,
+    text TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('pruned_through', 0), ('bytes', 0), ('pruned_count', 0);
+CREATE TRIGGER IF NOT EXISTS events_bytes_add AFTER INSERT ON events
+    BEGIN UPDATE meta SET value = value + NEW.size WHERE key = 'bytes'; END;
+CREATE TRIGGER IF NOT EXISTS events_bytes_del AFTER DELETE ON events
+    BEGIN UPDATE meta SET value = value - OLD.size WHERE key = 'bytes'; END;
+CREATE TABLE IF NOT EXISTS stream_status (
+    stream_id TEXT PRIMARY KEY, updated_ts REAL NOT NULL, status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ts REAL NOT NULL, stream_id TEXT NOT NULL,
+    action TEXT NOT NULL, params TEXT NOT NULL, done_ts REAL, result TEXT
+);
+"""
+
+_COLUMNS = ("id, created_ts, stream_id, kind, phase, episode_id, label, score, window_start_ts, window_end_ts, "
+            "text, evidence")
+_PHASES = ("start", "update", "end")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An EventRecord as stored: ``id`` is its cursor, ``created_ts`` when the log stored it."""
+
+    id: int
+    created_ts: float
+    record: EventRecord
+
+
+class CursorError(ValueError):
+    """A resume cursor the log cannot serve."""
+
+
+class CursorExpired(CursorError):
+    """The events right after the cursor were dropped by retention."""
+
+    def __init__(self, cursor: int, pruned_through: int, oldest: int) -> None:
+        self.cursor, self.pruned_through, self.oldest = cursor, pruned_through, oldest
+        super().__init__(
+            f"cursor {cursor} is older than retention: events {cursor + 1}..{pruned_through} "
+            f"({pruned_through - cursor} events) were dropped; the oldest retained event is "
+            f"{oldest or 'none'}. Resume with from_cursor={pruned_through} to accept the loss."
+        )
+
+
+class CursorAhead(CursorError):
+    """The cursor is past the newest event: it belongs to another log."""
+
+    def __init__(self, cursor: int, head: int) -> None:
+        self.cursor, self.head = cursor, head
+        super().__init__(f"cursor {cursor} is ahead of the newest event {head}: is this the same event log?")
+
+
+def record_size(record: EventRecord, evidence_json: str) -> int:
+    return len(evidence_json) + len(record.text) + len(record.stream_id) + len(record.episode_id) + 64
+
+
+class EventLog:
+    """Append-only event log over one SQLite file. Thread-safe; several processes may open it."""
+
+    def __init__(self, path: str | Path, retention: RetentionConfig | None = None, synchronous: str = "NORMAL"):
+        self.path = Path(path)
+        self.retention = retention or RetentionConfig()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ writing
+    def append(self, record: EventRecord) -> StoredEvent:
+        return self.append_many([record])[0]
+
+    def append_many(self, records: list[EventRecord]) -> list[StoredEvent]:
+        """Store records in one transaction; return them with their ids (cursors)."""
+        rows = []
+        for r in records:
+            _check_record(r)
+            evidence = json.dumps(r.evidence, separators=(",", ":"), allow_nan=False)
+            rows.append((r, evidence))
+        now = time.time()
+        out = []
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for r, evidence in rows:
+                    cur.execute(
+                        "INSERT INTO events (created_ts, stream_id, kind, phase, episode_id, label, score, "
+                        "window_start_ts, window_end_ts, text, evidence, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (now, r.stream_id, r.kind, r.phase, r.episode_id, r.label, float(r.score),
+                         float(r.window_start_ts), float(r.window_end_ts), r.text, evidence,
+                         record_size(r, evidence)),
+                    )
+                    out.append(StoredEvent(cur.lastrowid, now, r))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return out
+
+    # ------------------------------------------------------------------ reading
+    def read_after(self, cursor: int, limit: int = 1000) -> list[StoredEvent]:
+        """Events with id > cursor, oldest first, at most ``limit``.
+
+        Raises CursorExpired when retention dropped events right after ``cursor`` (``cursor=0``
+        means "from the oldest retained" and never expires) and CursorAhead past the newest id.
+        """
+        if cursor < 0:
+            raise CursorError(f"cursor must be >= 0; got {cursor}")
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN")  # one snapshot for the check and the read
+            try:
+                pruned = self._meta(cur, "pruned_through")
+                head = self._head(cur)
+                if cursor > head:
+                    raise CursorAhead(cursor, head)
+                if 0 < cursor < pruned:
+                    oldest = cur.execute("SELECT min(id) FROM events").fetchone()[0] or 0
+                    raise CursorExpired(cursor, pruned, oldest)
+                rows = cur.execute(f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                                   (cursor, limit)).fetchall()
+            finally:
+                cur.execute("COMMIT")
+        return [_row_to_event(row) for row in rows]
+
+    def head(self) -> int:
+        """The newest id ever assigned (0 when nothing was ever stored)."""
+        with self._lock:
+            return self._head(self._db.cursor())
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (cheap change detection across processes)."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def stats(self) -> dict:
+        with self._lock:
+            cur = self._db.cursor()
+            oldest, count = cur.execute("SELECT min(id), count(*) FROM events").fetchone()
+            return {"head": self._head(cur), "oldest": oldest or 0, "events": count,
+                    "bytes": self._meta(cur, "bytes"), "pruned_through": self._meta(cur, "pruned_through"),
+                    "pruned_count": self._meta(cur, "pruned_count")}
+
+    # ------------------------------------------------------------------ retention
+    def prune(self, now: float | None = None) -> int:
+        """Enforce retention (age, count, bytes) by deleting a prefix of ids; return how many were dropped."""
+        now = time.time() if now is None else now
+        ret = self.retention
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cut = self._meta(cur, "pruned_through")
+                young = cur.execute("SELECT min(id) FROM events WHERE created_ts >= ?",
+                                    (now - ret.max_age_s,)).fetchone()[0]
+                head = self._head(cur)
+                cut = max(cut, (young - 1) if young is not None else head)
+                cut = max(cut, head - ret.max_events)
+                excess = self._meta(cur, "bytes") - ret.max_bytes
+                if excess > 0:
+                    acc = 0
+                    for ident, size in cur.execute("SELECT id, size FROM events WHERE id > ? ORDER BY id", (cut,)):
+                        acc += size
+                        if acc >= excess:
+                            cut = max(cut, ident)
+                            break
+                dropped = cur.execute("DELETE FROM events WHERE id <= ?", (cut,)).rowcount
+                cur.execute("UPDATE meta SET value = ? WHERE key = 'pruned_through'", (cut,))
+                cur.execute("UPDATE meta SET value = value + ? WHERE key = 'pruned_count'", (dropped,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        if dropped:
+            logger.info("retention dropped %d events (through id %d)", dropped, cut)
+        return dropped
+
+    # ------------------------------------------------------------------ stream status and commands
+    def put_stream_status(self, stream_id: str, status: dict) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO stream_status VALUES (?, ?, ?)",
+                             (stream_id, time.time(), json.dumps(status, default=_jsonable)))
+
+    def stream_statuses(self) -> list[tuple[str, float, dict]]:
+        with self._lock:
+            rows = self._db.execute("SELECT stream_id, updated_ts, status FROM stream_status ORDER BY stream_id")
+            return [(s, ts, json.loads(st)) for s, ts, st in rows.fetchall()]
+
+    def add_command(self, stream_id: str, action: str, params: dict) -> int:
+        with self._lock:
+            cur = self._db.execute("INSERT INTO commands (created_ts, stream_id, action, params) VALUES (?,?,?,?)",
+                                   (time.time(), stream_id, action, json.dumps(params)))
+            return cur.lastrowid
+
+    def pending_commands(self) -> list[tuple[int, str, str, dict]]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, stream_id, action, params FROM commands WHERE done_ts IS NULL "
+                                    "ORDER BY id").fetchall()
+        return [(i, s, a, json.loads(p)) for i, s, a, p in rows]
+
+    def finish_command(self, command_id: int, result: dict) -> None:
+        with self._lock:
+            self._db.execute("UPDATE commands SET done_ts = ?, result = ? WHERE id = ?",
+                             (time.time(), json.dumps(result, default=_jsonable), command_id))
+
+    def command_result(self, command_id: int) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT result FROM commands WHERE id = ?", (command_id,)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _meta(cur, key: str) -> int:
+        return cur.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    @staticmethod
+    def _head(cur) -> int:
+        row = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return row[0] if row else 0
+
+
+def _check_record(r: EventRecord) -> None:
+    if not isinstance(r, EventRecord):
+        raise ValueError(f"the event log stores EventRecord; got {type(r).__name__}")
+    if r.phase not in _PHASES:
+        raise ValueError(f"event phase must be one of {_PHASES}; got {r.phase!r}")
+    if not r.stream_id or not r.kind:
+        raise ValueError(f"event needs a stream_id and a kind; got {r.stream_id!r}, {r.kind!r}")
+    if not 0.0 <= float(r.score) <= 1.0:
+        raise ValueError(f"event score must be in [0, 1]; got {r.score}")
+
+
+def _row_to_event(row) -> StoredEvent:
+    (ident, created, stream, kind, phase, episode, label, score, ws, we, text, evidence) = row
+    record = EventRecord(stream_id=stream, kind=kind, phase=phase, episode_id=episode, label=label, score=score,
+                         window_start_ts=ws, window_end_ts=we, text=text, evidence=json.loads(evidence))
+    return StoredEvent(ident, created, record)
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)

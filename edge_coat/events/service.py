@@ -1,0 +1,265 @@
+"""The gRPC event service: a thin servicer over the event hub, plus health and reflection.
+
+``EventServer`` runs a ``grpc.aio`` server on its own event-loop thread (so the worker, tests and the
+``serve`` command all drive it the same way)::
+
+    server = EventServer(config, control=detector_set_or_LogStreamControl)
+    port = server.start()        # bound port (config.listen may use port 0)
+    ...
+    server.stop(grace=2.0)       # health -> NOT_SERVING, subscribers told to resume elsewhere
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Future
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import edge_coat
+from edge_coat.events.auth import AuthError, Principal, TokenAuth
+from edge_coat.events.config import EventsConfig
+from edge_coat.events.control import StreamControl
+from edge_coat.events.convert import enrollment_to_pb, event_to_pb, stream_status_to_pb
+from edge_coat.events.hub import EventHub
+from edge_coat.events.log import CursorAhead, CursorExpired, EventLog
+from edge_coat.v1 import events_pb2 as pb
+from edge_coat.v1 import events_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventService"].full_name
+
+
+class EventServicer(pb_grpc.EventServiceServicer):
+    """Authenticates, applies scope, and reads from the hub/log. No state of its own."""
+
+    def __init__(self, hub: EventHub, auth: TokenAuth, control: StreamControl | None, config: EventsConfig):
+        self.hub, self.auth, self.control, self.config = hub, auth, control, config
+        self.started = time.time()
+
+    async def _principal(self, context) -> Principal:
+        try:
+            return self.auth.authenticate(context.invocation_metadata())
+        except AuthError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
+    # ------------------------------------------------------------------ Subscribe
+    async def Subscribe(self, request, context):
+        who = await self._principal(context)
+        denied = [s for s in request.stream_ids if not who.allows(s)]
+        if denied:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"client {who.name!r} may not see stream(s) {', '.join(sorted(denied))}")
+        if request.min_score < 0 or request.min_score > 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"min_score must be in [0, 1]; got {request.min_score}")
+        wanted_streams, kinds, min_score = set(request.stream_ids), set(request.kinds), request.min_score
+        allowed: dict[str, bool] = {}
+
+        def match(e) -> bool:
+            ok = allowed.get(e.stream_id)
+            if ok is None:
+                ok = allowed[e.stream_id] = who.allows(e.stream_id) and (
+                    not wanted_streams or e.stream_id in wanted_streams)
+            return ok and (not kinds or e.kind in kinds) and e.score >= min_score
+
+        hub, cfg = self.hub, self.config
+        cursor = request.from_cursor if request.HasField("from_cursor") else hub.head
+        live = False
+        last_sent = time.monotonic()
+        hub.subscribers += 1
+        logger.info("subscriber %s from cursor %d (streams=%s kinds=%s min_score=%.2f)", who.name, cursor,
+                    sorted(wanted_streams) or "*", sorted(kinds) or "*", min_score)
+        try:
+            while not hub.closing:
+                changed = hub.changed()
+                if cursor < hub.head:
+                    batch = hub.after(cursor, cfg.max_batch)
+                    if batch is None:
+                        if live:
+                            await context.abort(
+                                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"subscriber fell more than {cfg.queue_events} events behind; resume with "
+                                f"from_cursor={cursor}")
+                        batch = await self._replay(cursor, context)
+                    else:
+                        live = True
+                    if batch:
+                        cursor = batch[-1].id
+                        events = [e for e in batch if match(e)]
+                        if events:
+                            yield pb.SubscribeResponse(events=events, cursor=cursor, head=hub.head,
+                                                       server_time=time.time())
+                            last_sent = time.monotonic()
+                        continue
+                wait = cfg.heartbeat_s - (time.monotonic() - last_sent)
+                try:
+                    if wait <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(wait):
+                        await changed.wait()
+                except TimeoutError:
+                    yield pb.SubscribeResponse(cursor=cursor, head=hub.head,
+                                               heartbeat=True, server_time=time.time())
+                    last_sent = time.monotonic()
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"event service shutting down; resume with from_cursor={cursor}")
+        finally:
+            hub.subscribers -= 1
+
+    async def _replay(self, cursor: int, context) -> list:
+        try:
+            stored = await asyncio.to_thread(self.hub.log.read_after, cursor, self.config.replay_page)
+        except CursorExpired as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except CursorAhead as exc:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        return [event_to_pb(ev) for ev in stored]
+
+    # ------------------------------------------------------------------ status
+    async def ListStreams(self, request, context):
+        who = await self._principal(context)
+        return pb.ListStreamsResponse(streams=await self._streams(who))
+
+    async def GetStatus(self, request, context):
+        who = await self._principal(context)
+        stats = await asyncio.to_thread(self.hub.log.stats)
+        return pb.ServiceStatus(version=edge_coat.__version__,
+                                head=stats["head"], oldest=stats["oldest"], events_stored=stats["events"],
+                                subscribers=self.hub.subscribers, uptime_s=time.time() - self.started,
+                                streams=await self._streams(who))
+
+    async def _streams(self, who: Principal) -> list:
+        if self.control is None:
+            return []
+        statuses = await asyncio.to_thread(self.control.list_streams)
+        return [stream_status_to_pb(s, float(s.get("updated_ts", 0.0) or 0.0))
+                for s in statuses if who.allows(s.get("stream_id", ""))]
+
+    # ------------------------------------------------------------------ enrollment
+    async def StartEnrollment(self, request, context):
+        await self._may_control(request.stream_id, context)
+        return await self._call(context, "start_enrollment", request.stream_id,
+                                windows=request.windows or None, seconds=request.seconds or None)
+
+    async def StopEnrollment(self, request, context):
+        await self._may_control(request.stream_id, context)
+        return await self._call(context, "stop_enrollment", request.stream_id, commit=not request.discard)
+
+    async def GetEnrollment(self, request, context):
+        who = await self._principal(context)
+        if not who.allows(request.stream_id):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"client {who.name!r} may not see stream {request.stream_id!r}")
+        return await self._call(context, "get_enrollment", request.stream_id)
+
+    async def _may_control(self, stream_id: str, context) -> None:
+        who = await self._principal(context)
+        if not (who.control and who.allows(stream_id)):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"client {who.name!r} may not control enrollment of stream {stream_id!r}")
+
+    async def _call(self, context, method: str, stream_id: str, **kwargs):
+        if self.control is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server has no worker control attached")
+        try:
+            status = await asyncio.to_thread(getattr(self.control, method), stream_id, **kwargs)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return enrollment_to_pb(status)
+
+
+def server_credentials(config: EventsConfig) -> grpc.ServerCredentials | None:
+    """TLS (or mTLS when client_ca_file is set) credentials from PEM files; None in insecure mode."""
+    tls = config.tls
+    if tls is None:
+        return None
+    key, cert = tls.key_file.read_bytes(), tls.cert_file.read_bytes()
+    client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
+
+
+class EventServer:
+    """The event service on a background event loop. Thread-safe start/stop/notify."""
+
+    def __init__(self, config: EventsConfig, control: StreamControl | None = None, log: EventLog | None = None):
+        self.config = config
+        self.control = control
+        self.log = log or EventLog(config.db_path, config.retention, config.synchronous)
+        self.auth = TokenAuth.from_file(config.tokens_file)
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server = None
+        self._hub: EventHub | None = None
+        self._health = None
+        self._follower = None
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Bind and serve; return the bound port. Raises what binding raised."""
+        self.config.warn_if_insecure()
+        ready: Future = Future()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="events-grpc", daemon=True)
+        self._thread.start()
+        self.port = ready.result(timeout)
+        return self.port
+
+    def _run_loop(self, ready: Future) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start(ready))
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            return
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _start(self, ready: Future) -> None:
+        self._hub = EventHub(self.log, self.config)
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        pb_grpc.add_EventServiceServicer_to_server(
+            EventServicer(self._hub, self.auth, self.control, self.config), server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        creds = server_credentials(self.config)
+        port = (server.add_secure_port(self.config.listen, creds) if creds
+                else server.add_insecure_port(self.config.listen))
+        if port == 0:
+            raise OSError(f"could not bind the event service to {self.config.listen}")
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self._follower = asyncio.create_task(self._hub.run())
+        logger.info("event service listening on port %d (log %s)", port, self.log.path)
+        ready.set_result(port)
+
+    def notify(self) -> None:
+        """Tell the follower new events were appended in this process (lower latency than polling)."""
+        if self._hub is not None:
+            self._hub.notify_threadsafe()
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Graceful shutdown: NOT_SERVING broadcast, subscribers closed with a resume hint, then stop."""
+        if self._loop is None or self._server is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._stop(grace), self._loop).result(grace + 30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._server = None
+
+    async def _stop(self, grace: float) -> None:
+        await self._health.enter_graceful_shutdown()
+        self._hub.close()
+        await self._server.stop(grace)
+        self._follower.cancel()
