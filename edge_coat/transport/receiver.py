@@ -64,7 +64,7 @@ class Receiver:
         self._ctx = context or zmq.Context()
         self._own_ctx = context is None
         self._max_frames = int(cfg.max_chunk_s * SAMPLE_RATE)
-        self._queue: collections.deque[wire.WireAudio] = collections.deque()
+        self._queue: collections.deque[wire.WireAudio | pb.StreamResume] = collections.deque()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._acks: dict[str, tuple[int, int]] = {}
@@ -90,8 +90,9 @@ class Receiver:
         self._thread: threading.Thread | None = None
 
     # ---- consumer side ------------------------------------------------------------------------
-    def drain(self, timeout: float) -> list[wire.WireAudio]:
-        """All queued chunks, in arrival order; waits up to `timeout` s when there are none."""
+    def drain(self, timeout: float) -> list[wire.WireAudio | pb.StreamResume]:
+        """All queued chunks (and clients' stream resume points), in arrival order; waits up to
+        `timeout` s when there are none."""
         if not self._queue:
             self._ready.wait(timeout)
         self._ready.clear()
@@ -102,7 +103,10 @@ class Receiver:
         return out
 
     def ack(self, stream_id: str, sender_epoch: int, seq: int) -> None:
-        """Tell the client owning `stream_id` that chunks up to `seq` are no longer needed."""
+        """Tell the client owning `stream_id` that chunks up to `seq` are no longer needed
+        (seq < 0: nothing yet, ignored)."""
+        if seq < 0:
+            return
         with self._ack_lock:
             self._acks[stream_id] = (sender_epoch, seq)
             self._acks_dirty.add(stream_id)
@@ -178,6 +182,10 @@ class Receiver:
             if peer is None:
                 log.info("client %s connected (epoch %d)", decoded.hello.client_id, decoded.hello.sender_epoch)
             self.peers[identity] = _Peer(decoded.hello.client_id, decoded.hello.sender_epoch, now)
+            for r in decoded.hello.streams:
+                if wire.STREAM_ID.match(r.stream_id):
+                    # in the same queue as the audio, so the windowing loop sees it before the replay
+                    self._queue.append(r)
             self._send(identity, self._welcome)
             self.messages["hello"] += 1
         elif kind == "heartbeat":
@@ -245,7 +253,11 @@ class Receiver:
                             msg = sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._handle(msg, now)
+                        try:
+                            self._handle(msg, now)
+                        except Exception:  # noqa: BLE001 - a bug on one message must not stop the socket thread
+                            self.messages["internal_error"] += 1
+                            log.exception("failed on a message of %d frames", len(msg))
                     if self._queue:
                         self._ready.set()
                 if self._monitor in events:

@@ -47,6 +47,7 @@ _FORMATS = {"s16le": wire.S16, "f32le": wire.F32}
 @dataclass
 class _Entry:
     seq: int
+    start: int
     num_samples: int
     frames: list[bytes]
     dropped: bool = False
@@ -62,6 +63,7 @@ class _StreamState:
         self.buffer: collections.deque[_Entry] = collections.deque()
         self.buffered_samples = 0
         self.acked_seq = -1
+        self.acked_end = 0  # timeline position where the acknowledged audio ends
         self.sent = 0
         self.dropped_samples = 0
         self.source_gap_samples = 0
@@ -133,7 +135,7 @@ class Sender:
                 old_st, old = self._inbox.popleft()
                 old_st.dropped_samples += old.num_samples
                 self.counters["inbox_dropped_chunks"] += 1
-            self._inbox.append((st, _Entry(seq, len(samples), frames)))
+            self._inbox.append((st, _Entry(seq, start, len(samples), frames)))
         self._wake()
         return seq
 
@@ -220,8 +222,12 @@ class Sender:
                 self._pending.extend((st, e) for e in st.buffer)
         self.counters["replays"] += 1
 
-    def _take_inbox(self) -> None:
-        while self._inbox:
+    def _take_inbox(self, limit: int = 256) -> None:
+        """Move up to `limit` submitted chunks into the replay buffers and the send queue (a
+        bounded step, so sending interleaves with taking during a burst)."""
+        for _ in range(limit):
+            if not self._inbox:
+                return
             st, entry = self._inbox.popleft()
             with self._lock:
                 st.buffer.append(entry)
@@ -281,15 +287,26 @@ class Sender:
                         continue
                     st.acked_seq = a.sequence
                     while st.buffer and st.buffer[0].seq <= a.sequence:
-                        st.buffered_samples -= st.buffer.popleft().num_samples
+                        done = st.buffer.popleft()
+                        st.buffered_samples -= done.num_samples
+                        st.acked_end = done.start + done.num_samples
         return kind, False
+
+    def _hello(self) -> list[bytes]:
+        """Hello with each stream's resume point (first unacknowledged chunk)."""
+        with self._lock:
+            resumes = [
+                pb.StreamResume(stream_id=st.stream_id, sender_epoch=self.epoch,
+                                next_sequence=st.acked_seq + 1, next_sample=st.acked_end)
+                for st in self._streams.values()
+            ]
+        return wire.encode_control(hello=pb.Hello(client_id=self.client_id, sender_epoch=self.epoch, streams=resumes))
 
     def _run(self) -> None:
         link = self.cfg.link
         backoff = link.backoff_initial_s
         next_try = 0.0
         live = False
-        hello = wire.encode_control(hello=pb.Hello(client_id=self.client_id, sender_epoch=self.epoch))
         poller = zmq.Poller()
         try:
             while not self._stop.is_set():
@@ -308,7 +325,7 @@ class Sender:
                     last_tx = 0.0
                 if not live and now - last_tx >= link.heartbeat_s:
                     try:
-                        self._sock.send_multipart(hello, flags=zmq.NOBLOCK)
+                        self._sock.send_multipart(self._hello(), flags=zmq.NOBLOCK)
                         last_tx = now
                     except zmq.Again:
                         pass
@@ -323,7 +340,12 @@ class Sender:
                         except zmq.Again:
                             pass
                         last_tx = now
-                timeout_ms = 1 if (live and self._pending and not self._pending[0][1].dropped) else link.heartbeat_s * 250
+                if self._inbox:
+                    timeout_ms = 0
+                elif live and self._pending and not self._pending[0][1].dropped:
+                    timeout_ms = 1  # the socket pushed back: retry soon
+                else:
+                    timeout_ms = link.heartbeat_s * 250
                 events = dict(poller.poll(timeout_ms))
                 if self._wake_r in events:
                     os.read(self._wake_r, 65536)
@@ -341,7 +363,7 @@ class Sender:
                             backoff = link.backoff_initial_s
                             self._replay_all()
                         elif live and new_worker:
-                            self._sock.send_multipart(hello)  # register with the new worker first
+                            self._sock.send_multipart(self._hello())  # register with the new worker first
                             self._replay_all()
                 if time.monotonic() - last_rx > link.heartbeat_s * link.liveness:
                     self._drop_socket(f"no reply for {link.heartbeat_s * link.liveness:.1f} s")

@@ -22,9 +22,10 @@ S16 = pb.SAMPLE_FORMAT_S16LE
 F32 = pb.SAMPLE_FORMAT_F32LE
 _BYTES_PER_SAMPLE = {S16: 2, F32: 4}
 _DTYPES = {S16: np.dtype("<i2"), F32: np.dtype("<f4")}
-_STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-#: Largest header frame accepted (a real one is < 200 bytes).
-MAX_HEADER_BYTES = 4096
+STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+#: Largest first frame accepted (an audio header is < 200 bytes; a Hello lists every stream of
+#: its client at ~50 bytes each).
+MAX_HEADER_BYTES = 1 << 20
 
 
 class WireError(ValueError):
@@ -54,7 +55,7 @@ class WireAudio:
 
 
 def check_stream_id(stream_id: str) -> str:
-    if not isinstance(stream_id, str) or not _STREAM_ID.match(stream_id):
+    if not isinstance(stream_id, str) or not STREAM_ID.match(stream_id):
         raise ValueError(f"stream id must be 1-128 chars of [A-Za-z0-9._:-], got {stream_id!r}")
     return stream_id
 
@@ -134,7 +135,7 @@ def decode(frames: list[bytes], max_frames: int) -> WireAudio | pb.Frame:
     if len(frames) != 2:
         raise WireError("malformed", "audio needs a header and a payload frame")
     h = frame.audio
-    if not _STREAM_ID.match(h.stream_id):
+    if not STREAM_ID.match(h.stream_id):
         raise WireError("malformed", f"bad stream id {h.stream_id[:40]!r}")
     if h.sample_rate != SAMPLE_RATE or h.channels != 1:
         raise WireError("bad_format", f"expected {SAMPLE_RATE} Hz mono, got {h.sample_rate} Hz x {h.channels}")

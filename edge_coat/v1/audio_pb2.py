@@ -24,27 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64ge_coat/v1/audio.proto\x12\x0c\x65\x64ge_coat.v1\"\x99\x02\n\x0b\x41udioHeader\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x14\n\x0cstart_sample\x18\x04 \x01(\x04\x12\x12\n\ncapture_ts\x18\x05 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x06 \x01(\r\x12\x10\n\x08\x63hannels\x18\x07 \x01(\r\x12\x31\n\rsample_format\x18\x08 \x01(\x0e\x32\x1a.edge_coat.v1.SampleFormat\x12\x12\n\nnum_frames\x18\t \x01(\r\x12\x0b\n\x03gap\x18\n \x01(\x08\x12\x13\n\x0bgap_samples\x18\x0b \x01(\x04\x12\x15\n\rend_of_stream\x18\x0c \x01(\x08\"0\n\x05Hello\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\"\x1f\n\x07Welcome\x12\x14\n\x0cworker_epoch\x18\x01 \x01(\x04\"\x17\n\tHeartbeat\x12\n\n\x02ts\x18\x01 \x01(\x01\"F\n\tStreamAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"E\n\x03\x41\x63k\x12\x14\n\x0cworker_epoch\x18\x01 \x01(\x04\x12(\n\x07streams\x18\x02 \x03(\x0b\x32\x17.edge_coat.v1.StreamAck\"\xf5\x01\n\x05\x46rame\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12*\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x19.edge_coat.v1.AudioHeaderH\x00\x12$\n\x05hello\x18\x03 \x01(\x0b\x32\x13.edge_coat.v1.HelloH\x00\x12(\n\x07welcome\x18\x04 \x01(\x0b\x32\x15.edge_coat.v1.WelcomeH\x00\x12,\n\theartbeat\x18\x05 \x01(\x0b\x32\x17.edge_coat.v1.HeartbeatH\x00\x12 \n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x11.edge_coat.v1.AckH\x00\x42\x06\n\x04\x62ody*_\n\x0cSampleFormat\x12\x1d\n\x19SAMPLE_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13SAMPLE_FORMAT_S16LE\x10\x01\x12\x17\n\x13SAMPLE_FORMAT_F32LE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64ge_coat/v1/audio.proto\x12\x0c\x65\x64ge_coat.v1\"\x99\x02\n\x0b\x41udioHeader\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x14\n\x0cstart_sample\x18\x04 \x01(\x04\x12\x12\n\ncapture_ts\x18\x05 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x06 \x01(\r\x12\x10\n\x08\x63hannels\x18\x07 \x01(\r\x12\x31\n\rsample_format\x18\x08 \x01(\x0e\x32\x1a.edge_coat.v1.SampleFormat\x12\x12\n\nnum_frames\x18\t \x01(\r\x12\x0b\n\x03gap\x18\n \x01(\x08\x12\x13\n\x0bgap_samples\x18\x0b \x01(\x04\x12\x15\n\rend_of_stream\x18\x0c \x01(\x08\"c\n\x0cStreamResume\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\x12\x15\n\rnext_sequence\x18\x03 \x01(\x04\x12\x13\n\x0bnext_sample\x18\x04 \x01(\x04\"]\n\x05Hello\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\x12+\n\x07streams\x18\x03 \x03(\x0b\x32\x1a.edge_coat.v1.StreamResume\"\x1f\n\x07Welcome\x12\x14\n\x0cworker_epoch\x18\x01 \x01(\x04\"\x17\n\tHeartbeat\x12\n\n\x02ts\x18\x01 \x01(\x01\"F\n\tStreamAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0csender_epoch\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"E\n\x03\x41\x63k\x12\x14\n\x0cworker_epoch\x18\x01 \x01(\x04\x12(\n\x07streams\x18\x02 \x03(\x0b\x32\x17.edge_coat.v1.StreamAck\"\xf5\x01\n\x05\x46rame\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12*\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x19.edge_coat.v1.AudioHeaderH\x00\x12$\n\x05hello\x18\x03 \x01(\x0b\x32\x13.edge_coat.v1.HelloH\x00\x12(\n\x07welcome\x18\x04 \x01(\x0b\x32\x15.edge_coat.v1.WelcomeH\x00\x12,\n\theartbeat\x18\x05 \x01(\x0b\x32\x17.edge_coat.v1.HeartbeatH\x00\x12 \n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x11.edge_coat.v1.AckH\x00\x42\x06\n\x04\x62ody*_\n\x0cSampleFormat\x12\x1d\n\x19SAMPLE_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13SAMPLE_FORMAT_S16LE\x10\x01\x12\x17\n\x13SAMPLE_FORMAT_F32LE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edge_coat.v1.audio_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SAMPLEFORMAT']._serialized_start=825
-  _globals['_SAMPLEFORMAT']._serialized_end=920
+  _globals['_SAMPLEFORMAT']._serialized_start=971
+  _globals['_SAMPLEFORMAT']._serialized_end=1066
   _globals['_AUDIOHEADER']._serialized_start=43
   _globals['_AUDIOHEADER']._serialized_end=324
-  _globals['_HELLO']._serialized_start=326
-  _globals['_HELLO']._serialized_end=374
-  _globals['_WELCOME']._serialized_start=376
-  _globals['_WELCOME']._serialized_end=407
-  _globals['_HEARTBEAT']._serialized_start=409
-  _globals['_HEARTBEAT']._serialized_end=432
-  _globals['_STREAMACK']._serialized_start=434
-  _globals['_STREAMACK']._serialized_end=504
-  _globals['_ACK']._serialized_start=506
-  _globals['_ACK']._serialized_end=575
-  _globals['_FRAME']._serialized_start=578
-  _globals['_FRAME']._serialized_end=823
+  _globals['_STREAMRESUME']._serialized_start=326
+  _globals['_STREAMRESUME']._serialized_end=425
+  _globals['_HELLO']._serialized_start=427
+  _globals['_HELLO']._serialized_end=520
+  _globals['_WELCOME']._serialized_start=522
+  _globals['_WELCOME']._serialized_end=553
+  _globals['_HEARTBEAT']._serialized_start=555
+  _globals['_HEARTBEAT']._serialized_end=578
+  _globals['_STREAMACK']._serialized_start=580
+  _globals['_STREAMACK']._serialized_end=650
+  _globals['_ACK']._serialized_start=652
+  _globals['_ACK']._serialized_end=721
+  _globals['_FRAME']._serialized_start=724
+  _globals['_FRAME']._serialized_end=969
 # @@protoc_insertion_point(module_scope)

@@ -44,13 +44,27 @@ class AudioHeader(_message.Message):
     end_of_stream: bool
     def __init__(self, stream_id: _Optional[str] = ..., sender_epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., start_sample: _Optional[int] = ..., capture_ts: _Optional[float] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., sample_format: _Optional[_Union[SampleFormat, str]] = ..., num_frames: _Optional[int] = ..., gap: _Optional[bool] = ..., gap_samples: _Optional[int] = ..., end_of_stream: _Optional[bool] = ...) -> None: ...
 
+class StreamResume(_message.Message):
+    __slots__ = ("stream_id", "sender_epoch", "next_sequence", "next_sample")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    sender_epoch: int
+    next_sequence: int
+    next_sample: int
+    def __init__(self, stream_id: _Optional[str] = ..., sender_epoch: _Optional[int] = ..., next_sequence: _Optional[int] = ..., next_sample: _Optional[int] = ...) -> None: ...
+
 class Hello(_message.Message):
-    __slots__ = ("client_id", "sender_epoch")
+    __slots__ = ("client_id", "sender_epoch", "streams")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     sender_epoch: int
-    def __init__(self, client_id: _Optional[str] = ..., sender_epoch: _Optional[int] = ...) -> None: ...
+    streams: _containers.RepeatedCompositeFieldContainer[StreamResume]
+    def __init__(self, client_id: _Optional[str] = ..., sender_epoch: _Optional[int] = ..., streams: _Optional[_Iterable[_Union[StreamResume, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_epoch",)

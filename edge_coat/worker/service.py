@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
 from edge_coat.transport.receiver import Receiver
+from edge_coat.v1 import audio_pb2 as pb
 from edge_coat.worker.config import WorkerConfig
 from edge_coat.worker.gate import Gate, SpeechFn
 from edge_coat.worker.stage import ModelStage
@@ -140,6 +141,7 @@ class Worker:
             streams[sid] = {
                 "audio_s_in": c["samples_in"] / SAMPLE_RATE,
                 "gap_s": c["gap_samples"] / SAMPLE_RATE,
+                "recent_gaps": [(start, n / SAMPLE_RATE) for start, n in st.recent_gaps] if st else [],
                 "windows_processed": c["windows"],
                 "windows_skipped": c["windows_skipped"],
                 "windows_in_gap": c["windows_in_gap"],
@@ -179,6 +181,12 @@ class Worker:
             ready: list[Window] = []
             now = time.monotonic()
             for a in chunks:
+                if isinstance(a, pb.StreamResume):
+                    st = self._state(a.stream_id)
+                    if st.resume(a.sender_epoch, a.next_sequence, a.next_sample):
+                        st.last_seen = now
+                        log.info("stream %s resumes at chunk %d", a.stream_id, a.next_sequence)
+                    continue
                 st = self._state(a.stream_id)
                 c = self._counts[a.stream_id]
                 try:

@@ -48,7 +48,7 @@ class Ring:
         self.pos0: int | None = None  # timeline position of buf[lo]
         self.next_win = 0
         self.gaps: collections.deque[tuple[int, int]] = collections.deque()  # [start, end) zero-filled
-        self.anchors: collections.deque[tuple[int, float]] = collections.deque()  # (pos, capture ts)
+        self.anchors: collections.deque[tuple[int, int, float]] = collections.deque()  # (pos, end, capture ts)
         self.skipped_in_gap = 0  # windows that would lie entirely inside a gap
 
     @property
@@ -74,12 +74,16 @@ class Ring:
             self._append(np.zeros(n, np.float32))
 
     def _ts(self, pos: int) -> float:
+        """Capture time of timeline position `pos`: from the chunk holding it or, inside a gap,
+        from the chunk right after the gap."""
         best = self.anchors[0]
         for a in self.anchors:
             if a[0] > pos:
+                if pos >= best[1]:  # pos lies in a gap: the later chunk's clock is the right one
+                    best = a
                 break
             best = a
-        return best[1] + (pos - best[0]) / SAMPLE_RATE
+        return best[2] + (pos - best[0]) / SAMPLE_RATE
 
     def _emit(self, out: list[RawWindow]) -> None:
         while self.next_win + self.L <= self.end:
@@ -99,9 +103,15 @@ class Ring:
         while len(self.anchors) > 1 and self.anchors[1][0] <= self.pos0:
             self.anchors.popleft()
 
+    def start_at(self, pos: int) -> None:
+        """Begin the (empty) ring at timeline `pos`, so audio arriving later than that is a gap."""
+        self.pos0 = pos
+        self.next_win = -(-pos // self.hop) * self.hop
+
     def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow]:
         """Add (n,) float32 samples starting at timeline `pos` (>= the current end) captured at `ts`."""
         out: list[RawWindow] = []
+        self.anchors.append((pos, pos + len(samples), ts))
         if self.pos0 is None:
             self.pos0 = pos
             self.next_win = -(-pos // self.hop) * self.hop  # first grid point at or after pos
@@ -128,7 +138,6 @@ class Ring:
                 self.lo = self.hi = 0
                 self.pos0 = start
                 self._zeros(pos - start)
-        self.anchors.append((pos, ts))
         self._append(samples)
         self._emit(out)
         self._trim()
@@ -154,10 +163,21 @@ class StreamState:
         self.end_ts = 0.0
         self.ended = False
         self.gap_samples = 0  # total missing, over the stream's life
+        self.recent_gaps: collections.deque[tuple[int, int]] = collections.deque(maxlen=16)  # (start, length)
         self.samples_in = 0
         self.pending: collections.deque[tuple[int, int]] = collections.deque()  # (seq, end pos) not yet acked
         self.acked = -1
         self.last_seen = 0.0
+
+    def resume(self, sender_epoch: int, next_seq: int, next_sample: int) -> bool:
+        """Start a stream this worker has no state for where its client says the acknowledged
+        audio ended (after a worker restart); False (ignored) when the stream is already known."""
+        if self.epoch is not None:
+            return False
+        self.epoch, self.next_seq, self.next_sample = sender_epoch, next_seq, next_sample
+        self.acked = next_seq - 1
+        self.ring.start_at(next_sample)
+        return True
 
     def accept(self, a: WireAudio) -> tuple[str, list[RawWindow]]:
         n = len(a.samples)
@@ -168,6 +188,7 @@ class StreamState:
                 est_gap = max(0, round((a.capture_ts - self.end_ts) * SAMPLE_RATE))
                 self.offset = self.ring.end + est_gap - a.start_sample
                 self.gap_samples += est_gap
+                self.recent_gaps.append((self.ring.end, est_gap))
                 log.warning("stream %s: sender restarted; about %.2f s missing", self.stream_id, est_gap / SAMPLE_RATE)
                 self.pending.clear()
             self.epoch, self.ended = a.sender_epoch, False
@@ -187,6 +208,7 @@ class StreamState:
                 return "inconsistent", []
             if jump > 0:
                 self.gap_samples += jump
+                self.recent_gaps.append((self.next_sample + self.offset, jump))
                 log.info("stream %s: %.3f s missing before chunk %d", self.stream_id, jump / SAMPLE_RATE, a.seq)
         windows = self.ring.push(a.start_sample + self.offset, a.samples, a.capture_ts)
         self.next_seq, self.next_sample = a.seq + 1, a.start_sample + n
