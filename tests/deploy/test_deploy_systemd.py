@@ -136,7 +136,7 @@ def test_execstart_runs_the_matching_subcommand(command, name):
 
     exec_start = last(merged_unit(name), "Service", "ExecStart")
     argv = exec_start.split()
-    assert argv == [EXEC, command, "-c", SITE]
+    assert argv == [EXEC, command, "--config", SITE]
     assert command in cli.COMMANDS
     if cli._load(command) is None:
         pytest.skip(f"`edge-coat {command}` is not built yet; its arguments cannot be checked")
