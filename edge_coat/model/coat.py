@@ -1,0 +1,343 @@
+"""``CoatModel``: a base LALM plus the CoAT thinking block, expert heads and think markers.
+
+Named parts: ``base`` (the unmodified transformers model, reached through ``adapter``), ``thinking``
+(ThinkingBlock), ``heads`` (ExpertHeads), ``think_open`` / ``think_close`` (learned embeddings, so
+no vocabulary resize is needed), ``frontend`` (log-mel features).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_coat.messages import SAMPLE_RATE
+from edge_coat.model import quant
+from edge_coat.model.adapters import FamilyAdapter, build_adapter, load_adapter
+from edge_coat.model.audio import MelFrontend, validate_waves
+from edge_coat.model.config import CoatConfig
+from edge_coat.model.decoding import greedy_generate, prefill, score_candidates
+from edge_coat.model.heads import ExpertHeads, slot_pool
+from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions
+from edge_coat.model.thinking import ThinkingBlock
+
+log = logging.getLogger(__name__)
+
+COAT_WEIGHTS = "coat.safetensors"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Label scores for a batch of windows.
+
+    logprobs: (B, C) float32, summed token log-likelihood of each candidate after the prefix.
+    probs: (B, C) float32, softmax(logprobs / temperature) over the candidates.
+    thinking: (B, K, D) float32, hidden states at the thinking positions at the supervised layer (with
+        thinking off: the audio positions' states at that layer averaged into K stretches).
+    labels: the candidates, in column order.
+    """
+
+    logprobs: np.ndarray
+    probs: np.ndarray
+    thinking: np.ndarray
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProbeStates:
+    """Hidden states for probes, all layers (index 0 = input embeddings).
+
+    thinking: (layers+1, B, K, D) float32 or None when thinking is off; audio: (layers+1, B, T, D)
+    float32; audio_mask: (B, T) bool, True at real audio frames.
+    """
+
+    thinking: np.ndarray | None
+    audio: np.ndarray
+    audio_mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class CoatBatch:
+    """A training batch. waves: B mono 16 kHz float32 arrays; prompts/answers: B strings.
+
+    expert_targets: name -> (B, dim) for pooled experts or (B, F, dim) time-resolved;
+    expert_masks: name -> (B,) bool (window has a reading) or (B, F) bool (valid frames).
+    """
+
+    waves: list[np.ndarray]
+    prompts: list[str]
+    answers: list[str]
+    expert_targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    expert_masks: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class CoatModel(nn.Module):
+    def __init__(self, adapter: FamilyAdapter, coat_config: CoatConfig, tokenizer, quantization: str = "fp32"):
+        super().__init__()
+        if adapter.family != coat_config.family:
+            raise ValueError(f"CoAT config is for {coat_config.family!r} but the base model is {adapter.family!r}")
+        self.adapter = adapter
+        self.base = adapter.model
+        self.config = coat_config
+        self.tokenizer = tokenizer
+        self.quantization = quantization
+        d = adapter.hidden_size
+        self.thinking = ThinkingBlock(
+            audio_dim=adapter.audio_dim,
+            out_dim=d,
+            num_queries=coat_config.num_thinking,
+            dim=coat_config.thinking_dim,
+            layers=coat_config.thinking_layers,
+            heads=coat_config.thinking_heads,
+        )
+        scale = float(adapter.model.get_input_embeddings().weight.detach().float().std())
+        self.think_open = nn.Parameter(torch.randn(d) * scale)  # (D,)
+        self.think_close = nn.Parameter(torch.randn(d) * scale)  # (D,)
+        self.heads = ExpertHeads(coat_config.experts, d)
+        self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames)
+        layer = coat_config.supervised_layer
+        self.supervised_layer = adapter.num_layers if layer == -1 else layer
+        if not 0 <= self.supervised_layer <= adapter.num_layers:
+            raise ValueError(
+                f"supervised_layer {layer} is out of range for a base model with {adapter.num_layers} layers "
+                f"(expected 0..{adapter.num_layers} or -1)"
+            )
+        self.coat_modules_to(adapter.device)
+
+    def coat_modules_to(self, device) -> None:
+        for m in (self.thinking, self.heads):
+            m.to(device)
+        self.think_open.data = self.think_open.data.to(device)
+        self.think_close.data = self.think_close.data.to(device)
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, family: str, base_config, coat_config: CoatConfig, tokenizer,
+                    quantization: str = "fp32") -> "CoatModel":
+        """A randomly initialised base model from a transformers config (tests, tiny models)."""
+        quant.check_mode(quantization)
+        if quantization == "nf4":
+            raise ValueError("quantization 'nf4' loads from a checkpoint directory: use CoatModel.from_pretrained")
+        if len(tokenizer) > int(base_config.get_text_config().vocab_size):
+            raise ValueError(
+                f"tokenizer has {len(tokenizer)} tokens but the base vocabulary is "
+                f"{base_config.get_text_config().vocab_size}: enlarge vocab_size"
+            )
+        model = cls(build_adapter(family, base_config), coat_config, tokenizer)
+        model.eval()
+        if quantization == "int8":
+            model._quantize_int8()
+        return model
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, quantization: str = "fp32",
+                        coat_dir: str | Path | None = None, device: str | None = None) -> "CoatModel":
+        """Load base weights + tokenizer from ``directory`` and the CoAT part from ``coat_dir``
+        (default: the same directory). Local files only; the network is never used."""
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        quant.check_mode(quantization)
+        directory = Path(directory)
+        coat_dir = Path(coat_dir) if coat_dir is not None else directory
+        coat_config = CoatConfig.load(coat_dir)
+        qconf = quant.nf4_config() if quantization == "nf4" else None
+        adapter = load_adapter(coat_config.family, directory, quantization_config=qconf)
+        tok_dir = directory if (directory / "tokenizer_config.json").is_file() else coat_dir
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+        model = cls(adapter, coat_config, tokenizer, quantization="fp32")
+        weights = coat_dir / COAT_WEIGHTS
+        if weights.is_file():
+            state = load_file(str(weights), device=str(adapter.device))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("base.")]
+            if missing or unexpected:
+                raise ValueError(f"{weights}: missing CoAT weights {missing}, unexpected {unexpected}")
+        else:
+            log.warning("no %s in %s: the thinking block and heads are randomly initialised", COAT_WEIGHTS, coat_dir)
+        if device is not None and quantization != "nf4":
+            model.to(device)
+        model.eval()
+        if quantization == "int8":
+            model._quantize_int8()
+        model.quantization = quantization
+        return model
+
+    def _quantize_int8(self) -> None:
+        if self.adapter.device.type != "cpu":
+            raise ValueError(f"int8 dynamic quantization runs on CPU; the model is on {self.adapter.device}")
+        quant.quantize_int8(self.adapter.llm)
+        self.base.lm_head = quant.quantize_int8(nn.Sequential(self.base.lm_head))[0]
+        self.quantization = "int8"
+
+    def coat_state_dict(self) -> dict[str, torch.Tensor]:
+        """The CoAT weights only (thinking block, heads, think markers)."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("base.")}
+
+    def save_pretrained(self, directory: str | Path, base: bool = True) -> Path:
+        """Write base weights + tokenizer (``base=True``) and coat.safetensors + coat_config.json."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if base:
+            if self.quantization != "fp32":
+                raise ValueError(f"cannot save a {self.quantization} base model; save the fp32 model or base=False")
+            self.base.save_pretrained(str(directory))
+            self.tokenizer.save_pretrained(str(directory))
+        save_file(self.coat_state_dict(), str(directory / COAT_WEIGHTS))
+        self.config.save(directory)
+        return directory
+
+    # -- building blocks -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.device
+
+    @property
+    def max_seconds(self) -> float:
+        return self.frontend.max_seconds
+
+    def encode(self, waves, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms -> (audio embeds (B, T, D), audio_mask (B, T) bool). Validates the input first."""
+        waves = validate_waves(waves, sample_rate=sample_rate, max_seconds=self.max_seconds)
+        mel, mel_mask = self.frontend(waves)  # (B, n_mels, F), (B, F)
+        return self.adapter.encode_audio(mel, mel_mask)
+
+    def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) audio embeds + (B, T) mask -> (B, K, D) thinking vectors in the LLM dtype."""
+        p = self.thinking.queries
+        return self.thinking(audio.to(p.dtype), audio_mask).to(audio.dtype)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    def prefix_ids(self) -> list[int]:
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        return bos + self._ids(self.config.prefix)
+
+    def answer_ids(self, answer: str) -> list[int]:
+        ids = self._ids(self.config.answer_prefix + answer)
+        if not ids:
+            raise ValueError(f"answer {answer!r} tokenizes to nothing")
+        if self.config.append_eos and self.tokenizer.eos_token_id is not None:
+            ids = ids + [self.tokenizer.eos_token_id]
+        return ids
+
+    def build(self, waves, prompts: list[str], answers: list[str] | None = None,
+              padding_side: str = "left", sample_rate: int = SAMPLE_RATE,
+              use_thinking: bool | None = None) -> tuple[Assembled, torch.Tensor, torch.Tensor]:
+        """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T))."""
+        audio, audio_mask = self.encode(waves, sample_rate)
+        if len(prompts) != audio.shape[0]:
+            raise ValueError(f"expected {audio.shape[0]} prompts (one per window), got {len(prompts)}")
+        use = self.config.use_thinking if use_thinking is None else use_thinking
+        thinking = self.think(audio, audio_mask) if use else None
+        asm = assemble(
+            self.adapter.embed_tokens,
+            self.prefix_ids(),
+            audio,
+            audio_mask,
+            [self._ids(p) for p in prompts],
+            thinking=thinking,
+            think_open=self.think_open if use else None,
+            think_close=self.think_close if use else None,
+            answer_ids=[self.answer_ids(a) for a in answers] if answers is not None else None,
+            padding_side=padding_side,
+        )
+        return asm, audio, audio_mask
+
+    def _latents(self, asm: Assembled, hidden: tuple) -> torch.Tensor:
+        """(B, K, D) supervised-layer states at the thinking positions (audio stretches without thinking)."""
+        h = hidden[self.supervised_layer]  # (B, L, D)
+        if asm.think_index is not None:
+            return gather_positions(h, asm.think_index)
+        audio_h = gather_positions(h, asm.audio_index)  # (B, T, D)
+        pooled, _ = slot_pool(audio_h, asm.audio_mask, self.config.num_thinking)
+        return pooled
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score_labels(self, waves, prompt: str, candidates: list[str], sample_rate: int = SAMPLE_RATE,
+                     use_thinking: bool | None = None) -> ScoreResult:
+        """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch."""
+        if len(candidates) < 2:
+            raise ValueError(f"expected at least 2 candidates, got {candidates!r}")
+        waves = list(waves) if not isinstance(waves, np.ndarray) else waves
+        asm, _, _ = self.build(waves, [prompt] * len(waves), sample_rate=sample_rate, use_thinking=use_thinking)
+        pre = prefill(self.adapter, asm, output_hidden_states=True)
+        latents = self._latents(asm, pre.hidden_states)
+        lp, _ = score_candidates(self.adapter, asm, [self.answer_ids(c) for c in candidates], pre)
+        probs = torch.softmax(lp / self.config.temperature, -1)
+        return ScoreResult(
+            logprobs=lp.float().cpu().numpy(),
+            probs=probs.float().cpu().numpy(),
+            thinking=latents.float().cpu().numpy(),
+            labels=tuple(candidates),
+        )
+
+    def score_task(self, waves, task: str, **kwargs) -> ScoreResult:
+        """``score_labels`` with the prompt and labels of a configured task."""
+        if task not in self.config.tasks:
+            raise ValueError(f"unknown task {task!r}; this model knows {sorted(self.config.tasks)}")
+        spec = self.config.tasks[task]
+        return self.score_labels(waves, spec.prompt, list(spec.labels), **kwargs)
+
+    @torch.inference_mode()
+    def generate(self, waves, prompt: str, max_new_tokens: int = 16, sample_rate: int = SAMPLE_RATE,
+                 stop_at_eos: bool = True, use_thinking: bool | None = None) -> list[str]:
+        """Greedy text after the prompt, at most ``max_new_tokens`` tokens per window."""
+        asm, _, _ = self.build(waves, [prompt] * len(waves), sample_rate=sample_rate, use_thinking=use_thinking)
+        ids = greedy_generate(self.adapter, asm, max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
+                              stop_at_eos=stop_at_eos, pad_token_id=self.tokenizer.pad_token_id or 0)
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+
+    @torch.inference_mode()
+    def probe_states(self, waves, prompt: str, sample_rate: int = SAMPLE_RATE,
+                     use_thinking: bool | None = None) -> ProbeStates:
+        """Hidden states of every layer at the thinking and audio positions (for linear probes)."""
+        asm, _, _ = self.build(waves, [prompt] * len(waves), sample_rate=sample_rate, use_thinking=use_thinking)
+        out = self.adapter.decode(asm.embeds, asm.attention_mask, asm.positions, output_hidden_states=True)
+        hs = out.hidden_states
+        think = (
+            np.stack([gather_positions(h, asm.think_index).float().cpu().numpy() for h in hs])
+            if asm.think_index is not None else None
+        )
+        audio = np.stack([gather_positions(h, asm.audio_index).float().cpu().numpy() for h in hs])
+        return ProbeStates(thinking=think, audio=audio, audio_mask=asm.audio_mask.cpu().numpy())
+
+    # -- training --------------------------------------------------------------------------------
+    def training_losses(self, batch: CoatBatch, use_thinking: bool | None = None) -> dict[str, torch.Tensor]:
+        """Teacher-forced answer cross-entropy + weighted expert losses.
+
+        Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum, "total": ...}``.
+        Expert losses need the thinking positions; with thinking off only the answer loss is returned.
+        """
+        if not (len(batch.waves) == len(batch.prompts) == len(batch.answers)):
+            raise ValueError(
+                f"batch sizes differ: {len(batch.waves)} waves, {len(batch.prompts)} prompts, "
+                f"{len(batch.answers)} answers"
+            )
+        if self.quantization != "fp32":
+            raise ValueError(f"training needs the fp32 model, this one is {self.quantization}")
+        asm, _, _ = self.build(batch.waves, batch.prompts, answers=batch.answers, use_thinking=use_thinking)
+        out = self.adapter.decode(asm.embeds, asm.attention_mask, asm.positions, output_hidden_states=True)
+        logits = self.adapter.lm_head(out.last_hidden_state[:, :-1])  # (B, L-1, V) predicts tokens 1..L-1
+        answer = F.cross_entropy(logits.float().flatten(0, 1), asm.labels[:, 1:].flatten(), ignore_index=IGNORE)
+        losses = {"answer": answer}
+        total = self.config.answer_weight * answer
+        if asm.think_index is not None and batch.expert_targets:
+            latents = gather_positions(out.hidden_states[self.supervised_layer], asm.think_index)  # (B, K, D)
+            per = self.heads.losses(latents.float(), batch.expert_targets, batch.expert_masks)
+            weighted = sum(self.heads.specs[n].weight * v for n, v in per.items())
+            for name, value in per.items():
+                losses[f"expert/{name}"] = value
+            losses["experts"] = weighted
+            total = total + weighted
+        losses["total"] = total
+        return losses

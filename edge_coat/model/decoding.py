@@ -1,0 +1,122 @@
+"""Prefill, cached greedy decoding and label scoring over a shared prefix.
+
+Hand-written rather than ``model.generate``: the three families need the same explicit positions
+(left padding, Qwen2.5-Omni's mrope built from them) and our prefix contains embeddings that have
+no token ids, which ``generate`` would use to rebuild Omni's rope indices. The loop is short: one
+decoder call with the whole prefix, then one call per further token on the KV cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from edge_coat.model.adapters import FamilyAdapter
+from edge_coat.model.sequence import Assembled
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """logits_last: (B, V) next-token logits after the prefix; hidden_states: tuple of (B, L, D) per layer
+    (index 0 = embeddings) or None; cache: the decoder's KV cache over the prefix."""
+
+    logits_last: torch.Tensor
+    hidden_states: tuple | None
+    cache: object
+
+
+def _require_left(asm: Assembled) -> None:
+    if not bool(asm.attention_mask[:, -1].all()):
+        raise ValueError("decoding needs a left-padded prefix (every row's last position must be real)")
+
+
+def prefill(adapter: FamilyAdapter, asm: Assembled, output_hidden_states: bool = False) -> Prefill:
+    """One decoder call over the whole left-padded prefix."""
+    _require_left(asm)
+    out = adapter.decode(
+        asm.embeds, asm.attention_mask, asm.positions, use_cache=True, output_hidden_states=output_hidden_states
+    )
+    logits = adapter.lm_head(out.last_hidden_state[:, -1])  # (B, V)
+    return Prefill(logits_last=logits.float(), hidden_states=out.hidden_states, cache=out.cache)
+
+
+def score_candidates(
+    adapter: FamilyAdapter, asm: Assembled, candidates: list[list[int]], pre: Prefill | None = None
+) -> tuple[torch.Tensor, Prefill]:
+    """Summed log-probability of each candidate token sequence after each row's prefix.
+
+    One prefill (unless ``pre`` is given), then ONE batched decoder call over B*C candidate rows that
+    reuses the prefix KV cache expanded C times. Returns (logprobs (B, C), the prefill).
+    """
+    if not candidates or any(len(c) == 0 for c in candidates):
+        raise ValueError(f"expected non-empty candidate token lists, got lengths {[len(c) for c in candidates]}")
+    pre = pre or prefill(adapter, asm)
+    b, c = asm.embeds.shape[0], len(candidates)
+    device = asm.embeds.device
+    n = max(len(x) for x in candidates)
+    ids = torch.zeros(c, n, dtype=torch.long, device=device)  # (C, N), right-padded with id 0
+    valid = torch.zeros(c, n, dtype=torch.bool, device=device)  # (C, N)
+    for j, x in enumerate(candidates):
+        ids[j, : len(x)] = torch.tensor(x, device=device)
+        valid[j, : len(x)] = True
+    first = F.log_softmax(pre.logits_last, -1)[:, ids[:, 0]]  # (B, C)
+    if n == 1:
+        return first, pre
+    cache = pre.cache
+    cache.batch_repeat_interleave(c)  # prefix cache (B, ...) -> (B*C, ...), row b*C+j = (window b, cand j)
+    tok = ids[:, :-1].repeat(b, 1)  # (B*C, N-1) inputs: candidate tokens except the last
+    embeds = adapter.embed_tokens(tok)  # (B*C, N-1, D)
+    attn = torch.cat(
+        [asm.attention_mask.repeat_interleave(c, 0), valid[:, :-1].long().repeat(b, 1)], 1
+    )  # (B*C, L+N-1)
+    start = asm.lengths.repeat_interleave(c)  # (B*C,) first candidate position = real prefix length
+    pos = start[:, None] + torch.arange(n - 1, device=device)[None]  # (B*C, N-1)
+    out = adapter.decode(embeds, attn, pos, cache=cache, use_cache=True)
+    logp = F.log_softmax(adapter.lm_head(out.last_hidden_state).float(), -1)  # (B*C, N-1, V)
+    target = ids[:, 1:].repeat(b, 1)  # (B*C, N-1)
+    tok_lp = torch.gather(logp, 2, target[..., None])[..., 0]  # (B*C, N-1)
+    rest = (tok_lp * valid[:, 1:].repeat(b, 1)).sum(-1).view(b, c)  # (B, C)
+    return first + rest, pre
+
+
+def greedy_generate(
+    adapter: FamilyAdapter,
+    asm: Assembled,
+    max_new_tokens: int,
+    eos_token_id: int | None = None,
+    stop_at_eos: bool = True,
+    pad_token_id: int = 0,
+) -> list[list[int]]:
+    """Greedy decoding: one prefill, then one single-position call per further token.
+
+    Returns the new token ids per row, cut after the first EOS (EOS excluded).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    pre = prefill(adapter, asm)
+    cache, attn = pre.cache, asm.attention_mask
+    b = attn.shape[0]
+    nxt = pre.logits_last.argmax(-1)  # (B,)
+    out = [nxt]
+    done = torch.zeros(b, dtype=torch.bool, device=nxt.device)
+    for step in range(1, max_new_tokens):
+        if eos_token_id is not None:
+            done |= nxt == eos_token_id
+            if stop_at_eos and bool(done.all()):
+                break
+        inp = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
+        attn = torch.cat([attn, torch.ones(b, 1, dtype=attn.dtype, device=attn.device)], 1)  # (B, L+step)
+        pos = (asm.lengths + step - 1)[:, None]  # (B, 1)
+        o = adapter.decode(adapter.embed_tokens(inp[:, None]), attn, pos, cache=cache, use_cache=True)
+        cache = o.cache
+        nxt = adapter.lm_head(o.last_hidden_state[:, -1]).argmax(-1)  # (B,)
+        out.append(nxt)
+    ids = torch.stack(out, 1).tolist()  # (B, n)
+    result = []
+    for row in ids:
+        if eos_token_id is not None and eos_token_id in row:
+            row = row[: row.index(eos_token_id)]
+        result.append(row)
+    return result
