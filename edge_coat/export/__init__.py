@@ -1,0 +1,1 @@
+"""Export and bundles (placeholder docstring; filled in below)."""
