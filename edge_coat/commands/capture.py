@@ -1,0 +1,73 @@
+"""``edge-coat capture``: stream sources to a worker."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+HELP = "stream audio sources (mic, RTSP, files, generated) to a worker over ZeroMQ"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", action="append", required=True, metavar="URI",
+                        help="rtsp://..., mic:[DEVICE], gen:sine?freq=440, or a file; repeat for several")
+    parser.add_argument("--stream-id", action="append", required=True, metavar="ID",
+                        help="stream name, one per --source, in the same order")
+    parser.add_argument("--connect", required=True, metavar="ENDPOINT", help="worker endpoint, tcp://host:port")
+    parser.add_argument("--chunk-ms", type=int, default=100, help="audio per message (default 100)")
+    parser.add_argument("--realtime", action="store_true", help="files: pace at real time")
+    parser.add_argument("--loop", action="store_true", help="files: loop forever")
+    parser.add_argument("--buffer-s", type=float, default=30.0, help="replay buffer per stream, seconds")
+    parser.add_argument("--format", choices=["s16le", "f32le"], default="s16le", help="PCM format on the wire")
+    parser.add_argument("--secret-key", type=Path, help="this client's *.key_secret (enables CurveZMQ)")
+    parser.add_argument("--server-key", type=Path, help="the worker's public *.key (with --secret-key)")
+    parser.add_argument("--status-every", type=float, default=10.0, help="log status every N s (0: never)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from pydantic import ValidationError
+
+    from edge_coat.capture.config import CaptureConfig
+    from edge_coat.capture.runner import CaptureThread
+    from edge_coat.capture.sources import open_source
+    from edge_coat.transport.sender import Sender
+
+    log = logging.getLogger("capture")
+    if len(args.source) != len(args.stream_id):
+        print(f"expected one --stream-id per --source, got {len(args.stream_id)} for {len(args.source)}")
+        return 2
+    curve = None
+    if args.secret_key or args.server_key:
+        curve = {"secret_key_file": args.secret_key, "server_public_key_file": args.server_key}
+    try:
+        cfg = CaptureConfig(
+            sources=[{"uri": u, "stream_id": s, "chunk_ms": args.chunk_ms, "realtime": args.realtime,
+                      "loop": args.loop} for u, s in zip(args.source, args.stream_id)],
+            sender={"endpoint": args.connect, "buffer_s": args.buffer_s, "sample_format": args.format,
+                    "curve": curve},
+        )
+        sources = [(sc, open_source(sc.uri, sc.chunk_ms, sc.realtime, sc.loop)) for sc in cfg.sources]
+    except (ValidationError, ValueError) as exc:
+        print(f"edge-coat capture: {exc}")
+        return 2
+    sender = Sender(cfg.sender).start()
+    threads = [CaptureThread(sc.stream_id, src, sender).start() for sc, src in sources]
+    try:
+        last = time.monotonic()
+        while not all(t.ended.is_set() for t in threads):
+            time.sleep(0.2)
+            if args.status_every and time.monotonic() - last >= args.status_every:
+                last = time.monotonic()
+                log.info("status: %s link: %s", {t.stream_id: t.status() for t in threads},
+                         {k: v for k, v in sender.stats().items() if k != "streams"})
+        sender.wait_acked(10.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for t in threads:
+            t.stop()
+        sender.close()
+    return 1 if any(t.errors for t in threads) else 0

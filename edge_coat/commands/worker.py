@@ -1,0 +1,78 @@
+"""``edge-coat worker``: receive streams, window and gate them, run a model stage on batches.
+
+Only the stand-in ``noop`` stage exists here; the model stage plugs in through
+`edge_coat.worker.stage.ModelStage`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HELP = "window, gate and analyse incoming streams with the model; emit events"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bind", default="tcp://0.0.0.0:5555", help="endpoint to bind (default tcp://0.0.0.0:5555)")
+    parser.add_argument("--stage", choices=["noop"], default="noop", help="model stage (noop: windowing only)")
+    parser.add_argument("--window-s", type=float, default=2.0, help="window length, seconds")
+    parser.add_argument("--hop-s", type=float, default=1.0, help="hop between windows, seconds")
+    parser.add_argument("--task", action="append", default=None, help="task name (repeatable; default anomaly)")
+    parser.add_argument("--min-rms-dbfs", type=float, default=-70.0, help="skip windows quieter than this")
+    parser.add_argument("--max-batch", type=int, default=16, help="windows per model call")
+    parser.add_argument("--max-wait-s", type=float, default=0.05, help="longest wait for a fuller batch")
+    parser.add_argument("--secret-key", type=Path, help="the worker's *.key_secret (enables CurveZMQ)")
+    parser.add_argument("--allowed-clients", type=Path, help="folder of allowed client public *.key files")
+    parser.add_argument("--print-windows", action="store_true", help="print one JSON line per window result")
+    parser.add_argument("--stats-every", type=float, default=10.0, help="print stats every N s (0: never)")
+    parser.add_argument("--duration-s", type=float, default=0.0, help="stop after N s (0: run until Ctrl-C)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from edge_coat.worker.config import WorkerConfig
+    from edge_coat.worker.service import Worker
+    from edge_coat.worker.stage import NoopStage
+
+    curve = None
+    if args.secret_key or args.allowed_clients:
+        curve = {"secret_key_file": args.secret_key, "allowed_clients_dir": args.allowed_clients}
+    tasks = {t: {"min_rms_dbfs": args.min_rms_dbfs} for t in (args.task or ["anomaly"])}
+    try:
+        cfg = WorkerConfig(
+            receiver={"bind": args.bind, "curve": curve},
+            default_stream={"window_s": args.window_s, "hop_s": args.hop_s, "tasks": tasks},
+            batch={"max_batch": args.max_batch, "max_wait_s": args.max_wait_s},
+        )
+    except ValidationError as exc:
+        print(f"edge-coat worker: {exc}")
+        return 2
+
+    def show(result) -> None:
+        w = result.window
+        print(json.dumps({"stream": w.stream_id, "index": w.index, "start_ts": round(w.start_ts, 3),
+                          "rms_dbfs": round(w.rms_dbfs, 1), "gap_s": w.gap_seconds, "tasks": list(w.tasks)}),
+              flush=True)
+
+    try:
+        worker = Worker(cfg, NoopStage(), on_result=show if args.print_windows else None)
+    except ValueError as exc:
+        print(f"edge-coat worker: {exc}")
+        return 2
+    worker.start()
+    print(f"worker listening on {worker.endpoint}", flush=True)
+    t0 = last = time.monotonic()
+    try:
+        while not args.duration_s or time.monotonic() - t0 < args.duration_s:
+            time.sleep(0.2)
+            if args.stats_every and time.monotonic() - last >= args.stats_every:
+                last = time.monotonic()
+                print(json.dumps({"stats": worker.stats()}), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.close()
+    return 0
