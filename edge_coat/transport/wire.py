@@ -63,7 +63,10 @@ def check_stream_id(stream_id: str) -> str:
 def to_pcm(samples: np.ndarray, sample_format: int) -> bytes:
     """(N,) float32 in [-1, 1] -> little-endian PCM bytes of `sample_format`."""
     if sample_format == S16:
-        return (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).round().astype("<i2").tobytes()
+        y = samples * np.float32(32768.0)  # one scratch array, then in place (this runs per chunk)
+        np.rint(y, out=y)
+        np.clip(y, -32768.0, 32767.0, out=y)
+        return y.astype("<i2").tobytes()
     if sample_format == F32:
         return np.asarray(samples, dtype="<f4").tobytes()
     raise ValueError(f"sample_format must be S16LE or F32LE, got {sample_format}")
