@@ -1,0 +1,102 @@
+"""``edge-coat eval``: evaluate a model on a labelled dataset folder (command-line contract)."""
+
+from __future__ import annotations
+
+import logging
+
+HELP = "evaluate a model on a labelled dataset folder (accuracy/UA/macro F1, or anomaly AUC/pAUC)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="model directory (CoatModel.save_pretrained)")
+    parser.add_argument("--task", required=True, choices=("emotion", "anomaly", "events"), help="task to evaluate")
+    parser.add_argument("--data", required=True, help="dataset folder: labels.csv (file,label[,...]) + audio")
+    parser.add_argument("--label-map", help="JSON object (inline or a file) from dataset labels to model labels; "
+                        "null drops a label; predictions are restricted to the mapped labels")
+    parser.add_argument("--json", dest="json_out", help="write the results as JSON here")
+    parser.add_argument("--no-thinking", action="store_true", help="ablation: the same weights without the thinking block")
+    parser.add_argument("--enroll", type=int, help="anomaly: normal clips (per machine) used for enrollment, "
+                        "first in file order (default: half)")
+    parser.add_argument("--holdout-speakers", help="evaluate only these speakers (comma list or file), e.g. 14,15,16")
+    parser.add_argument("--holdout-sources", help="evaluate only these source recordings (UrbanSound8K fsIDs; list or file)")
+    parser.add_argument("--loudness-norm", type=float, metavar="DBFS",
+                        help="normalise every clip to this RMS level first (e.g. -26), so loudness alone cannot decide")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
+    parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"), help="how to load the model")
+    parser.add_argument("--device", default=None, help="torch device (default: the model's load device, CPU)")
+    parser.add_argument("--predictions", help="also write per-clip predictions (csv) here")
+
+
+def run(args) -> int:
+    import csv
+    import sys
+    from pathlib import Path
+
+    from edge_coat.data.folder import DatasetError, DatasetFolder
+    from edge_coat.train.data import group_of, parse_list
+    from edge_coat.train.evaluate import evaluate_anomaly, evaluate_classification
+    from edge_coat.train.labelmap import apply_label_map, parse_label_map
+    from edge_coat.train.report import eval_document, format_confusion, format_table, write_json
+
+    try:
+        mapping = parse_label_map(args.label_map)
+        folder = DatasetFolder(args.data)
+    except (ValueError, DatasetError) as exc:
+        print(f"edge-coat eval: {exc}", file=sys.stderr)
+        return 2
+    from edge_coat.model.coat import CoatModel
+
+    model = CoatModel.from_pretrained(args.model, quantization=args.quantization, device=args.device)
+    if args.task not in model.config.tasks:
+        print(f"edge-coat eval: model {args.model} has no task {args.task!r} (it has {sorted(model.config.tasks)})",
+              file=sys.stderr)
+        return 2
+    clips = folder.clips
+    wanted = {f"speaker:{s}" for s in parse_list(args.holdout_speakers)}
+    wanted |= {f"source:{s}" for s in parse_list(args.holdout_sources)}
+    if wanted:
+        clips = [c for c in clips if group_of(c) in wanted]
+        if not clips:
+            print(f"edge-coat eval: no clip of {args.data} belongs to {sorted(wanted)}", file=sys.stderr)
+            return 2
+    try:
+        clips, candidates = apply_label_map(clips, mapping, model.config.tasks[args.task].labels)
+        common = dict(use_thinking=not args.no_thinking, batch_size=args.batch_size,
+                      loudness_dbfs=args.loudness_norm, progress=sys.stderr.isatty(), model_name=str(args.model))
+        if args.task == "anomaly":
+            result = evaluate_anomaly(model, clips, enroll=args.enroll, **common)
+        else:
+            result = evaluate_classification(model, args.task, clips, candidates, **common)
+    except ValueError as exc:
+        print(f"edge-coat eval: {exc}", file=sys.stderr)
+        return 2
+
+    mode = " (no thinking)" if args.no_thinking else ""
+    print(f"{args.task} on {args.data}: {result.n} clips, model {args.model}{mode}")
+    m = result.metrics
+    if args.task == "anomaly":
+        print(format_table(["class", "n", "mean score", "share > 0.5"],
+                           [[k, v["n"], v["mean_score"], v["above_0.5"]] for k, v in result.per_class.items()]))
+        faults = result.per_class["abnormal"].get("by_fault", {})
+        if faults:
+            print(format_table(["fault", "n", "AUC", "pAUC"], [[f, v["n"], v["auc"], v["pauc"]] for f, v in faults.items()]))
+        print(format_table(["score", "AUC", f"pAUC (FPR<={m['max_fpr']:g})"],
+                           [["fused", m["auc"], m["pauc"]], ["distance only", m["auc_distance"], m["pauc_distance"]],
+                            ["model only", m["auc_model"], m["pauc_model"]]]))
+    else:
+        print(format_table(["class", "precision", "recall", "F1", "support"],
+                           [[k, v["precision"], v["recall"], v["f1"], v["support"]] for k, v in result.per_class.items()]))
+        print(format_confusion(m["labels"], m["confusion"]))
+        print(format_table(["accuracy", "UA", "macro F1"], [[m["accuracy"], m["ua"], m["macro_f1"]]]))
+    if args.json_out:
+        write_json(args.json_out, eval_document(result.task, result.model, result.n, result.metrics, result.per_class))
+        print(f"wrote {args.json_out}")
+    if args.predictions:
+        Path(args.predictions).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.predictions, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "prediction", "score"])
+            w.writerows(result.predictions)
+    return 0

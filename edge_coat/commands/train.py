@@ -1,0 +1,96 @@
+"""``edge-coat train``: train CoAT on dataset folders (answer loss + weighted expert distillation)."""
+
+from __future__ import annotations
+
+HELP = "train CoAT (thinking block, expert heads, LLM or LoRA) on dataset folders; checkpoints and --resume"
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("data and split")
+    g.add_argument("--data", action="append", required=True, metavar="FOLDER:TASK",
+                   help="a dataset folder and its task (emotion, anomaly, events); repeat for several")
+    g.add_argument("--holdout-speakers", help="speakers never trained on (the reported split): comma list or file")
+    g.add_argument("--holdout-sources", help="source recordings never trained on (UrbanSound8K fsIDs): list or file")
+    g.add_argument("--val-speakers", help="speakers kept out of training to calibrate the temperature")
+    g.add_argument("--val-fraction", type=float, default=0.0,
+                   help="share of the remaining groups per folder kept to calibrate the temperature (default 0: T=1)")
+    m = parser.add_argument_group("model")
+    src = m.add_mutually_exclusive_group(required=True)
+    src.add_argument("--init", dest="init_family", choices=("qwen2_audio", "qwen2_5_omni", "audioflamingo3"),
+                     help="build a new model of this family (tokenizer from the tasks' vocabulary)")
+    src.add_argument("--model", dest="init_model", help="continue training this model directory")
+    m.add_argument("--size", dest="init_size", default="tiny", choices=("test", "tiny", "small"),
+                   help="size preset of a new model (default tiny: a few million parameters)")
+    m.add_argument("--max-seconds", type=int, default=5, help="encoder window of a new model in seconds (default 5)")
+    m.add_argument("--num-thinking", type=int, default=8, help="K thinking vectors of a new model (default 8)")
+    m.add_argument("--train-encoder", action="store_true", help="also train the audio encoder (default: frozen)")
+    m.add_argument("--freeze-llm", action="store_true", help="keep the LLM frozen")
+    m.add_argument("--lora", action="store_true", help="LoRA (peft) on the LLM instead of training all its weights")
+    m.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    m.add_argument("--no-expert-losses", action="store_true",
+                   help="ablation: identical run with every expert loss weight set to 0")
+    m.add_argument("--experts", help="comma list of experts (default: the five defaults)")
+    m.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W", help="an expert's loss weight")
+    o = parser.add_argument_group("optimisation")
+    o.add_argument("--out", required=True, help="run directory (config, metrics.jsonl, checkpoints, model/)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    o.add_argument("--steps", type=int, default=1000, help="total optimizer steps (default 1000)")
+    o.add_argument("--batch-size", type=int, default=8)
+    o.add_argument("--lr", type=float, default=1e-3)
+    o.add_argument("--warmup-steps", type=int, default=50)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--checkpoint-every", type=int, default=200)
+    o.add_argument("--log-every", type=int, default=10)
+    o.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    o.add_argument("--teacher-cache", default=".cache/teacher", help="teacher-target cache directory")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = parser.add_argument_group("augmentation")
+    a.add_argument("--crop-seconds", type=float, default=0.0, help="random crop length (default: the encoder window)")
+    a.add_argument("--gain-db", type=float, default=0.0, help="random gain within +-DB (default off)")
+    a.add_argument("--noise-snr-db", type=float, default=None, help="add noise at SNR in [DB, DB+20] (default off)")
+
+
+def config_from_args(args):
+    """argparse namespace -> TrainConfig (raises pydantic's ValidationError / ValueError)."""
+    from edge_coat.train.augment import AugmentConfig
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.data import parse_data_spec, parse_list
+
+    weights = {}
+    for item in args.expert_weight:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--expert-weight: expected NAME=WEIGHT, got {item!r}")
+        weights[name] = float(value)
+    extra = {"experts": parse_list(args.experts)} if args.experts else {}
+    return TrainConfig(
+        data=[parse_data_spec(s) for s in args.data],
+        init_family=args.init_family, init_size=args.init_size, init_model=args.init_model,
+        max_seconds=args.max_seconds, num_thinking=args.num_thinking, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, warmup_steps=min(args.warmup_steps, args.steps), seed=args.seed,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
+        train_encoder=args.train_encoder, freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
+        expert_losses=not args.no_expert_losses, expert_weights=weights,
+        holdout_speakers=parse_list(args.holdout_speakers), holdout_sources=parse_list(args.holdout_sources),
+        val_speakers=parse_list(args.val_speakers), val_fraction=args.val_fraction,
+        augment=AugmentConfig(crop_seconds=args.crop_seconds, gain_db=args.gain_db, noise_snr_db=args.noise_snr_db),
+        teacher_cache=args.teacher_cache, device=args.device, **extra,
+    )
+
+
+def run(args) -> int:
+    import sys
+
+    from pydantic import ValidationError
+
+    from edge_coat.data.folder import DatasetError
+    from edge_coat.train.pipeline import train
+
+    try:
+        config = config_from_args(args)
+        model_dir = train(config, args.out, resume=args.resume)
+    except (ValidationError, DatasetError, ValueError) as exc:
+        print(f"edge-coat train: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained model written to {model_dir}")
+    return 0

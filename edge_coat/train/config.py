@@ -1,0 +1,103 @@
+"""Configuration of a training run: what ``edge-coat train`` records as ``run_config.json``.
+
+Everything that decides what a run learns (data, split, model, losses, optimisation, seed) is here,
+so a run directory says exactly how its weights were made and ``--resume`` can refuse to continue a
+run with different settings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge_coat.model.config import Family
+from edge_coat.train.augment import AugmentConfig
+
+#: Tasks a training folder can answer. ``fault`` reads an anomaly folder's ``fault`` column (the
+#: fault type, ``none`` when normal): an auxiliary task for factory data.
+TASKS = ("emotion", "anomaly", "events", "fault")
+
+#: Size presets for a new model (``--init FAMILY --size PRESET``): keyword arguments of
+#: ``edge_coat.model.tiny.tiny_base_config`` plus the thinking block's width and depth.
+SIZE_PRESETS: dict[str, dict] = {
+    # ~0.2 M parameters: tests.
+    "test": dict(hidden_size=64, num_layers=3, heads=4, audio_dim=32, audio_layers=1, n_mels=32,
+                 thinking_dim=32, thinking_layers=1, thinking_heads=2),
+    # a few million parameters: the embedded coat-tiny.
+    "tiny": dict(hidden_size=256, num_layers=4, heads=4, audio_dim=192, audio_layers=3, n_mels=80,
+                 thinking_dim=256, thinking_layers=2, thinking_heads=4),
+    # ~15 M parameters.
+    "small": dict(hidden_size=384, num_layers=6, heads=6, audio_dim=256, audio_layers=4, n_mels=80,
+                  thinking_dim=384, thinking_layers=2, thinking_heads=6),
+}
+
+
+class DataSource(BaseModel):
+    """One dataset folder and the task its labels answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, description="dataset folder (labels.csv with file,label + audio)")
+    task: Literal["emotion", "anomaly", "events", "fault"] = Field(description="the task the folder's labels answer")
+
+
+class TrainConfig(BaseModel):
+    """A training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: list[DataSource] = Field(min_length=1, description="training folders, each with its task")
+    init_family: Family | None = Field(default=None, description="build a new model of this family (with init_size)")
+    init_size: Literal["test", "tiny", "small"] = Field(default="tiny", description="size preset of a new model")
+    init_model: str | None = Field(default=None, description="continue from this model directory instead")
+    max_seconds: int = Field(default=5, ge=1, le=30, description="encoder window of a new model, seconds")
+    num_thinking: int = Field(default=8, ge=1, le=256, description="K thinking vectors of a new model")
+    steps: int = Field(default=1000, ge=1, le=10_000_000, description="optimizer steps to reach")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="clips per step")
+    lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="peak AdamW learning rate")
+    weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="AdamW weight decay")
+    warmup_steps: int = Field(default=50, ge=0, le=1_000_000, description="linear warm-up, then cosine decay to 10%")
+    grad_clip: float = Field(default=1.0, gt=0.0, le=1000.0, description="gradient norm clip")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of python, numpy, torch and the batch sampler")
+    checkpoint_every: int = Field(default=200, ge=1, le=10_000_000, description="checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = Field(default=3, ge=1, le=1000, description="newest checkpoints kept")
+    log_every: int = Field(default=10, ge=1, le=100_000, description="steps per metrics.jsonl line")
+    progress: bool = Field(default=True, description="show a tqdm progress bar")
+    train_encoder: bool = Field(default=False, description="also train the audio encoder (default: frozen)")
+    freeze_llm: bool = Field(default=False, description="keep the LLM frozen (only thinking block, heads, LoRA train)")
+    lora: bool = Field(default=False, description="train LoRA adapters (peft) on the LLM instead of all its weights")
+    lora_r: int = Field(default=8, ge=1, le=512, description="LoRA rank")
+    lora_alpha: float = Field(default=16.0, gt=0.0, le=4096.0, description="LoRA alpha")
+    expert_losses: bool = Field(default=True, description="False: the ablation, every expert weight 0")
+    experts: list[str] = Field(
+        default_factory=lambda: ["speech_vad", "pitch_prosody", "loudness_spectral", "voice_embedding", "sound_tags"],
+        description="experts distilled into the thinking slots (registry names)",
+    )
+    expert_weights: dict[str, float] = Field(default_factory=dict, description="expert name -> loss weight (default 1)")
+    holdout_speakers: list[str] = Field(default_factory=list, description="speakers never used (reported held-out split)")
+    holdout_sources: list[str] = Field(
+        default_factory=list, description="source recordings never used (UrbanSound8K fsIDs; reported held-out split)"
+    )
+    val_speakers: list[str] = Field(default_factory=list, description="speakers kept for temperature calibration")
+    val_fraction: float = Field(
+        default=0.0, ge=0.0, lt=0.5,
+        description="share of the remaining groups (speaker, source recording, clip) kept per folder for calibration",
+    )
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="waveform augmentation")
+    teacher_cache: str = Field(default=".cache/teacher", description="teacher-cache directory")
+    device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if (self.init_family is None) == (self.init_model is None):
+            raise ValueError("give exactly one of --init FAMILY (a new model) or --model DIR (continue a model)")
+        if self.lora and self.freeze_llm:
+            raise ValueError("--lora trains adapters on the LLM; it cannot be combined with --freeze-llm")
+        unknown = sorted(set(self.expert_weights) - set(self.experts))
+        if unknown:
+            raise ValueError(f"expert weights given for {unknown}, which are not among the experts {self.experts}")
+        overlap = sorted(set(self.val_speakers) & set(self.holdout_speakers))
+        if overlap:
+            raise ValueError(f"speakers {overlap} are both held out and used for calibration: pick disjoint sets")
+        return self

@@ -1,0 +1,109 @@
+"""Evaluation metrics: classification (accuracy, UA, macro F1, confusion) and anomaly (ROC AUC, pAUC).
+
+Conventions, used everywhere in the project's reports:
+
+* **UA** (unweighted average recall) is the mean of the per-class recalls over the classes that
+  occur in the ground truth (sklearn's ``balanced_accuracy_score``). Chance is ``1 / n_classes``.
+* **macro F1** averages the F1 of the same classes (those with support > 0). A class that only
+  appears among the predictions still costs precision of nothing, but its false positives lower the
+  recall of the classes they were taken from.
+* **pAUC** (FPR <= ``max_fpr``) is the *raw* partial area under the ROC curve from FPR 0 to
+  ``max_fpr`` divided by ``max_fpr`` (the definition in the DCASE task-2 descriptions: a random
+  scorer gets ``max_fpr / 2``, a perfect one 1.0). It is NOT sklearn's ``roc_auc_score(max_fpr=...)``,
+  which applies the McClish standardisation (random -> 0.5); that value is reported beside it as
+  ``pauc_mcclish`` so the two are never confused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> tuple[dict, dict[str, dict]]:
+    """Metrics of predicted vs true labels.
+
+    ``labels``: the label set (its order is the confusion matrix's row/column order). Every true and
+    predicted label must be in it. Returns ``(metrics, per_class)``: ``metrics`` holds ``accuracy``,
+    ``ua``, ``macro_f1``, ``labels`` and ``confusion`` (rows = true, columns = predicted, counts);
+    ``per_class[label]`` holds ``precision``, ``recall``, ``f1``, ``support``.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = list(labels)
+    y_true, y_pred = list(y_true), list(y_pred)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"expected as many predictions as truths, got {len(y_pred)} vs {len(y_true)}")
+    if not y_true:
+        raise ValueError("expected at least one example to score, got none")
+    unknown = sorted(set(y_true) - set(labels)) + sorted(set(y_pred) - set(labels))
+    if unknown:
+        raise ValueError(f"labels {sorted(set(unknown))} are not in the label set {labels}")
+    present = [lab for lab in labels if lab in set(y_true)]
+    prec, rec, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )  # each (C,)
+    conf = confusion_matrix(y_true, y_pred, labels=labels)  # (C, C)
+    idx = [labels.index(lab) for lab in present]
+    metrics = {
+        "accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred)])),
+        "ua": float(np.mean(rec[idx])),
+        "macro_f1": float(np.mean(f1[idx])),
+        "labels": labels,
+        "confusion": conf.astype(int).tolist(),
+    }
+    per_class = {
+        lab: {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, lab in enumerate(labels)
+    }
+    return metrics, per_class
+
+
+def partial_auc(y_true: Sequence[int], scores: Sequence[float], max_fpr: float = 0.1) -> float:
+    """Raw area under the ROC curve for FPR in [0, max_fpr], divided by ``max_fpr`` (DCASE pAUC).
+
+    The ROC curve is interpolated linearly at ``max_fpr``. 1.0 = perfect, ``max_fpr / 2`` = random.
+    """
+    from sklearn.metrics import auc, roc_curve
+
+    if not 0.0 < max_fpr <= 1.0:
+        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
+    fpr, tpr, _ = roc_curve(np.asarray(y_true), np.asarray(scores, dtype=np.float64))
+    stop = int(np.searchsorted(fpr, max_fpr, side="right"))
+    x = np.concatenate([fpr[:stop], [max_fpr]])
+    y = np.concatenate([tpr[:stop], [np.interp(max_fpr, fpr, tpr)]])
+    return float(auc(x, y) / max_fpr)
+
+
+def anomaly_metrics(y_true: Sequence[int], scores: Sequence[float], max_fpr: float = 0.1) -> dict:
+    """ROC AUC and pAUC of anomaly scores (higher = more abnormal); ``y_true`` is 1 for abnormal.
+
+    Returns ``auc``, ``pauc`` (raw partial area / max_fpr, see the module doc), ``pauc_mcclish``
+    (sklearn's standardised value) and ``max_fpr``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y_true).astype(int)  # (N,)
+    s = np.asarray(scores, dtype=np.float64)  # (N,)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"expected y_true and scores of the same 1-D shape, got {y.shape} and {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("anomaly scores contain NaN or inf")
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise ValueError(
+            f"anomaly metrics need both normal (0) and abnormal (1) test clips, got classes {sorted(set(y.tolist()))}"
+        )
+    return {
+        "auc": float(roc_auc_score(y, s)),
+        "pauc": partial_auc(y, s, max_fpr),
+        "pauc_mcclish": float(roc_auc_score(y, s, max_fpr=max_fpr)),
+        "max_fpr": float(max_fpr),
+    }

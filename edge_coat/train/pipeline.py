@@ -1,0 +1,137 @@
+"""``edge-coat train`` end to end: data -> split -> teacher targets -> model -> loop -> calibrated model dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge_coat.train.config import TrainConfig
+from edge_coat.train.data import (
+    BatchMaker,
+    Example,
+    check_groups_used,
+    load_folders,
+    split_folder,
+)
+from edge_coat.train.rundir import RunDir, seed_everything
+from edge_coat.train.trainer import Trainer, calibrate_temperature, new_model, save_trained, write_split
+
+log = logging.getLogger(__name__)
+
+
+def task_specs(names) -> dict:
+    """name -> TaskSpec (prompt + candidate labels) from the project's task definitions."""
+    from edge_coat.data import tasks as task_defs
+    from edge_coat.model.config import TaskSpec
+
+    out = {}
+    for name in names:
+        t = task_defs.get_task(name)
+        out[name] = TaskSpec(prompt=t.prompt, labels=list(t.labels))
+    return out
+
+
+def expert_specs(config: TrainConfig):
+    """(Expert objects, ExpertSpec list) for the configured experts; weights 0 for the ablation."""
+    from edge_coat.experts import get_experts
+    from edge_coat.model.config import ExpertSpec
+
+    experts = get_experts(config.experts)
+    specs = [
+        ExpertSpec(name=e.name, dim=e.dim, loss=e.loss, pooled=e.pooled,
+                   weight=config.expert_weights.get(e.name, 1.0) if config.expert_losses else 0.0)
+        for e in experts
+    ]
+    return experts, specs
+
+
+def dataset_labels(task: str, spec) -> list[str]:
+    """Labels a folder for ``task`` may carry (``fault`` folders are anomaly folders with a fault column)."""
+    from edge_coat.data.tasks import ANOMALY
+
+    return list(ANOMALY) if task == "fault" else list(spec.labels)
+
+
+def _load_examples(clips, task: str, experts, cache, progress: bool) -> list[Example]:
+    from tqdm import tqdm
+
+    from edge_coat.data.folder import load_audio
+    from edge_coat.data.tasks import get_task
+
+    answer_of = lambda clip: get_task(task).answer(clip.label, clip.meta)  # noqa: E731
+
+    out = []
+    for clip in tqdm(clips, disable=not progress, desc=f"targets {task}", leave=False):
+        wave = load_audio(clip.path)
+        targets = cache.get_all(experts, wave) if experts else {}
+        out.append(Example(wave=wave, task=task, answer=answer_of(clip), targets=targets))
+    return out
+
+
+def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tasks: dict | None = None) -> Path:
+    """Run a whole training; returns the trained model directory (``OUT/model``)."""
+    from edge_coat.experts import TeacherCache
+    from edge_coat.model.coat import CoatModel
+
+    run = RunDir(out_dir, config.model_dump(mode="json"), resume=resume)
+    seed_everything(config.seed)
+    task_names = sorted({s.task for s in config.data})
+    experts, specs = expert_specs(config)
+
+    if config.init_model is not None:
+        model = CoatModel.from_pretrained(config.init_model)
+        unknown = [t for t in task_names if t not in model.config.tasks]
+        if unknown:
+            raise ValueError(f"model {config.init_model} has no task(s) {unknown}; it has {sorted(model.config.tasks)}")
+        for s in specs:  # keep the model's experts; only their weights follow this run's config
+            if s.name not in {e.name for e in model.config.experts}:
+                raise ValueError(f"model {config.init_model} has no head for expert {s.name!r}")
+        model.config = model.config.model_copy(update={"experts": specs})
+        model.heads.specs = {s.name: s for s in specs}
+        tasks = {t: model.config.tasks[t] for t in task_names}
+    else:
+        tasks = tasks or task_specs(task_names)
+        init_dir = run.root / "init"
+        if resume and (init_dir / "coat_config.json").is_file():
+            model = CoatModel.from_pretrained(init_dir)
+        else:
+            model = new_model(config, tasks, specs)
+            model.save_pretrained(init_dir)
+    labels_of_task = {t: dataset_labels(t, spec) for t, spec in tasks.items()}
+
+    folders = load_folders(config.data, labels_of_task)
+    splits = [
+        split_folder(clips, holdout_speakers=config.holdout_speakers, holdout_sources=config.holdout_sources,
+                     val_speakers=config.val_speakers, val_fraction=config.val_fraction, seed=config.seed)
+        for clips in folders
+    ]
+    check_groups_used(splits, config.holdout_speakers, "speaker", "--holdout-speakers")
+    check_groups_used(splits, config.holdout_sources, "source", "--holdout-sources")
+    check_groups_used(splits, config.val_speakers, "speaker", "--val-speakers")
+    write_split(run, [s.path for s in config.data], splits)
+    for src, s in zip(config.data, splits):
+        log.info("%s (%s): %d train, %d val, %d held out", src.path, src.task, len(s.train), len(s.val), len(s.held_out))
+
+    cache = TeacherCache(config.teacher_cache)
+    use_experts = experts if config.expert_losses else []
+    examples = [_load_examples(s.train, src.task, use_experts, cache, config.progress) for src, s in zip(config.data, splits)]
+    rng = np.random.default_rng(config.seed)
+    make_batch = BatchMaker(examples, {t: spec.prompt for t, spec in tasks.items()}, use_experts,
+                            model.max_seconds, config.augment, rng)
+    trainer = Trainer(model, config, run, make_batch, rng)
+    if resume and run.latest_checkpoint() is not None:
+        trainer.resume()
+    trainer.train()
+
+    from edge_coat.data.tasks import get_task
+    from edge_coat.train.data import load_wave
+
+    val = {}
+    for src, s in zip(config.data, splits):
+        task = get_task(src.task)
+        val.setdefault(src.task, []).extend((load_wave(c, model.max_seconds), task.answer(c.label, c.meta)) for c in s.val)
+    calibration = calibrate_temperature(model, val)
+    log.info("temperature %.3f (%s validation clips)", calibration["temperature"], calibration["n"])
+    return save_trained(model, run, calibration)
