@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -34,7 +35,9 @@ class VoiceEmbeddingExpert(Expert):
         return f"resemblyzer-{package_version('resemblyzer')}"
 
     def _load(self) -> None:
-        resemblyzer = require("resemblyzer", self.name)  # imports webrtcvad and librosa too
+        with warnings.catch_warnings():  # resemblyzer imports scipy.ndimage.morphology (deprecated)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            resemblyzer = require("resemblyzer", self.name)  # imports webrtcvad and librosa too
         self._audio = resemblyzer.audio
         self._encoder = resemblyzer.VoiceEncoder(device="cpu", verbose=False)
         self._encoder.eval()
