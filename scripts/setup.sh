@@ -11,6 +11,8 @@ APT_PACKAGES=(
   sox                      # audio checks in tests
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp   # a real RTSP server in tests
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  espeak-ng                # offline speech synthesis for the demo scene
+  systemd util-linux       # systemd-analyze verify of deploy/systemd units; unshare -n for the offline-install test
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
