@@ -1,0 +1,222 @@
+"""Writing and loading verified model bundles.
+
+Two layouts:
+
+* a whole model (``role="model"``): base weights + tokenizer + ``coat_config.json`` +
+  ``coat.safetensors`` + ``thinking.onnx`` + ``manifest.json`` (the embedded ``coat-tiny``);
+* a site with a real checkpoint: the base checkpoint copied as-is into its own folder with a
+  ``role="base"`` manifest (``edge-coat models manifest``), and a small ``role="coat"`` folder with
+  ``coat_config.json``, ``coat.safetensors``, ``thinking.onnx`` (and a LoRA adapter when trained with
+  one) written by ``edge-coat export --coat-only``.
+
+``export_bundle`` refuses to write a bundle whose ONNX graph fails parity: it builds the bundle in a
+temporary folder beside the target and renames it into place only when every check passed.
+``load_bundle`` verifies every manifest before a byte of weights is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.export.manifest import MANIFEST_NAME, Manifest, build_manifest, verify, write_manifest
+from edge_coat.export.onnx_export import THINKING_ONNX, export_thinking
+from edge_coat.export.parity import (
+    DEFAULT_TOLERANCE,
+    ParityInput,
+    audio_inputs,
+    check_parity,
+    random_inputs,
+    synthetic_waves,
+)
+from edge_coat.export.runtime import OnnxThinkingBlock
+
+log = logging.getLogger(__name__)
+
+#: Files of a CoAT weights folder (everything else in a model folder belongs to the base).
+COAT_FILES = ("coat_config.json", "coat.safetensors", THINKING_ONNX)
+LORA_DIR = "lora"
+
+
+def _verify_if_bundle(directory: Path, required: bool) -> Manifest | None:
+    if (directory / MANIFEST_NAME).is_file():
+        return verify(directory)
+    if required:
+        verify(directory)  # raises: manifest missing
+    log.warning("%s has no %s: loading it unverified", directory, MANIFEST_NAME)
+    return None
+
+
+def _copy_tree(src: Path, dst: Path, *, only: tuple[str, ...] | None = None) -> None:
+    """Copy ``src`` into ``dst``, without its manifest or exported graph (both are rebuilt)."""
+    skip = {MANIFEST_NAME, THINKING_ONNX}
+    for item in sorted(src.iterdir()):
+        if item.name in skip or (only is not None and item.name not in only):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+
+
+def export_bundle(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    coat_dir: str | Path | None = None,
+    coat_only: bool = False,
+    name: str | None = None,
+    version: str = "",
+    license: str = "",
+    data_provenance: list[str] | None = None,
+    base_model: str = "",
+    notes: str = "",
+    real_waves: list[np.ndarray] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    force: bool = False,
+    runtime: ThinkingRuntimeConfig | None = None,
+) -> Manifest:
+    """Export the thinking block of the model in ``model_dir`` (+ ``coat_dir``), check parity and write
+    a verified bundle to ``out_dir``. Raises ParityError (and writes nothing) when parity fails."""
+    from edge_coat.model.coat import CoatModel
+
+    model_dir = Path(model_dir)
+    coat_src = Path(coat_dir) if coat_dir is not None else model_dir
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --force")
+    if out_dir.resolve() in (model_dir.resolve(), coat_src.resolve()):
+        raise ValueError(f"--out {out_dir} must differ from the source folders")
+    sources = {model_dir.resolve(): _verify_if_bundle(model_dir, required=False)}
+    if coat_src.resolve() not in sources:
+        sources[coat_src.resolve()] = _verify_if_bundle(coat_src, required=False)
+    prior = next((m for m in sources.values() if m is not None), None)
+
+    model = CoatModel.from_pretrained(model_dir, coat_dir=coat_dir, quantization="fp32", device="cpu")
+    block = model.thinking
+    audio_dim = int(block.in_proj.in_features)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        if coat_only:  # a separate CoAT folder is copied whole; from a whole model only its CoAT files
+            _copy_tree(coat_src, tmp, only=None if coat_dir is not None else COAT_FILES + (LORA_DIR,))
+        else:
+            _copy_tree(model_dir, tmp)
+            if coat_dir is not None:
+                _copy_tree(coat_src, tmp)
+        onnx_path = export_thinking(block, tmp / THINKING_ONNX)
+        cpu = (runtime or ThinkingRuntimeConfig()).model_copy(update={"provider": "cpu", "verify_bundle": False})
+        onnx_block = OnnxThinkingBlock(onnx_path, cpu)
+        inputs: list[ParityInput] = random_inputs(audio_dim)
+        inputs.append(audio_inputs(model, synthetic_waves(_durations(model.max_seconds)), "synthetic"))
+        if real_waves:
+            inputs.append(audio_inputs(model, real_waves, "real"))
+        record = check_parity(block, onnx_block, inputs, tolerance=tolerance, file=THINKING_ONNX)
+        fields = dict(
+            name=name or (prior.name if prior else out_dir.name),
+            version=version or (prior.version if prior else ""),
+            role="coat" if coat_only else "model",
+            family=model.config.family,
+            base_model=base_model or (prior.base_model if prior else ""),
+            license=license or (prior.license if prior else ""),
+            data_provenance=data_provenance if data_provenance is not None else (prior.data_provenance if prior else []),
+            notes=notes or (prior.notes if prior else ""),
+            parity=[record],
+        )
+        if not fields["license"]:
+            raise ValueError("a bundle needs a license: pass license=... (--license), or export from a bundle that has one")
+        manifest = build_manifest(tmp, **fields)
+        write_manifest(tmp, manifest)
+        verify(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the service user
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s bundle %s to %s (parity max abs diff %.3g)", manifest.role, manifest.name, out_dir,
+             record.max_abs_diff)
+    return manifest
+
+
+def _durations(max_seconds: float) -> tuple[float, ...]:
+    """Window lengths for the generated-audio parity batch: 1 s up to the encoder's maximum."""
+    return tuple(sorted({min(1.0, max_seconds), max_seconds / 2, max_seconds}))
+
+
+def find_onnx(*directories: Path) -> Path | None:
+    for d in directories:
+        if (d / THINKING_ONNX).is_file():
+            return d / THINKING_ONNX
+    return None
+
+
+def load_bundle(
+    model_dir: str | Path,
+    *,
+    coat_dir: str | Path | None = None,
+    quantization: str = "fp32",
+    device: str | None = None,
+    runtime: ThinkingRuntimeConfig | None = None,
+):
+    """Verify and load a model (and its separate CoAT folder), with the thinking block in onnxruntime
+    unless ``runtime.backend == "torch"``. Local files only."""
+    from edge_coat.model.coat import CoatModel
+
+    runtime = runtime or ThinkingRuntimeConfig()
+    model_dir = Path(model_dir)
+    coat_path = Path(coat_dir) if coat_dir is not None else model_dir
+    if runtime.verify_bundle:
+        _verify_if_bundle(model_dir, required=True)
+        if coat_path.resolve() != model_dir.resolve():
+            _verify_if_bundle(coat_path, required=True)
+    model = CoatModel.from_pretrained(model_dir, quantization=quantization, coat_dir=coat_dir, device=device)
+    if runtime.backend == "onnx":
+        onnx_path = find_onnx(coat_path, model_dir)
+        if onnx_path is None:
+            raise FileNotFoundError(
+                f"no {THINKING_ONNX} in {coat_path} or {model_dir}: run edge-coat export, "
+                "or set model.thinking.backend: torch"
+            )
+        attach_onnx_thinking(model, onnx_path, runtime)
+    log.info("model %s loaded: quantization %s, thinking block on %s", model_dir, model.quantization,
+             describe_thinking(model))
+    return model
+
+
+def attach_onnx_thinking(model, onnx_path: str | Path, runtime: ThinkingRuntimeConfig | None = None):
+    """Swap ``model.thinking`` for the ONNX graph at ``onnx_path``; returns the new block."""
+    onnx_block = OnnxThinkingBlock(onnx_path, runtime)
+    torch_block = model.thinking
+    expected = (int(torch_block.in_proj.in_features), int(torch_block.num_queries),
+                int(torch_block.out_proj.out_features))
+    got = (onnx_block.audio_dim, onnx_block.num_queries, onnx_block.out_dim)
+    if expected != got:
+        raise ValueError(
+            f"{onnx_path}: graph has (Da, K, D) = {got} but the model's thinking block is {expected}; "
+            "re-export it from this model"
+        )
+    model.thinking = onnx_block
+    return onnx_block
+
+
+def describe_thinking(model) -> str:
+    """Where the thinking block runs, for logs and the service's status ("onnxruntime CPU", "torch cpu")."""
+    block = model.thinking
+    if isinstance(block, OnnxThinkingBlock):
+        return f"onnxruntime {block.provider.removesuffix('ExecutionProvider')}"
+    return f"torch {next(block.parameters()).device}"
+
+
+def runtime_status(model) -> dict[str, str]:
+    """The active modes, for ``edge-coat status`` and the worker's status message."""
+    return {"quantization": str(model.quantization), "thinking": describe_thinking(model),
+            "family": model.config.family}
+

@@ -1,0 +1,172 @@
+"""The thinking block in onnxruntime, behind the torch block's call signature.
+
+``OnnxThinkingBlock(path, config)`` is an ``nn.Module`` without parameters, so a ``CoatModel`` can
+take it in place of its torch ``ThinkingBlock`` (``model.thinking = OnnxThinkingBlock(...)``):
+``forward(audio_embeds (B, T, Da), audio_mask (B, T) bool) -> (B, K, D)`` float32 torch tensor on the
+input's device. numpy arrays are accepted too.
+
+One ``InferenceSession`` per (file, providers, options) per process, created with explicit
+``SessionOptions`` and providers and warmed up once. onnxruntime is imported lazily: a machine
+that runs the block in torch never needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_coat.export.config import ThinkingRuntimeConfig
+
+log = logging.getLogger(__name__)
+
+INPUT_EMBEDS = "audio_embeds"
+INPUT_MASK = "audio_mask"
+OUTPUT = "thinking"
+
+_SESSIONS: dict[tuple, object] = {}
+_SESSIONS_LOCK = threading.Lock()
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+
+
+def import_onnxruntime():
+    """``onnxruntime``, or a RuntimeError that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise RuntimeError(
+            "the ONNX thinking block needs onnxruntime, which is not installed: "
+            "pip install 'edge-coat[cpu]' (CPU) or 'edge-coat[gpu]' (CUDA; never both), "
+            "or set model.thinking.backend: torch"
+        ) from exc
+    return onnxruntime
+
+
+def resolve_providers(config: ThinkingRuntimeConfig) -> list:
+    """Explicit provider list for ``config.provider`` given what this onnxruntime build offers."""
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    if config.provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return [("CUDAExecutionProvider", {"device_id": config.device_id}), "CPUExecutionProvider"]
+    if config.provider == "cuda":
+        raise RuntimeError(
+            f"thinking provider 'cuda' requested but this onnxruntime offers only {available}: "
+            "install onnxruntime-gpu (and not onnxruntime) on a CUDA machine, or set provider: cpu"
+        )
+    return ["CPUExecutionProvider"]
+
+
+def get_session(path: str | Path, config: ThinkingRuntimeConfig):
+    """The process-wide session for ``path`` under ``config`` (created and cached on first use)."""
+    ort = import_onnxruntime()
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    st = path.stat()
+    providers = resolve_providers(config)
+    key = (str(path), st.st_size, st.st_mtime_ns, repr(providers), config.intra_op_threads,
+           config.inter_op_threads, config.graph_optimization)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is not None:
+            return session
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = config.intra_op_threads
+        opts.inter_op_num_threads = config.inter_op_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.graph_optimization])
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        active = session.get_providers()
+        if config.provider == "cuda" and active[0] != "CUDAExecutionProvider":
+            # onnxruntime-gpu without usable CUDA libraries silently falls back to the CPU.
+            raise RuntimeError(f"thinking provider 'cuda' requested but onnxruntime could only start {active}")
+        if config.provider == "auto" and len(providers) > 1 and active[0] != "CUDAExecutionProvider":
+            log.warning("onnxruntime offers CUDA but the session fell back to %s", active)
+        log.info("onnxruntime %s session for %s on %s (intra %d, inter %d threads, optimisation %s)",
+                 ort.__version__, path.name, active[0], config.intra_op_threads, config.inter_op_threads,
+                 config.graph_optimization)
+        _SESSIONS[key] = session
+        return session
+
+
+class OnnxThinkingBlock(nn.Module):
+    """Drop-in for ``ThinkingBlock`` running an exported ``thinking.onnx`` in onnxruntime."""
+
+    def __init__(self, path: str | Path, config: ThinkingRuntimeConfig | None = None):
+        super().__init__()
+        self.config = config or ThinkingRuntimeConfig()
+        self.path = Path(path)
+        self._session = get_session(self.path, self.config)
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if set(inputs) != {INPUT_EMBEDS, INPUT_MASK} or OUTPUT not in outputs:
+            raise ValueError(
+                f"{self.path}: expected inputs ({INPUT_EMBEDS}, {INPUT_MASK}) and output {OUTPUT}, "
+                f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}; export it with edge-coat export"
+            )
+        self.audio_dim = int(inputs[INPUT_EMBEDS].shape[2])
+        self.num_queries = int(outputs[OUTPUT].shape[1])
+        self.out_dim = int(outputs[OUTPUT].shape[2])
+        self.provider = self._session.get_providers()[0]
+        # CoatModel.think() reads the block's dtype from ``queries``; the real queries live in the graph.
+        self.register_buffer("queries", torch.empty(self.num_queries, 0), persistent=False)  # (K, 0)
+        if self.config.warmup:
+            self(np.zeros((1, 4, self.audio_dim), np.float32), np.ones((1, 4), bool))
+        log.info("thinking block: onnxruntime on %s (K=%d, %d -> %d)", self.provider, self.num_queries,
+                 self.audio_dim, self.out_dim)
+
+    def extra_repr(self) -> str:
+        return f"path={self.path.name}, provider={self.provider}, K={self.num_queries}"
+
+    def _check(self, shape: tuple, mask_shape: tuple) -> None:
+        if len(shape) != 3 or shape[2] != self.audio_dim or shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"audio_embeds: expected shape (B, T, {self.audio_dim}), got {tuple(shape)}")
+        if tuple(mask_shape) != tuple(shape[:2]):
+            raise ValueError(f"audio_mask: expected shape {tuple(shape[:2])} (B, T), got {tuple(mask_shape)}")
+
+    def forward(self, audio_embeds, audio_mask) -> torch.Tensor:
+        """audio_embeds (B, T, Da), audio_mask (B, T) bool (True = valid) -> (B, K, D) float32."""
+        self._check(tuple(audio_embeds.shape), tuple(audio_mask.shape))
+        if isinstance(audio_embeds, torch.Tensor):
+            device = audio_embeds.device
+            if device.type == "cuda" and self.provider == "CUDAExecutionProvider":
+                return self._run_cuda(audio_embeds, torch.as_tensor(audio_mask, device=device))
+            x = audio_embeds.detach().to("cpu", torch.float32).numpy()
+        else:
+            device = torch.device("cpu")
+            x = np.asarray(audio_embeds, dtype=np.float32)
+        m = audio_mask.detach().cpu().numpy() if isinstance(audio_mask, torch.Tensor) else np.asarray(audio_mask)
+        m = m.astype(bool, copy=False)
+        empty = np.flatnonzero(~m.any(axis=1))
+        if empty.size:
+            raise ValueError(f"audio_mask: windows {empty.tolist()} have no valid frame; expected at least one each")
+        out = self._session.run([OUTPUT], {INPUT_EMBEDS: np.ascontiguousarray(x), INPUT_MASK: np.ascontiguousarray(m)})
+        return torch.from_numpy(out[0]).to(device)  # (B, K, D)
+
+    def _run_cuda(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Zero-copy path: bind torch CUDA memory to the session's inputs and output."""
+        x = x.detach().to(torch.float32).contiguous()  # (B, T, Da)
+        m = m.detach().to(torch.bool).contiguous()  # (B, T)
+        if not bool(m.any(dim=1).all()):
+            raise ValueError("audio_mask: some windows have no valid frame; expected at least one each")
+        out = torch.empty((x.shape[0], self.num_queries, self.out_dim), dtype=torch.float32, device=x.device)
+        idx = x.device.index or 0
+        binding = self._session.io_binding()
+        binding.bind_input(INPUT_EMBEDS, "cuda", idx, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_input(INPUT_MASK, "cuda", idx, np.bool_, tuple(m.shape), m.data_ptr())
+        binding.bind_output(OUTPUT, "cuda", idx, np.float32, tuple(out.shape), out.data_ptr())
+        torch.cuda.synchronize(x.device)  # onnxruntime runs on its own stream
+        self._session.run_with_iobinding(binding)
+        return out  # (B, K, D)
+
+
+def session_count() -> int:
+    """How many onnxruntime sessions this process holds (tests check sessions are shared)."""
+    return len(_SESSIONS)

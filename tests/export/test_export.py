@@ -1,0 +1,164 @@
+"""ONNX export, parity, dynamic shapes, bundle loading and the export command, on tiny models."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from edge_coat.export.bundle import attach_onnx_thinking, export_bundle, load_bundle, runtime_status
+from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.export.manifest import BundleError, verify
+from edge_coat.export.parity import ParityError, audio_inputs, check_parity, load_real_waves, synthetic_waves
+from edge_coat.export.runtime import OnnxThinkingBlock, session_count
+from edge_coat.model.config import FAMILIES
+
+CPU = ThinkingRuntimeConfig(provider="cpu")
+
+
+def _waves(seed: int, seconds=(1.5, 3.0, 4.7)) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = [np.arange(int(s * 16000)) / 16000 for s in seconds]
+    return [(0.2 * np.sin(2 * np.pi * (200 + 100 * i) * x) + 0.05 * rng.standard_normal(x.size)).astype(np.float32)
+            for i, x in enumerate(t)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_export_records_parity_over_shapes_and_sources(bundles, family):
+    manifest, folder = bundles[family]
+    assert verify(folder).name == f"coat-tiny-{family}"
+    assert manifest.role == "model" and manifest.family == family
+    assert "thinking.onnx" in {f.path for f in manifest.files}
+    (record,) = manifest.parity
+    assert record.component == "thinking" and record.tolerance == 1e-4
+    assert 0 < record.max_abs_diff <= 1e-4
+    shapes = {(c.source, c.batch, c.frames) for c in record.cases}
+    # 1 s and 30 s of encoder frames at batch 1 and 7, plus generated audio through the encoder.
+    assert {("random", b, t) for b in (1, 7) for t in (25, 750)} <= shapes
+    assert any(s == "synthetic" for s, _, _ in shapes)
+    assert all(c.max_abs_diff <= 1e-4 for c in record.cases)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_onnx_and_torch_give_the_same_label_probabilities(saved_models, bundles, family):
+    torch_model, _ = saved_models[family]
+    onnx_model = load_bundle(bundles[family][1], runtime=CPU)
+    assert isinstance(onnx_model.thinking, OnnxThinkingBlock)
+    assert runtime_status(onnx_model)["thinking"] == "onnxruntime CPU"
+    waves = _waves(3)
+    want = torch_model.score_task(waves, "emotion")
+    got = onnx_model.score_task(waves, "emotion")
+    np.testing.assert_allclose(got.probs, want.probs, atol=1e-5)
+    np.testing.assert_allclose(got.logprobs, want.logprobs, atol=1e-4)
+    np.testing.assert_allclose(got.thinking, want.thinking, atol=1e-4)
+    assert got.probs.shape == (3, 4)
+
+
+def test_dynamic_batch_and_time_axes(saved_models, bundles):
+    torch_model, _ = saved_models["qwen2_audio"]
+    block = OnnxThinkingBlock(bundles["qwen2_audio"][1] / "thinking.onnx", CPU)
+    rng = np.random.default_rng(7)
+    for b, t in [(1, 1), (7, 25), (1, 173), (7, 750), (2, 751)]:
+        x = rng.standard_normal((b, t, block.audio_dim), dtype=np.float32)  # (B, T, Da)
+        mask = np.ones((b, t), bool)
+        mask[1:, t // 2 + 1 :] = False
+        with torch.no_grad():
+            want = torch_model.thinking(torch.from_numpy(x), torch.from_numpy(mask))
+        got = block(torch.from_numpy(x), torch.from_numpy(mask))  # torch in, torch out
+        assert isinstance(got, torch.Tensor) and got.shape == (b, block.num_queries, block.out_dim)
+        assert float((got - want).abs().max()) <= 1e-4
+
+
+def test_sessions_are_shared_and_bad_input_is_refused(bundles):
+    path = bundles["qwen2_audio"][1] / "thinking.onnx"
+    first = OnnxThinkingBlock(path, CPU)
+    n = session_count()
+    second = OnnxThinkingBlock(path, CPU)
+    assert session_count() == n and second._session is first._session
+    with pytest.raises(ValueError, match=r"audio_embeds: expected shape \(B, T, 64\), got \(1, 5, 3\)"):
+        first(np.zeros((1, 5, 3), np.float32), np.ones((1, 5), bool))
+    with pytest.raises(ValueError, match=r"audio_mask: expected shape \(1, 5\)"):
+        first(np.zeros((1, 5, 64), np.float32), np.ones((1, 4), bool))
+    mask = np.ones((2, 5), bool)
+    mask[1] = False
+    with pytest.raises(ValueError, match=r"windows \[1\] have no valid frame"):
+        first(np.zeros((2, 5, 64), np.float32), mask)
+
+
+def test_cuda_provider_on_a_cpu_only_machine_is_a_clear_error(bundles):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(RuntimeError, match="provider 'cuda' requested"):
+        OnnxThinkingBlock(bundles["qwen2_audio"][1] / "thinking.onnx", ThinkingRuntimeConfig(provider="cuda"))
+
+
+def test_missing_onnxruntime_says_how_to_install(bundles, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    with pytest.raises(RuntimeError, match=r"needs onnxruntime.*edge-coat\[cpu\]"):
+        OnnxThinkingBlock(bundles["qwen2_audio"][1] / "thinking.onnx", CPU)
+
+
+def test_loading_refuses_a_flipped_byte_and_a_truncated_file(bundles, tmp_path):
+    src = bundles["audioflamingo3"][1]
+    flipped = shutil.copytree(src, tmp_path / "flipped")
+    data = bytearray((flipped / "thinking.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (flipped / "thinking.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"thinking\.onnx: modified"):
+        load_bundle(flipped, runtime=CPU)
+
+    cut = shutil.copytree(src, tmp_path / "cut")
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(BundleError, match=r"model\.safetensors: truncated"):
+        load_bundle(cut, runtime=CPU)
+
+
+def test_loading_works_with_networking_disabled(bundles, no_network):
+    import socket
+
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", 9))  # the guard is in place
+    model = load_bundle(bundles["qwen2_5_omni"][1], runtime=CPU)
+    result = model.score_task(_waves(5, seconds=(2.0,)), "anomaly")
+    assert result.probs.shape == (1, 2) and abs(float(result.probs.sum()) - 1) < 1e-5
+
+
+def test_torch_backend_switch_keeps_the_torch_block(bundles):
+    model = load_bundle(bundles["qwen2_audio"][1], runtime=ThinkingRuntimeConfig(backend="torch"))
+    assert not isinstance(model.thinking, OnnxThinkingBlock)
+    assert runtime_status(model) == {"quantization": "fp32", "thinking": "torch cpu", "family": "qwen2_audio"}
+
+
+def test_graph_from_another_model_is_refused(saved_models, bundles):
+    from edge_coat.model.tiny import tiny_coat_model
+
+    other = tiny_coat_model("qwen2_audio", num_thinking=6)
+    with pytest.raises(ValueError, match=r"graph has \(Da, K, D\) = \(64, 4, 64\).*\(64, 6, 64\)"):
+        attach_onnx_thinking(other, bundles["qwen2_audio"][1] / "thinking.onnx", CPU)
+
+
+def test_failed_parity_writes_nothing(saved_models, tmp_path):
+    _, src = saved_models["qwen2_audio"]
+    out = tmp_path / "never"
+    with pytest.raises(ParityError, match="differs from torch"):
+        export_bundle(src, out, license="Apache-2.0", tolerance=1e-12)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
+
+
+def test_parity_on_real_recorded_windows(saved_models, bundles, shared_data):
+    torch_model, _ = saved_models["qwen2_audio"]
+    block = OnnxThinkingBlock(bundles["qwen2_audio"][1] / "thinking.onnx", CPU)
+    waves = load_real_waves(shared_data / "ravdess", 3, torch_model.max_seconds)
+    waves += load_real_waves(shared_data / "urbansound8k", 2, torch_model.max_seconds)
+    inputs = [audio_inputs(torch_model, waves, "real"), audio_inputs(torch_model, synthetic_waves(), "synthetic")]
+    record = check_parity(torch_model.thinking, block, inputs)
+    assert [c.batch for c in record.cases] == [5, 3]
+    assert record.max_abs_diff <= 1e-4
