@@ -53,11 +53,28 @@ def yin(
     """
     tau_max = min(int(np.ceil(sr / fmin)), frame_length // 2)
     tau_min = max(int(np.floor(sr / fmax)), 2)
-    w = frame_length - tau_max  # integration window W'
     padded = np.pad(wave, (frame_length // 2, frame_length // 2))
     n_frames = 1 + len(wave) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop][:n_frames]  # (T, L)
-    frames = frames - frames.mean(axis=1, keepdims=True)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop][:n_frames]  # (T, L) view
+    f0, aperiodicity = [], []
+    for start in range(0, n_frames, YIN_BLOCK):  # blocks bound the memory of long recordings
+        f, a = _yin_block(frames[start : start + YIN_BLOCK], sr, tau_min, tau_max, threshold)
+        f0.append(f)
+        aperiodicity.append(a)
+    return np.concatenate(f0), np.concatenate(aperiodicity)
+
+
+#: Frames per YIN block (~30 MB of FFT work at 1024-sample frames).
+YIN_BLOCK = 1000
+
+
+def _yin_block(
+    frames: np.ndarray, sr: int, tau_min: int, tau_max: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """YIN on (T, L) frames -> (T,) F0 in Hz and (T,) aperiodicity."""
+    frame_length = frames.shape[1]
+    w = frame_length - tau_max  # integration window W'
+    frames = frames - frames.mean(axis=1, keepdims=True)  # (T, L)
     n_fft = 1 << int(np.ceil(np.log2(frame_length + w)))
     spec_full = np.fft.rfft(frames, n=n_fft, axis=1)  # (T, F)
     spec_head = np.fft.rfft(frames[:, :w], n=n_fft, axis=1)  # (T, F)
