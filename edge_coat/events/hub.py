@@ -8,6 +8,9 @@ its cursor", bounded by the ring size. A live subscriber whose cursor falls off 
 closed (RESOURCE_EXHAUSTED) and resumes from its cursor with a replay from the log; it never slows
 the follower, the other subscribers or the worker (which only writes to SQLite).
 
+A subscriber that has not yet caught up (replaying from an old cursor) reads the log page by page at
+its own pace, which costs only SQLite reads; the bound applies once it has been live.
+
 Replay and live use the same cursor arithmetic (the ring is a cache of the log's tail, indexed by
 id), so the switch from replay to live has no gap and no duplicate by construction.
 """
@@ -96,7 +99,9 @@ class EventHub:
         """Ring events with id > cursor (at most ``limit``), or None when the ring no longer holds cursor+1."""
         ids = self._ids
         cap_start = max(0, len(ids) - self.config.queue_events)
-        if not ids or cursor >= ids[-1]:
+        if not ids:
+            return None
+        if cursor >= ids[-1]:
             return []
         if cursor < ids[cap_start] - 1:
             return None

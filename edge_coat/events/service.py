@@ -71,6 +71,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
         hub, cfg = self.hub, self.config
         cursor = request.from_cursor if request.HasField("from_cursor") else hub.head
+        if cursor > hub.head:
+            head = await asyncio.to_thread(hub.log.head)
+            if cursor > head:
+                await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(CursorAhead(cursor, head)))
         live = False
         last_sent = time.monotonic()
         hub.subscribers += 1
@@ -91,12 +95,14 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     else:
                         live = True
                     if batch:
-                        cursor = batch[-1].id
-                        events = [e for e in batch if match(e)]
-                        if events:
-                            yield pb.SubscribeResponse(events=events, cursor=cursor, head=hub.head,
-                                                       server_time=time.time())
-                            last_sent = time.monotonic()
+                        for i in range(0, len(batch), cfg.max_batch):
+                            chunk = batch[i:i + cfg.max_batch]
+                            cursor = chunk[-1].id
+                            events = [e for e in chunk if match(e)]
+                            if events:
+                                yield pb.SubscribeResponse(events=events, cursor=cursor, head=hub.head,
+                                                           server_time=time.time())
+                                last_sent = time.monotonic()
                         continue
                 wait = cfg.heartbeat_s - (time.monotonic() - last_sent)
                 try:
