@@ -42,6 +42,8 @@ def add_arguments(parser) -> None:
     o.add_argument("--checkpoint-every", type=int, default=200)
     o.add_argument("--log-every", type=int, default=10)
     o.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    o.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest for tiny models on a shared CPU)")
     o.add_argument("--teacher-cache", default=".cache/teacher", help="teacher-target cache directory")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = parser.add_argument_group("augmentation")
@@ -67,7 +69,7 @@ def config_from_args(args):
         data=[parse_data_spec(s) for s in args.data],
         init_family=args.init_family, init_size=args.init_size, init_model=args.init_model,
         max_seconds=args.max_seconds, num_thinking=args.num_thinking, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, warmup_steps=min(args.warmup_steps, args.steps), seed=args.seed,
+        lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
         expert_losses=not args.no_expert_losses, expert_weights=weights,
@@ -86,6 +88,10 @@ def run(args) -> int:
     from edge_coat.data.folder import DatasetError
     from edge_coat.train.pipeline import train
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         config = config_from_args(args)
         model_dir = train(config, args.out, resume=args.resume)

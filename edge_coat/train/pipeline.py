@@ -74,34 +74,21 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     """Run a whole training; returns the trained model directory (``OUT/model``)."""
     from edge_coat.experts import TeacherCache
     from edge_coat.model.coat import CoatModel
+    from edge_coat.model.config import CoatConfig
 
-    run = RunDir(out_dir, config.model_dump(mode="json"), resume=resume)
-    seed_everything(config.seed)
     task_names = sorted({s.task for s in config.data})
     experts, specs = expert_specs(config)
-
     if config.init_model is not None:
-        model = CoatModel.from_pretrained(config.init_model)
-        unknown = [t for t in task_names if t not in model.config.tasks]
+        known = CoatConfig.load(config.init_model).tasks
+        unknown = [t for t in task_names if t not in known]
         if unknown:
-            raise ValueError(f"model {config.init_model} has no task(s) {unknown}; it has {sorted(model.config.tasks)}")
-        for s in specs:  # keep the model's experts; only their weights follow this run's config
-            if s.name not in {e.name for e in model.config.experts}:
-                raise ValueError(f"model {config.init_model} has no head for expert {s.name!r}")
-        model.config = model.config.model_copy(update={"experts": specs})
-        model.heads.specs = {s.name: s for s in specs}
-        tasks = {t: model.config.tasks[t] for t in task_names}
+            raise ValueError(f"model {config.init_model} has no task(s) {unknown}; it has {sorted(known)}")
+        tasks = {t: known[t] for t in task_names}
     else:
         tasks = tasks or task_specs(task_names)
-        init_dir = run.root / "init"
-        if resume and (init_dir / "coat_config.json").is_file():
-            model = CoatModel.from_pretrained(init_dir)
-        else:
-            model = new_model(config, tasks, specs)
-            model.save_pretrained(init_dir)
-    labels_of_task = {t: dataset_labels(t, spec) for t, spec in tasks.items()}
 
-    folders = load_folders(config.data, labels_of_task)
+    # The data is checked (every problem of every folder) before anything is written or built.
+    folders = load_folders(config.data, {t: dataset_labels(t, spec) for t, spec in tasks.items()})
     splits = [
         split_folder(clips, holdout_speakers=config.holdout_speakers, holdout_sources=config.holdout_sources,
                      val_speakers=config.val_speakers, val_fraction=config.val_fraction, seed=config.seed)
@@ -110,9 +97,28 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     check_groups_used(splits, config.holdout_speakers, "speaker", "--holdout-speakers")
     check_groups_used(splits, config.holdout_sources, "source", "--holdout-sources")
     check_groups_used(splits, config.val_speakers, "speaker", "--val-speakers")
+
+    run = RunDir(out_dir, config.model_dump(mode="json"), resume=resume)
     write_split(run, [s.path for s in config.data], splits)
     for src, s in zip(config.data, splits):
         log.info("%s (%s): %d train, %d val, %d held out", src.path, src.task, len(s.train), len(s.val), len(s.held_out))
+    seed_everything(config.seed)
+    if config.init_model is not None:
+        model = CoatModel.from_pretrained(config.init_model)
+        have = {e.name for e in model.config.experts}
+        missing = [s.name for s in specs if s.name not in have]
+        if missing:
+            raise ValueError(f"model {config.init_model} has no head for expert(s) {missing}")
+        # keep the model's heads; their loss weights follow this run's config
+        model.config = model.config.model_copy(update={"experts": specs})
+        model.heads.specs = {s.name: s for s in specs}
+    else:
+        init_dir = run.root / "init"
+        if resume and (init_dir / "coat_config.json").is_file():
+            model = CoatModel.from_pretrained(init_dir)
+        else:
+            model = new_model(config, tasks, specs)
+            model.save_pretrained(init_dir)
 
     cache = TeacherCache(config.teacher_cache)
     use_experts = experts if config.expert_losses else []

@@ -1,0 +1,104 @@
+"""Metrics against hand-computed values, and the label map / report helpers (no model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_coat.data.folder import Clip
+from edge_coat.train.labelmap import apply_label_map, parse_label_map
+from edge_coat.train.metrics import anomaly_metrics, classification_metrics, partial_auc
+from edge_coat.train.report import eval_document, format_confusion, write_json
+
+
+def test_classification_metrics_match_a_hand_computed_confusion():
+    labels = ["a", "b", "c"]
+    y_true = ["a", "a", "a", "a", "b", "b", "c", "c"]
+    y_pred = ["a", "a", "a", "b", "b", "c", "c", "a"]
+    m, per = classification_metrics(y_true, y_pred, labels)
+    assert m["confusion"] == [[3, 1, 0], [0, 1, 1], [1, 0, 1]]
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    # recalls 3/4, 1/2, 1/2 -> UA 7/12; precisions 3/4, 1/2, 1/2 -> F1 3/4, 1/2, 1/2
+    assert m["ua"] == pytest.approx((3 / 4 + 1 / 2 + 1 / 2) / 3)
+    assert m["macro_f1"] == pytest.approx((3 / 4 + 1 / 2 + 1 / 2) / 3)
+    assert per["a"] == {"precision": 0.75, "recall": 0.75, "f1": 0.75, "support": 4}
+    text = format_confusion(labels, m["confusion"])
+    assert "true \\ pred" in text and text.splitlines()[-1].split() == ["c", "1", "0", "1"]
+
+
+def test_ua_ignores_classes_absent_from_the_truth():
+    m, per = classification_metrics(["a", "a", "b"], ["a", "c", "b"], ["a", "b", "c"])
+    assert m["ua"] == pytest.approx((0.5 + 1.0) / 2)  # c has no support: not averaged
+    assert per["c"]["support"] == 0 and per["c"]["precision"] == 0.0
+
+
+def test_classification_metrics_refuse_labels_outside_the_set():
+    with pytest.raises(ValueError, match="not in the label set"):
+        classification_metrics(["a"], ["z"], ["a", "b"])
+
+
+def test_pauc_is_the_raw_partial_area_over_max_fpr():
+    # 10 normals scored 0..9, 2 abnormals: one above every normal, one above 8 of them.
+    y = [0] * 10 + [1, 1]
+    s = list(range(10)) + [20, 7.5]
+    # ROC: TPR 0.5 at FPR 0, TPR 1.0 from FPR 0.2 -> area up to FPR 0.1 is 0.1 * 0.5.
+    assert partial_auc(y, s, 0.1) == pytest.approx(0.5)
+    m = anomaly_metrics(y, s, 0.1)
+    assert m["auc"] == pytest.approx((10 + 8) / 20)
+    from sklearn.metrics import roc_auc_score
+
+    assert m["pauc_mcclish"] == pytest.approx(roc_auc_score(y, s, max_fpr=0.1))
+    assert m["pauc"] != pytest.approx(m["pauc_mcclish"])
+
+
+def test_pauc_extremes():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(4000), np.ones(4000)]
+    assert partial_auc(y, np.r_[np.zeros(4000), np.ones(4000)]) == pytest.approx(1.0)
+    assert partial_auc(y, rng.random(8000), 0.1) == pytest.approx(0.05, abs=0.01)  # random: max_fpr / 2
+    with pytest.raises(ValueError, match="both normal"):
+        anomaly_metrics([1, 1], [0.1, 0.2])
+
+
+def _clips(labels):
+    return [Clip(file=f"{i}.wav", path=None, label=lab) for i, lab in enumerate(labels)]
+
+
+def test_label_map_inline_and_file(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"joy": "happy", "boredom": None}))
+    assert parse_label_map(str(path)) == {"joy": "happy", "boredom": None}
+    assert parse_label_map('{"joy": "happy"}') == {"joy": "happy"}
+    assert parse_label_map(None) is None
+    with pytest.raises(ValueError, match="no such file"):
+        parse_label_map(str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="invalid JSON"):
+        parse_label_map('{"joy": ')
+    with pytest.raises(ValueError, match="model label"):
+        parse_label_map('{"joy": 3}')
+
+
+def test_label_map_drops_null_and_restricts_candidates():
+    model_labels = ["neutral", "happy", "sad", "angry"]
+    clips, cands = apply_label_map(_clips(["joy", "sad", "boredom", "joy"]),
+                                   {"joy": "happy", "boredom": None}, model_labels)
+    assert [c.label for c in clips] == ["happy", "sad", "happy"]
+    assert cands == ["happy", "sad"]  # the model's order, only the labels in use
+    clips, cands = apply_label_map(_clips(["sad", "angry"]), None, model_labels)
+    assert cands == model_labels
+
+
+def test_label_map_lists_every_unknown_label():
+    with pytest.raises(ValueError) as err:
+        apply_label_map(_clips(["joy", "boredom", "sad"]), {"joy": "glee"}, ["happy", "sad"])
+    assert "'joy' (mapped to 'glee')" in str(err.value) and "'boredom' (not in the label map)" in str(err.value)
+
+
+def test_eval_document_shape(tmp_path):
+    doc = eval_document("emotion", "m", 3, {"accuracy": 1.0}, {"a": {"recall": 1.0}})
+    out = write_json(tmp_path / "x" / "r.json", doc)
+    assert list(json.loads(out.read_text())) == ["task", "model", "n", "metrics", "per_class"]
+    with pytest.raises(ValueError):
+        eval_document("emotion", "m", -1, {}, {})

@@ -1,0 +1,143 @@
+"""``edge-coat train`` and ``edge-coat eval`` end to end on tiny generated data (tiny model, CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_coat.cli import main
+from tests.train.conftest import TEST_EXPERTS, SR, tone_or_noise, write_folder
+
+TRAIN = ["train", "--init", "qwen2_audio", "--size", "test", "--max-seconds", "1", "--experts", TEST_EXPERTS,
+         "--no-progress", "--warmup-steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def trained(separable, tmp_path_factory):
+    """30 steps on two trivially separable classes."""
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    rc = main([*TRAIN, "--data", f"{separable['train']}:emotion", "--steps", "30", "--lr", "3e-3", "--batch-size", "4",
+               "--log-every", "10", "--checkpoint-every", "10", "--out", str(out / "run"), "--teacher-cache", str(cache)])
+    assert rc == 0
+    return out / "run"
+
+
+def test_training_lowers_the_total_loss_and_writes_the_run(trained):
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30]
+    assert rows[-1]["total"] < 0.5 * rows[0]["total"]
+    assert {"answer", "expert/pitch_prosody", "expert/loudness_spectral", "total"} <= set(rows[0])
+    config = json.loads((trained / "run_config.json").read_text())
+    assert config["steps"] == 30 and config["experts"] == TEST_EXPERTS.split(",")
+    assert (trained / "checkpoints" / "latest").read_text() == "step-000030.pt"
+    assert (trained / "model" / "coat.safetensors").is_file()
+    split = json.loads((trained / "split.json").read_text())
+    assert len(next(iter(split.values()))["train"]) == 16
+
+
+def test_eval_on_known_answers(trained, separable, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    preds = tmp_path / "p.csv"
+    rc = main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
+               "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out), "--predictions", str(preds)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "confusion matrix" in printed and "macro F1" in printed
+    doc = json.loads(out.read_text())
+    assert list(doc) == ["task", "model", "n", "metrics", "per_class"]
+    assert doc["task"] == "emotion" and doc["n"] == 12 and set(doc["per_class"]) == {"happy", "sad"}
+    assert {"accuracy", "ua", "macro_f1"} <= set(doc["metrics"])
+    assert doc["metrics"]["accuracy"] >= 0.9 and doc["metrics"]["ua"] >= 0.9  # tone vs noise was learned
+    # the JSON's confusion is the one the per-clip predictions give
+    truth = {r["file"]: r["label"] for r in csv.DictReader(open(separable["test"] / "labels.csv"))}
+    pairs = [(truth[r["file"]], r["prediction"]) for r in csv.DictReader(open(preds))]
+    labels = doc["metrics"]["labels"]
+    assert labels == ["happy", "sad"]  # restricted by the label map, in the model's order
+    hand = [[sum(1 for t, p in pairs if t == a and p == b) for b in labels] for a in labels]
+    assert doc["metrics"]["confusion"] == hand
+
+
+def test_eval_no_thinking_and_holdout_speakers(trained, separable, tmp_path):
+    out = tmp_path / "n.json"
+    rc = main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
+               "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out), "--no-thinking",
+               "--holdout-speakers", "01,02"])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["n"] == 6  # speakers 01 and 02 only
+    assert sum(v["support"] for v in doc["per_class"].values()) == 6
+
+
+def test_eval_refuses_labels_the_model_lacks(trained, separable, capsys):
+    rc = main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
+               "--label-map", '{"happy": "glad"}'])
+    assert rc == 2
+    assert "'happy' (mapped to 'glad')" in capsys.readouterr().err
+
+
+def test_dataset_errors_list_every_problem(tmp_path, capsys):
+    good = np.zeros(SR // 2, np.float32)
+    a = write_folder(tmp_path / "a", [("ok.wav", "happy", {}), ("gone.wav", "sad", {}), ("bad.wav", "sad", {}),
+                                      ("odd.wav", "bored", {})], {"ok.wav": good, "odd.wav": good})
+    (a / "bad.wav").write_bytes(b"not audio at all")
+    b = tmp_path / "b"
+    b.mkdir()
+    rc = main([*TRAIN, "--data", f"{a}:emotion", "--data", f"{b}:events", "--steps", "2",
+               "--out", str(tmp_path / "run")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    for problem in ("missing file gone.wav", "bad.wav unreadable", "unknown label 'bored'", "missing labels.csv"):
+        assert problem in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_resume_continues_from_the_checkpoint(separable, tmp_path):
+    # warm-up (5 steps) spans the whole run, so the 2-step and 4-step runs share one learning-rate schedule
+    common = [*TRAIN, "--data", f"{separable['train']}:emotion", "--batch-size", "2", "--log-every", "1",
+              "--checkpoint-every", "2", "--teacher-cache", str(tmp_path / "cache")]
+    assert main([*common, "--steps", "4", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*common, "--steps", "2", "--out", str(tmp_path / "cut")]) == 0
+    assert main([*common, "--steps", "4", "--out", str(tmp_path / "cut")]) == 2  # an existing run needs --resume
+    assert main([*common, "--steps", "4", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # continued at 3, did not restart at 1
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "step-000004.pt", weights_only=True)["trainable"]
+    b = torch.load(tmp_path / "cut" / "checkpoints" / "step-000004.pt", weights_only=True)["trainable"]
+    assert a.keys() == b.keys()
+    for name in a:  # same weights as the uninterrupted run: model, optimizer, schedule and RNGs were restored
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_anomaly_eval_auc_matches_the_per_clip_scores(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from edge_coat.model.tiny import tiny_coat_model
+
+    model_dir = tiny_coat_model("qwen2_audio", max_seconds=1).save_pretrained(tmp_path / "m")
+    rng = np.random.default_rng(3)
+    t = np.arange(SR) / SR
+    rows, waves = [], {}
+    for i in range(14):
+        wave = 0.2 * np.sin(2 * np.pi * 120 * t) + 0.01 * rng.standard_normal(SR)
+        label = "abnormal" if i >= 10 else "normal"
+        if label == "abnormal":
+            wave = wave + 0.3 * rng.standard_normal(SR) * (t > 0.3)
+        rows.append((f"{i:02d}.wav", label, {"machine": "motor"}))
+        waves[f"{i:02d}.wav"] = wave.astype(np.float32)
+    data = write_folder(tmp_path / "d", rows, waves)
+    out, preds = tmp_path / "a.json", tmp_path / "a.csv"
+    assert main(["eval", "--model", str(model_dir), "--task", "anomaly", "--data", str(data), "--json", str(out),
+                 "--predictions", str(preds), "--enroll", "6"]) == 0
+    doc = json.loads(out.read_text())
+    assert list(doc) == ["task", "model", "n", "metrics", "per_class"]
+    assert doc["n"] == 8 and doc["metrics"]["n_enroll"] == 6  # 10 normals: 6 enroll, 4 test + 4 abnormal
+    scored = list(csv.DictReader(open(preds)))
+    assert [r["file"] for r in scored] == [f"{i:02d}.wav" for i in range(6, 14)]
+    y = [int(r["file"] >= "10") for r in scored]
+    assert doc["metrics"]["auc"] == pytest.approx(roc_auc_score(y, [float(r["score"]) for r in scored]))
+    assert 0.0 <= doc["metrics"]["pauc"] <= 1.0
