@@ -1,0 +1,66 @@
+"""``edge-coat run -c site.yaml``: the all-in-one service (capture sources, worker, event service).
+
+Prints one JSON line on stdout once everything listens (``{"ready": true, "grpc_port": ..., ...}``),
+runs until SIGTERM/SIGINT (or, with ``--exit-when-sources-end``, until every local source has ended
+and its windows are through), then stops gracefully and exits 0. Exit 2: the config is invalid (every
+problem listed); 1: the service could not start (model missing, port taken, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+HELP = "run the all-in-one service (capture, worker, event service) from a config file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, help="site config (YAML, TOML or JSON)")
+    parser.add_argument("--check", action="store_true", help="validate the config and exit (0: valid, 2: not)")
+    parser.add_argument("--exit-when-sources-end", action="store_true",
+                        help="stop gracefully once every local source has ended and its windows are through")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_coat.config import ConfigError, load_config
+    from edge_coat.service import Service, configure_logging
+
+    try:
+        cfg = load_config(args.config)
+        cfg.require("worker", "model", "events", command="edge-coat run")
+    except ConfigError as exc:
+        print(f"edge-coat run: invalid config: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.config}: valid")
+        return 0
+    configure_logging(cfg.logging, getattr(args, "verbose", 0))
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stop.is_set():
+            print(f"edge-coat run: {signal.Signals(signum).name} again: already stopping", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    service = Service(cfg)
+    try:
+        service.start()
+    except ConfigError as exc:
+        print(f"edge-coat run: the config does not fit the model: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"edge-coat run: cannot start: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"ready": True, "grpc_port": service.grpc_port, "metrics_port": service.metrics_port,
+                      "worker_endpoint": service.worker_endpoint, "model": service.model_info()}), flush=True)
+    while not stop.wait(0.2):
+        if args.exit_when_sources_end and service.sources_ended() and not service.windows_pending():
+            break
+    summary = service.stop()
+    print(json.dumps({"stopped": True, **summary}), flush=True)
+    return 0 if not summary.get("events_unwritten") else 1

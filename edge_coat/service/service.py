@@ -1,0 +1,462 @@
+"""The service: capture sources, worker, model stage, detectors, event log and gRPC server in one process.
+
+Roles (``Service(cfg, roles=...)``): ``capture`` (this host's sources -> the worker's socket),
+``worker`` (windowing, model stage, detectors, writing events to the log) and ``serve`` (the gRPC event
+service over the log). ``edge-coat run`` takes all three; ``edge-coat worker --config`` the worker
+alone (a separate ``serve`` process reads the same log file).
+
+Threads: the worker's own (receiver, windowing, model); detectors run on the model thread through the
+result callback, so an event is in the durable log before the next batch starts; a housekeeping thread
+closes the episodes of ended streams, applies enrollment requests queued in the log and writes stream
+statuses; the gRPC server runs on its own event loop; /metrics on a prometheus_client HTTP thread.
+
+Graceful stop (:meth:`Service.stop`, on SIGTERM/SIGINT in ``run``):
+
+1. capture stops reading; what it captured is sent and acknowledged by the worker (up to
+   ``service.drain_timeout_s``);
+2. in-flight windows finish: every window cut so far goes through the model and the detectors;
+3. the worker closes its socket; every open episode is ended (an ``end`` event per open episode);
+4. the events are in the log (written synchronously), the stream statuses written a last time;
+5. the gRPC server has fanned the last events out, then turns health NOT_SERVING and closes
+   subscribers with a resume cursor; the log and /metrics close.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from edge_coat.config import ConfigError, SiteConfig
+from edge_coat.messages import EventRecord, Window, WindowResult
+
+log = logging.getLogger(__name__)
+
+ROLES = ("capture", "worker", "serve")
+_NEEDS = {"capture": ("capture",), "worker": ("worker", "model", "events"), "serve": ("events",)}
+
+
+def speech_presence(kind: str) -> Callable:
+    """A speech-presence function (samples -> fraction of speech) for the worker's gates."""
+    from edge_coat.experts import ExpertUnavailable, get_expert
+
+    if kind in ("auto", "silero"):
+        try:
+            vad = get_expert("speech_vad").load()
+            return lambda samples: vad.readings(vad(samples))["speech_ratio"]
+        except ExpertUnavailable as exc:
+            if kind == "silero":
+                raise ValueError(f"service.speech_presence is silero but {exc}") from exc
+            log.warning("silero VAD unavailable (%s): speech presence from YIN voicing instead", exc)
+    pitch = get_expert("pitch_prosody")
+    return lambda samples: pitch.readings(pitch(samples))["voiced_ratio"]
+
+
+class _CountingStage:
+    """Wraps the model stage to count windows whose batch raised (they never reach the callback)."""
+
+    def __init__(self, stage, on_failed: Callable[[list[Window]], None]):
+        self.stage, self.on_failed = stage, on_failed
+
+    def process(self, windows: list[Window]) -> list[WindowResult]:
+        try:
+            return self.stage.process(windows)
+        except BaseException:
+            self.on_failed(windows)
+            raise
+
+
+class ServiceControl:
+    """The event service's StreamControl for this process: the detectors' enrollment control, and stream
+    statuses enriched with what the service knows (model, quantization, thinking runtime, providers, the
+    worker's per-stream counters, the local capture's state). ``edge-coat status`` shows them."""
+
+    def __init__(self, service: "Service"):
+        self.service = service
+
+    def list_streams(self) -> list[dict]:
+        svc = self.service
+        statuses = {s["stream_id"]: s for s in svc.detectors.list_streams()}
+        worker_streams = svc.worker.stats()["streams"] if svc.worker is not None else {}
+        for sid in worker_streams:
+            statuses.setdefault(sid, {"stream_id": sid, "windows": 0,
+                                      "anomaly": {"enrollment": svc.detectors.get_enrollment(sid)}})
+        model = svc.model_info()
+        capture = {t.stream_id: t.status() for t in svc.capture_threads}
+        for sid, status in statuses.items():
+            status["model"] = model
+            if sid in worker_streams:
+                status["pipeline"] = {k: v for k, v in worker_streams[sid].items() if k != "recent_gaps"}
+            if sid in capture:
+                status["capture"] = capture[sid]
+        return [statuses[s] for s in sorted(statuses)]
+
+    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
+        return self.service.detectors.start_enrollment(stream_id, windows=windows, seconds=seconds)
+
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict:
+        return self.service.detectors.stop_enrollment(stream_id, commit=commit)
+
+    def get_enrollment(self, stream_id: str) -> dict:
+        return self.service.detectors.get_enrollment(stream_id)
+
+
+class Service:
+    """Use::
+
+        svc = Service(load_config("site.yaml")).start()     # all roles
+        svc.grpc_port, svc.metrics_port, svc.worker_endpoint
+        svc.stop()                                            # graceful; returns a summary dict
+    """
+
+    def __init__(self, cfg: SiteConfig, *, roles: Iterable[str] = ROLES, stage=None):
+        self.cfg = cfg
+        self.roles = tuple(roles)
+        unknown = [r for r in self.roles if r not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown service role(s) {unknown}; expected some of {ROLES}")
+        for role in self.roles:
+            cfg.require(*(s for s in _NEEDS[role] if s != "model" or stage is None), command=f"the {role} role")
+        self._given_stage = stage
+        self.stage = None
+        self.worker = None
+        self.detectors = None
+        self.log = None
+        self.server = None
+        self.bridge = None
+        self.sender = None
+        self.capture_threads: list = []
+        self.control = None
+        self.grpc_port: int | None = None
+        self.metrics_port: int | None = None
+        self.worker_endpoint: str | None = None
+        self.started_ts = 0.0
+        self._metrics_httpd = None
+        self._lock = threading.Lock()
+        self._events = collections.Counter()  # (kind, phase) -> n
+        self._done = collections.Counter()  # stream -> windows through detectors (or failed)
+        self._pending: list[EventRecord] = []  # records a log error kept from being written
+        self._closed_streams: set[str] = set()
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._stopped = False
+        self.publish_errors = 0
+        self.detector_errors = 0
+        #: called on the model thread with each result and the events it caused (demo display, tests)
+        self.result_listeners: list[Callable[[WindowResult, list[EventRecord]], None]] = []
+
+    # ---- start ---------------------------------------------------------------------------------------
+    def start(self, capture: bool = True) -> "Service":
+        """Start every role; with ``capture=False`` the sources wait for :meth:`start_capture`."""
+        self.started_ts = time.time()
+        try:
+            if "worker" in self.roles:
+                self._start_worker()
+            if "serve" in self.roles:
+                self._start_server()
+            if self.cfg.metrics.enabled:
+                from edge_coat.service.metrics import start_metrics_server
+
+                self._metrics_httpd, self.metrics_port = start_metrics_server(self.cfg.metrics.listen, self.stats)
+                log.info("metrics on http://%s/metrics (port %d)", self.cfg.metrics.listen, self.metrics_port)
+            if "worker" in self.roles:
+                self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
+                self._housekeeper.start()
+            if capture and "capture" in self.roles:
+                self.start_capture()
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def _start_worker(self) -> None:
+        from edge_coat.detectors import DetectorSet
+        from edge_coat.events.control import WorkerBridge
+        from edge_coat.events.log import EventLog
+        from edge_coat.worker.service import Worker
+
+        cfg = self.cfg
+        if self._given_stage is not None:
+            self.stage = self._given_stage
+        else:
+            from edge_coat.worker.coat_stage import CoatStage
+
+            self.stage = CoatStage(cfg.model)
+        self._check_stage()
+        self.detectors = DetectorSet(cfg.detectors)
+        self.control = ServiceControl(self)
+        ev = cfg.events
+        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+        self.bridge = WorkerBridge(self.log, self.control, on_publish=self._notify)
+        for sid, spec in cfg.service.enroll_at_start.items():
+            state = self.detectors.get_enrollment(sid)["state"]
+            if state in ("none", "stale"):
+                self.detectors.start_enrollment(sid, windows=spec.windows, seconds=spec.seconds)
+                log.info("stream %s enrolls its normal profile on its first %s", sid,
+                         f"{spec.windows} windows" if spec.windows else f"{spec.seconds:g} s")
+            else:
+                log.info("stream %s already has a normal profile (%s): no enrollment at start", sid, state)
+        needs_speech = any(g.min_speech_ratio is not None for sc in [cfg.worker.default_stream,
+                                                                     *cfg.worker.streams.values()]
+                           for g in sc.tasks.values())
+        speech_fn = speech_presence(cfg.service.speech_presence) if needs_speech else None
+        self.worker = Worker(cfg.worker, _CountingStage(self.stage, self._on_failed), on_result=self._on_result,
+                             speech_fn=speech_fn)
+        self.worker.start()
+        self.worker_endpoint = self.worker.endpoint
+        log.info("worker listening on %s", self.worker_endpoint)
+
+    def _check_stage(self) -> None:
+        check = getattr(self.stage, "check_window", None)
+        if check is None:
+            return
+        w = self.cfg.worker
+        problems = check(w.default_stream.window_s, list(w.default_stream.tasks), "worker.default_stream")
+        for sid, sc in w.streams.items():
+            problems += check(sc.window_s, list(sc.tasks), f"worker.streams.{sid}")
+        if problems:
+            raise ConfigError(problems)
+
+    def _start_server(self) -> None:
+        from edge_coat.events.control import LogStreamControl
+        from edge_coat.events.log import EventLog
+        from edge_coat.events.service import EventServer
+
+        ev = self.cfg.events
+        if self.log is None:
+            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+        control = self.control if self.control is not None else LogStreamControl(self.log)
+        self.server = EventServer(ev, control=control, log=self.log)
+        self.grpc_port = self.server.start()
+        log.info("event service on port %d", self.grpc_port)
+
+    def start_capture(self) -> None:
+        """Open the configured sources and stream them to the worker (this process's, when it has one)."""
+        from edge_coat.capture.runner import CaptureThread
+        from edge_coat.capture.sources import open_source
+        from edge_coat.transport.sender import Sender
+
+        cap = self.cfg.capture
+        sender_cfg = cap.sender
+        if self.worker_endpoint is not None:
+            # the config check made sure the endpoint reaches the bind; use the bound one (port 0 in tests)
+            sender_cfg = sender_cfg.model_copy(update={"endpoint": self.worker_endpoint.replace("0.0.0.0", "127.0.0.1")})
+        sources = [(sc, open_source(sc.uri, sc.chunk_ms, sc.realtime, sc.loop)) for sc in cap.sources]
+        self.sender = Sender(sender_cfg).start()
+        self.capture_threads = [CaptureThread(sc.stream_id, src, self.sender).start() for sc, src in sources]
+        log.info("capturing %d source(s) -> %s", len(sources), sender_cfg.endpoint)
+
+    # ---- the result path (model thread) --------------------------------------------------------------
+    def _on_result(self, result: WindowResult) -> None:
+        sid = result.window.stream_id
+        try:
+            try:
+                records = self.detectors.process(result)
+            except ValueError as exc:
+                self.detector_errors += 1
+                log.warning("detectors refused window %d of %s: %s", result.window.index, sid, exc)
+                records = []
+            if records:
+                self._publish(records)
+            for listener in self.result_listeners:
+                try:
+                    listener(result, records)
+                except Exception:  # noqa: BLE001 - a display bug must not stop the model loop
+                    log.exception("result listener failed")
+        finally:
+            # counted last: a stream's episodes are closed only after its last window's events are written
+            with self._lock:
+                self._done[sid] += 1
+
+    def _on_failed(self, windows: list[Window]) -> None:
+        with self._lock:
+            for w in windows:
+                self._done[w.stream_id] += 1
+
+    def _publish(self, records: list[EventRecord]) -> None:
+        with self._lock:
+            batch, self._pending = self._pending + list(records), []
+        try:
+            self.bridge.publish(batch)
+        except Exception:  # noqa: BLE001 - a full disk or locked file must not stop the model loop
+            self.publish_errors += 1
+            log.exception("writing %d event(s) to %s failed; kept for the next try", len(batch), self.log.path)
+            with self._lock:
+                self._pending = batch + self._pending
+            return
+        with self._lock:
+            for r in batch:
+                self._events[(r.kind, r.phase)] += 1
+        for r in batch:
+            log.info("event %s %s %s score %.2f: %s", r.kind, r.phase, r.stream_id, r.score, r.text)
+
+    def _notify(self) -> None:
+        if self.server is not None:
+            self.server.notify()
+
+    # ---- housekeeping ------------------------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        interval = self.cfg.service.status_interval_s
+        next_status = 0.0
+        while not self._stop.wait(0.2):
+            try:
+                self._close_ended_streams()
+                if self._pending:
+                    self._publish([])
+                if time.monotonic() >= next_status:
+                    next_status = time.monotonic() + interval
+                    self.bridge.poll()
+            except Exception:  # noqa: BLE001 - keep the service up; the next round retries
+                log.exception("housekeeping round failed")
+
+    def _close_ended_streams(self) -> None:
+        """End the open episodes of streams whose source ended, once their last window went through."""
+        wstats = self.worker.stats()
+        idle = wstats["queues"]["batch"] == 0 and wstats["queues"]["ingest"] == 0
+        for sid, st in list(self.worker.streams.items()):
+            if not st.ended:
+                self._closed_streams.discard(sid)
+                continue
+            if sid in self._closed_streams:
+                continue
+            made = wstats["streams"].get(sid, {}).get("windows_processed", 0)
+            with self._lock:
+                done = self._done[sid]
+            if done >= made or idle:
+                self._closed_streams.add(sid)
+                status = self.detectors.stream_status(sid)
+                records = self.detectors.close_stream(sid, status.get("last_window_ts") or time.time())
+                if records:
+                    log.info("stream %s ended: %d open episode(s) closed", sid, len(records))
+                    self._publish(records)
+
+    # ---- state -------------------------------------------------------------------------------------------
+    def model_info(self) -> dict:
+        info = getattr(self.stage, "info", None)
+        return info() if info is not None else {"name": getattr(self.stage, "name", "")}
+
+    def sources_ended(self) -> bool:
+        return bool(self.capture_threads) and all(t.ended.is_set() for t in self.capture_threads)
+
+    def windows_pending(self) -> int:
+        """Windows cut by the worker that have not been through the model and detectors yet."""
+        if self.worker is None:
+            return 0
+        w = self.worker.stats()
+        made = sum(s["windows_processed"] for s in w["streams"].values())
+        with self._lock:
+            done = sum(self._done.values())
+        return max(0, made - done - w["batch_dropped"]) + w["queues"]["ingest"]
+
+    def stats(self) -> dict:
+        """Everything the metrics collector and the status need, as plain data."""
+        with self._lock:
+            events = {"by_kind": dict(self._events), "pending": len(self._pending)}
+        out: dict = {"uptime_s": time.time() - self.started_ts if self.started_ts else 0.0, "roles": list(self.roles),
+                     "events": events}
+        if self.worker is not None:
+            out["worker"] = self.worker.stats()
+            stage_stats = getattr(self.stage, "stats", None)
+            out["stage"] = stage_stats() if stage_stats is not None else {}
+            out["model"] = self.model_info()
+        if self.log is not None:
+            try:
+                events["head"] = self.log.head()
+            except Exception:  # noqa: BLE001 - a scrape during shutdown
+                events["head"] = None
+        hub = getattr(self.server, "_hub", None)  # EventServer has no public subscriber count yet
+        events["subscribers"] = getattr(hub, "subscribers", None)
+        if self.capture_threads:
+            out["capture"] = {t.stream_id: t.status() for t in self.capture_threads}
+            out["sender"] = self.sender.stats()
+        return out
+
+    # ---- stop ----------------------------------------------------------------------------------------------
+    def stop(self) -> dict:
+        """Graceful stop (see the module docstring); returns a summary. Safe to call twice."""
+        if self._stopped:
+            return {}
+        self._stopped = True
+        cfg = self.cfg.service
+        deadline = time.monotonic() + cfg.drain_timeout_s
+        summary: dict = {"lost_audio": False, "windows_unfinished": 0}
+        # 1. capture stops; what it read reaches the worker
+        for t in self.capture_threads:
+            t.stop()
+        if self.sender is not None:
+            acked = self.sender.wait_acked(max(0.0, deadline - time.monotonic()))
+            if not acked:
+                summary["lost_audio"] = True
+                log.warning("shutdown: captured audio not acknowledged by the worker within %.0f s",
+                            cfg.drain_timeout_s)
+            self.sender.close()
+        # 2. in-flight windows finish
+        if self.worker is not None:
+            while self.windows_pending() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            summary["windows_unfinished"] = self.windows_pending()
+            if summary["windows_unfinished"]:
+                log.warning("shutdown: %d window(s) still unfinished after %.0f s", summary["windows_unfinished"],
+                            cfg.drain_timeout_s)
+            self._stop.set()
+            if self._housekeeper is not None:
+                self._housekeeper.join(10.0)
+            self.worker.close()
+            # 3. open episodes end; 4. the last events and statuses are in the log
+            closing = []
+            for status in self.detectors.list_streams():
+                closing += self.detectors.close_stream(status["stream_id"], status.get("last_window_ts") or time.time())
+            if closing or self._pending:
+                self._publish(closing)
+            try:
+                self.bridge.poll()
+            except Exception:  # noqa: BLE001
+                log.exception("shutdown: writing the final stream statuses failed")
+        self._stop.set()
+        # 5. subscribers get the last events, then NOT_SERVING and a resume cursor
+        if self.server is not None:
+            self._wait_fanned_out(max(cfg.grace_s, 1.0))
+            self.server.stop(grace=cfg.grace_s)
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        with self._lock:
+            summary["events"] = {f"{k}/{p}": n for (k, p), n in sorted(self._events.items())}
+            summary["events_unwritten"] = len(self._pending)
+        if self.log is not None:
+            summary["log_head"] = self.log.head()
+            self.log.close()
+        log.info("service stopped: %s", summary)
+        return summary
+
+    def _wait_fanned_out(self, timeout: float) -> None:
+        """Until the gRPC hub has read every event in the log (so live subscribers get the last ones)."""
+        hub = getattr(self.server, "_hub", None)
+        if hub is None or self.log is None:
+            return
+        self.server.notify()
+        deadline = time.monotonic() + timeout
+        head = self.log.head()
+        while hub.head < head and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(min(0.2, timeout))  # let the woken subscriber tasks write their last message
+
+    def _abort(self) -> None:
+        """Undo a start that failed half-way (no draining: nothing was processed yet)."""
+        self._stopped = True
+        self._stop.set()
+        for t in self.capture_threads:
+            t.stop(1.0)
+        if self.sender is not None:
+            self.sender.close()
+        if self.worker is not None:
+            self.worker.close()
+        if self.server is not None:
+            self.server.stop(grace=0.0)
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        if self.log is not None:
+            self.log.close()

@@ -1,0 +1,286 @@
+"""The real model stage: CoAT label scoring on batches of windows (implements ``ModelStage``).
+
+Per batch, for each task the windows carry, one batched ``score_task`` call over the windows that need
+it (one prefill per window, candidates scored over the cached prefix). A window analysed for several
+tasks takes its thinking latents from the first task scored: the thinking positions come before the
+task prompt, so under causal attention their hidden states do not depend on the prompt.
+
+Readings for the evidence:
+
+* ``loudness_dbfs`` from the window (the gate measured it), ``speech_ratio`` when the gate ran a VAD;
+* ``pitch_hz`` / ``voiced_ratio`` from the YIN pitch expert (DSP, ``edge_coat.experts.dsp``), and
+  top sound ``tags`` from the YAMNet expert when ``readings`` asks for them. They are DSP/expert
+  readings, not the model's expert heads: the model core does not expose decoded head predictions
+  (its heads output normalised feature vectors, not Hz or tag names).
+
+Latency per stage (``encode``: features + audio encoder; ``thinking``; ``llm``: prefill and label
+scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and into histograms that
+``stats()`` returns for the metrics collector (read at scrape time, not pushed from the hot path).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
+from edge_coat.model.config import ModelStageConfig
+
+log = logging.getLogger(__name__)
+
+#: Histogram bucket upper bounds, seconds (per batch).
+LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+STAGES: tuple[str, ...] = ("encode", "thinking", "llm", "readings", "total")
+#: shortest window the model core accepts (4 mel frames of 10 ms)
+MIN_SAMPLES = 640
+
+
+class LatencyHistogram:
+    """Cumulative-bucket histogram in the Prometheus layout, filled on the model thread.
+
+    Hand-written rather than a prometheus_client Histogram so the stage does not depend on a metrics
+    registry: the service's collector turns ``snapshot()`` into a metric family at scrape time."""
+
+    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS):
+        self.buckets = tuple(buckets)
+        self.counts = [0] * (len(self.buckets) + 1)  # last: +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+    def snapshot(self) -> dict:
+        cumulative, acc = [], 0
+        for c in self.counts:
+            acc += c
+            cumulative.append(acc)
+        return {"buckets": list(self.buckets), "cumulative": cumulative, "sum": self.sum, "count": self.count}
+
+
+def bundle_identity(path: Path, fallback_name: str = "") -> tuple[str, str]:
+    """(name, version) from a bundle's manifest.json, else the folder name and 'unversioned'."""
+    manifest = Path(path) / "manifest.json"
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text())
+            return fallback_name or str(data.get("name") or Path(path).name), str(data.get("version") or "unversioned")
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s (%s)", manifest, exc)
+    return fallback_name or Path(path).name, "unversioned"
+
+
+def load_model(cfg: ModelStageConfig):
+    """Load the model a ``model:`` section names (a verified bundle; thinking block per ``cfg.thinking``)."""
+    from edge_coat.export.bundle import load_bundle
+    from edge_coat.export.config import ThinkingRuntimeConfig
+
+    if not Path(cfg.path).is_dir():
+        raise ValueError(f"model.path: expected a model folder, but {cfg.path} does not exist or is not a folder")
+    runtime = getattr(cfg, "thinking", None) or ThinkingRuntimeConfig()
+    return load_bundle(cfg.path, coat_dir=cfg.coat_path, quantization=cfg.quantization, device=cfg.device,
+                       runtime=runtime)
+
+
+class _Timers:
+    """Accumulates time spent in the model's ``encode`` and ``think`` by wrapping them on the instance
+    (the model core has no timing hooks; forward hooks would miss ``encode``, which is not a module)."""
+
+    def __init__(self, model):
+        self.spent = {"encode": 0.0, "thinking": 0.0}
+        for attr, key in (("encode", "encode"), ("think", "thinking")):
+            setattr(model, attr, self._wrap(getattr(model, attr), key))
+
+    def _wrap(self, fn, key):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[key] += time.perf_counter() - t
+
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.spent = self.spent, {"encode": 0.0, "thinking": 0.0}
+        return out
+
+
+class CoatStage:
+    """``ModelStage`` over a CoAT model.
+
+    Use::
+
+        stage = CoatStage(cfg.model)                 # loads the bundle at cfg.model.path
+        stage = CoatStage(cfg, model=model)          # an already built model (tests)
+        results = stage.process(windows)             # one WindowResult per window, same order
+        stage.info(); stage.stats()
+    """
+
+    name = "coat"
+
+    def __init__(self, cfg: ModelStageConfig, *, model=None, readings: Sequence[str] | None = None):
+        self.cfg = cfg
+        if getattr(cfg, "torch_threads", 0):
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
+        self.model = model if model is not None else load_model(cfg)
+        self.model_name, self.model_version = bundle_identity(cfg.path, getattr(cfg, "name", ""))
+        self.tasks = dict(self.model.config.tasks)
+        self.max_samples = int(self.model.max_seconds * SAMPLE_RATE)
+        self.readings = tuple(readings if readings is not None else getattr(cfg, "readings", ("pitch",)))
+        self._experts = self._load_experts(self.readings)
+        self._timers = _Timers(self.model)
+        self._lock = threading.Lock()
+        self._hist = {s: LatencyHistogram() for s in STAGES}
+        self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0}
+        self._warned: set[str] = set()
+        info = self.info()
+        log.info("model stage: %s %s (%s), quantization %s, thinking on %s, tasks %s, readings %s",
+                 info["name"], info["version"], info["family"], info["quantization"], info["thinking"],
+                 sorted(self.tasks), list(self.readings))
+
+    # ---- description ------------------------------------------------------------------------------
+    def info(self) -> dict:
+        """Name, version, family, quantization, thinking runtime and providers (status, metrics)."""
+        block = self.model.thinking
+        provider = getattr(block, "provider", None)
+        if provider is not None:
+            thinking, providers = f"onnxruntime {provider.removesuffix('ExecutionProvider')}", [provider]
+        else:
+            thinking, providers = f"torch {self.model.device}", []
+        return {"name": self.model_name, "version": self.model_version, "family": self.model.config.family,
+                "quantization": str(self.model.quantization), "thinking": thinking,
+                "thinking_runtime": "onnx" if provider is not None else "torch", "providers": providers,
+                "llm_device": str(self.model.device), "max_seconds": float(self.model.max_seconds),
+                "tasks": {t: list(s.labels) for t, s in self.tasks.items()}}
+
+    def check_window(self, window_s: float, tasks: Sequence[str], where: str) -> list[str]:
+        """Problems a stream config would hit with this model (window too long, unknown tasks)."""
+        out = []
+        if window_s > self.model.max_seconds:
+            out.append(f"{where}.window_s: {window_s} s is longer than the model's encoder takes "
+                       f"({self.model.max_seconds:g} s); lower window_s")
+        for t in tasks:
+            if t not in self.tasks:
+                out.append(f"{where}.tasks.{t}: the model has no task {t!r}; it knows {sorted(self.tasks)}")
+        return out
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts}
+
+    # ---- the stage ----------------------------------------------------------------------------------
+    def process(self, windows: list[Window]) -> list[WindowResult]:
+        t_start = time.perf_counter()
+        self._timers.take()
+        n = len(windows)
+        probs: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
+        thinking: list[np.ndarray | None] = [None] * n
+        valid = [self._valid(w) for w in windows]
+        by_task: dict[str, list[int]] = {}
+        for i, w in enumerate(windows):
+            if valid[i]:
+                for t in w.tasks:
+                    by_task.setdefault(t, []).append(i)
+        # the anomaly task first, so its latents are the ones the anomaly profile compares
+        for task in sorted(by_task, key=lambda t: (t != "anomaly", t)):
+            idx = by_task[task]
+            if task not in self.tasks:
+                self._warn_once(task, f"windows ask for task {task!r} but the model only knows {sorted(self.tasks)}: "
+                                      "skipped (fix worker tasks or the model)")
+                with self._lock:
+                    self._counts["unknown_task_windows"] += len(idx)
+                continue
+            r = self.model.score_task([windows[i].samples for i in idx], task)  # probs (B, C), thinking (B, K, D)
+            for j, i in enumerate(idx):
+                probs[i][task] = {label: float(p) for label, p in zip(r.labels, r.probs[j])}
+                if thinking[i] is None:
+                    thinking[i] = np.ascontiguousarray(r.thinking[j], dtype=np.float32)  # (K, D)
+        t_model = time.perf_counter()
+        readings, tags = self._readings(windows)
+        t_end = time.perf_counter()
+        spent = self._timers.take()
+        latency = {
+            "encode": spent["encode"],
+            "thinking": spent["thinking"],
+            "llm": max(0.0, (t_model - t_start) - spent["encode"] - spent["thinking"]),
+            "readings": t_end - t_model,
+            "total": t_end - t_start,
+        }
+        with self._lock:
+            for s, v in latency.items():
+                self._hist[s].observe(v)
+            self._counts["batches"] += 1
+            self._counts["windows"] += n
+        latency_ms = {s: round(v * 1000.0, 3) for s, v in latency.items()}
+        return [
+            WindowResult(window=w, label_probs=probs[i], thinking=thinking[i], readings=readings[i], tags=tags[i],
+                         model_name=self.model_name, model_version=self.model_version, latency_ms=latency_ms)
+            for i, w in enumerate(windows)
+        ]
+
+    # ---- helpers ------------------------------------------------------------------------------------
+    def _valid(self, w: Window) -> bool:
+        """A window the model can take; others get a result without label scores (and a warning)."""
+        s = w.samples
+        problem = None
+        if not isinstance(s, np.ndarray) or s.ndim != 1:
+            problem = f"expected (num_samples,) float32 samples, got {type(s).__name__} {getattr(s, 'shape', '')}"
+        elif not MIN_SAMPLES <= s.size <= self.max_samples:
+            problem = (f"{s.size / SAMPLE_RATE:.3f} s of audio; the model takes "
+                       f"{MIN_SAMPLES / SAMPLE_RATE:.2f}..{self.model.max_seconds:g} s")
+        elif not np.isfinite(s).all():
+            problem = "NaN or infinite samples"
+        if problem is None:
+            return True
+        with self._lock:
+            self._counts["windows_invalid"] += 1
+        self._warn_once(f"invalid:{w.stream_id}", f"stream {w.stream_id} window {w.index}: {problem}; not scored")
+        return False
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
+
+    @staticmethod
+    def _load_experts(names: Sequence[str]) -> dict:
+        from edge_coat.experts import get_expert
+
+        experts = {}
+        for name in names:
+            expert = get_expert({"pitch": "pitch_prosody", "tags": "sound_tags"}[name])
+            expert.load()  # fail at start (missing wheel), not on the first window
+            experts[name] = expert
+        return experts
+
+    def _readings(self, windows: list[Window]) -> tuple[list[dict[str, float]], list[tuple]]:
+        readings, tags = [], []
+        for w in windows:
+            r = {"loudness_dbfs": float(w.rms_dbfs)}
+            if w.speech_ratio is not None:
+                r["speech_ratio"] = float(w.speech_ratio)
+            t: tuple = ()
+            ok = isinstance(w.samples, np.ndarray) and w.samples.ndim == 1 and w.samples.size >= 1024 \
+                and np.isfinite(w.samples).all()
+            if ok and "pitch" in self._experts:
+                e = self._experts["pitch"]
+                out = e.readings(e(w.samples))
+                r["pitch_hz"], r["voiced_ratio"] = out["pitch_hz"], out["voiced_ratio"]
+            if ok and "tags" in self._experts:
+                e = self._experts["tags"]
+                t = tuple((str(label), float(score)) for label, score in e.top_tags(e(w.samples), k=5))
+            readings.append(r)
+            tags.append(t)
+        return readings, tags
