@@ -267,7 +267,8 @@ def _read(path: Path) -> dict:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # noqa: BLE001 - YAML, TOML and JSON each raise their own syntax errors
-        raise ConfigError([f"not valid {suffix.lstrip('.') or 'YAML'}: {exc}"], path) from exc
+        kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
+        raise ConfigError([f"not valid {kind}: {exc}"], path) from exc
     if data is None:
         raise ConfigError(["the file is empty; expected sections such as worker:, model:, events:"], path)
     if not isinstance(data, dict):
