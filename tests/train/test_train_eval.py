@@ -141,3 +141,19 @@ def test_anomaly_eval_auc_matches_the_per_clip_scores(tmp_path):
     y = [int(r["file"] >= "10") for r in scored]
     assert doc["metrics"]["auc"] == pytest.approx(roc_auc_score(y, [float(r["score"]) for r in scored]))
     assert 0.0 <= doc["metrics"]["pauc"] <= 1.0
+
+
+def test_probe_table_for_each_expert_and_layer(trained, separable, tmp_path, capsys):
+    out = tmp_path / "probe.json"
+    rc = main(["probe", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
+               "--folds", "3", "--layers", "0,3", "--json", str(out), "--teacher-cache", str(tmp_path / "c")])
+    assert rc == 0
+    assert "thinking - audio" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    got = {(r["target"], r["layer"]) for r in doc["results"]}
+    assert got == {(t, layer) for t in ("pitch_prosody", "loudness_spectral", "label") for layer in (0, 3)}
+    for r in doc["results"]:
+        assert np.isfinite(r["thinking"]) and np.isfinite(r["audio"]) and r["audio"] <= 1.0
+    label = {r["layer"]: r for r in doc["results"] if r["target"] == "label"}
+    assert label[0]["audio"] >= 0.9  # tone vs noise is linearly readable from the audio embeddings
+    assert label[3]["thinking"] >= 0.9  # and, after training, from the thinking positions
