@@ -6,8 +6,8 @@ Two layouts:
   ``coat.safetensors`` + ``thinking.onnx`` + ``manifest.json`` (the embedded ``coat-tiny``);
 * a site with a real checkpoint: the base checkpoint copied as-is into its own folder with a
   ``role="base"`` manifest (``edge-coat models manifest``), and a small ``role="coat"`` folder with
-  ``coat_config.json``, ``coat.safetensors``, ``thinking.onnx`` (and a LoRA adapter when trained with
-  one) written by ``edge-coat export --coat-only``.
+  ``coat_config.json``, ``coat.safetensors``, ``thinking.onnx`` and, when trained with one, a LoRA
+  adapter in ``lora/`` (see ``edge_coat.export.lora``), written by ``edge-coat export --coat-only``.
 
 ``export_bundle`` refuses to write a bundle whose ONNX graph fails parity: it builds the bundle in a
 temporary folder beside the target and renames it into place only when every check passed.
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.export.lora import LORA_DIR, attach_lora, check_lora_mode
 from edge_coat.export.manifest import MANIFEST_NAME, Manifest, build_manifest, verify, write_manifest
 from edge_coat.export.onnx_export import THINKING_ONNX, export_thinking
 from edge_coat.export.parity import (
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Files of a CoAT weights folder (everything else in a model folder belongs to the base).
 COAT_FILES = ("coat_config.json", "coat.safetensors", THINKING_ONNX)
-LORA_DIR = "lora"
 
 
 def _verify_if_bundle(directory: Path, required: bool) -> Manifest | None:
@@ -98,6 +98,8 @@ def export_bundle(
     prior = next((m for m in sources.values() if m is not None), None)
 
     model = CoatModel.from_pretrained(model_dir, coat_dir=coat_dir, quantization="fp32", device="cpu")
+    if (coat_src / LORA_DIR).is_dir():
+        attach_lora(model, coat_src)  # fails here, not at the site, when the adapters do not fit the base
     block = model.thinking
     audio_dim = int(block.in_proj.in_features)
 
@@ -177,7 +179,12 @@ def load_bundle(
         _verify_if_bundle(model_dir, required=True)
         if coat_path.resolve() != model_dir.resolve():
             _verify_if_bundle(coat_path, required=True)
+    has_lora = (coat_path / LORA_DIR).is_dir()
+    if has_lora:
+        check_lora_mode(quantization, coat_path)
     model = CoatModel.from_pretrained(model_dir, quantization=quantization, coat_dir=coat_dir, device=device)
+    if has_lora:
+        attach_lora(model, coat_path)
     if runtime.backend == "onnx":
         onnx_path = find_onnx(coat_path, model_dir)
         if onnx_path is None:

@@ -16,14 +16,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
 @pytest.mark.slow
 def test_tiny_run_on_cpu_writes_every_stage(tmp_path):
     out = tmp_path / "gpu_check.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out), "--batches", "1,2",
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out), "--batches", "2",
                            "--repeats", "1", "--decode-tokens", "2"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["errors"] == [] and report["tiny"] is True and report["quantization"] == "fp32"
     assert all(s["ok"] for s in report["steps"].values())
     assert report["steps"]["thinking_session"]["parity_max_abs_diff"] <= 1e-4
-    assert [r["batch"] for r in report["results"]] == [1, 2]
+    assert [r["batch"] for r in report["results"]] == [2]
     for row in report["results"]:
         for stage in ("encoder", "thinking_onnx", "thinking_torch"):
             assert row[stage]["median_ms"] > 0
