@@ -11,6 +11,9 @@ onnxruntime (CUDA provider when this onnxruntime has one), then times, at batch 
   with and without the thinking block
 * ``decode``: cached single-token steps after that prefill, with and without the thinking block
 
+and runs the site path once on a tiny model: export a bundle, ``load_bundle(quantization="nf4")`` on
+CUDA (fp32 on the CPU) with the ONNX block swapped in, and compare label probabilities with torch fp32.
+
 Every step is caught on its own: a failure (out of memory, a missing provider) is recorded with
 its error and the rest still runs; the JSON is rewritten after every step, so a run killed at its
 time limit still leaves what it measured. A budget (``--budget-s``) skips what would not fit.
@@ -382,6 +385,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if "onnx_path" in state:
         report.step("thinking_session", thinking_session)
+
+    def site_path():
+        import numpy as np
+
+        from edge_coat.export.bundle import describe_thinking, export_bundle, load_bundle
+        from edge_coat.export.config import ThinkingRuntimeConfig
+        from edge_coat.export.parity import synthetic_waves
+        from edge_coat.model.tiny import tiny_coat_model
+
+        root = Path(tempfile.mkdtemp(prefix="gpu_check-site-"))
+        reference = tiny_coat_model("qwen2_audio", seed=0)
+        export_bundle(reference.save_pretrained(root / "src"), root / "bundle", license="test only")
+        loaded = load_bundle(root / "bundle", quantization="nf4" if cuda else "fp32",
+                             runtime=ThinkingRuntimeConfig(provider="auto"))
+        waves = synthetic_waves((1.0, 4.0))
+        want = reference.score_task(waves, "emotion").probs
+        got = loaded.score_task(waves, "emotion").probs
+        return {"quantization": loaded.quantization, "thinking": describe_thinking(loaded),
+                "model_device": str(loaded.device), "max_prob_diff_vs_fp32_torch": float(np.abs(got - want).max())}
+
+    report.step("site_path", site_path, reserve_s=60.0)
 
     for b in batches:
         def run_batch(b=b):

@@ -23,6 +23,8 @@ def test_tiny_run_on_cpu_writes_every_stage(tmp_path):
     assert report["errors"] == [] and report["tiny"] is True and report["quantization"] == "fp32"
     assert all(s["ok"] for s in report["steps"].values())
     assert report["steps"]["thinking_session"]["parity_max_abs_diff"] <= 1e-4
+    site = report["steps"]["site_path"]
+    assert site["thinking"] == "onnxruntime CPU" and site["max_prob_diff_vs_fp32_torch"] <= 1e-5
     assert [r["batch"] for r in report["results"]] == [2]
     for row in report["results"]:
         for stage in ("encoder", "thinking_onnx", "thinking_torch"):
