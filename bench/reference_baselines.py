@@ -1,0 +1,143 @@
+"""Simple reference classifiers for the coat-tiny model card, on the model's own held-out split.
+
+    python bench/reference_baselines.py --data ../shared/data/ravdess --task emotion --holdout-speakers 14,15,16
+    python bench/reference_baselines.py --data ../shared/data/urbansound8k --task events --run runs/coat-tiny
+
+Features (each standardised, then logistic regression whose C is chosen by group-wise CV on the
+training part only; the held-out part is touched once, for the reported scores):
+
+* ``mfcc_prosody``: mean and std over time of 20 MFCCs (librosa), of the project's pitch/prosody
+  expert (F0, voicing, energy) and of its loudness/spectral-shape expert.
+* ``voice``: the 256-d Resemblyzer voice embedding (the project's ``voice_embedding`` expert).
+* ``yamnet``: the sound-event expert's 521 YAMNet scores, mean and max over its 0.96 s frames.
+
+The split is the one the model was trained with: ``--run RUN`` reads the held-out speakers/sources
+from the run's ``run_config.json``, or give them with ``--holdout-speakers`` / ``--holdout-sources``.
+Every other clip of the folder trains the classifier (the model's calibration clips included).
+Expert outputs come from the teacher cache, so a rerun is quick. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge_coat.data.folder import DatasetFolder  # noqa: E402
+from edge_coat.train.data import group_of, parse_list  # noqa: E402
+from edge_coat.train.metrics import classification_metrics  # noqa: E402
+from edge_coat.train.report import format_table, write_json  # noqa: E402
+
+log = logging.getLogger("reference_baselines")
+
+DEFAULT_FEATURES = {"emotion": ("mfcc_prosody", "voice"), "events": ("mfcc_prosody", "yamnet")}
+
+
+def _stats(frames: np.ndarray) -> np.ndarray:
+    """(T, D) -> (2D,): mean and std over time."""
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
+
+
+def features(kind: str, wave: np.ndarray, cache) -> np.ndarray:
+    from edge_coat.experts import get_expert
+
+    if kind == "mfcc_prosody":
+        import librosa
+
+        mfcc = librosa.feature.mfcc(y=wave, sr=16_000, n_mfcc=20, n_fft=512, hop_length=160).T  # (T, 20)
+        prosody = cache.get(get_expert("pitch_prosody"), wave)  # (T', 3)
+        spectral = cache.get(get_expert("loudness_spectral"), wave)  # (T'', C)
+        return np.concatenate([_stats(mfcc), _stats(prosody), _stats(spectral)])
+    if kind == "voice":
+        return cache.get(get_expert("voice_embedding"), wave)  # (256,)
+    if kind == "yamnet":
+        tags = cache.get(get_expert("sound_tags"), wave)  # (T, 521)
+        return np.concatenate([tags.mean(axis=0), tags.max(axis=0)])
+    raise ValueError(f"unknown feature set {kind!r}; expected mfcc_prosody, voice or yamnet")
+
+
+def fit_and_score(x_train, y_train, groups, x_test):
+    """Standardise + logistic regression, C by group-wise CV on the training part; returns test predictions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+    folds = min(5, len(set(groups)))
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]}, cv=GroupKFold(folds))
+    search.fit(x_train, y_train, groups=groups)
+    return search.predict(x_test), search.best_params_["logisticregression__C"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--task", required=True, choices=("emotion", "events"))
+    p.add_argument("--run", help="training run directory: take the held-out split from its run_config.json")
+    p.add_argument("--holdout-speakers", help="held-out speakers (comma list or file)")
+    p.add_argument("--holdout-sources", help="held-out source recordings (comma list or file)")
+    p.add_argument("--features", help="comma list of feature sets (default: per task)")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="centre-crop clips to this length (0 = whole clip)")
+    p.add_argument("--teacher-cache", default=str(REPO / ".cache" / "teacher"))
+    p.add_argument("--json", dest="json_out", help="JSON output (default bench/results/reference_baselines_<task>.json)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    speakers, sources = parse_list(args.holdout_speakers), parse_list(args.holdout_sources)
+    if args.run:
+        cfg = json.loads((Path(args.run) / "run_config.json").read_text())
+        speakers, sources = cfg["holdout_speakers"], cfg["holdout_sources"]
+    held = {f"speaker:{s}" for s in speakers} | {f"source:{s}" for s in sources}
+    if not held:
+        p.error("give the held-out split: --run, --holdout-speakers or --holdout-sources")
+    from edge_coat.data.folder import load_audio
+    from edge_coat.experts import TeacherCache
+
+    clips = DatasetFolder(args.data).clips
+    test_mask = np.array([group_of(c) in held for c in clips])
+    if not test_mask.any() or test_mask.all():
+        p.error(f"the split {sorted(held)} leaves {int(test_mask.sum())} of {len(clips)} clips held out")
+    cache = TeacherCache(args.teacher_cache)
+    kinds = parse_list(args.features) or list(DEFAULT_FEATURES[args.task])
+    labels = sorted({c.label for c in clips})
+    y = np.array([c.label for c in clips])
+    groups = np.array([group_of(c) for c in clips])
+    feats = {k: [] for k in kinds}
+    t0 = time.time()
+    for i, clip in enumerate(clips):
+        wave = load_audio(clip.path)
+        if args.max_seconds > 0 and wave.shape[0] > args.max_seconds * 16_000:
+            n = int(args.max_seconds * 16_000)
+            wave = wave[(wave.shape[0] - n) // 2:][:n]
+        for k in kinds:
+            feats[k].append(features(k, wave, cache))
+        if (i + 1) % 100 == 0:
+            log.info("features of %d/%d clips (%.0f s)", i + 1, len(clips), time.time() - t0)
+    results, rows = {}, []
+    for k in kinds:
+        x = np.stack(feats[k])  # (N, F)
+        pred, c = fit_and_score(x[~test_mask], y[~test_mask], groups[~test_mask], x[test_mask])
+        metrics, per_class = classification_metrics(y[test_mask].tolist(), pred.tolist(), labels)
+        results[k] = {"metrics": metrics, "per_class": per_class, "C": c, "features": int(x.shape[1])}
+        rows.append([k, x.shape[1], c, metrics["accuracy"], metrics["ua"], metrics["macro_f1"]])
+    print(f"{args.task} references on {args.data}: {int((~test_mask).sum())} train, {int(test_mask.sum())} held-out "
+          f"clips ({len(held)} held-out speakers/recordings); chance UA {1 / len(labels):.3f}")
+    print(format_table(["features", "dims", "C", "accuracy", "UA", "macro F1"], rows))
+    out = Path(args.json_out or REPO / "bench" / "results" / f"reference_baselines_{args.task}.json")
+    write_json(out, {"task": args.task, "data": args.data, "held_out": sorted(held), "n_train": int((~test_mask).sum()),
+                     "n_test": int(test_mask.sum()), "results": results})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
