@@ -27,6 +27,15 @@ Needs on the GPU machine: torch with CUDA, transformers 5.x, bitsandbytes, accel
 onnxscript, onnxruntime (onnxruntime-gpu for the CUDA provider), pydantic, and this repository on
 ``PYTHONPATH``. Output: ``--out PATH``, else ``$OUT/gpu_check.json`` when ``OUT`` is set, else
 ``bench/results/gpu_check.json``.
+
+On this project's lent H100/H200 image (torch 2.11 cu130, transformers 5.17, onnxruntime 1.30 CPU-only,
+no bitsandbytes, no pydantic) carry these wheels (~59 MB, downloaded for cp312 manylinux x86_64 with
+``pip download --no-deps``): bitsandbytes==0.50.2, transformers==5.24.0, pydantic, pydantic-core,
+annotated-types, typing-inspection; then run
+``pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. python3
+bench/gpu_check.py``. That image's onnxruntime has no CUDA provider and onnxruntime-gpu's CUDA 12 /
+cuDNN libraries are too large to carry: the report then shows the thinking block on the CPU provider
+(``thinking_onnx``) next to the torch block on the GPU (``thinking_torch``).
 """
 
 from __future__ import annotations
