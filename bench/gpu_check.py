@@ -250,7 +250,7 @@ def measure_batch(adapter, thinking_onnx, thinking_torch, think_open, think_clos
             asm = assemble(adapter.embed_tokens, prefix_ids, audio, audio_mask, prompt_ids, thinking=think,
                            think_open=think_open, think_close=think_close)
             row = {"sequence_length": int(asm.embeds.shape[1])}
-            row["prefill"] = timed(lambda: prefill(adapter, asm), device, args.repeats)
+            row["prefill"] = timed(lambda asm=asm: prefill(adapter, asm), device, args.repeats)
             row["decode_per_token"] = _decode_timing(adapter, asm, args.decode_tokens, device, args.repeats)
             out[label] = row
             del asm

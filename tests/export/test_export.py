@@ -144,6 +144,7 @@ def test_graph_from_another_model_is_refused(saved_models, bundles):
         attach_onnx_thinking(other, bundles["qwen2_audio"][1] / "thinking.onnx", CPU)
 
 
+@pytest.mark.slow
 def test_failed_parity_writes_nothing(saved_models, tmp_path):
     _, src = saved_models["qwen2_audio"]
     out = tmp_path / "never"
