@@ -1,7 +1,9 @@
 """``edge-coat worker``: receive streams, window and gate them, run a model stage on batches.
 
-Only the stand-in ``noop`` stage exists here; the model stage plugs in through
-`edge_coat.worker.stage.ModelStage`.
+With ``--config site.yaml`` it is the production worker: the model stage from the ``model:``
+section (`edge_coat.worker.coat_stage.CoatStage`), the detectors, events written to the shared
+event log (a separate ``edge-coat serve`` reads it), metrics; graceful stop on SIGTERM. Without
+``--config``, the flags below run the stand-in ``noop`` stage (windowing only: tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ HELP = "window, gate and analyse incoming streams with the model; emit events"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path,
+                        help="site config: run the model stage, detectors and event log from it (other flags ignored)")
     parser.add_argument("--bind", default="tcp://0.0.0.0:5555", help="endpoint to bind (default tcp://0.0.0.0:5555)")
     parser.add_argument("--stage", choices=["noop"], default="noop", help="model stage (noop: windowing only)")
     parser.add_argument("--window-s", type=float, default=2.0, help="window length, seconds")
@@ -30,7 +34,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration-s", type=float, default=0.0, help="stop after N s (0: run until Ctrl-C)")
 
 
+def run_from_config(path: Path, verbose: int = 0) -> int:
+    """The worker role of the site config until SIGTERM/SIGINT, then a graceful stop."""
+    import signal
+    import sys
+    import threading
+
+    from edge_coat.config import ConfigError, load_config
+    from edge_coat.service import Service, configure_logging
+
+    try:
+        cfg = load_config(path)
+        cfg.require("worker", "model", "events", command="edge-coat worker")
+    except ConfigError as exc:
+        print(f"edge-coat worker: invalid config: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.logging, verbose)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service = Service(cfg, roles=("worker",))
+    try:
+        service.start()
+    except ConfigError as exc:
+        print(f"edge-coat worker: the config does not fit the model: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"edge-coat worker: cannot start: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"ready": True, "worker_endpoint": service.worker_endpoint,
+                      "metrics_port": service.metrics_port, "model": service.model_info()}), flush=True)
+    stop.wait()
+    summary = service.stop()
+    print(json.dumps({"stopped": True, **summary}), flush=True)
+    return 0 if not summary.get("events_unwritten") else 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "config", None):
+        return run_from_config(args.config, getattr(args, "verbose", 0))
     from pydantic import ValidationError
 
     from edge_coat.worker.config import WorkerConfig
