@@ -115,12 +115,15 @@ class OnnxThinkingBlock(nn.Module):
         self.num_queries = int(outputs[OUTPUT].shape[1])
         self.out_dim = int(outputs[OUTPUT].shape[2])
         self.provider = self._session.get_providers()[0]
-        # CoatModel.think() reads the block's dtype from ``queries``; the real queries live in the graph.
-        self.register_buffer("queries", torch.empty(self.num_queries, 0), persistent=False)  # (K, 0)
         if self.config.warmup:
             self(np.zeros((1, 4, self.audio_dim), np.float32), np.ones((1, 4), bool))
         log.info("thinking block: onnxruntime on %s (K=%d, %d -> %d)", self.provider, self.num_queries,
                  self.audio_dim, self.out_dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The exported graph computes in fp32 (what ``CoatModel.think`` casts the audio to)."""
+        return torch.float32
 
     def extra_repr(self) -> str:
         return f"path={self.path.name}, provider={self.provider}, K={self.num_queries}"

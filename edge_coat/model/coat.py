@@ -211,8 +211,7 @@ class CoatModel(nn.Module):
 
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D) audio embeds + (B, T) mask -> (B, K, D) thinking vectors in the LLM dtype."""
-        p = self.thinking.queries
-        return self.thinking(audio.to(p.dtype), audio_mask).to(audio.dtype)
+        return self.thinking(audio.to(self.thinking.dtype), audio_mask).to(audio.dtype)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids if text else []

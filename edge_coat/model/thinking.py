@@ -71,6 +71,11 @@ class ThinkingBlock(nn.Module):
         self.out_norm = nn.LayerNorm(dim)
         self.out_proj = nn.Linear(dim, out_dim)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the block computes in (what callers cast the audio embeddings to)."""
+        return self.queries.dtype
+
     def forward(self, audio_embeds: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         m = self.in_proj(audio_embeds)  # (B, T, d)
         x = self.queries[None].expand(audio_embeds.shape[0], -1, -1)  # (B, K, d)

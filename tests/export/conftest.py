@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
@@ -33,15 +32,3 @@ def bundles(saved_models, tmp_path_factory):
                                  data_provenance=["generated test tones"])
         out[family] = (manifest, dst)
     return out
-
-
-@pytest.fixture()
-def no_network(monkeypatch):
-    """Every outgoing connection attempt raises, as on an air-gapped site."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)

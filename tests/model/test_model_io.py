@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -42,16 +41,6 @@ def test_bad_window_in_a_batch_is_named_by_index(model):
 def test_too_few_candidates(model):
     with pytest.raises(ValueError, match="at least 2 candidates"):
         model.score_labels([tone(1.0)], PROMPT, ["angry"])
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_save_and_load_round_trip_offline(model, tmp_path, no_network):
