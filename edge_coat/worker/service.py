@@ -28,7 +28,7 @@ from edge_coat.v1 import audio_pb2 as pb
 from edge_coat.worker.config import WorkerConfig
 from edge_coat.worker.gate import Gate, SpeechFn
 from edge_coat.worker.stage import ModelStage
-from edge_coat.worker.windowing import StreamState
+from edge_coat.worker.windowing import BufferPool, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class Worker:
         self.endpoint = self.receiver.endpoint
         self.batches = BatchQueue(cfg.batch.max_batch, cfg.batch.max_wait_s, cfg.batch.queue_windows)
         self.streams: dict[str, StreamState] = {}
+        self._pool = BufferPool()  # window arrays, recycled once every consumer let go (windowing thread only)
         self._gates: dict[str, Gate] = {}
         self._counts: dict[str, collections.Counter] = {}
         self.totals = collections.Counter()
@@ -138,13 +139,15 @@ class Worker:
         streams = {}
         for sid, c in list(self._counts.items()):
             st = self.streams.get(sid)
+            live = st.ring.skipped_in_gap if st else 0
             streams[sid] = {
-                "audio_s_in": c["samples_in"] / SAMPLE_RATE,
-                "gap_s": c["gap_samples"] / SAMPLE_RATE,
+                # counters of the stream's earlier lives (forgotten when idle) plus the current one
+                "audio_s_in": (c["samples_in"] + (st.samples_in if st else 0)) / SAMPLE_RATE,
+                "gap_s": (c["gap_samples"] + (st.gap_samples if st else 0)) / SAMPLE_RATE,
                 "recent_gaps": [(start, n / SAMPLE_RATE) for start, n in st.recent_gaps] if st else [],
                 "windows_processed": c["windows"],
                 "windows_skipped": c["windows_skipped"],
-                "windows_in_gap": c["windows_in_gap"],
+                "windows_in_gap": c["windows_in_gap"] + live,
                 "duplicates": c["duplicate"],
                 "dropped": c["stale"] + c["ended"] + c["inconsistent"],
                 "active": st is not None and not st.ended,
@@ -164,7 +167,7 @@ class Worker:
             sc = self.cfg.stream(sid)
             st = StreamState(
                 sid, round(sc.window_s * SAMPLE_RATE), round(sc.hop_s * SAMPLE_RATE),
-                round(self.cfg.receiver.max_gap_s * SAMPLE_RATE),
+                round(self.cfg.receiver.max_gap_s * SAMPLE_RATE), self._pool,
             )
             self.streams[sid] = st
             self._gates[sid] = Gate(sc, self.speech_fn)
@@ -177,71 +180,107 @@ class Worker:
         next_housekeeping = 0.0
         while not self._stop.is_set():
             chunks = self.receiver.drain(0.05)
-            touched: set[str] = set()
-            ready: list[Window] = []
             now = time.monotonic()
-            for a in chunks:
-                if isinstance(a, pb.StreamResume):
-                    st = self._state(a.stream_id)
-                    if st.resume(a.sender_epoch, a.next_sequence, a.next_sample):
-                        st.last_seen = now
-                        log.info("stream %s resumes at chunk %d", a.stream_id, a.next_sequence)
-                    continue
-                st = self._state(a.stream_id)
-                c = self._counts[a.stream_id]
-                try:
-                    outcome, raws = st.accept(a)
-                except ValueError as exc:  # a chunk the ring cannot place: count, keep the stream
-                    outcome, raws = "inconsistent", []
-                    log.warning("stream %s: %s", a.stream_id, exc)
-                c[outcome] += 1
-                self.totals[outcome] += 1
-                if outcome != "ok":
-                    continue
-                st.last_seen = now
-                touched.add(a.stream_id)
-                c["samples_in"] += len(a.samples)
-                gate = self._gates[a.stream_id]
-                for raw in raws:
-                    tasks, level, speech = gate(raw.samples)
-                    if not tasks:
-                        c["windows_skipped"] += 1
-                        continue
-                    w = Window(
-                        stream_id=a.stream_id,
-                        index=raw.start // st.ring.hop,
-                        start_sample=raw.start,
-                        start_ts=raw.start_ts,
-                        end_ts=raw.start_ts + len(raw.samples) / SAMPLE_RATE,
-                        samples=raw.samples,
-                        gap_seconds=raw.gap_samples / SAMPLE_RATE,
-                        rms_dbfs=level,
-                        speech_ratio=speech,
-                        tasks=tasks,
-                    )
-                    c["windows"] += 1
-                    ready.append(w)
-                c["gap_samples"] = st.gap_samples
-                c["windows_in_gap"] = st.ring.skipped_in_gap
-            if ready:
-                if self.on_window is not None:
-                    t = time.monotonic()
-                    for w in ready:
-                        self.on_window(w, t)
-                self.batches.put_many(ready)
-            for sid in touched:
-                st = self.streams[sid]
-                self.receiver.ack(sid, st.epoch, st.ack_seq())
-                if st.ended:
-                    log.info("stream %s ended", sid)
+            if chunks:
+                self._ingest(chunks, now)
             if now >= next_housekeeping:
                 self._forget_idle(now)
                 next_housekeeping = now + 1.0
+
+    def _ingest(self, chunks: list, now: float) -> None:
+        """Sequence checks, ring buffers and gates for one drained batch; windows to the batch
+        queue; acknowledgements for the streams whose acknowledged sequence moved.
+
+        The per-chunk path is kept to dictionary lookups and the ring's one copy: counters of the
+        common outcome are summed per batch, per-stream totals live on the `StreamState`.
+        """
+        streams, counts, totals = self.streams, self._counts, self.totals
+        touched: dict[str, StreamState] = {}
+        ready: list[Window] = []
+        n_ok = 0
+        for a in chunks:
+            if a.__class__ is pb.StreamResume:
+                st = self._state(a.stream_id)
+                if st.resume(a.sender_epoch, a.next_sequence, a.next_sample):
+                    st.last_seen = now
+                    log.info("stream %s resumes at chunk %d", a.stream_id, a.next_sequence)
+                continue
+            sid = a.stream_id
+            st = streams.get(sid) or self._state(sid)
+            try:
+                outcome, raws = st.accept(a)
+            except ValueError as exc:  # a chunk the ring cannot place: count, keep the stream
+                outcome, raws = "inconsistent", []
+                log.warning("stream %s: %s", sid, exc)
+            if outcome != "ok":
+                counts[sid][outcome] += 1
+                totals[outcome] += 1
+                if outcome == "duplicate" or outcome == "ended":
+                    # a replay of what we have: our last acknowledgement may have been lost; resend it
+                    st.ack_reported = None
+                    touched[sid] = st
+                continue
+            n_ok += 1
+            touched[sid] = st
+            if a.end_of_stream:
+                log.info("stream %s ended", sid)
+            if raws:
+                try:
+                    ready.extend(self._gate(st, raws))
+                except Exception:  # noqa: BLE001 - e.g. a failing speech function: lose windows, not the loop
+                    totals["gate_errors"] += 1
+                    log.exception("gate failed on stream %s", sid)
+        totals["ok"] += n_ok
+        if ready:
+            if self.on_window is not None:
+                t = time.monotonic()
+                for w in ready:
+                    self.on_window(w, t)
+            self.batches.put_many(ready)
+        acks = []
+        for sid, st in touched.items():
+            st.last_seen = now
+            ack = (st.epoch, st.ack_seq())
+            if ack != st.ack_reported:  # only acknowledgements that moved go to the socket thread
+                st.ack_reported = ack
+                acks.append((sid, *ack))
+        if acks:
+            self.receiver.ack_many(acks)
+
+    def _gate(self, st: StreamState, raws: list) -> list[Window]:
+        """Gate a stream's new raw windows; returns those worth a model call."""
+        sid = st.stream_id
+        c = self._counts[sid]
+        gate = self._gates[sid]
+        out = []
+        for raw in raws:
+            tasks, level, speech = gate(raw.samples)
+            if not tasks:
+                c["windows_skipped"] += 1
+                continue
+            out.append(Window(
+                stream_id=sid,
+                index=raw.start // st.ring.hop,
+                start_sample=raw.start,
+                start_ts=raw.start_ts,
+                end_ts=raw.start_ts + len(raw.samples) / SAMPLE_RATE,
+                samples=raw.samples,
+                gap_seconds=raw.gap_samples / SAMPLE_RATE,
+                rms_dbfs=level,
+                speech_ratio=speech,
+                tasks=tasks,
+            ))
+        c["windows"] += len(out)
+        return out
 
     def _forget_idle(self, now: float) -> None:
         for sid, st in list(self.streams.items()):
             if now - st.last_seen > self.cfg.stream_idle_s:
                 log.info("stream %s idle for %.0f s: forgotten", sid, now - st.last_seen)
+                c = self._counts[sid]  # keep what it did for the stats of its next life
+                c["samples_in"] += st.samples_in
+                c["gap_samples"] += st.gap_samples
+                c["windows_in_gap"] += st.ring.skipped_in_gap
                 del self.streams[sid]
                 del self._gates[sid]
                 self.totals["streams_left"] += 1

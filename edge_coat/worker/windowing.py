@@ -6,12 +6,17 @@ Pure code (no threads, no sockets): the service feeds it chunks and collects win
 Timeline: each chunk carries ``start_sample``, its position on the stream's timeline with gaps
 included. Windows start on a fixed grid (multiples of the hop), so a restarted worker that
 receives the replay of a stream cuts exactly the windows the dead worker would have cut.
+
+Cost: this runs once per received chunk for every stream, so a chunk costs one numpy call (its
+samples copied into a preallocated buffer, converted from int16 on the way) plus a few tuple and
+attribute updates; a window costs one numpy call more (the scaled copy it owns).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,14 +41,68 @@ class RawWindow:
     gap_samples: int
 
 
-class Ring:
-    """Linear buffer with amortised compaction holding the samples not yet fully windowed."""
+_I16 = np.dtype("<i2")
+_TO_PCM = np.float32(32768.0)
+_FROM_PCM = np.float32(1 / 32768)
+#: Room kept beyond two windows (amortises the compaction; a larger chunk grows the buffer).
+_SLACK = SAMPLE_RATE // 5
 
-    def __init__(self, window: int, hop: int):
+
+class BufferPool:
+    """Recycles the float32 arrays that windows are cut into. One per windowing thread (not
+    thread-safe).
+
+    Why: at 2,000 streams the worker cuts thousands of windows a second, in bursts, and the C
+    allocator hands the freed memory back to the system between bursts, so every fresh (L,) array
+    paid its page faults again (about 16 for a 1 s window; bench/PROFILE.md). numpy has no such
+    pool. An array is handed out again only once nothing but this pool refers to it
+    (``sys.getrefcount``): its window, every view of it and every wrapper of its memory
+    (``torch.from_numpy``, ``memoryview``) hold a reference, so a window a consumer still uses,
+    even a slice of one, is never overwritten. The pool keeps at most ``max_bytes`` of arrays;
+    beyond that it forgets the oldest (their holders keep them).
+    """
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self.max_bytes = max_bytes
+        self._out: dict[int, collections.deque[np.ndarray]] = {}  # length -> arrays handed out, oldest first
+        self.reused = self.allocated = 0
+
+    def take(self, n: int) -> np.ndarray:
+        """An (n,) float32 array with undefined contents, the caller's to fill."""
+        q = self._out.get(n)
+        if q is None:
+            q = self._out[n] = collections.deque()
+        for _ in range(min(2, len(q))):  # the oldest is nearly always free (windows go FIFO); skip a kept one
+            if sys.getrefcount(q[0]) == 2:  # the deque's reference and getrefcount's argument: free
+                q.rotate(-1)
+                self.reused += 1
+                return q[-1]
+            q.rotate(-1)
+        a = np.empty(n, np.float32)
+        q.append(a)
+        self.allocated += 1
+        if len(q) * 4 * n > self.max_bytes:
+            q.popleft()
+        return a
+
+
+class Ring:
+    """Linear buffer with amortised compaction holding the samples not yet fully windowed.
+
+    The buffer holds float32 in int16 units (full scale 32768), so the common S16 payload is
+    copied in with a single cast and float32 payloads with a single multiply; windows are
+    scaled back to [-1, 1] as they are copied out. Both scalings are by a power of two, hence
+    exact: a window equals the samples sent, bit for bit. (Two windows of capacity, not one
+    large fixed size: at 2,000 streams the buffers are the worker's main memory use, and a small
+    buffer stays hot in the cache.)
+    """
+
+    def __init__(self, window: int, hop: int, pool: BufferPool | None = None):
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be > 0 samples, got {window} and {hop}")
         self.L, self.hop = window, hop
-        self.buf = np.zeros(2 * window + 4 * SAMPLE_RATE, np.float32)  # (capacity,)
+        self.pool = pool  # where window arrays come from (None: fresh arrays)
+        self.buf = np.zeros(2 * window + _SLACK, np.float32)  # (capacity,) in int16 units
         self.lo = self.hi = 0
         self.pos0: int | None = None  # timeline position of buf[lo]
         self.next_win = 0
@@ -55,23 +114,33 @@ class Ring:
     def end(self) -> int:
         return self.pos0 + (self.hi - self.lo)
 
-    def _append(self, x: np.ndarray) -> None:  # x: (n,) float32
-        n = len(x)
-        if self.hi + n > len(self.buf):
-            size = self.hi - self.lo
+    def _room(self, n: int) -> int:
+        """Make room for `n` more samples at the end; returns where they go."""
+        hi = self.hi
+        if hi + n > len(self.buf):
+            size = hi - self.lo
             if size + n > len(self.buf):
                 grown = np.zeros(2 * (size + n), np.float32)
-                grown[:size] = self.buf[self.lo:self.hi]
+                grown[:size] = self.buf[self.lo:hi]
                 self.buf = grown
             else:
-                self.buf[:size] = self.buf[self.lo:self.hi]
-            self.lo, self.hi = 0, size
-        self.buf[self.hi:self.hi + n] = x
-        self.hi += n
+                self.buf[:size] = self.buf[self.lo:hi]
+            self.lo, hi = 0, size
+        self.hi = hi + n
+        return hi
+
+    def _append(self, x: np.ndarray) -> None:  # x: (n,) int16 PCM or float32 in [-1, 1]
+        n = len(x)
+        i = self._room(n)
+        if x.dtype == _I16:
+            self.buf[i:i + n] = x  # int16 -> float32, exact
+        else:
+            np.multiply(x, _TO_PCM, out=self.buf[i:i + n])
 
     def _zeros(self, n: int) -> None:
         if n > 0:
-            self._append(np.zeros(n, np.float32))
+            i = self._room(n)
+            self.buf[i:i + n] = 0.0
 
     def _ts(self, pos: int) -> float:
         """Capture time of timeline position `pos`: from the chunk holding it or, inside a gap,
@@ -86,15 +155,18 @@ class Ring:
         return best[2] + (pos - best[0]) / SAMPLE_RATE
 
     def _emit(self, out: list[RawWindow]) -> None:
-        while self.next_win + self.L <= self.end:
+        L, end = self.L, self.pos0 + (self.hi - self.lo)
+        while self.next_win + L <= end:
             s = self.next_win
             i = self.lo + (s - self.pos0)
-            gap = sum(max(0, min(e, s + self.L) - max(b, s)) for b, e in self.gaps)
-            out.append(RawWindow(s, self.buf[i:i + self.L].copy(), self._ts(s), gap))
+            gap = sum(max(0, min(e, s + L) - max(b, s)) for b, e in self.gaps) if self.gaps else 0
+            # (L,) float32 in [-1, 1], owned by the window
+            samples = np.multiply(self.buf[i:i + L], _FROM_PCM, out=None if self.pool is None else self.pool.take(L))
+            out.append(RawWindow(s, samples, self._ts(s), gap))
             self.next_win += self.hop
 
     def _trim(self) -> None:
-        keep = min(self.next_win, self.end)
+        keep = min(self.next_win, self.pos0 + (self.hi - self.lo))
         if keep > self.pos0:
             self.lo += keep - self.pos0
             self.pos0 = keep
@@ -109,16 +181,31 @@ class Ring:
         self.next_win = -(-pos // self.hop) * self.hop
 
     def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow]:
-        """Add (n,) float32 samples starting at timeline `pos` (>= the current end) captured at `ts`."""
-        out: list[RawWindow] = []
-        self.anchors.append((pos, pos + len(samples), ts))
-        if self.pos0 is None:
+        """Add (n,) samples (int16 PCM or float32 in [-1, 1]) starting at timeline `pos` (>= the
+        current end) captured at `ts`."""
+        pos0 = self.pos0
+        if pos0 is not None and pos == pos0 + (self.hi - self.lo):
+            # the common case, contiguous audio: one copy, and window work only when one is due
+            n = len(samples)
+            self.anchors.append((pos, pos + n, ts))
+            self._append(samples)
+            if self.next_win + self.L > pos + n:
+                return []
+            out: list[RawWindow] = []
+            self._emit(out)
+            self._trim()
+            return out
+        out = []
+        if pos0 is None:
             self.pos0 = pos
             self.next_win = -(-pos // self.hop) * self.hop  # first grid point at or after pos
-        elif pos < self.end:
-            raise ValueError(f"chunk at {pos} overlaps the buffer ending at {self.end}")
-        elif pos > self.end:
-            end = self.end
+            end = pos
+        else:
+            end = self.pos0 + (self.hi - self.lo)
+        if pos < end:
+            raise ValueError(f"chunk at {pos} overlaps the buffer ending at {end}")
+        self.anchors.append((pos, pos + len(samples), ts))
+        if pos > end:
             self.gaps.append((end, pos))
             # windows that start before the gap are completed with zeros...
             if self.next_win < end:
@@ -152,9 +239,9 @@ class StreamState:
     contradicts the sequence: forged or corrupt). Only ``"ok"`` chunks reach the ring.
     """
 
-    def __init__(self, stream_id: str, window: int, hop: int, max_gap: int):
+    def __init__(self, stream_id: str, window: int, hop: int, max_gap: int, pool: BufferPool | None = None):
         self.stream_id = stream_id
-        self.ring = Ring(window, hop)
+        self.ring = Ring(window, hop, pool)
         self.max_gap = max_gap
         self.epoch: int | None = None
         self.offset = 0  # worker timeline = sender timeline + offset (changes on a sender restart)
@@ -167,6 +254,7 @@ class StreamState:
         self.samples_in = 0
         self.pending: collections.deque[tuple[int, int]] = collections.deque()  # (seq, end pos) not yet acked
         self.acked = -1
+        self.ack_reported: tuple[int, int] | None = None  # (epoch, seq) last handed to the socket thread
         self.last_seen = 0.0
 
     def resume(self, sender_epoch: int, next_seq: int, next_sample: int) -> bool:
@@ -181,7 +269,10 @@ class StreamState:
 
     def accept(self, a: WireAudio) -> tuple[str, list[RawWindow]]:
         n = len(a.samples)
-        if self.epoch is None or a.sender_epoch > self.epoch:
+        if (a.seq == self.next_seq and a.start_sample == self.next_sample and a.sender_epoch == self.epoch
+                and not a.gap_samples and not self.ended):
+            pass  # the next chunk, where expected (the common case): no check below can fail
+        elif self.epoch is None or a.sender_epoch > self.epoch:
             if self.epoch is not None:
                 # the capture process restarted: sequence and timeline restart at 0; place the new
                 # timeline after the old one, with the wall-clock gap between them.
