@@ -1,21 +1,37 @@
-"""Event service benchmark: log write rate, and fan-out latency with many subscribers.
+"""Event service benchmark: log write rate, and fan-out latency with many subscribers, measured fairly.
 
-Runs ``edge-coat serve`` as its own process over a fresh log file on loopback, writes events into
-the log at a fixed rate from this process (as the worker would), and subscribes N clients over one
-grpc.aio channel. Latency = receive time - the time the log stored the event (same clock). The
-baseline is the same measurement with 1 subscriber, in the same run.
+What it runs (everything on loopback, every phase time-bounded):
 
-    python bench/bench_events.py [--subscribers 1000] [--rate 1000] [--seconds 10]
+* ``edge-coat serve`` as its own process over a fresh log file (optionally twice: ``--before REPO`` runs
+  the same scenarios first against the server code of another checkout, e.g. a ``git worktree`` of an
+  older commit, so before/after come from the same run on the same machine);
+* this process writes events into the log at a fixed rate, as the worker would (no notify: the server
+  finds them by polling, as in a split deployment);
+* the subscribers live in ``--client-procs`` separate client processes (each holds a share of the
+  subscriptions on its own channel), so the server is not measured through one client's GIL. Clients
+  decode with a minimal message type (event id and created_ts only; upb skips the rest in C), check that
+  ids arrive contiguous, and record latencies of about 100 sampled subscriptions.
 
-Prints a table and writes bench/results/bench_events.json.
+Latency = client receive time - the time the log stored the event (same host clock). The 1-subscriber
+run on the same server is the baseline. Server CPU is read from /proc for the server process alone
+(all its threads), from the first write to the end of the drain; client CPU is reported separately.
+
+    python bench/bench_events.py [--subscribers 1000] [--rate 1000] [--seconds 5] [--client-procs 4]
+                                 [--before /tmp/events-before] [--profile]
+
+Prints a table and writes bench/results/bench_events.json (``--profile``: py-spy samples of the server
+during the fan-out run, summarised into bench/results/profile_events_<label>.txt).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +39,6 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +46,9 @@ sys.path.insert(0, str(REPO))
 
 from edge_coat.events.log import EventLog  # noqa: E402
 from edge_coat.messages import EventRecord  # noqa: E402
-from edge_coat.v1 import events_pb2 as pb  # noqa: E402
-from edge_coat.v1 import events_pb2_grpc as pb_grpc  # noqa: E402
+
+SUBSCRIBE = "/edge_coat.v1.EventService/Subscribe"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def make_record(i: int) -> EventRecord:
@@ -55,104 +71,311 @@ def write_rate(path: Path, seconds: float, batch: int) -> float:
     return rate
 
 
-def start_serve(db: Path, port: int) -> subprocess.Popen:
+# ---------------------------------------------------------------------------------------------- client process
+def lite_response_class():
+    """A SubscribeResponse look-alike that decodes only what the bench needs (ids, created_ts, cursor).
+
+    Same field numbers as edge_coat.v1.SubscribeResponse/Event; upb keeps the other fields as unknown
+    bytes without building them, so the client spends little CPU per event.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="bench_events_lite.proto", package="bench_lite", syntax="proto3")
+    ev = fdp.message_type.add(name="EventLite")
+    ev.field.add(name="id", number=1, type=F.TYPE_UINT64, label=F.LABEL_OPTIONAL)
+    ev.field.add(name="created_ts", number=10, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
+    resp = fdp.message_type.add(name="ResponseLite")
+    resp.field.add(name="events", number=1, type=F.TYPE_MESSAGE, type_name=".bench_lite.EventLite",
+                   label=F.LABEL_REPEATED)
+    resp.field.add(name="cursor", number=2, type=F.TYPE_UINT64, label=F.LABEL_OPTIONAL)
+    resp.field.add(name="heartbeat", number=4, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("bench_lite.ResponseLite"))
+
+
+def client_process(spec: dict) -> None:
+    """Hold ``spec['n']`` subscriptions from cursor ``start`` until each has seen id ``end`` (or stdin says stop).
+
+    Prints one JSON line: counts, completeness, contiguity breaks, errors, CPU; sampled latencies go to
+    ``spec['lat_path']`` (.npy, seconds).
+    """
+    import grpc
+
+    from edge_coat.v1 import events_pb2 as pb
+
+    lite = lite_response_class()
+    n, start, end, sample = spec["n"], spec["start"], spec["end"], set(spec["sample"])
+    counts, breaks, errors, messages = [0] * n, [0], collections.Counter(), [0]
+    lat: list[float] = []
+    done = [False] * n
+
+    async def main():
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{spec['port']}") for _ in range(spec["channels"])]
+        for ch in channels:
+            await asyncio.wait_for(ch.channel_ready(), 30)
+        request = pb.SubscribeRequest(from_cursor=start)
+
+        async def read(k: int) -> None:
+            call = channels[k % len(channels)].unary_stream(
+                SUBSCRIBE, request_serializer=pb.SubscribeRequest.SerializeToString,
+                response_deserializer=lite.FromString)(request)
+            last, sampled = start, k in sample
+            try:
+                async for resp in call:
+                    events = resp.events
+                    messages[0] += 1
+                    if not events:
+                        continue
+                    if events[0].id != last + 1:
+                        breaks[0] += 1
+                    counts[k] += len(events)
+                    last = events[-1].id
+                    if sampled:
+                        now = time.time()
+                        lat.extend(now - e.created_ts for e in events)
+                    if last >= end:
+                        done[k] = True
+                        call.cancel()
+                        return
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] += 1
+
+        tasks = [asyncio.create_task(read(k)) for k in range(n)]
+        print(json.dumps({"ready": True}), flush=True)
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+        # a daemon thread: asyncio.run would wait forever on an executor thread blocked in readline
+        threading.Thread(target=lambda: (sys.stdin.readline(), loop.call_soon_threadsafe(stop.set)),
+                         daemon=True).start()
+        await asyncio.wait([asyncio.ensure_future(asyncio.gather(*tasks)), asyncio.ensure_future(stop.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for ch in channels:
+            await ch.close()
+
+    asyncio.run(main())
+    np.save(spec["lat_path"], np.asarray(lat, dtype=np.float64))
+    print(json.dumps({"deliveries": sum(counts), "complete": sum(done), "breaks": breaks[0], "messages": messages[0],
+                      "errors": dict(errors), "cpu_s": time.process_time()}), flush=True)
+    os._exit(0)  # skip interpreter teardown of grpc's threads
+
+
+# ---------------------------------------------------------------------------------------------- server side
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def start_serve(repo: Path, db: Path, port: int, queue_events: int, poll_s: float) -> subprocess.Popen:
     cfg = Path(tempfile.mkdtemp()) / "site.json"
     cfg.write_text(json.dumps({"events": {"db_path": str(db), "listen": f"127.0.0.1:{port}", "insecure": True,
-                                          "poll_interval_s": 0.005, "heartbeat_s": 5.0, "queue_events": 20000}}))
-    proc = subprocess.Popen([sys.executable, "-m", "edge_coat", "serve", "--config", str(cfg)], cwd=REPO,
+                                          "poll_interval_s": poll_s, "heartbeat_s": 5.0,
+                                          "queue_events": queue_events}}))
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.Popen([sys.executable, "-m", "edge_coat", "serve", "--config", str(cfg)], cwd=repo, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     if "listening" not in line:
-        raise RuntimeError(f"serve did not start: {line!r}")
+        raise RuntimeError(f"serve ({repo}) did not start: {line!r}")
     return proc
 
 
-def fanout(db: Path, port: int, subscribers: int, rate: float, seconds: float) -> dict:
-    """Publish ``rate`` events/s for ``seconds`` and measure delivery to every subscriber."""
+def server_subscribers(port: int) -> int:
+    import grpc
+
+    from edge_coat.v1 import events_pb2 as pb
+    from edge_coat.v1 import events_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        return pb_grpc.EventServiceStub(ch).GetStatus(pb.GetStatusRequest(), timeout=10).subscribers
+
+
+def fanout(serve: subprocess.Popen, db: Path, port: int, subscribers: int, rate: float, seconds: float,
+           procs: int, channels: int, drain_s: float, profile_to: Path | None = None, native: bool = False) -> dict:
+    """Publish ``rate`` events/s for ``seconds``; every subscriber must see all of them."""
     total = int(rate * seconds)
-    sample_every = max(1, subscribers // 100)  # record latencies of ~100 subscribers (all are checked for loss)
+    log = EventLog(db)
+    start = log.head()
+    procs = max(1, min(procs, subscribers))
+    shares = [subscribers // procs + (i < subscribers % procs) for i in range(procs)]
+    every = max(1, subscribers // 100)  # latencies of ~100 subscriptions (all are checked for loss)
+    tmp = Path(tempfile.mkdtemp())
+    clients, first = [], 0
+    for i, n in enumerate(shares):
+        spec = {"port": port, "n": n, "start": start, "end": start + total, "channels": max(1, min(channels, n)),
+                "sample": [k for k in range(n) if (first + k) % every == 0], "lat_path": str(tmp / f"lat{i}.npy")}
+        first += n
+        clients.append(subprocess.Popen([sys.executable, __file__, "--client", json.dumps(spec)], cwd=REPO,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    for c in clients:
+        line = c.stdout.readline()
+        if '"ready"' not in line:
+            raise RuntimeError(f"bench client did not start: {line!r}")
+    deadline = time.monotonic() + 30 + subscribers / 20
+    while server_subscribers(port) < subscribers:  # every subscription is open on the server
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {server_subscribers(port)} of {subscribers} subscriptions opened")
+        time.sleep(0.2)
 
-    async def main():
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.EventServiceStub(channel)
-            log = EventLog(db)
-            start = log.head()
-            lat: list[float] = []
-            counts = [0] * subscribers
+    spy = None
+    if profile_to is not None:
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(serve.pid), "--rate", "200",
+                                *(["--native"] if native else ["--nonblocking", "--gil"]),
+                                "--format", "raw", "--duration", str(int(seconds + 2)), "-o", str(profile_to)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu0, t0 = proc_cpu_s(serve.pid), time.perf_counter()
+    tick, batch = 0.01, max(1, int(rate * 0.01))
+    for j in range(0, total, batch):
+        log.append_many([make_record(j + i) for i in range(min(batch, total - j))])
+        delay = t0 + (j // batch + 1) * tick - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    t_pub = time.perf_counter() - t0
+    end_by = time.monotonic() + drain_s
+    for c in clients:  # each exits when all its subscriptions have seen the last event
+        try:
+            c.wait(max(0.1, end_by - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    t_done = time.perf_counter() - t0
+    cpu = proc_cpu_s(serve.pid) - cpu0
+    reports = []
+    for c in clients:
+        out, _ = c.communicate("stop\n", timeout=60)
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    if spy is not None:
+        spy.wait(seconds + 60)
+    log.close()
+    lat = np.concatenate([np.load(tmp / f"lat{i}.npy") for i in range(procs)]) * 1000.0
+    shutil.rmtree(tmp, ignore_errors=True)
+    deliveries = sum(r["deliveries"] for r in reports)
+    errors = collections.Counter()
+    for r in reports:
+        errors.update(r["errors"])
+    pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
+    return {"subscribers": subscribers, "events": total, "publish_rate": total / t_pub,
+            "complete_subscribers": sum(r["complete"] for r in reports), "deliveries": deliveries,
+            "expected_deliveries": total * subscribers, "contiguity_breaks": sum(r["breaks"] for r in reports),
+            "errors": dict(errors), "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": pct(100),
+            "wall_s": t_done, "deliveries_per_s": deliveries / t_done,
+            "server_cpu_s": cpu, "server_cpu_util": cpu / t_done,
+            "server_cpu_us_per_delivery": 1e6 * cpu / deliveries if deliveries else None,
+            "client_cpu_s": sum(r["cpu_s"] for r in reports), "client_procs": procs,
+            "messages": sum(r["messages"] for r in reports),
+            "events_per_message": deliveries / max(1, sum(r["messages"] for r in reports))}
 
-            async def read(k, call):
-                async for resp in call:
-                    now = time.time()
-                    counts[k] += len(resp.events)
-                    if k % sample_every == 0:
-                        lat.extend(now - e.created_ts for e in resp.events)
-                    if resp.events and resp.events[-1].id >= start + total:
-                        call.cancel()
-                        return
 
-            calls = [stub.Subscribe(pb.SubscribeRequest(from_cursor=start)) for _ in range(subscribers)]
-            tasks = [asyncio.create_task(read(k, c)) for k, c in enumerate(calls)]
-            await asyncio.sleep(1.0 + subscribers / 500)  # let the subscriptions open
+def summarise_profile(raw: Path, top: int = 25) -> str:
+    """Self and inclusive sample shares per function from py-spy's raw (collapsed) output."""
+    self_n, incl_n, total = collections.Counter(), collections.Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = [f.strip() for f in stack.split(";")]
+        total += int(n)
+        self_n[frames[-1]] += int(n)
+        for f in set(frames):
+            incl_n[f] += int(n)
+    lines = [f"py-spy samples of the server's Python thread holding the GIL: {total}", "", "self time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in self_n.most_common(top)]
+    lines += ["", "inclusive time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in incl_n.most_common(top)]
+    return "\n".join(lines) + "\n"
 
-            def produce():
-                tick, batch = 0.01, max(1, int(rate * 0.01))
-                t0 = time.perf_counter()
-                for j in range(0, total, batch):
-                    log.append_many([make_record(j + i) for i in range(min(batch, total - j))])
-                    delay = t0 + (j // batch + 1) * tick - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                return time.perf_counter() - t0
 
-            t_pub = await asyncio.to_thread(produce)
-            done, pending = await asyncio.wait(tasks, timeout=seconds * 6 + 30)
-            for t in pending:
-                t.cancel()
-            log.close()
-            arr = np.array(lat) * 1000.0
-            return {"subscribers": subscribers, "events": total, "publish_s": t_pub,
-                    "publish_rate": total / t_pub, "complete_subscribers": sum(c >= total for c in counts),
-                    "deliveries": int(sum(counts)), "p50_ms": float(np.percentile(arr, 50)) if len(arr) else None,
-                    "p99_ms": float(np.percentile(arr, 99)) if len(arr) else None,
-                    "max_ms": float(arr.max()) if len(arr) else None}
+def run_server(label: str, repo: Path, args, tmp: Path) -> dict:
+    db, port = tmp / f"events-{label}.db", free_port()
+    EventLog(db).close()
+    proc = start_serve(repo, db, port, args.queue_events, args.poll_interval)
+    out: dict = {"repo": str(repo)}
+    try:
+        out["baseline_1_subscriber"] = fanout(proc, db, port, 1, args.rate, min(args.seconds, 3.0), 1, 1,
+                                              args.drain)
+        prof = REPO / "bench" / "results" / f"profile_events_{label}.raw" if args.profile else None
+        out["fanout"] = fanout(proc, db, port, args.subscribers, args.rate, args.seconds, args.client_procs,
+                               args.channels, args.drain, prof, args.native)
+        if prof is not None and prof.exists():
+            text = summarise_profile(prof)
+            prof.with_suffix(".txt").write_text(text)
+            prof.unlink()
+            out["profile"] = str(prof.with_suffix(".txt").relative_to(REPO))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
 
-    return asyncio.run(main())
+
+def fmt(v, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) else format("-", spec.split(".")[0].rstrip("f"))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=1000.0, help="events per second written to the log")
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=5.0, help="how long events are written")
+    ap.add_argument("--client-procs", type=int, default=4, help="client processes sharing the subscriptions")
+    ap.add_argument("--channels", type=int, default=1, help="gRPC channels (connections) per client process")
+    ap.add_argument("--drain", type=float, default=60.0, help="most seconds to wait for delivery after writing")
+    ap.add_argument("--queue-events", type=int, default=20000, help="server ring size (events.queue_events)")
+    ap.add_argument("--poll-interval", type=float, default=0.005, help="server's events.poll_interval_s")
+    ap.add_argument("--before", type=Path, help="checkout whose server is measured first (e.g. a git worktree)")
+    ap.add_argument("--profile", action="store_true", help="py-spy the server during each fan-out run")
+    ap.add_argument("--native", action="store_true", help="with --profile: include Cython/C frames (pauses the server)")
+    ap.add_argument("--skip-write-rate", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "bench_events.json"))
+    ap.add_argument("--client", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.client:
+        client_process(json.loads(args.client))
+        return 0
+    if args.profile and shutil.which("py-spy") is None:
+        ap.error("--profile needs py-spy (pip install py-spy)")
     tmp = Path(tempfile.mkdtemp())
-    results = {"write_rate_single": write_rate(tmp / "w1.db", 2.0, 1),
-               "write_rate_batch100": write_rate(tmp / "w2.db", 2.0, 100)}
-    import socket
+    results: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                                if k != "client"}}
+    if not args.skip_write_rate:
+        results["write_rate_single"] = write_rate(tmp / "w1.db", 2.0, 1)
+        results["write_rate_batch100"] = write_rate(tmp / "w2.db", 2.0, 100)
+    runs = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
+    for label, repo in runs:
+        results[label] = run_server(label, repo, args, tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    import grpc
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    db = tmp / "events.db"
-    EventLog(db).close()
-    proc = start_serve(db, port)
-    try:
-        results["baseline_1_subscriber"] = fanout(db, port, 1, args.rate, min(args.seconds, 5.0))
-        results["fanout"] = fanout(db, port, args.subscribers, args.rate, args.seconds)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    base, fan = results["baseline_1_subscriber"], results["fanout"]
-    results["p50_ratio_vs_baseline"] = fan["p50_ms"] / base["p50_ms"] if base["p50_ms"] else None
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "grpc": grpc.__version__}
-    print(f"log writes: {results['write_rate_single']:.0f} events/s (1 per transaction), "
-          f"{results['write_rate_batch100']:.0f} events/s (100 per transaction)")
-    print(f"{'subscribers':>11} {'events':>7} {'pub rate':>9} {'complete':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for r in (base, fan):
-        print(f"{r['subscribers']:>11} {r['events']:>7} {r['publish_rate']:>9.0f} {r['complete_subscribers']:>9} "
-              f"{r['p50_ms'] or float('nan'):>8.1f} {r['p99_ms'] or float('nan'):>8.1f} {r['max_ms'] or float('nan'):>8.1f}")
-    print(f"fan-out p50 latency / 1-subscriber p50: {results['p50_ratio_vs_baseline']:.1f}x")
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "grpc": grpc.__version__,
+                          "loadavg_at_end": os.getloadavg()}
+    if "write_rate_single" in results:
+        print(f"log writes: {results['write_rate_single']:.0f} events/s (1 per transaction), "
+              f"{results['write_rate_batch100']:.0f} events/s (100 per transaction)")
+    print(f"{'server':>7} {'subs':>5} {'events':>6} {'complete':>8} {'lost':>6} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'max ms':>8} {'deliv/s':>8} {'ev/msg':>6} {'srv cpu s':>9} {'us/deliv':>8} {'cli cpu s':>9}")
+    for label, _ in runs:
+        for r in (results[label]["baseline_1_subscriber"], results[label]["fanout"]):
+            print(f"{label:>7} {r['subscribers']:>5} {r['events']:>6} {r['complete_subscribers']:>8} "
+                  f"{r['expected_deliveries'] - r['deliveries']:>6} {fmt(r['p50_ms'], '8.1f')} "
+                  f"{fmt(r['p99_ms'], '8.1f')} {fmt(r['max_ms'], '8.1f')} {r['deliveries_per_s']:>8.0f} {r['events_per_message']:>6.1f} "
+                  f"{r['server_cpu_s']:>9.2f} {fmt(r['server_cpu_us_per_delivery'], '8.2f')} {r['client_cpu_s']:>9.2f}")
+    if args.before:
+        b, a = results["before"]["fanout"], results["after"]["fanout"]
+        ratios = {k: (b[k] / a[k] if a.get(k) and b.get(k) else None)
+                  for k in ("p50_ms", "p99_ms", "server_cpu_us_per_delivery")}
+        results["before_over_after"] = ratios
+        print("before/after (fan-out): " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items() if v))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

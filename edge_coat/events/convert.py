@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from google.protobuf import json_format, struct_pb2
 
@@ -37,6 +38,26 @@ def event_to_pb(ev: StoredEvent) -> pb.Event:
     return pb.Event(id=ev.id, stream_id=r.stream_id, kind=r.kind, phase=r.phase, episode_id=r.episode_id,
                     label=r.label, score=r.score, window_start_ts=r.window_start_ts,
                     window_end_ts=r.window_end_ts, created_ts=ev.created_ts, text=r.text, evidence=evidence)
+
+
+def encode_entry(event: pb.Event) -> bytes:
+    """``event`` serialized as one ``events`` entry of a SubscribeResponse (tag, length, bytes).
+
+    The protobuf wire format defines a repeated message field as its entries one after another, and a
+    concatenation of serialized messages parses as their merge. So a Subscribe response can be put
+    together as ``b"".join(entries) + encode_response(...)`` from entries serialized once per event,
+    byte-identical to serializing the whole message (tests/events/test_convert.py checks this). The
+    protobuf API itself has no way to add an already-serialized sub-message to a repeated field.
+    """
+    return pb.SubscribeResponse(events=(event,)).SerializeToString()
+
+
+def encode_response(entries: bytes, cursor: int, head: int, heartbeat: bool = False,
+                    server_time: float | None = None) -> bytes:
+    """A serialized SubscribeResponse: pre-encoded ``entries`` (see :func:`encode_entry`) plus its scalars."""
+    tail = pb.SubscribeResponse(cursor=cursor, head=head, heartbeat=heartbeat,
+                                server_time=time.time() if server_time is None else server_time)
+    return entries + tail.SerializeToString()
 
 
 def event_to_dict(event: pb.Event) -> dict:

@@ -25,8 +25,8 @@ import edge_coat
 from edge_coat.events.auth import AuthError, Principal, TokenAuth
 from edge_coat.events.config import EventsConfig
 from edge_coat.events.control import StreamControl
-from edge_coat.events.convert import enrollment_to_pb, event_to_pb, stream_status_to_pb
-from edge_coat.events.hub import EventHub
+from edge_coat.events.convert import encode_response, enrollment_to_pb, stream_status_to_pb
+from edge_coat.events.hub import EventHub, ring_event
 from edge_coat.events.log import CursorAhead, CursorExpired, EventLog
 from edge_coat.v1 import events_pb2 as pb
 from edge_coat.v1 import events_pb2_grpc as pb_grpc
@@ -59,17 +59,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
         if request.min_score < 0 or request.min_score > 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"min_score must be in [0, 1]; got {request.min_score}")
-        wanted_streams, kinds, min_score = set(request.stream_ids), set(request.kinds), request.min_score
-        allowed: dict[str, bool] = {}
-
-        def match(e) -> bool:
-            ok = allowed.get(e.stream_id)
-            if ok is None:
-                ok = allowed[e.stream_id] = who.allows(e.stream_id) and (
-                    not wanted_streams or e.stream_id in wanted_streams)
-            return ok and (not kinds or e.kind in kinds) and e.score >= min_score
-
         hub, cfg = self.hub, self.config
+        filt = hub.filter_for(who, request.stream_ids, request.kinds, request.min_score)
         cursor = request.from_cursor if request.HasField("from_cursor") else hub.head
         if cursor > hub.head:
             head = await asyncio.to_thread(hub.log.head)
@@ -79,12 +70,13 @@ class EventServicer(pb_grpc.EventServiceServicer):
         last_sent = time.monotonic()
         hub.subscribers += 1
         logger.info("subscriber %s from cursor %d (streams=%s kinds=%s min_score=%.2f)", who.name, cursor,
-                    sorted(wanted_streams) or "*", sorted(kinds) or "*", min_score)
+                    sorted(filt.streams) or "*", sorted(filt.kinds) or "*", filt.min_score)
         try:
             while not hub.closing:
                 changed = hub.changed()
                 if cursor < hub.head:
                     batch = hub.after(cursor, cfg.max_batch)
+                    shared = batch is not None
                     if batch is None:
                         if live:
                             await context.abort(
@@ -94,15 +86,14 @@ class EventServicer(pb_grpc.EventServiceServicer):
                         batch = await self._replay(cursor, context)
                     else:
                         live = True
+                    for i in range(0, len(batch), cfg.max_batch):
+                        chunk = batch[i:i + cfg.max_batch]
+                        cursor = chunk[-1].id
+                        payload = hub.response(filt, chunk, shared)
+                        if payload is not None:
+                            yield payload  # serialized once, sent as is (see _subscribe_handlers)
+                            last_sent = time.monotonic()
                     if batch:
-                        for i in range(0, len(batch), cfg.max_batch):
-                            chunk = batch[i:i + cfg.max_batch]
-                            cursor = chunk[-1].id
-                            events = [e for e in chunk if match(e)]
-                            if events:
-                                yield pb.SubscribeResponse(events=events, cursor=cursor, head=hub.head,
-                                                           server_time=time.time())
-                                last_sent = time.monotonic()
                         continue
                 wait = cfg.heartbeat_s - (time.monotonic() - last_sent)
                 try:
@@ -111,8 +102,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     async with asyncio.timeout(wait):
                         await changed.wait()
                 except TimeoutError:
-                    yield pb.SubscribeResponse(cursor=cursor, head=hub.head,
-                                               heartbeat=True, server_time=time.time())
+                    yield encode_response(b"", cursor, hub.head, heartbeat=True)
                     last_sent = time.monotonic()
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"event service shutting down; resume with from_cursor={cursor}")
@@ -126,7 +116,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except CursorAhead as exc:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        return [event_to_pb(ev) for ev in stored]
+        return [ring_event(ev) for ev in stored]
 
     # ------------------------------------------------------------------ status
     async def ListStreams(self, request, context):
@@ -181,6 +171,28 @@ class EventServicer(pb_grpc.EventServiceServicer):
         return enrollment_to_pb(status)
 
 
+def _service_handlers(servicer: EventServicer) -> dict:
+    """The generated method handlers, except that Subscribe sends the bytes it yields as they are.
+
+    Subscribe yields responses serialized once per ring slice and filter (see EventHub.response) and
+    shared by every subscriber at that position; a ``None`` response serializer makes gRPC pass them
+    through instead of serializing a message per subscriber.
+    """
+
+    class _Collect:  # stands in for the server to read the handlers off the generated function
+        def add_generic_rpc_handlers(self, _handlers) -> None:
+            pass
+
+        def add_registered_method_handlers(self, _name: str, handlers: dict) -> None:
+            self.handlers = handlers
+
+    collect = _Collect()
+    pb_grpc.add_EventServiceServicer_to_server(servicer, collect)
+    handlers = dict(collect.handlers)
+    handlers["Subscribe"] = handlers["Subscribe"]._replace(response_serializer=None)
+    return handlers
+
+
 def server_credentials(config: EventsConfig) -> grpc.ServerCredentials | None:
     """TLS (or mTLS when client_ca_file is set) credentials from PEM files; None in insecure mode."""
     tls = config.tls
@@ -232,8 +244,9 @@ class EventServer:
     async def _start(self, ready: Future) -> None:
         self._hub = EventHub(self.log, self.config)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_EventServiceServicer_to_server(
-            EventServicer(self._hub, self.auth, self.control, self.config), server)
+        handlers = _service_handlers(EventServicer(self._hub, self.auth, self.control, self.config))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -249,6 +262,11 @@ class EventServer:
         self._follower = asyncio.create_task(self._hub.run())
         logger.info("event service listening on port %d (log %s)", port, self.log.path)
         ready.set_result(port)
+
+    @property
+    def subscribers(self) -> int:
+        """Open Subscribe calls right now (0 before start)."""
+        return self._hub.subscribers if self._hub is not None else 0
 
     def notify(self) -> None:
         """Tell the follower new events were appended in this process (lower latency than polling)."""
