@@ -112,3 +112,25 @@ def test_latency_histogram_is_cumulative():
     snap = h.snapshot()
     assert snap["cumulative"] == [1, 3, 3, 4] and snap["count"] == 4
     assert snap["sum"] == pytest.approx(5.105)
+
+
+@pytest.mark.slow  # the ONNX export and its parity check take ~20 s here
+def test_verified_bundle_runs_the_thinking_block_in_onnxruntime(tiny_model_dir, stage, tmp_path):
+    """The production path: an exported bundle (manifest + thinking.onnx) loads verified, the stage
+    reports onnxruntime and its provider, and scores like the torch block."""
+    from edge_coat.export.bundle import export_bundle
+
+    bundle = tmp_path / "bundle"
+    export_bundle(tiny_model_dir, bundle, name="coat-test", version="0.1.0", license="Apache-2.0")
+    onnx_stage = CoatStage(ModelSection(path=bundle, readings=[]))  # defaults: onnx backend, verified
+    info = onnx_stage.info()
+    assert (info["name"], info["version"]) == ("coat-test", "0.1.0")
+    assert info["thinking_runtime"] == "onnx" and info["thinking"] == "onnxruntime CPU"
+    assert info["providers"] == ["CPUExecutionProvider"]
+    w = [window(tone(1.0, 440.0), ("anomaly", "emotion"))]
+    a, b = onnx_stage.process(w)[0], stage.process(w)[0]
+    np.testing.assert_allclose(a.thinking, b.thinking, atol=1e-3)
+    for task in ("anomaly", "emotion"):
+        for label, p in a.label_probs[task].items():
+            assert p == pytest.approx(b.label_probs[task][label], abs=1e-3)
+    assert a.model_name == "coat-test" and a.model_version == "0.1.0"

@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import grpc
+import pytest
 import yaml
 
 from edge_coat.events.client import EventClient
@@ -27,6 +27,7 @@ from .helpers import machine_wave, site_dict, write_wav
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a fresh Python process importing torch and transformers: ~30 s here
 def test_sigterm_loses_no_event(tiny_model_dir, tmp_path):
     wav = write_wav(tmp_path / "m1.wav", machine_wave(16.0, 50.0, seed=0))  # 66 s: ~130 windows
     cfg = site_dict(tmp_path, tiny_model_dir, {"m1": wav}, enroll={"m1": 24})
@@ -37,7 +38,8 @@ def test_sigterm_loses_no_event(tiny_model_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "edge_coat", "run", "-c", str(config)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stderr: list[str] = []
-    threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True).start()
+    readers = [threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)]
+    readers[0].start()
     try:
         ready = json.loads(proc.stdout.readline() or "{}")
         assert ready.get("ready"), "".join(stderr)[-3000:]
@@ -57,7 +59,9 @@ def test_sigterm_loses_no_event(tiny_model_dir, tmp_path):
         sub.start()
         assert first_start.wait(120), f"no anomaly started; stderr: {''.join(stderr)[-3000:]}"
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
+        out = proc.stdout.read()  # until the process closes it, at exit
+        proc.wait(120)
+        readers[0].join(10)
         sub.join(15)
     finally:
         if proc.poll() is None:
