@@ -85,3 +85,27 @@ def test_sigterm_loses_no_event(tiny_model_dir, tmp_path):
     records = [json.loads(line) for line in stderr if line.startswith("{")]
     assert any(r["logger"] == "edge_coat.service.service" and r["msg"].startswith("service stopped") for r in records)
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+
+
+def test_run_command_exits_when_its_sources_end(tiny_model_dir, tmp_path, capsys):
+    """``edge-coat run --exit-when-sources-end`` (in this process): ready line, full drain, exit 0."""
+    from edge_coat.cli import main
+
+    wav = write_wav(tmp_path / "m1.wav", machine_wave(16.0, 6.0, seed=0))
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(site_dict(tmp_path, tiny_model_dir, {"m1": wav}, enroll={"m1": 24})))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert main(["run", "-c", str(config), "--exit-when-sources-end"]) == 0
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert lines[0]["ready"] and lines[0]["grpc_port"] > 0 and lines[0]["model"]["quantization"] == "fp32"
+    stopped = lines[-1]
+    assert stopped["stopped"] and stopped["windows_unfinished"] == 0 and stopped["events_unwritten"] == 0
+    log = EventLog(tmp_path / "events.db")
+    phases = [s.record.phase for s in log.read_after(0, 100)]
+    log.close()
+    assert phases and phases[0] == "start" and phases[-1] == "end"
+    assert sum(stopped["events"].values()) == len(phases)
