@@ -278,6 +278,7 @@ def fanout(serve: subprocess.Popen, db: Path, port: int, subscribers: int, rate:
 def summarise_profile(raw: Path, top: int = 25) -> str:
     """Self and inclusive sample shares per function from py-spy's raw (collapsed) output."""
     self_n, incl_n, total = collections.Counter(), collections.Counter(), 0
+    callers: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack:
@@ -287,8 +288,14 @@ def summarise_profile(raw: Path, top: int = 25) -> str:
         self_n[frames[-1]] += int(n)
         for f in set(frames):
             incl_n[f] += int(n)
+        # nearest Python-level caller of a native leaf (libc/cygrpc frames have no names without symbols)
+        named = [f for f in frames[:-1] if ".py:" in f or ".c:" in f]
+        callers[frames[-1]][named[-1] if named else "?"] += int(n)
     lines = [f"py-spy samples of the server's Python thread holding the GIL: {total}", "", "self time:"]
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in self_n.most_common(top)]
+    for f, n in self_n.most_common(top):
+        lines.append(f"  {100 * n / total:5.1f}%  {f}")
+        if ".py:" not in f:
+            lines += [f"           <- {100 * m / total:5.1f}% {c}" for c, m in callers[f].most_common(2)]
     lines += ["", "inclusive time:"]
     lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in incl_n.most_common(top)]
     return "\n".join(lines) + "\n"
@@ -302,14 +309,13 @@ def run_server(label: str, repo: Path, args, tmp: Path) -> dict:
     try:
         out["baseline_1_subscriber"] = fanout(proc, db, port, 1, args.rate, min(args.seconds, 3.0), 1, 1,
                                               args.drain)
-        prof = REPO / "bench" / "results" / f"profile_events_{label}.raw" if args.profile else None
+        prof = tmp / f"profile_events_{label}.raw" if args.profile else None
         out["fanout"] = fanout(proc, db, port, args.subscribers, args.rate, args.seconds, args.client_procs,
                                args.channels, args.drain, prof, args.native)
         if prof is not None and prof.exists():
-            text = summarise_profile(prof)
-            prof.with_suffix(".txt").write_text(text)
-            prof.unlink()
-            out["profile"] = str(prof.with_suffix(".txt").relative_to(REPO))
+            summary = REPO / "bench" / "results" / f"profile_events_{label}.txt"
+            summary.write_text(summarise_profile(prof))
+            out["profile"] = str(summary.relative_to(REPO))
     finally:
         proc.terminate()
         try:
@@ -336,6 +342,7 @@ def main() -> int:
     ap.add_argument("--before", type=Path, help="checkout whose server is measured first (e.g. a git worktree)")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during each fan-out run")
     ap.add_argument("--native", action="store_true", help="with --profile: include Cython/C frames (pauses the server)")
+    ap.add_argument("--keep-raw", action="store_true", help="keep the temp dir (py-spy raw stacks) and print it")
     ap.add_argument("--skip-write-rate", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "bench_events.json"))
     ap.add_argument("--client", help=argparse.SUPPRESS)
@@ -354,7 +361,8 @@ def main() -> int:
     runs = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
     for label, repo in runs:
         results[label] = run_server(label, repo, args, tmp)
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not args.keep_raw:
+        shutil.rmtree(tmp, ignore_errors=True)
     import grpc
 
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "grpc": grpc.__version__,
@@ -378,7 +386,7 @@ def main() -> int:
         print("before/after (fan-out): " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items() if v))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}" + (f" (raw files in {tmp})" if args.keep_raw else ""))
     return 0
 
 

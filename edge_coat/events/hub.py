@@ -109,16 +109,22 @@ class EventHub:
     # ------------------------------------------------------------------ follower
     async def run(self) -> None:
         """Read new events from the log until :meth:`close`; enforce retention on the side."""
-        cfg = self.config
+        cfg, wake = self.config, self._wake
+        beat_every = cfg.heartbeat_s / 4
+        next_beat = time.monotonic() + beat_every
         while not self.closing:
-            try:
-                await asyncio.wait_for(self._wake.wait(), cfg.poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            if not wake.is_set():  # sleep until notified or the poll interval is up
+                sleep = min(cfg.poll_interval_s, max(0.0, next_beat - time.monotonic()))
+                timer = self._loop.call_later(sleep, wake.set)  # (wait_for would make a Task per poll)
+                await wake.wait()
+                timer.cancel()
+            wake.clear()
             try:
                 if self._log_changed():
                     await self._pull()
+                if time.monotonic() >= next_beat:  # idle subscribers check whether a heartbeat is due
+                    next_beat = time.monotonic() + beat_every
+                    self._signal()
                 if time.monotonic() - self._last_prune >= cfg.retention.prune_interval_s:
                     self._last_prune = time.monotonic()
                     await asyncio.to_thread(self.log.prune)
@@ -146,10 +152,13 @@ class EventHub:
             cap = self.config.queue_events
             if len(self._ids) > 2 * cap:  # trim in bulk (amortised O(1) per event)
                 del self._ids[:-cap], self._events[:-cap]
-            changed, self._changed = self._changed, asyncio.Event()
-            changed.set()
+            self._signal()
             if len(stored) < self.config.replay_page:
                 return
+
+    def _signal(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def notify_threadsafe(self) -> None:
         """Wake the follower now (an in-process writer just appended)."""
@@ -167,7 +176,11 @@ class EventHub:
 
     # ------------------------------------------------------------------ subscribers
     def changed(self) -> asyncio.Event:
-        """The event set on the next ring change (take it *before* reading state, then await it)."""
+        """The event set on the next ring change (take it *before* reading state, then await it).
+
+        It is also set every ``heartbeat_s / 4`` without a change, so that subscribers need no timer of
+        their own to notice that a heartbeat is due (one timer per wait costs more than the wait).
+        """
         return self._changed
 
     def filter_for(self, who: Principal, stream_ids, kinds, min_score: float) -> Filter:

@@ -95,15 +95,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
                             last_sent = time.monotonic()
                     if batch:
                         continue
-                wait = cfg.heartbeat_s - (time.monotonic() - last_sent)
-                try:
-                    if wait <= 0:
-                        raise TimeoutError
-                    async with asyncio.timeout(wait):
-                        await changed.wait()
-                except TimeoutError:
+                if time.monotonic() - last_sent >= cfg.heartbeat_s:
                     yield encode_response(b"", cursor, hub.head, heartbeat=True)
                     last_sent = time.monotonic()
+                await changed.wait()  # set on a ring change, and periodically for heartbeats
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"event service shutting down; resume with from_cursor={cursor}")
         finally:

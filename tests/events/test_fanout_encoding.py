@@ -102,3 +102,21 @@ def test_live_subscribers_with_different_filters_and_scopes_each_get_exactly_the
     for (name, _), got in results.items():
         want = groups[name][2]
         assert got == [(r.stream_id, r.kind, r.score, r.text) for r in want], name
+
+
+def test_idle_subscription_gets_heartbeats_carrying_the_cursor_past_filtered_events(make_server, writer):
+    server = make_server(heartbeat_s=0.3)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = pb_grpc.EventServiceStub(channel).Subscribe(
+            pb.SubscribeRequest(kinds=["emotion"], from_cursor=0), metadata=(("authorization", f"Bearer {ADMIN}"),),
+            timeout=30)
+        writer.append_many([record("press-1", n=i) for i in range(3)])  # anomalies only: all filtered out
+        server.notify()
+        beats = []
+        for resp in call:
+            assert resp.heartbeat and not resp.events
+            beats.append(resp)
+            if resp.cursor == 3:
+                break
+        call.cancel()
+    assert beats[-1].cursor == 3 and beats[-1].head == 3 and beats[-1].server_time > 0
