@@ -160,7 +160,8 @@ class Service:
                 from edge_coat.service.metrics import start_metrics_server
 
                 self._metrics_httpd, self.metrics_port = start_metrics_server(self.cfg.metrics.listen, self.stats)
-                log.info("metrics on http://%s/metrics (port %d)", self.cfg.metrics.listen, self.metrics_port)
+                log.info("metrics on http://%s:%d/metrics", self.cfg.metrics.listen.rpartition(":")[0],
+                         self.metrics_port)
             if "worker" in self.roles:
                 self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
                 self._housekeeper.start()
