@@ -259,6 +259,8 @@ def run_level(n_streams: int, seconds: float, warmup: float, n_clients: int, cod
                                "system_cpu_share": v[2] / v[0] if v[0] else 0.0}
                            for k, v in sorted(res["threads"].items()) if v[0] > 0 or v[1] > 0},
         "loadgen_cpu_ms_per_stream_s": 1000 * sum(r["send_cpu_s"] for r in reports) / stream_s,
+        "worker_totals": stats["totals"],
+        "receiver": stats["receiver"],
         "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
     }

@@ -17,10 +17,9 @@ worker restart, everything the dead worker had not finished with. They are sent 
 per client every ``ack_interval_s``, and again to a client that says hello (it reconnected, and
 may have missed them).
 
-Speed: the loop receives the frames of each message itself (three ``recv`` and two RCVMORE
-checks, against ``recv_multipart``'s three checks), decodes the header without touching the
-samples, and counts accepted audio in a plain integer: at 2,000 streams this thread handles
-20,000 messages a second (bench/PROFILE.md).
+Speed: the loop receives the frames of each message itself (see `_recv_batch`), decodes the
+header without touching the samples, and counts accepted audio in a plain integer: at 2,000
+streams this thread handles 20,000 messages a second (bench/PROFILE.md).
 """
 
 from __future__ import annotations
@@ -165,8 +164,9 @@ class Receiver:
         except zmq.ZMQError:
             self.link["send_dropped"] += 1  # peer gone or its queue full: it will reconnect
 
-    def _handle(self, identity: bytes, header: bytes, payload: bytes | None, now: float) -> None:
-        """One received message: its routing identity, header frame and payload frame (or None)."""
+    def _handle(self, identity: bytes, header: bytes, payload, now: float) -> None:
+        """One received message: its routing identity, header frame and payload frame (bytes or a
+        `zmq.Frame`; None when the message had one frame)."""
         try:
             decoded = wire.decode_parts(header, payload, self._max_frames)
         except wire.WireError as exc:
@@ -223,10 +223,14 @@ class Receiver:
             log.warning("dropped a message (%d so far of this kind): %s", n, why)
 
     def _recv_batch(self, now: float, limit: int) -> None:
-        """Receive and handle up to `limit` waiting messages, without blocking."""
-        sock = self._sock
-        recv, more = sock.recv, sock.get
-        NOBLOCK, RCVMORE = zmq.NOBLOCK, zmq.RCVMORE  # noqa: N806 - local aliases in the hot loop
+        """Receive and handle up to `limit` waiting messages, without blocking.
+
+        Header and payload are taken as `zmq.Frame` (``copy=False``): their ``more`` flag is read
+        in C, where ``socket.get(RCVMORE)`` costs a Python enum conversion per call, and the
+        payload's memory is viewed by numpy, not copied, until the ring buffer takes it.
+        """
+        recv = self._sock.recv
+        NOBLOCK = zmq.NOBLOCK  # noqa: N806 - local alias in the hot loop
         for _ in range(limit):
             try:
                 identity = recv(NOBLOCK)
@@ -234,22 +238,22 @@ class Receiver:
                 return
             # The rest of a multipart message is already here (ZeroMQ delivers it whole), and a
             # ROUTER always puts at least one frame of the peer's after the identity.
-            header = recv(NOBLOCK)
+            head = recv(NOBLOCK, copy=False)
             payload = None
-            if more(RCVMORE):
-                payload = recv(NOBLOCK)
-                if more(RCVMORE):
-                    n = 2
-                    while more(RCVMORE):
-                        recv(NOBLOCK)
+            if head.more:
+                payload = recv(NOBLOCK, copy=False)
+                if payload.more:
+                    n, more = 2, True
+                    while more:
+                        more = recv(NOBLOCK, copy=False).more
                         n += 1
                     self._count_bad("malformed", f"expected 1 or 2 frames, got {n}")
                     continue
             try:
-                self._handle(identity, header, payload, now)
+                self._handle(identity, head.bytes, payload, now)
             except Exception:  # noqa: BLE001 - a bug on one message must not stop the socket thread
                 self.messages["internal_error"] += 1
-                log.exception("failed on a message (header of %d bytes)", len(header))
+                log.exception("failed on a message (header of %d bytes)", len(head))
 
     def _send_acks(self) -> None:
         with self._ack_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,7 @@ def rms_dbfs(samples: np.ndarray) -> float:
     if samples.size == 0:
         return -120.0
     power = float(np.dot(samples, samples)) / samples.size
-    return max(-120.0, 10.0 * np.log10(power + 1e-12))
+    return max(-120.0, 10.0 * math.log10(power + 1e-12))
 
 
 class Gate:
@@ -33,16 +34,15 @@ class Gate:
             )
         self.cfg = cfg
         self.speech_fn = speech_fn
+        # (task, min dBFS, min speech ratio or None), read once: this runs for every window
+        self._tasks = [(t, g.min_rms_dbfs, g.min_speech_ratio) for t, g in cfg.tasks.items()]
 
     def __call__(self, samples: np.ndarray) -> tuple[tuple[str, ...], float, float | None]:
         """Returns (tasks passed, rms dBFS, speech ratio or None when not measured)."""
         level = rms_dbfs(samples)
-        loud = [t for t, g in self.cfg.tasks.items() if level >= g.min_rms_dbfs]
+        loud = [(t, sp) for t, lo, sp in self._tasks if level >= lo]
         speech = None
-        if self.speech_fn is not None and any(self.cfg.tasks[t].min_speech_ratio is not None for t in loud):
+        if self.speech_fn is not None and any(sp is not None for _, sp in loud):
             speech = float(self.speech_fn(samples))
-        tasks = tuple(
-            t for t in loud
-            if self.cfg.tasks[t].min_speech_ratio is None or (speech is not None and speech >= self.cfg.tasks[t].min_speech_ratio)
-        )
+        tasks = tuple(t for t, sp in loud if sp is None or (speech is not None and speech >= sp))
         return tasks, level, speech

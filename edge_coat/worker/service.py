@@ -218,10 +218,13 @@ class Worker:
                 if outcome == "duplicate" or outcome == "ended":
                     # a replay of what we have: our last acknowledgement may have been lost; resend it
                     st.ack_reported = None
+                    st.last_seen = now
                     touched[sid] = st
                 continue
             n_ok += 1
-            touched[sid] = st
+            st.last_seen = now
+            if st.ring.pos0 != st.ack_pos or st.ended:  # else its acknowledgement cannot have moved
+                touched[sid] = st
             if a.end_of_stream:
                 log.info("stream %s ended", sid)
             if raws:
@@ -239,7 +242,6 @@ class Worker:
             self.batches.put_many(ready)
         acks = []
         for sid, st in touched.items():
-            st.last_seen = now
             ack = (st.epoch, st.ack_seq())
             if ack != st.ack_reported:  # only acknowledgements that moved go to the socket thread
                 st.ack_reported = ack

@@ -188,7 +188,15 @@ class Ring:
             # the common case, contiguous audio: one copy, and window work only when one is due
             n = len(samples)
             self.anchors.append((pos, pos + n, ts))
-            self._append(samples)
+            i = self.hi
+            if i + n <= len(self.buf):
+                self.hi = i + n
+            else:
+                i = self._room(n)
+            if samples.dtype == _I16:
+                self.buf[i:i + n] = samples  # int16 -> float32, exact
+            else:
+                np.multiply(samples, _TO_PCM, out=self.buf[i:i + n])
             if self.next_win + self.L > pos + n:
                 return []
             out: list[RawWindow] = []
@@ -255,6 +263,7 @@ class StreamState:
         self.pending: collections.deque[tuple[int, int]] = collections.deque()  # (seq, end pos) not yet acked
         self.acked = -1
         self.ack_reported: tuple[int, int] | None = None  # (epoch, seq) last handed to the socket thread
+        self.ack_pos: int | None = None  # ring.pos0 when `ack_seq` last ran (the ack moves only with it)
         self.last_seen = 0.0
 
     def resume(self, sender_epoch: int, next_seq: int, next_sample: int) -> bool:
@@ -311,7 +320,7 @@ class StreamState:
 
     def ack_seq(self) -> int:
         """Highest sequence whose samples no window still needs (all of them once ended)."""
-        keep = self.ring.pos0 if not self.ended else None
+        keep = self.ack_pos = self.ring.pos0 if not self.ended else None
         while self.pending and (keep is None or self.pending[0][1] <= keep):
             self.acked = self.pending.popleft()[0]
         return self.acked
