@@ -55,12 +55,14 @@ def speech_presence(kind: str) -> Callable:
 
 
 class _CountingStage:
-    """Wraps the model stage to count windows whose batch raised (they never reach the callback)."""
+    """Wraps the model stage to count windows entering it and those whose batch raised (they never
+    reach the callback)."""
 
-    def __init__(self, stage, on_failed: Callable[[list[Window]], None]):
-        self.stage, self.on_failed = stage, on_failed
+    def __init__(self, stage, on_start: Callable[[list[Window]], None], on_failed: Callable[[list[Window]], None]):
+        self.stage, self.on_start, self.on_failed = stage, on_start, on_failed
 
     def process(self, windows: list[Window]) -> list[WindowResult]:
+        self.on_start(windows)
         try:
             return self.stage.process(windows)
         except BaseException:
@@ -137,6 +139,7 @@ class Service:
         self._lock = threading.Lock()
         self._events = collections.Counter()  # (kind, phase) -> n
         self._done = collections.Counter()  # stream -> windows through detectors (or failed)
+        self._in_model = 0  # windows handed to the model stage and not yet through the detectors
         self._pending: list[EventRecord] = []  # records a log error kept from being written
         self._closed_streams: set[str] = set()
         self._stop = threading.Event()
@@ -203,7 +206,7 @@ class Service:
                                                                      *cfg.worker.streams.values()]
                            for g in sc.tasks.values())
         speech_fn = speech_presence(cfg.service.speech_presence) if needs_speech else None
-        self.worker = Worker(cfg.worker, _CountingStage(self.stage, self._on_failed), on_result=self._on_result,
+        self.worker = Worker(cfg.worker, _CountingStage(self.stage, self._on_start, self._on_failed), on_result=self._on_result,
                              speech_fn=speech_fn)
         self.worker.start()
         self.worker_endpoint = self.worker.endpoint
@@ -270,11 +273,17 @@ class Service:
             # counted last: a stream's episodes are closed only after its last window's events are written
             with self._lock:
                 self._done[sid] += 1
+                self._in_model -= 1
+
+    def _on_start(self, windows: list[Window]) -> None:
+        with self._lock:
+            self._in_model += len(windows)
 
     def _on_failed(self, windows: list[Window]) -> None:
         with self._lock:
             for w in windows:
                 self._done[w.stream_id] += 1
+            self._in_model -= len(windows)
 
     def _publish(self, records: list[EventRecord]) -> None:
         with self._lock:
@@ -315,7 +324,12 @@ class Service:
     def _close_ended_streams(self) -> None:
         """End the open episodes of streams whose source ended, once their last window went through."""
         wstats = self.worker.stats()
-        idle = wstats["queues"]["batch"] == 0 and wstats["queues"]["ingest"] == 0
+        # When the batch queue dropped windows (overload), a stream's count never catches up: then close
+        # once nothing is queued or inside the model (the last results have been through the detectors).
+        with self._lock:
+            in_model = self._in_model
+        idle = (wstats["batch_dropped"] > 0 and wstats["queues"]["batch"] == 0 and wstats["queues"]["ingest"] == 0
+                and in_model == 0)
         for sid, st in list(self.worker.streams.items()):
             if not st.ended:
                 self._closed_streams.discard(sid)
