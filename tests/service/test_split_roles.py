@@ -74,3 +74,39 @@ def test_capture_worker_and_serve_as_separate_roles(tiny_model_dir, tmp_path):
         serve.stop()
     sub.join(10)
     assert summary["events_unwritten"] == 0 and summary["log_head"] == len(got)
+
+
+def test_a_failing_model_batch_does_not_stop_the_service(tiny_model_dir, tmp_path):
+    """A batch that raises (e.g. a GPU out of memory) is counted and logged; later windows still go
+    through, the drain still completes and the stream's episode still ends."""
+    from edge_coat.config import ModelSection
+    from edge_coat.worker.coat_stage import CoatStage
+
+    class FirstBatchFails:
+        def __init__(self, stage):
+            self.stage, self.calls = stage, 0
+
+        def process(self, windows):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return self.stage.process(windows)
+
+        def info(self):
+            return self.stage.info()
+
+    wav = write_wav(tmp_path / "m1.wav", machine_wave(16.0, 6.0, seed=0))
+    cfg = validate_config(site_dict(tmp_path, tiny_model_dir, {"m1": wav}, enroll={"m1": 16}, metrics=False))
+    # (16 enrollment windows: the failed first batch of up to 8 windows still leaves them inside the normal part)
+    stage = FirstBatchFails(CoatStage(ModelSection(path=tiny_model_dir, readings=[],
+                                                   thinking={"backend": "torch", "verify_bundle": False})))
+    svc = Service(cfg, stage=stage).start()
+    deadline = time.monotonic() + 120
+    while not (svc.sources_ended() and not svc.windows_pending()):
+        assert time.monotonic() < deadline, "the service did not drain after a failed batch"
+        time.sleep(0.05)
+    stats = svc.stats()
+    summary = svc.stop()
+    assert stats["worker"]["totals"]["stage_errors"] == 1 and stage.calls > 1
+    assert summary["windows_unfinished"] == 0
+    assert summary["events"].get("anomaly/end", 0) >= 1  # the stream's episode still ended
