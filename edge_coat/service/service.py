@@ -142,6 +142,7 @@ class Service:
         self._in_model = 0  # windows handed to the model stage and not yet through the detectors
         self._pending: list[EventRecord] = []  # records a log error kept from being written
         self._closed_streams: set[str] = set()
+        self._ended_seen: set[str] = set()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._stopped = False
@@ -333,8 +334,14 @@ class Service:
         for sid, st in list(self.worker.streams.items()):
             if not st.ended:
                 self._closed_streams.discard(sid)
+                self._ended_seen.discard(sid)
                 continue
             if sid in self._closed_streams:
+                continue
+            if sid not in self._ended_seen:
+                # the windowing thread flags the end before it counts the last chunk's windows: judge the
+                # counts one round (0.2 s) after the end was first seen
+                self._ended_seen.add(sid)
                 continue
             made = wstats["streams"].get(sid, {}).get("windows_processed", 0)
             with self._lock:
