@@ -199,3 +199,43 @@ def test_decode_rejects_with_reasons():
     assert e.value.reason == "malformed"
     with pytest.raises(ValueError, match="stream id"):
         wire.check_stream_id("bad id with spaces")
+
+
+def test_a_replayed_chunk_is_acknowledged_again():
+    """An acknowledgement can be lost (the client reconnects at that moment): the client then
+    replays, and the worker, while dropping the replay, must acknowledge once more."""
+    worker = make_worker()
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(worker.endpoint)
+    acks: list[int] = []
+
+    def receive(cond, timeout=5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not cond():
+            if dealer.poll(50):
+                msg = wire.decode(dealer.recv_multipart(), max_frames=0)
+                if msg.WhichOneof("body") == "ack":
+                    acks.extend(a.sequence for a in msg.ack.streams if a.stream_id == "r")
+                elif msg.WhichOneof("body") == "welcome":
+                    acks.append(-1)
+        return cond()
+
+    x = signal(5 * CHUNK, seed=5)
+    chunks = [wire.encode_audio("r", 7, k, k * CHUNK, 1.0 + k * 0.1, x[k * CHUNK:(k + 1) * CHUNK], end_of_stream=k == 4)
+              for k in range(5)]
+    try:
+        dealer.send_multipart(wire.encode_control(hello=pb.Hello(client_id="raw", sender_epoch=7)))
+        assert receive(lambda: -1 in acks)
+        for c in chunks:
+            dealer.send_multipart(c)
+        assert receive(lambda: 4 in acks)
+        n = acks.count(4)
+        dealer.send_multipart(chunks[4])  # the replay of a chunk the worker already has
+        assert receive(lambda: acks.count(4) > n)
+        assert worker.stats()["streams"]["r"]["dropped"] == 1  # and it was not windowed twice
+    finally:
+        dealer.close()
+        ctx.term()
+        worker.close()

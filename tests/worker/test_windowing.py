@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from edge_coat.messages import SAMPLE_RATE
-from edge_coat.transport.wire import WireAudio
+from edge_coat.transport.wire import WireAudio, as_float
 from edge_coat.worker.config import StreamConfig, TaskGateConfig
 from edge_coat.worker.gate import Gate, rms_dbfs
 from edge_coat.worker.service import BatchQueue
-from edge_coat.worker.windowing import Ring, StreamState
+from edge_coat.worker.windowing import BufferPool, Ring, StreamState
 
 
 def _chunk(x, seq, start, epoch=1, gap=0, eos=False, ts=None):
@@ -121,3 +121,39 @@ def test_batch_queue_batches_waits_and_drops_oldest():
     assert q.take(1.0) == [2, 3, 4]
     assert q.take(1.0) == [5, 6]  # fewer than max_batch once the oldest waited max_wait_s
     assert q.take(0.01) == []
+
+
+def test_buffer_pool_reuses_an_array_only_once_nothing_refers_to_it():
+    pool = BufferPool()
+    a = pool.take(16)
+    view = a[4:8]  # a consumer keeps a slice of a window: the array must stay untouched
+    del a
+    b = pool.take(16)
+    assert not np.shares_memory(b, view) and pool.allocated == 2
+    first = id(view.base)
+    del view  # now nothing but the pool refers to the first array
+    c = pool.take(16)
+    assert id(c) == first and pool.reused == 1 and pool.allocated == 2
+    assert not np.shares_memory(c, b)
+    small = BufferPool(max_bytes=2 * 4 * 16)  # room for two arrays: older ones are forgotten, not reused
+    held = [small.take(16) for _ in range(5)]
+    assert small.allocated == 5 and len({id(h) for h in held}) == 5
+
+
+def test_ring_takes_int16_pcm_and_float_alike_and_recycles_window_arrays():
+    rng = np.random.default_rng(3)
+    pcm = rng.integers(-32768, 32767, 12_000).astype(np.int16)  # (N,) as received on the wire
+    x = as_float(pcm)  # (N,) float32 in [-1, 1]
+    pool = BufferPool()
+    by_pcm, by_float = Ring(1000, 500, pool), Ring(1000, 500)
+    starts = []
+    for pos in range(0, len(pcm), 700):
+        got = by_pcm.push(pos, pcm[pos:pos + 700], 0.0)
+        ref = by_float.push(pos, x[pos:pos + 700], 0.0)
+        for w, r in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(w.samples, x[w.start:w.start + 1000])
+            np.testing.assert_array_equal(w.samples, r.samples)
+            starts.append(w.start)
+        got = ref = w = r = None  # the consumer lets go: the pool may hand the arrays out again
+    assert starts == list(range(0, len(pcm) - 999, 500))
+    assert pool.reused > 0 and pool.allocated < len(starts)
