@@ -91,7 +91,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
                         cursor = chunk[-1].id
                         payload = hub.response(filt, chunk, shared)
                         if payload is not None:
-                            yield payload  # serialized once, sent as is (see _subscribe_handlers)
+                            yield payload  # serialized once, sent as is (see _service_handlers)
                             last_sent = time.monotonic()
                     if batch:
                         continue
