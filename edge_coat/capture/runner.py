@@ -16,7 +16,7 @@ from edge_coat.transport.wire import check_stream_id
 
 class CaptureThread:
     """Reads `source` and submits its blocks as stream `stream_id`; sends end-of-stream when the
-    source ends. A source that raises is logged with its state and retried after `retry_s`
+    source ends or the thread is stopped. A source that raises is logged with its state and retried after `retry_s`
     (RTSP handles its own outages; this covers e.g. a sound card that vanished)."""
 
     def __init__(self, stream_id: str, source: Source, sender: Sender, retry_s: float = 5.0):
@@ -81,13 +81,15 @@ class CaptureThread:
                 self._submit(block, False)
             else:
                 held = block
-        if self._stop.is_set():
-            return
+        # A stop ends the stream too: the worker then windows its tail and acknowledges all of it, so a
+        # graceful shutdown can wait for the acknowledgements (a live stream's tail is otherwise held back
+        # for replay, which a stopping capture process cannot do). A restarted capture opens a new epoch.
         if held is not None:
             self._submit(held, True)
         else:
             self.sender.submit(self.stream_id, np.zeros(0, np.float32), time.time(), end_of_stream=True)
-        self.log.info("source ended after %.1f s of audio", self.samples / SAMPLE_RATE)
+        self.log.info("source %s after %.1f s of audio", "stopped" if self._stop.is_set() else "ended",
+                      self.samples / SAMPLE_RATE)
 
     def _submit(self, block, eos: bool) -> None:
         self.samples += len(block.samples)

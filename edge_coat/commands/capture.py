@@ -1,8 +1,16 @@
-"""``edge-coat capture``: stream sources to a worker."""
+"""``edge-coat capture``: stream sources to a worker.
+
+With ``-c/--config site.yaml`` it is the production capture process: the ``capture:`` section's sources
+and link (``Service(cfg, roles=("capture",))``), metrics from ``metrics:``, until SIGTERM/SIGINT or until
+every source has ended; then what was captured is flushed to the worker. Exit 2: the config is invalid
+(systemd does not restart on it); 1: the capture could not start or lost audio. Without ``--config``, the
+flags below (``--source``, ``--stream-id``, ``--connect``, ...) describe the sources instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -10,11 +18,13 @@ HELP = "stream audio sources (mic, RTSP, files, generated) to a worker over Zero
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", action="append", required=True, metavar="URI",
+    parser.add_argument("-c", "--config", type=Path,
+                        help="site config: stream its capture: section (instead of --source/--stream-id/--connect)")
+    parser.add_argument("--source", action="append", metavar="URI",
                         help="rtsp://..., mic:[DEVICE], gen:sine?freq=440, or a file; repeat for several")
-    parser.add_argument("--stream-id", action="append", required=True, metavar="ID",
+    parser.add_argument("--stream-id", action="append", metavar="ID",
                         help="stream name, one per --source, in the same order")
-    parser.add_argument("--connect", required=True, metavar="ENDPOINT", help="worker endpoint, tcp://host:port")
+    parser.add_argument("--connect", metavar="ENDPOINT", help="worker endpoint, tcp://host:port")
     parser.add_argument("--chunk-ms", type=int, default=100, help="audio per message (default 100)")
     parser.add_argument("--realtime", action="store_true", help="files: pace at real time")
     parser.add_argument("--loop", action="store_true", help="files: loop forever")
@@ -25,8 +35,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-every", type=float, default=10.0, help="log status every N s (0: never)")
 
 
+def run_from_config(path: Path, verbose: int = 0) -> int:
+    """The capture role of the site config until SIGTERM/SIGINT or the end of every source."""
+    import signal
+    import sys
+    import threading
+
+    from edge_coat.config import ConfigError, load_config
+    from edge_coat.service import Service, configure_logging
+
+    try:
+        cfg = load_config(path)
+        cfg.require("capture", command="edge-coat capture")
+    except ConfigError as exc:
+        print(f"edge-coat capture: invalid config: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.logging, verbose)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service = Service(cfg, roles=("capture",))
+    try:
+        service.start()
+    except ValueError as exc:  # open_source: a source URI of no known kind is a config error, not a crash
+        print(f"edge-coat capture: invalid config: capture.sources: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        print(f"edge-coat capture: cannot start: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"ready": True, "streams": [sc.stream_id for sc in cfg.capture.sources],
+                      "endpoint": cfg.capture.sender.endpoint, "metrics_port": service.metrics_port}), flush=True)
+    while not stop.wait(0.2):
+        if service.sources_ended():
+            break
+    errors = sum(t.errors for t in service.capture_threads)
+    summary = service.stop()
+    print(json.dumps({"stopped": True, "source_errors": errors, **summary}), flush=True)
+    return 1 if errors or summary.get("lost_audio") else 0
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
+    import sys
 
     from pydantic import ValidationError
 
@@ -35,6 +85,19 @@ def run(args: argparse.Namespace) -> int:
     from edge_coat.capture.sources import open_source
     from edge_coat.transport.sender import Sender
 
+    flags = {"--source": args.source, "--stream-id": args.stream_id, "--connect": args.connect}
+    if args.config is not None:
+        given = [name for name, value in flags.items() if value]
+        if given:
+            print(f"edge-coat capture: expected either --config or {', '.join(flags)}, got --config with "
+                  f"{', '.join(given)}", file=sys.stderr)
+            return 2
+        return run_from_config(args.config, getattr(args, "verbose", 0))
+    missing = [name for name, value in flags.items() if not value]
+    if missing:
+        print(f"edge-coat capture: expected --config FILE, or --source, --stream-id and --connect; "
+              f"missing {', '.join(missing)}", file=sys.stderr)
+        return 2
     log = logging.getLogger("capture")
     if len(args.source) != len(args.stream_id):
         print(f"expected one --stream-id per --source, got {len(args.stream_id)} for {len(args.source)}")

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 HELP = "run the gRPC event service over the durable event log (SQLite file shared with the worker)"
 
@@ -14,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML/JSON site config; its 'events:' section (or the whole file) is used")
+    parser.add_argument("-c", "--config",
+                        help="site config (YAML, TOML or JSON), validated whole; its events: section is used")
     parser.add_argument("--db", help="event log file (overrides events.db_path)")
     parser.add_argument("--listen", help="host:port to listen on, port 0 for any (overrides events.listen)")
     parser.add_argument("--tokens", help="tokens file: client tokens and their stream scopes")
@@ -27,16 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_events_config(args: argparse.Namespace):
-    """EventsConfig from --config plus command-line overrides (ValueError with the reason if invalid)."""
+    """EventsConfig from --config plus command-line overrides (ValueError with the reason if invalid).
+
+    With --config the whole file is validated as a site config (ConfigError naming every problem), with the
+    overrides applied to its events: section first, so e.g. --insecure can stand in for a missing tls:."""
     from edge_coat.events.config import EventsConfig
 
     data: dict = {}
-    if args.config:
-        import yaml
-
-        with open(args.config) as f:
-            loaded = yaml.safe_load(f) or {}
-        data = dict(loaded.get("events", loaded))
     overrides = {"db_path": args.db, "listen": args.listen, "tokens_file": getattr(args, "tokens", None),
                  "heartbeat_s": getattr(args, "heartbeat", None)}
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -44,7 +43,25 @@ def load_events_config(args: argparse.Namespace):
         data["insecure"] = True
     if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
         data["tls"] = {"cert_file": args.tls_cert, "key_file": args.tls_key, "client_ca_file": args.client_ca}
-    return EventsConfig.model_validate(data)
+    if not args.config:
+        return EventsConfig.model_validate(data)
+    # the site config's own reader (format by suffix, ConfigError on syntax); the overrides go in before validation
+    from edge_coat.config import ConfigError
+    from edge_coat.config import _read as read_config_file
+    from edge_coat.config import validate_config
+
+    site = read_config_file(Path(args.config))
+    section = site.get("events")
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError([f"events: expected a mapping of fields, got {type(section).__name__}"], args.config)
+    if section is not None or data:
+        site["events"] = {**(section or {}), **data}
+    try:
+        cfg = validate_config(site)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, args.config) from None
+    cfg.require("events", command="edge-coat serve")
+    return cfg.events
 
 
 def run(args: argparse.Namespace) -> int:
