@@ -4,6 +4,7 @@
 # each training from its last checkpoint and skips finished steps.
 #
 #   bash scripts/train_coat_tiny.sh                 # the full run (hours on this CPU)
+#   RUNS=coat STAGES=train bash scripts/train_coat_tiny.sh & RUNS=no-experts STAGES=train bash scripts/train_coat_tiny.sh
 #   STEPS=4 FACTORY_TRAIN=40 FACTORY_TEST=30 OUT=/tmp/ct bash scripts/train_coat_tiny.sh   # a smoke test
 #
 # Model: Qwen2-Audio family, size preset "tiny" (a few million parameters; edge_coat/train/config.py),
@@ -65,8 +66,16 @@ train() {  # $1 = run name, rest = extra options
     --teacher-cache "$CACHE" --threads "$THREADS" --out "$OUT/$run" "${resume[@]}" "$@"
   log "$run: done in $((SECONDS - t0)) s (this session)"
 }
-train coat
-train no-experts --no-expert-losses
+# RUNS picks which trainings this invocation does (two invocations can train them in parallel,
+# one core each); STAGES=train stops after training.
+for run in ${RUNS:-coat no-experts}; do
+  case $run in
+    coat) train coat ;;
+    no-experts) train no-experts --no-expert-losses ;;
+    *) echo "unknown run $run (coat | no-experts)" >&2; exit 2 ;;
+  esac
+done
+[ "${STAGES:-all}" = train ] && exit 0
 
 # 3. the model card's table --------------------------------------------------------------------------
 ev() {  # $1 = result name, rest = eval options
