@@ -266,6 +266,21 @@ def run_level(n_streams: int, seconds: float, warmup: float, n_clients: int, cod
     }
 
 
+def _median_row(runs: list[dict]) -> dict:
+    """One row from repeated runs of a level: medians of the figures, their [min, max] spread,
+    zero loss only if every run had it, keeping up if most runs did."""
+    row = dict(runs[0])
+    for k in ("worker_cpu_ms_per_stream_s", "worker_cores", "loadgen_cpu_ms_per_stream_s", "latency_p50_ms",
+              "latency_p99_ms", "worker_page_faults_per_chunk", "late_ticks"):
+        vals = [r[k] for r in runs if r[k] is not None]
+        row[k] = float(np.median(vals)) if vals else None
+        row[k + "_spread"] = [min(vals), max(vals)] if vals else None
+    row["zero_loss"] = all(r["zero_loss"] for r in runs)
+    row["keeps_up"] = sum(r["keeps_up"] for r in runs) * 2 > len(runs)
+    row["runs"] = len(runs)
+    return row
+
+
 def _print(rows: list[dict]) -> None:
     head = (f"{'code':>8} {'streams':>7} {'0-loss':>6} {'windows':>8} {'worker ms/str-s':>15} {'cores':>5} "
             f"{'ratio':>6} {'gen ms/str-s':>12} {'p50 ms':>7} {'p99 ms':>8} {'late':>4} {'keeps up':>8}")
@@ -275,7 +290,7 @@ def _print(rows: list[dict]) -> None:
         print(f"{r['label']:>8} {r['streams']:>7} {str(r['zero_loss']):>6} {r['windows']:>8} "
               f"{r['worker_cpu_ms_per_stream_s']:>15.3f} {r['worker_cores']:>5.2f} "
               f"{ratio if ratio is not None else float('nan'):>6.2f} {r['loadgen_cpu_ms_per_stream_s']:>12.3f} "
-              f"{r['latency_p50_ms'] or 0:>7.1f} {r['latency_p99_ms'] or 0:>8.1f} {r['late_ticks']:>4} "
+              f"{r['latency_p50_ms'] or 0:>7.1f} {r['latency_p99_ms'] or 0:>8.1f} {r['late_ticks']:>4.0f} "
               f"{str(r['keeps_up']):>8}")
 
 
@@ -286,6 +301,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0,
                     help="audio per stream sent before the measurement starts (streams join, buffers warm up)")
     ap.add_argument("--clients", type=int, default=2, help="load-generator processes (one DEALER each)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per level (medians reported)")
     ap.add_argument("--baseline-code", type=Path, default=None,
                     help="a checkout (e.g. git worktree) whose worker is measured in the same run as the baseline")
     ap.add_argument("--max-p99-ms", type=float, default=1000.0,
@@ -298,21 +314,25 @@ def main() -> int:
     codes = [("current", str(REPO))]
     if args.baseline_code is not None:
         codes.insert(0, ("baseline", str(args.baseline_code.resolve())))
-    rows = []
-    for n in args.streams:
-        for label, code in codes:
-            prof = None
-            if args.profile is not None:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                prof = str(args.profile / f"{label}-{n}.txt")
-            r = run_level(n, args.seconds, args.warmup, args.clients, code, prof)
-            r["label"] = label
-            # zero loss alone can hide a worker that falls behind and catches up later
-            r["keeps_up"] = bool(r["zero_loss"] and r["latency_p99_ms"] is not None
-                                 and r["latency_p99_ms"] < args.max_p99_ms and r["late_ticks"] == 0)
-            rows.append(r)
-            print(f"  {label} {n} streams: worker {r['worker_cpu_ms_per_stream_s']:.3f} ms/stream-s, "
-                  f"p99 {r['latency_p99_ms'] or 0:.0f} ms, zero loss {r['zero_loss']}", flush=True)
+    runs = []
+    for rep in range(args.repeat):
+        for n in args.streams:
+            for label, code in codes:  # interleaved, so that the machine's load hits both alike
+                prof = None
+                if args.profile is not None:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    prof = str(args.profile / f"{label}-{n}-{rep}.txt")
+                r = run_level(n, args.seconds, args.warmup, args.clients, code, prof)
+                r["label"], r["repeat"] = label, rep
+                # zero loss alone can hide a worker that falls behind and catches up later
+                r["keeps_up"] = bool(r["zero_loss"] and r["latency_p99_ms"] is not None
+                                     and r["latency_p99_ms"] < args.max_p99_ms and r["late_ticks"] == 0)
+                runs.append(r)
+                print(f"  {label} {n} streams (run {rep + 1}/{args.repeat}): worker "
+                      f"{r['worker_cpu_ms_per_stream_s']:.3f} ms/stream-s, p99 {r['latency_p99_ms'] or 0:.0f} ms, "
+                      f"zero loss {r['zero_loss']}, keeps up {r['keeps_up']}", flush=True)
+    rows = [_median_row([r for r in runs if r["label"] == label and r["streams"] == n])
+            for n in args.streams for label, _ in codes]
     for r in rows:
         base = next((b for b in rows if b["label"] == "baseline" and b["streams"] == r["streams"]), None)
         r["cpu_ratio_vs_baseline"] = (base["worker_cpu_ms_per_stream_s"] / r["worker_cpu_ms_per_stream_s"]
@@ -325,13 +345,14 @@ def main() -> int:
             "max_zero_loss_streams": max((r["streams"] for r in mine if r["zero_loss"]), default=0),
             "max_real_time_streams": max((r["streams"] for r in mine if r["keeps_up"]), default=0),
         }
-        print(f"{label}: largest zero-loss stream count {summary[label]['max_zero_loss_streams']}; largest that "
-              f"also keeps up in real time (p99 < {args.max_p99_ms:.0f} ms, generators on time): "
+        print(f"{label}: largest stream count with zero loss in every run {summary[label]['max_zero_loss_streams']}; "
+              f"that also kept up in real time in most runs (p99 < {args.max_p99_ms:.0f} ms, generators on time): "
               f"{summary[label]['max_real_time_streams']} (target 2000)")
-    print("ratio = baseline worker CPU per stream-second / this row's (higher is better); "
-          f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"medians of {args.repeat} run(s), [min-max] spread in the JSON; ratio = baseline worker CPU per "
+          f"stream-second / this row's (higher is better); machine: {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} (other users' processes included)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": rows, "summary": summary, "cpus": os.cpu_count(),
+    args.json.write_text(json.dumps({"rows": rows, "runs": runs, "summary": summary, "cpus": os.cpu_count(),
                                      "loadavg": os.getloadavg()}, indent=2))
     print(f"wrote {args.json}")
     return 0

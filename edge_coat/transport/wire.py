@@ -56,7 +56,7 @@ class WireAudio(NamedTuple):
 
     Attributes:
         samples: shape ``(num_frames,)``, 16 kHz mono, either int16 PCM as received (full scale
-            32768: a read-only view of the payload bytes, no copy) or float32 in [-1, 1]. Use
+            32768) or float32 in [-1, 1]; from `decode`, a read-only view of the payload, no copy. Use
             `as_float` for float32 in [-1, 1] whatever the wire format was.
     """
 
@@ -193,6 +193,7 @@ def decode_parts(header: bytes, payload, max_frames: int) -> WireAudio | pb.Fram
     if not math.isfinite(capture_ts):
         raise WireError("malformed", "capture_ts is not finite")
     samples = np.frombuffer(payload, dtype=_DTYPES[fmt])  # (num_frames,) view of the payload, no copy
+    samples.setflags(write=False)  # the received bytes are nobody's to change (the ring keeps them)
     if fmt == F32 and not np.isfinite(samples).all():
         raise WireError("malformed", "payload has NaN or inf")
     return WireAudio(stream_id, h.sender_epoch, h.sequence, start_sample, capture_ts, samples, gap_samples,

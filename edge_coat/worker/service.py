@@ -12,6 +12,11 @@ Threads, each touching only its own data plus queues:
 Backpressure: both queues are bounded and drop their OLDEST item when full, counting it (a chunk
 dropped there becomes a reported gap of its stream). A slow model therefore costs windows, never a
 stalled socket or a frozen stream; and the newest audio, the one an operator cares about, wins.
+
+Acknowledgements wait for the model: a chunk is acknowledged to its client only once every window
+that needs it has been through the model stage (or was dropped, counted), so a worker killed with
+windows still queued loses nothing: the client replays those chunks to the next worker, which cuts
+the same windows again (at-least-once).
 """
 
 from __future__ import annotations
@@ -47,15 +52,18 @@ class BatchQueue:
     def __len__(self) -> int:
         return len(self._q)
 
-    def put_many(self, windows: list[Window]) -> None:
+    def put_many(self, windows: list[Window]) -> list[Window]:
+        """Queue `windows`; returns the ones dropped to make room (oldest first)."""
         now = time.monotonic()
+        dropped = []
         with self._cv:
             for w in windows:
                 if len(self._q) >= self.capacity:
-                    self._q.popleft()
+                    dropped.append(self._q.popleft()[1])
                     self.dropped += 1
                 self._q.append((now, w))
             self._cv.notify()
+        return dropped
 
     def take(self, timeout: float) -> list[Window]:
         """Up to max_batch windows once max_batch are there or the oldest has waited max_wait_s;
@@ -109,6 +117,7 @@ class Worker:
         self._gates: dict[str, Gate] = {}
         self._counts: dict[str, collections.Counter] = {}
         self.totals = collections.Counter()
+        self._finished: collections.deque[tuple[str, int]] = collections.deque()  # (stream, window start)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -183,6 +192,8 @@ class Worker:
             now = time.monotonic()
             if chunks:
                 self._ingest(chunks, now)
+            if self._finished:
+                self._ack(self._release(self._finished_windows()))
             if now >= next_housekeeping:
                 self._forget_idle(now)
                 next_housekeeping = now + 1.0
@@ -239,7 +250,32 @@ class Worker:
                 t = time.monotonic()
                 for w in ready:
                     self.on_window(w, t)
-            self.batches.put_many(ready)
+            touched.update(self._release(self.batches.put_many(ready)))
+        self._ack(touched)
+
+    def _finished_windows(self) -> list[tuple[str, int]]:
+        out, q = [], self._finished
+        while q:
+            out.append(q.popleft())
+        return out
+
+    def _release(self, windows) -> dict[str, StreamState]:
+        """Windows (`Window` or (stream, start)) that left the pipeline: their audio may now be
+        acknowledged. Returns the streams concerned."""
+        touched = {}
+        for w in windows:
+            sid, start = (w.stream_id, w.start_sample) if isinstance(w, Window) else w
+            st = self.streams.get(sid)
+            if st is None or start not in st.inflight:
+                continue  # forgotten meanwhile, or a window of the stream's previous life
+            if st.inflight[0] == start:
+                st.inflight.popleft()
+            else:
+                st.inflight.remove(start)
+            touched[sid] = st
+        return touched
+
+    def _ack(self, touched: dict[str, StreamState]) -> None:
         acks = []
         for sid, st in touched.items():
             ack = (st.epoch, st.ack_seq())
@@ -272,6 +308,7 @@ class Worker:
                 speech_ratio=speech,
                 tasks=tasks,
             ))
+            st.inflight.append(raw.start)
         c["windows"] += len(out)
         return out
 
@@ -291,25 +328,29 @@ class Worker:
     def _model_loop(self) -> None:
         while not self._stop.is_set():
             batch = self.batches.take(0.1)
-            if not batch:
-                continue
-            try:
-                results = self.stage.process(batch)
-            except Exception:  # noqa: BLE001 - one bad batch must not stop every stream
-                self.totals["stage_errors"] += 1
-                log.exception("model stage failed on a batch of %d windows from %s",
-                              len(batch), sorted({w.stream_id for w in batch}))
-                continue
-            if len(results) != len(batch):
-                self.totals["stage_errors"] += 1
-                log.error("model stage returned %d results for %d windows: dropped", len(results), len(batch))
-                continue
-            self.totals["windows_done"] += len(results)
-            if self.on_result is not None:
-                for r in results:
-                    try:
-                        self.on_result(r)
-                    except Exception:  # noqa: BLE001 - a consumer bug must not stop the model loop
-                        self.totals["callback_errors"] += 1
-                        log.exception("result callback failed for stream %s window %d",
-                                      r.window.stream_id, r.window.index)
+            if batch:
+                self._run_batch(batch)
+                # done with, even when it failed (counted): the windows' audio may be acknowledged now
+                self._finished.extend((w.stream_id, w.start_sample) for w in batch)
+
+    def _run_batch(self, batch: list[Window]) -> None:
+        try:
+            results = self.stage.process(batch)
+        except Exception:  # noqa: BLE001 - one bad batch must not stop every stream
+            self.totals["stage_errors"] += 1
+            log.exception("model stage failed on a batch of %d windows from %s",
+                          len(batch), sorted({w.stream_id for w in batch}))
+            return
+        if len(results) != len(batch):
+            self.totals["stage_errors"] += 1
+            log.error("model stage returned %d results for %d windows: dropped", len(results), len(batch))
+            return
+        self.totals["windows_done"] += len(results)
+        if self.on_result is not None:
+            for r in results:
+                try:
+                    self.on_result(r)
+                except Exception:  # noqa: BLE001 - a consumer bug must not stop the model loop
+                    self.totals["callback_errors"] += 1
+                    log.exception("result callback failed for stream %s window %d",
+                                  r.window.stream_id, r.window.index)

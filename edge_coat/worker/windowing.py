@@ -7,9 +7,9 @@ Timeline: each chunk carries ``start_sample``, its position on the stream's time
 included. Windows start on a fixed grid (multiples of the hop), so a restarted worker that
 receives the replay of a stream cuts exactly the windows the dead worker would have cut.
 
-Cost: this runs once per received chunk for every stream, so a chunk costs one numpy call (its
-samples copied into a preallocated buffer, converted from int16 on the way) plus a few tuple and
-attribute updates; a window costs one numpy call more (the scaled copy it owns).
+Cost: this runs once per received chunk for every stream, so a chunk costs a few tuple and
+attribute updates and no copy (the ring keeps the received samples); a window costs two numpy
+calls (its samples gathered into an array of its own, then scaled).
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ class RawWindow:
 _I16 = np.dtype("<i2")
 _TO_PCM = np.float32(32768.0)
 _FROM_PCM = np.float32(1 / 32768)
-#: Room kept beyond two windows (amortises the compaction; a larger chunk grows the buffer).
-_SLACK = SAMPLE_RATE // 5
 
 
 class BufferPool:
@@ -87,14 +85,19 @@ class BufferPool:
 
 
 class Ring:
-    """Linear buffer with amortised compaction holding the samples not yet fully windowed.
+    """The samples of one stream not yet fully windowed, as a run of contiguous segments.
 
-    The buffer holds float32 in int16 units (full scale 32768), so the common S16 payload is
-    copied in with a single cast and float32 payloads with a single multiply; windows are
-    scaled back to [-1, 1] as they are copied out. Both scalings are by a power of two, hence
-    exact: a window equals the samples sent, bit for bit. (Two windows of capacity, not one
-    large fixed size: at 2,000 streams the buffers are the worker's main memory use, and a small
-    buffer stays hot in the cache.)
+    Chunks are kept as they arrived (int16 PCM, usually read-only views of the received ZeroMQ
+    frames) and are copied exactly once, when a window is cut from them: ``np.concatenate``
+    straight into the window's array, then one in-place scaling to [-1, 1]. There is no copy per
+    chunk, no compaction, and a stream holds about one window of int16 audio instead of a float32
+    buffer of two; at 2,000 streams the per-chunk copy into a preallocated float buffer was the
+    largest line of the ingest profile (bench/PROFILE.md). Float32 chunks are stored multiplied
+    by 32768, so every segment is in int16 units; both scalings are by a power of two, hence
+    exact: a window equals the samples sent, bit for bit.
+
+    `push` keeps a reference to a read-only `samples` array until it is windowed; a writable one
+    is copied first, so the caller may reuse its array.
     """
 
     def __init__(self, window: int, hop: int, pool: BufferPool | None = None):
@@ -102,9 +105,9 @@ class Ring:
             raise ValueError(f"window and hop must be > 0 samples, got {window} and {hop}")
         self.L, self.hop = window, hop
         self.pool = pool  # where window arrays come from (None: fresh arrays)
-        self.buf = np.zeros(2 * window + _SLACK, np.float32)  # (capacity,) in int16 units
-        self.lo = self.hi = 0
-        self.pos0: int | None = None  # timeline position of buf[lo]
+        self.segs: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (pos, (n,) int16 units)
+        self.pos0: int | None = None  # timeline position of the first sample held
+        self.end_pos = 0  # timeline position just after the last sample held
         self.next_win = 0
         self.gaps: collections.deque[tuple[int, int]] = collections.deque()  # [start, end) zero-filled
         self.anchors: collections.deque[tuple[int, int, float]] = collections.deque()  # (pos, end, capture ts)
@@ -112,35 +115,19 @@ class Ring:
 
     @property
     def end(self) -> int:
-        return self.pos0 + (self.hi - self.lo)
+        return self.end_pos
 
-    def _room(self, n: int) -> int:
-        """Make room for `n` more samples at the end; returns where they go."""
-        hi = self.hi
-        if hi + n > len(self.buf):
-            size = hi - self.lo
-            if size + n > len(self.buf):
-                grown = np.zeros(2 * (size + n), np.float32)
-                grown[:size] = self.buf[self.lo:hi]
-                self.buf = grown
-            else:
-                self.buf[:size] = self.buf[self.lo:hi]
-            self.lo, hi = 0, size
-        self.hi = hi + n
-        return hi
-
-    def _append(self, x: np.ndarray) -> None:  # x: (n,) int16 PCM or float32 in [-1, 1]
-        n = len(x)
-        i = self._room(n)
+    @staticmethod
+    def _units(x: np.ndarray) -> np.ndarray:
+        """(n,) int16 PCM or float32 in [-1, 1] -> (n,) array in int16 units that nobody else writes."""
         if x.dtype == _I16:
-            self.buf[i:i + n] = x  # int16 -> float32, exact
-        else:
-            np.multiply(x, _TO_PCM, out=self.buf[i:i + n])
+            return x if not x.flags.writeable else x.copy()
+        return np.multiply(x, _TO_PCM, dtype=np.float32)
 
     def _zeros(self, n: int) -> None:
         if n > 0:
-            i = self._room(n)
-            self.buf[i:i + n] = 0.0
+            self.segs.append((self.end_pos, np.zeros(n, _I16)))
+            self.end_pos += n
 
     def _ts(self, pos: int) -> float:
         """Capture time of timeline position `pos`: from the chunk holding it or, inside a gap,
@@ -155,20 +142,33 @@ class Ring:
         return best[2] + (pos - best[0]) / SAMPLE_RATE
 
     def _emit(self, out: list[RawWindow]) -> None:
-        L, end = self.L, self.pos0 + (self.hi - self.lo)
-        while self.next_win + L <= end:
+        L = self.L
+        while self.next_win + L <= self.end_pos:
             s = self.next_win
-            i = self.lo + (s - self.pos0)
-            gap = sum(max(0, min(e, s + L) - max(b, s)) for b, e in self.gaps) if self.gaps else 0
+            e = s + L
+            parts = []
+            for p, a in self.segs:
+                if p >= e:
+                    break
+                if p + len(a) > s:
+                    parts.append(a[max(0, s - p):e - p])
+            gap = sum(max(0, min(g1, e) - max(g0, s)) for g0, g1 in self.gaps) if self.gaps else 0
             # (L,) float32 in [-1, 1], owned by the window
-            samples = np.multiply(self.buf[i:i + L], _FROM_PCM, out=None if self.pool is None else self.pool.take(L))
+            samples = np.empty(L, np.float32) if self.pool is None else self.pool.take(L)
+            np.concatenate(parts, out=samples, casting="unsafe")  # int16 -> float32 is exact
+            samples *= _FROM_PCM
             out.append(RawWindow(s, samples, self._ts(s), gap))
             self.next_win += self.hop
 
     def _trim(self) -> None:
-        keep = min(self.next_win, self.pos0 + (self.hi - self.lo))
+        keep = min(self.next_win, self.end_pos)
         if keep > self.pos0:
-            self.lo += keep - self.pos0
+            segs = self.segs
+            while segs and segs[0][0] + len(segs[0][1]) <= keep:
+                segs.popleft()
+            if segs and segs[0][0] < keep:
+                p, a = segs[0]
+                segs[0] = (keep, a[keep - p:])
             self.pos0 = keep
         while self.gaps and self.gaps[0][1] <= self.pos0:
             self.gaps.popleft()
@@ -177,39 +177,29 @@ class Ring:
 
     def start_at(self, pos: int) -> None:
         """Begin the (empty) ring at timeline `pos`, so audio arriving later than that is a gap."""
-        self.pos0 = pos
+        self.pos0 = self.end_pos = pos
         self.next_win = -(-pos // self.hop) * self.hop
 
     def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow]:
         """Add (n,) samples (int16 PCM or float32 in [-1, 1]) starting at timeline `pos` (>= the
         current end) captured at `ts`."""
-        pos0 = self.pos0
-        if pos0 is not None and pos == pos0 + (self.hi - self.lo):
-            # the common case, contiguous audio: one copy, and window work only when one is due
-            n = len(samples)
-            self.anchors.append((pos, pos + n, ts))
-            i = self.hi
-            if i + n <= len(self.buf):
-                self.hi = i + n
-            else:
-                i = self._room(n)
-            if samples.dtype == _I16:
-                self.buf[i:i + n] = samples  # int16 -> float32, exact
-            else:
-                np.multiply(samples, _TO_PCM, out=self.buf[i:i + n])
-            if self.next_win + self.L > pos + n:
+        if self.pos0 is not None and pos == self.end_pos:
+            # the common case, contiguous audio: two appends, and window work only when one is due
+            end = pos + len(samples)
+            self.anchors.append((pos, end, ts))
+            self.segs.append((pos, samples if samples.dtype == _I16 and not samples.flags.writeable
+                              else self._units(samples)))
+            self.end_pos = end
+            if self.next_win + self.L > end:
                 return []
             out: list[RawWindow] = []
             self._emit(out)
             self._trim()
             return out
         out = []
-        if pos0 is None:
-            self.pos0 = pos
-            self.next_win = -(-pos // self.hop) * self.hop  # first grid point at or after pos
-            end = pos
-        else:
-            end = self.pos0 + (self.hi - self.lo)
+        if self.pos0 is None:
+            self.start_at(pos)  # the first grid point at or after pos
+        end = self.end_pos
         if pos < end:
             raise ValueError(f"chunk at {pos} overlaps the buffer ending at {end}")
         self.anchors.append((pos, pos + len(samples), ts))
@@ -230,10 +220,11 @@ class Ring:
                 self.skipped_in_gap += (first - self.next_win) // self.hop
                 self.next_win = first
                 start = min(first, pos)
-                self.lo = self.hi = 0
-                self.pos0 = start
+                self.segs.clear()
+                self.pos0 = self.end_pos = start
                 self._zeros(pos - start)
-        self._append(samples)
+        self.segs.append((pos, self._units(samples)))
+        self.end_pos = pos + len(samples)
         self._emit(out)
         self._trim()
         return out
@@ -264,6 +255,9 @@ class StreamState:
         self.acked = -1
         self.ack_reported: tuple[int, int] | None = None  # (epoch, seq) last handed to the socket thread
         self.ack_pos: int | None = None  # ring.pos0 when `ack_seq` last ran (the ack moves only with it)
+        # starts of this stream's windows not yet through the model stage, oldest first (the
+        # service keeps it): their audio is not acknowledged yet
+        self.inflight: collections.deque[int] = collections.deque()
         self.last_seen = 0.0
 
     def resume(self, sender_epoch: int, next_seq: int, next_sample: int) -> bool:
@@ -319,8 +313,11 @@ class StreamState:
         return "ok", windows
 
     def ack_seq(self) -> int:
-        """Highest sequence whose samples no window still needs (all of them once ended)."""
+        """Highest sequence whose samples no window still needs (all of them once ended), counting
+        the windows still on their way through the model (`inflight`)."""
         keep = self.ack_pos = self.ring.pos0 if not self.ended else None
+        if self.inflight:
+            keep = self.inflight[0] if keep is None else min(keep, self.inflight[0])
         while self.pending and (keep is None or self.pending[0][1] <= keep):
             self.acked = self.pending.popleft()[0]
         return self.acked

@@ -3,6 +3,7 @@ replay bound, and fuzzing while valid streams flow."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -10,10 +11,14 @@ import pytest
 import zmq
 
 from edge_coat.transport import wire
+from edge_coat.transport.config import ReceiverConfig
 from edge_coat.transport.sender import Sender
 from edge_coat.v1 import audio_pb2 as pb
+from edge_coat.worker.config import StreamConfig, TaskGateConfig, WorkerConfig
+from edge_coat.worker.service import Worker
+from edge_coat.worker.stage import NoopStage
 from tests.transport.helpers import (
-    Collector, check_windows, expected_starts, make_worker, sender_config, signal, wait_for,
+    FAST_LINK, HOP, WINDOW, Collector, check_windows, expected_starts, make_worker, sender_config, signal, wait_for,
 )
 
 CHUNK = 1600
@@ -238,4 +243,41 @@ def test_a_replayed_chunk_is_acknowledged_again():
     finally:
         dealer.close()
         ctx.term()
+        worker.close()
+
+
+class _GatedStage(NoopStage):
+    """The no-op stage, held until the test opens it: windows wait in the model's queue."""
+
+    def __init__(self):
+        self.open = threading.Event()
+
+    def process(self, windows):
+        self.open.wait(10)
+        return super().process(windows)
+
+
+def test_audio_is_acknowledged_only_once_its_windows_went_through_the_model():
+    stage = _GatedStage()
+    cfg = WorkerConfig(
+        receiver=ReceiverConfig(bind="tcp://127.0.0.1:0", link=FAST_LINK, ack_interval_s=0.02),
+        default_stream=StreamConfig(window_s=WINDOW / 16000, hop_s=HOP / 16000,
+                                    tasks={"anomaly": TaskGateConfig(min_rms_dbfs=-200)}),
+        batch={"max_batch": 8, "max_wait_s": 0.01},
+    )
+    worker = Worker(cfg, stage).start()
+    x = signal(4 * HOP, seed=2)  # windows at 0, HOP, 2 HOP
+    try:
+        with Sender(sender_config(worker.endpoint)) as sender:
+            for i in range(0, len(x), 1000):
+                sender.submit("g", x[i:i + 1000], 1.0 + i / 16000)
+            assert wait_for(lambda: worker.stats()["streams"].get("g", {}).get("windows_processed") == 3)
+            time.sleep(0.3)  # many acknowledgement rounds
+            # the ring no longer needs chunks 0-5, but the windows cut from them are still queued:
+            # a worker killed now must get them replayed
+            assert sender.stats()["streams"]["g"]["acked_seq"] == -1
+            stage.open.set()
+            assert wait_for(lambda: sender.stats()["streams"]["g"]["acked_seq"] == 5)
+    finally:
+        stage.open.set()
         worker.close()
