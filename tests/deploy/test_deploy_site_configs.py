@@ -92,10 +92,13 @@ def test_each_pod_gets_a_config_with_the_sections_its_command_needs(docs):
     configs = embedded_configs(docs)
     started = mounted_configs(docs)
     assert {command for _, command, _ in started} == {"capture", "worker", "serve"}
+    grace = {check.ident(w): check.pod_spec(w).get("terminationGracePeriodSeconds", 30) for w in check.workloads(docs)}
     for workload, command, name in started:
         assert name in configs, f"{workload} runs `{command}` on {name}, which is not a site config"
         cfg = validate_config(yaml.safe_load(configs[name]))
         cfg.require(*NEEDS[command], command=f"edge-coat {command} ({workload})")
+        if command in ("capture", "worker"):  # their SIGTERM drain must end before the kubelet's SIGKILL
+            assert cfg.service.drain_timeout_s + cfg.service.grace_s < grace[workload], (workload, cfg.service)
 
 
 def test_capture_configs_reach_a_worker_service_with_matching_security(docs):
