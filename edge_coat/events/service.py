@@ -263,6 +263,19 @@ class EventServer:
         """Open Subscribe calls right now (0 before start)."""
         return self._hub.subscribers if self._hub is not None else 0
 
+    def drain(self, head: int, timeout: float) -> bool:
+        """Wait until the fan-out has read the log up to event id ``head`` (so live subscribers get
+        every event written so far) or ``timeout`` seconds pass; True when it got there."""
+        if self._hub is None:
+            return False
+        self.notify()
+        deadline = time.monotonic() + timeout
+        while self._hub.head < head:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def notify(self) -> None:
         """Tell the follower new events were appended in this process (lower latency than polling)."""
         if self._hub is not None:

@@ -388,8 +388,7 @@ class Service:
                 events["head"] = self.log.head()
             except Exception:  # noqa: BLE001 - a scrape during shutdown
                 events["head"] = None
-        hub = getattr(self.server, "_hub", None)  # EventServer has no public subscriber count yet
-        events["subscribers"] = getattr(hub, "subscribers", None)
+        events["subscribers"] = self.server.subscribers if self.server is not None else None
         if self.capture_threads:
             out["capture"] = {t.stream_id: t.status() for t in self.capture_threads}
             out["sender"] = self.sender.stats()
@@ -455,15 +454,10 @@ class Service:
 
     def _wait_fanned_out(self, timeout: float) -> None:
         """Until the gRPC hub has read every event in the log (so live subscribers get the last ones)."""
-        hub = getattr(self.server, "_hub", None)
-        if hub is None or self.log is None:
+        if self.server is None or self.log is None:
             return
-        self.server.notify()
-        deadline = time.monotonic() + timeout
-        head = self.log.head()
-        while hub.head < head and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(min(0.2, timeout))  # let the woken subscriber tasks write their last message
+        if self.server.drain(self.log.head(), timeout):
+            time.sleep(min(0.2, timeout))  # let the woken subscriber tasks write their last message
 
     def _abort(self) -> None:
         """Undo a start that failed half-way (no draining: nothing was processed yet)."""

@@ -213,3 +213,11 @@ def test_split_processes_share_status_and_enrollment_through_the_log(make_server
         (ev,) = take(c.subscribe(from_cursor=0), 1)
         assert ev.stream_id == "press-8"
     worker_log.close()
+
+
+def test_drain_waits_until_the_fanout_has_read_the_log(make_server, writer):
+    server = make_server()
+    stored = writer.append_many([record(n=i) for i in range(20)])
+    assert server.drain(stored[-1].id, timeout=10.0)
+    # an id the log never reaches: drain gives up after its timeout instead of hanging
+    assert not server.drain(stored[-1].id + 5, timeout=0.2)
