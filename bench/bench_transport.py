@@ -1,24 +1,26 @@
 """How many concurrent 16 kHz streams (100 ms chunks) one worker process ingests and windows on
-loopback with zero loss, with the no-op model stage.
+loopback with zero loss, with the no-op model stage (1 s windows, 1 s hop).
 
 Three kinds of process, so that the figure is the WORKER's:
 
-* the worker (`edge_coat.worker.service.Worker` + `NoopStage`) in its own process; it measures its
-  own CPU time (getrusage) from the first chunk's due time until every stream is acknowledged, and
+* the worker (`edge_coat.worker.service.Worker` + `NoopStage`) in its own process; after a
+  ``--warmup`` (streams join, buffers warm up) it measures its own CPU time (getrusage, and per
+  thread from /proc: CPU, system share, minor page faults) until every stream is acknowledged, and
   the latency from capture (the moment a window's last chunk was complete) to window-ready;
 * ``--clients`` load-generator processes, each one raw DEALER speaking the wire format (Hello,
   heartbeats, audio, reading acks) with pre-built payloads, so that they cost far less than the
   full `Sender` (no replay buffer: any loss shows up directly). Their CPU is reported apart;
 * this process, which only orchestrates.
 
-``--baseline-code DIR`` runs every level twice, interleaved, with the worker imported from DIR
-(e.g. a ``git worktree`` of an older commit) and from this checkout, and reports the CPU ratio of
-the two measured in the same run. A level "keeps up" when it is zero-loss, the load generators
-never fell a tick behind, and the capture-to-window p99 stays under ``--max-p99-ms``.
+``--baseline-code DIR`` runs every level with the worker imported from DIR (e.g. a ``git worktree``
+of an older commit) and from this checkout, interleaved, and reports the CPU ratio of the two
+measured in the same run; ``--repeat N`` gives medians and [min, max] spreads. A level "keeps up"
+when it is zero-loss, the load generators never fell a tick behind, and the capture-to-window p99
+stays under ``--max-p99-ms``. ``--profile DIR`` samples each worker with py-spy (bench/PROFILE.md).
 
     python bench/bench_transport.py --streams 250 1000 2000 --seconds 6
-    git worktree add /tmp/before <commit> && \\
-        python bench/bench_transport.py --streams 500 2000 --baseline-code /tmp/before
+    git worktree add --detach /tmp/before <commit> && \\
+        python bench/bench_transport.py --streams 250 1000 2000 --repeat 2 --baseline-code /tmp/before
 """
 
 from __future__ import annotations
