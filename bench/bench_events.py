@@ -182,7 +182,9 @@ def start_serve(repo: Path, db: Path, port: int, queue_events: int, poll_s: floa
     cfg = Path(tempfile.mkdtemp()) / "site.json"
     cfg.write_text(json.dumps({"events": {"db_path": str(db), "listen": f"127.0.0.1:{port}", "insecure": True,
                                           "poll_interval_s": poll_s, "heartbeat_s": 5.0,
-                                          "queue_events": queue_events}}))
+                                          "queue_events": queue_events},
+                               # no /metrics: the default port may be taken, and it would cost server CPU
+                               "metrics": {"enabled": False}}))
     env = dict(os.environ, PYTHONPATH=str(repo))
     proc = subprocess.Popen([sys.executable, "-m", "edge_coat", "serve", "--config", str(cfg)], cwd=repo, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

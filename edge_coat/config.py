@@ -106,15 +106,64 @@ class ServiceConfig(BaseModel):
     )
 
 
+#: Port offsets from ``metrics.listen`` for the split processes, so that capture, worker and serve on one
+#: box (three systemd units reading one site config) each get a port of their own by default.
+ROLE_PORT_OFFSET = {"capture": 1, "worker": 2, "serve": 3}
+
+
+class RoleMetricsConfig(BaseModel):
+    """Section ``metrics.roles``: /metrics addresses of the split processes (``edge-coat capture``,
+    ``worker``, ``serve``). Unset: ``metrics.listen``'s host and its port plus 1, 2 or 3 (9109, 9110, 9111 for
+    9108; port 0 stays 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capture: str | None = Field(
+        None, pattern=_LISTEN, description="host:port for `edge-coat capture`'s /metrics (default: metrics.listen's "
+        "host, its port + 1)",
+    )
+    worker: str | None = Field(
+        None, pattern=_LISTEN, description="host:port for `edge-coat worker`'s /metrics (default: metrics.listen's "
+        "host, its port + 2)",
+    )
+    serve: str | None = Field(
+        None, pattern=_LISTEN, description="host:port for `edge-coat serve`'s /metrics (default: metrics.listen's "
+        "host, its port + 3)",
+    )
+
+
 class MetricsConfig(BaseModel):
-    """Section ``metrics``: Prometheus exposition over HTTP."""
+    """Section ``metrics``: Prometheus exposition over HTTP, one listener per process.
+
+    ``listen`` is the all-in-one ``edge-coat run``'s; each split process (a single role) listens on its
+    ``roles`` address, so the three split units of one box never compete for one port."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="serve /metrics")
     listen: str = Field(
-        "127.0.0.1:9108", pattern=_LISTEN, description="host:port for /metrics (port 0: any free port)"
+        "127.0.0.1:9108", pattern=_LISTEN,
+        description="host:port for the all-in-one process's /metrics (port 0: any free port)",
     )
+    roles: RoleMetricsConfig = Field(
+        default_factory=RoleMetricsConfig,
+        description="host:port per split process (capture, worker, serve); default: listen's port + 1, 2, 3",
+    )
+
+    def listen_for(self, roles: typing.Iterable[str]) -> str:
+        """The /metrics address of a process running ``roles``: one role's own (``roles.<role>``, else
+        ``listen``'s host with its port plus the role's offset); several roles in one process: ``listen``."""
+        roles = tuple(roles)
+        if len(roles) != 1:
+            return self.listen
+        role = roles[0]
+        if role not in ROLE_PORT_OFFSET:
+            raise ValueError(f"expected a role among {tuple(ROLE_PORT_OFFSET)}, got {role!r}")
+        given = getattr(self.roles, role)
+        if given is not None:
+            return given
+        host, _, port = self.listen.rpartition(":")
+        return f"{host}:{int(port) + ROLE_PORT_OFFSET[role] if int(port) else 0}"
 
 
 class LoggingConfig(BaseModel):
@@ -200,6 +249,43 @@ def _port(listen: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _port_problems(cfg: SiteConfig) -> list[str]:
+    """Listeners that would share a port on one box: within the all-in-one process (``run``), and among
+    the split processes (capture, worker, serve units reading this one file, each a role whose sections
+    the file has)."""
+    common: dict[str, int | None] = {}
+    if cfg.worker is not None and (b := _split_endpoint(cfg.worker.receiver.bind)) and b[2].isdigit():
+        common["worker.receiver.bind"] = int(b[2])
+    if cfg.events is not None:
+        common["events.listen"] = _port(cfg.events.listen)
+    split_roles = [role for role, present in (("capture", cfg.capture), ("worker", cfg.worker), ("serve", cfg.events))
+                   if present is not None]
+    groups = [dict(common), dict(common)]
+    if cfg.metrics.enabled:
+        groups[0]["metrics.listen"] = _port(cfg.metrics.listen)
+        for role in split_roles:
+            given = getattr(cfg.metrics.roles, role) is not None
+            path = f"metrics.roles.{role}" + ("" if given else f" (by default metrics.listen's port + "
+                                                                  f"{ROLE_PORT_OFFSET[role]})")
+            groups[1][path] = _port(cfg.metrics.listen_for((role,)))
+    out: list[str] = []
+    for ports in groups:
+        seen: dict[int, str] = {}
+        for path, port in ports.items():
+            if not port:
+                continue
+            if port > 65535:
+                problem = f"{path}: port {port} is beyond 65535; lower metrics.listen's port or set {path.split()[0]}"
+            elif port in seen:
+                problem = f"{path}: port {port} is also used by {seen[port]}; give each listener its own port"
+            else:
+                seen[port] = path
+                continue
+            if problem not in out:
+                out.append(problem)
+    return out
+
+
 def cross_field_problems(cfg: SiteConfig) -> list[str]:
     """Problems between fields or sections, each as 'path: what is wrong; how to fix it'."""
     out: list[str] = []
@@ -231,27 +317,18 @@ def cross_field_problems(cfg: SiteConfig) -> list[str]:
         if spec.windows is not None and spec.windows < min_enroll:
             out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
                        f"detectors.anomaly.min_enroll_windows ({min_enroll}); raise windows or lower min_enroll_windows")
-    ports = {}
-    if cfg.worker is not None and (b := _split_endpoint(cfg.worker.receiver.bind)) and b[2].isdigit():
-        ports["worker.receiver.bind"] = int(b[2])
-    if cfg.events is not None:
-        ports["events.listen"] = _port(cfg.events.listen)
-    if cfg.metrics.enabled:
-        ports["metrics.listen"] = _port(cfg.metrics.listen)
-    seen: dict[int, str] = {}
-    for path, port in ports.items():
-        if not port:
-            continue
-        if port in seen:
-            out.append(f"{path}: port {port} is also used by {seen[port]}; give each listener its own port")
-        seen[port] = path
+    out += _port_problems(cfg)
     return out
 
 
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> dict:
+def read_config(path: str | Path) -> dict:
+    """The raw mapping of a site config file (YAML, or TOML/JSON by suffix), not yet validated: for
+    commands that merge command-line overrides in before :func:`validate_config`. ConfigError on a
+    missing or unreadable file, bad syntax, or a top level that is not a mapping."""
+    path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -279,7 +356,7 @@ def _read(path: Path) -> dict:
 def load_config(path: str | Path) -> SiteConfig:
     """Read and validate a site config (YAML, or TOML/JSON by suffix). Raises ConfigError listing every problem."""
     path = Path(path)
-    data = _read(path)
+    data = read_config(path)
     try:
         return SiteConfig.model_validate(data)
     except ValidationError as exc:

@@ -1,17 +1,27 @@
-"""``edge-coat serve``: the gRPC event service over the durable event log."""
+"""``edge-coat serve``: the gRPC event service over the durable event log.
+
+It is the serve role of the service (``Service(cfg, roles=("serve",))``): the event service over the log
+file the worker writes, /metrics on ``metrics.roles.serve`` (subscribers, events read from the log by
+kind and phase, the log head), and a graceful stop on SIGTERM/SIGINT (the last events fanned out, health
+NOT_SERVING, subscribers closed with a resume cursor). With ``-c/--config`` the whole site config is
+validated; the flags below override its ``events:`` (and ``--grace``, ``--metrics-listen`` its
+``service.grace_s`` and ``metrics.roles.serve``) before validation. Without ``--config`` the flags are
+the whole config and /metrics is off unless ``--metrics-listen`` is given.
+
+Prints ``edge-coat serve: listening on port N, log PATH[, metrics on port M]`` once it serves, and a
+JSON line ``{"stopped": true, ...}`` after the stop. Exit 2: invalid config; 1: could not start.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
 
 HELP = "run the gRPC event service over the durable event log (SQLite file shared with the worker)"
-
-logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,68 +35,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-ca", help="CA of client certificates: turns on mutual TLS")
     parser.add_argument("--insecure", action="store_true", help="allow plaintext and no tokens (tests/demos only)")
     parser.add_argument("--heartbeat", type=float, help="heartbeat period in seconds")
-    parser.add_argument("--grace", type=float, default=3.0, help="seconds given to clients on shutdown")
+    parser.add_argument("--grace", type=float,
+                        help="seconds given to clients on shutdown (overrides service.grace_s, default 3)")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="serve /metrics here (overrides metrics.roles.serve; turns metrics on)")
 
 
-def load_events_config(args: argparse.Namespace):
-    """EventsConfig from --config plus command-line overrides (ValueError with the reason if invalid).
-
-    With --config the whole file is validated as a site config (ConfigError naming every problem), with the
-    overrides applied to its events: section first, so e.g. --insecure can stand in for a missing tls:."""
-    from edge_coat.events.config import EventsConfig
-
-    data: dict = {}
-    overrides = {"db_path": args.db, "listen": args.listen, "tokens_file": getattr(args, "tokens", None),
-                 "heartbeat_s": getattr(args, "heartbeat", None)}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if args.insecure:
-        data["insecure"] = True
-    if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
-        data["tls"] = {"cert_file": args.tls_cert, "key_file": args.tls_key, "client_ca_file": args.client_ca}
-    if not args.config:
-        return EventsConfig.model_validate(data)
-    # the site config's own reader (format by suffix, ConfigError on syntax); the overrides go in before validation
+def _section(site: dict, name: str, source) -> dict:
     from edge_coat.config import ConfigError
-    from edge_coat.config import _read as read_config_file
-    from edge_coat.config import validate_config
 
-    site = read_config_file(Path(args.config))
-    section = site.get("events")
+    section = site.get(name)
     if section is not None and not isinstance(section, dict):
-        raise ConfigError([f"events: expected a mapping of fields, got {type(section).__name__}"], args.config)
-    if section is not None or data:
-        site["events"] = {**(section or {}), **data}
+        raise ConfigError([f"{name}: expected a mapping of fields, got {type(section).__name__}"], source)
+    return dict(section or {})
+
+
+def load_site_config(args: argparse.Namespace):
+    """The SiteConfig serve runs on: --config (read, not yet validated) with the command-line overrides
+    merged into its sections, then validated whole. Raises ConfigError naming every problem."""
+    from edge_coat.config import ConfigError, read_config, validate_config
+
+    source = args.config
+    site = read_config(Path(source)) if source else {"metrics": {"enabled": False}}
+    events = {"db_path": args.db, "listen": args.listen, "tokens_file": getattr(args, "tokens", None),
+              "heartbeat_s": getattr(args, "heartbeat", None)}
+    events = {k: v for k, v in events.items() if v is not None}
+    if args.insecure:
+        events["insecure"] = True
+    if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+        events["tls"] = {"cert_file": args.tls_cert, "key_file": args.tls_key, "client_ca_file": args.client_ca}
+    if events:  # the overrides go in before validation, so e.g. --insecure can stand in for a missing tls:
+        site["events"] = {**_section(site, "events", source), **events}
+    if getattr(args, "grace", None) is not None:
+        site["service"] = {**_section(site, "service", source), "grace_s": args.grace}
+    if getattr(args, "metrics_listen", None):
+        metrics = _section(site, "metrics", source)
+        roles = metrics.get("roles") if isinstance(metrics.get("roles"), dict) else {}
+        site["metrics"] = {**metrics, "enabled": True, "roles": {**roles, "serve": args.metrics_listen}}
     try:
         cfg = validate_config(site)
     except ConfigError as exc:
-        raise ConfigError(exc.problems, args.config) from None
+        raise ConfigError(exc.problems, source) from None
     cfg.require("events", command="edge-coat serve")
-    return cfg.events
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from edge_coat.events.control import LogStreamControl
-    from edge_coat.events.service import EventServer
+    from edge_coat.service import Service, configure_logging
 
     try:
-        config = load_events_config(args)
-    except (ValidationError, ValueError, OSError) as exc:
+        cfg = load_site_config(args)
+    except (ValueError, OSError) as exc:  # ConfigError is a ValueError
         print(f"edge-coat serve: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    server = EventServer(config)
-    server.control = LogStreamControl(server.log)
+    if args.config:
+        configure_logging(cfg.logging, getattr(args, "verbose", 0))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    service = Service(cfg, roles=("serve",))
     try:
-        port = server.start()
-    except (OSError, ValueError) as exc:
+        service.start()
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"edge-coat serve: cannot start: {exc}", file=sys.stderr)
         return 1
-    print(f"edge-coat serve: listening on port {port}, log {config.db_path}", flush=True)
+    metrics = f", metrics on port {service.metrics_port}" if service.metrics_port is not None else ""
+    print(f"edge-coat serve: listening on port {service.grpc_port}, log {cfg.events.db_path}{metrics}", flush=True)
     stop.wait()
-    logger.info("shutting down (grace %.1f s)", args.grace)
-    server.stop(grace=args.grace)
+    summary = service.stop()
+    print(json.dumps({"stopped": True, **summary}), flush=True)
     return 0

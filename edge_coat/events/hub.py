@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 import sqlite3
 import time
@@ -97,6 +98,9 @@ class EventHub:
         self._loop = asyncio.get_running_loop()
         self.closing = False
         self.subscribers = 0
+        #: (kind, phase) -> events read from the log since start; replaced, never mutated, so another
+        #: thread (a metrics scrape) may read it without a lock
+        self.followed: dict[tuple[str, str], int] = {}
         self._last_prune = 0.0
         self._filters: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._responses: dict[tuple, bytes] = {}  # (filter, first id, last id) -> serialized response
@@ -144,9 +148,12 @@ class EventHub:
             stored = await asyncio.to_thread(self.log.read_after, self.head, self.config.replay_page)
             if not stored:
                 return
+            followed = collections.Counter(self.followed)
             for ev in stored:
                 self._ids.append(ev.id)
                 self._events.append(ring_event(ev))
+                followed[(ev.record.kind, ev.record.phase)] += 1
+            self.followed = dict(followed)
             self.head = stored[-1].id
             self._responses.clear()  # cached responses carry the old head
             cap = self.config.queue_events

@@ -263,6 +263,10 @@ class EventServer:
         """Open Subscribe calls right now (0 before start)."""
         return self._hub.subscribers if self._hub is not None else 0
 
+    def followed(self) -> dict[tuple[str, str], int]:
+        """(kind, phase) -> events this server read from the log since it started (empty before start)."""
+        return dict(self._hub.followed) if self._hub is not None else {}
+
     def drain(self, head: int, timeout: float) -> bool:
         """Wait until the fan-out has read the log up to event id ``head`` (so live subscribers get
         every event written so far) or ``timeout`` seconds pass; True when it got there."""

@@ -20,6 +20,7 @@ model_latency_seconds{stage}                   histogram  per batch: encode, thi
 model_windows_total / model_batches_total      counter    windows and batches through the model
 model_info{name,version,family,quantization,thinking}  gauge  1
 events_total{kind,phase}                       counter    events written to the log by this process
+events_followed_total{kind,phase}              counter    events the event service read from the log
 event_log_head                                 gauge      newest event id in the log
 subscribers                                    gauge      live gRPC subscribers
 capture_online{stream} / capture_audio_seconds_total{stream} / capture_buffered_seconds{stream}
@@ -131,6 +132,13 @@ class ServiceCollector(Collector):
         for (kind, phase), n in sorted(e.get("by_kind", {}).items()):
             fam.add_metric([kind, phase], float(n))
         yield fam
+        followed = e.get("followed_by_kind")
+        if followed is not None:
+            fam = CounterMetricFamily(P + "events_followed", "events the event service read from the log since it "
+                                      "started (and fanned out to matching subscribers)", labels=["kind", "phase"])
+            for (kind, phase), n in sorted(followed.items()):
+                fam.add_metric([kind, phase], float(n))
+            yield fam
         for key, name, doc in (("head", "event_log_head", "newest event id in the log"),
                                ("subscribers", "subscribers", "live gRPC subscribers"),
                                ("pending", "events_pending", "events waiting to be written after a log error")):

@@ -54,6 +54,20 @@ def speech_presence(kind: str) -> Callable:
     return lambda samples: pitch.readings(pitch(samples))["voiced_ratio"]
 
 
+def stop_time_s(cfg: SiteConfig, roles: Iterable[str] = ROLES) -> float:
+    """The longest :meth:`Service.stop` of a process running ``roles`` waits by the config: the drain
+    (captured audio acknowledged, in-flight windows through; both within one ``service.drain_timeout_s``),
+    then, with serve, the fan-out of the last events (``grace_s``, at least 1 s) and the subscribers' grace
+    (``grace_s``). The supervisor's stop timeout (systemd ``TimeoutStopSec``, Kubernetes
+    ``terminationGracePeriodSeconds``) must exceed it, with a margin for closing files and threads."""
+    roles = set(roles)
+    svc = cfg.service
+    out = svc.drain_timeout_s if roles & {"capture", "worker"} else 0.0
+    if "serve" in roles:
+        out += max(svc.grace_s, 1.0) + svc.grace_s
+    return out
+
+
 class _CountingStage:
     """Wraps the model stage to count windows entering it and those whose batch raised (they never
     reach the callback)."""
@@ -163,9 +177,9 @@ class Service:
             if self.cfg.metrics.enabled:
                 from edge_coat.service.metrics import start_metrics_server
 
-                self._metrics_httpd, self.metrics_port = start_metrics_server(self.cfg.metrics.listen, self.stats)
-                log.info("metrics on http://%s:%d/metrics", self.cfg.metrics.listen.rpartition(":")[0],
-                         self.metrics_port)
+                listen = self.cfg.metrics.listen_for(self.roles)
+                self._metrics_httpd, self.metrics_port = start_metrics_server(listen, self.stats)
+                log.info("metrics on http://%s:%d/metrics", listen.rpartition(":")[0], self.metrics_port)
             if "worker" in self.roles:
                 self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
                 self._housekeeper.start()
@@ -389,6 +403,8 @@ class Service:
             except Exception:  # noqa: BLE001 - a scrape during shutdown
                 events["head"] = None
         events["subscribers"] = self.server.subscribers if self.server is not None else None
+        if self.server is not None:
+            events["followed_by_kind"] = self.server.followed()
         if self.capture_threads:
             out["capture"] = {t.stream_id: t.status() for t in self.capture_threads}
             out["sender"] = self.sender.stats()

@@ -37,7 +37,8 @@ def free_port() -> int:
 def start_serve(tmp_path, port: int, **events) -> subprocess.Popen:
     cfg = {"events": {"db_path": str(tmp_path / "events.db"), "listen": f"127.0.0.1:{port}", "insecure": True,
                       "tokens_file": str(tmp_path / "tokens.json"), "heartbeat_s": 0.5, "poll_interval_s": 0.01,
-                      **events}}
+                      **events},
+           "metrics": {"enabled": False}}  # several serve processes at once: none binds the default port
     (tmp_path / "site.json").write_text(json.dumps(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "edge_coat", "serve", "--config", str(tmp_path / "site.json")],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
