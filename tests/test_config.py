@@ -168,3 +168,60 @@ def test_run_command_exits_2_listing_every_problem(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "model.quantisation: unknown field" in out.stderr
+
+
+# ---- metrics: one address per process, so the split processes of one box never share a port ----------------
+
+
+def test_each_split_process_gets_its_own_metrics_port_by_default():
+    cfg = validate_config(minimal()).metrics
+    assert cfg.listen_for(("capture", "worker", "serve")) == "127.0.0.1:9108"  # the all-in-one `run`
+    assert [cfg.listen_for((r,)) for r in ("capture", "worker", "serve")] == \
+        ["127.0.0.1:9109", "127.0.0.1:9110", "127.0.0.1:9111"]
+    data = minimal()
+    data["metrics"] = {"listen": "0.0.0.0:9200", "roles": {"worker": "10.0.0.5:9300"}}
+    cfg = validate_config(data).metrics
+    assert [cfg.listen_for((r,)) for r in ("capture", "worker", "serve")] == \
+        ["0.0.0.0:9201", "10.0.0.5:9300", "0.0.0.0:9203"]
+    data["metrics"] = {"listen": "127.0.0.1:0"}  # any free port, for every process (tests)
+    cfg = validate_config(data).metrics
+    assert {cfg.listen_for((r,)) for r in ("capture", "worker", "serve")} == {"127.0.0.1:0"}
+    with pytest.raises(ValueError, match="expected a role among"):
+        cfg.listen_for(("gateway",))
+
+
+def test_metrics_ports_that_collide_on_one_box_are_refused_by_name():
+    data = minimal()
+    data["metrics"] = {"roles": {"serve": "0.0.0.0:9109"}}  # the capture's default (9108 + 1)
+    got = problems(data)
+    assert got == ["metrics.roles.serve: port 9109 is also used by metrics.roles.capture (by default "
+                   "metrics.listen's port + 1); give each listener its own port"]
+    data["metrics"] = {"roles": {"worker": "0.0.0.0:50051"}}
+    assert any(p.startswith("metrics.roles.worker: port 50051 is also used by events.listen") for p in problems(data))
+    data["metrics"] = {"listen": "127.0.0.1:65534"}
+    assert any(p.startswith("metrics.roles.worker (by default metrics.listen's port + 2): port 65536 is beyond")
+               for p in problems(data))
+
+
+def test_metrics_ports_of_processes_that_never_run_together_may_repeat():
+    data = minimal()
+    # `run` (metrics.listen) excludes the split units, so a split process may reuse its port
+    data["metrics"] = {"listen": "0.0.0.0:9108", "roles": {"worker": "0.0.0.0:9108"}}
+    validate_config(data)
+    # a capture-only host: no worker or serve process reads this file, so only capture's port counts
+    validate_config({"capture": minimal()["capture"], "metrics": {"roles": {"capture": "0.0.0.0:5555"}}})
+    # metrics off: no listener at all
+    data["metrics"] = {"enabled": False, "roles": {"worker": "0.0.0.0:50051"}}
+    validate_config(data)
+
+
+def test_read_config_returns_the_raw_mapping_and_names_the_file_on_errors(tmp_path):
+    from edge_coat.config import read_config
+
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps({"events": {"listn": 1}}))
+    assert read_config(path) == {"events": {"listn": 1}}  # not validated: overrides go in first
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a mapping of sections at the top level, got list") as info:
+        read_config(str(path))
+    assert info.value.source == path
