@@ -176,6 +176,99 @@ def test_only_the_units_that_need_devices_get_them():
     assert last(merged_unit(UNITS["worker"]), "Service", "SupplementaryGroups") is None
 
 
+# --- one box: the units against the config they read (deploy/site.example.yaml) ----------------
+
+EXAMPLE = REPO / "deploy" / "site.example.yaml"
+#: Seconds a unit needs beyond its configured drain and grace: closing sockets, files and threads.
+STOP_MARGIN_S = 10.0
+#: The roles each command runs in one process.
+ROLES = {"capture": ("capture",), "worker": ("worker",), "serve": ("serve",), "run": ("capture", "worker", "serve")}
+
+
+def unit_command(name: str) -> str:
+    return last(merged_unit(name), "Service", "ExecStart").split()[1]
+
+
+def listeners(command: str, cfg) -> dict[str, int]:
+    """'what (command)' -> TCP port for every listener the command's process opens with this config."""
+    def port(address: str) -> int:  # host:port or tcp://host:port
+        return int(address.rpartition(":")[2])
+
+    out = {}
+    if cfg.metrics.enabled:
+        out[f"/metrics ({command})"] = port(cfg.metrics.listen_for(ROLES[command]))
+    if command in ("worker", "run"):
+        out[f"worker.receiver.bind ({command})"] = port(cfg.worker.receiver.bind)
+    if command in ("serve", "run"):
+        out[f"events.listen ({command})"] = port(cfg.events.listen)
+    return out
+
+
+def collisions(units: list[str], cfg) -> list[str]:
+    """Ports two listeners of the given units (running at once on one box) both want."""
+    seen: dict[int, str] = {}
+    out = []
+    for name in units:
+        for what, port in listeners(unit_command(name), cfg).items():
+            if port and port in seen:
+                out.append(f"port {port}: {what} and {seen[port]}")
+            seen.setdefault(port, what)
+    return out
+
+
+def stop_problems(name: str, cfg) -> list[str]:
+    """The unit's TimeoutStopSec against the longest graceful stop its command's roles wait by ``cfg``."""
+    from edge_coat.service import stop_time_s
+
+    command = unit_command(name)
+    needed = stop_time_s(cfg, ROLES[command]) + STOP_MARGIN_S
+    timeout = seconds(last(merged_unit(name), "Service", "TimeoutStopSec"))
+    if timeout > needed:
+        return []
+    return [f"{name}: TimeoutStopSec={timeout:g}s does not exceed the {command} drain and grace of the config "
+            f"({needed - STOP_MARGIN_S:g} s) plus {STOP_MARGIN_S:g} s to close: systemd would SIGKILL mid-drain"]
+
+
+def test_split_units_on_one_box_listen_on_distinct_ports():
+    from edge_coat.config import load_config
+
+    cfg = load_config(EXAMPLE)
+    assert collisions(sorted(SPLIT.values()), cfg) == []
+    assert {unit_command(n) for n in SPLIT.values()} == {"capture", "worker", "serve"}
+    ports = {what: port for n in SPLIT.values() for what, port in listeners(unit_command(n), cfg).items()}
+    assert len(ports) == 5 and len(set(ports.values())) == 5, ports  # three /metrics, ZeroMQ, gRPC
+
+
+def test_port_check_catches_units_sharing_one_metrics_port():
+    """Before metrics.roles every split unit served /metrics on metrics.listen: the second one failed to bind.
+    (model_copy skips validation, which refuses this config, so the unit-level check is seen on its own.)"""
+    from edge_coat.config import RoleMetricsConfig, load_config
+
+    cfg = load_config(EXAMPLE)
+    same = RoleMetricsConfig.model_construct(capture=cfg.metrics.listen, worker=cfg.metrics.listen,
+                                             serve=cfg.metrics.listen)
+    shared = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"roles": same})})
+    found = collisions(sorted(SPLIT.values()), shared)
+    assert len(found) == 2 and all(f.startswith("port 9108: /metrics") for f in found), found
+
+
+@pytest.mark.parametrize("name", sorted(UNITS.values()))
+def test_stop_timeout_exceeds_the_drain_the_example_config_gives(name):
+    from edge_coat.config import load_config
+
+    assert stop_problems(name, load_config(EXAMPLE)) == []
+
+
+def test_stop_timeout_check_catches_a_drain_longer_than_the_unit_waits():
+    from edge_coat.config import load_config
+
+    cfg = load_config(EXAMPLE)
+    longer = cfg.model_copy(update={"service": cfg.service.model_copy(update={"drain_timeout_s": 600.0})})
+    assert [p.split(":")[0] for p in stop_problems(UNITS["capture"], longer)] == [UNITS["capture"]]
+    assert stop_problems(UNITS["worker"], longer) and stop_problems(UNITS["run"], longer)
+    assert stop_problems(UNITS["serve"], longer) == []  # serve does not drain audio or windows
+
+
 # --- systemd's own checks ---------------------------------------------------------------------
 
 def _systemd_tool(name: str) -> str:
