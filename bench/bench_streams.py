@@ -35,6 +35,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def make_window(sid: str, k: int, samples: np.ndarray, end_ts: float, task: str)
                   rms_dbfs=-20.0, tasks=(task,))
 
 
-def run_level(stage, n: int, max_batch: int, *, window_s: float, hop_s: float, hops: int, max_wait_s: float,
+def run_level(stage, n: int, max_batch: int, *, hop_s: float, hops: int, max_wait_s: float,
               pool: list[np.ndarray], task: str, seed: int) -> dict:
     """Play ``n`` streams at real time for ``hops`` hops through the batch queue into the stage.
 
@@ -150,28 +151,30 @@ def run_level(stage, n: int, max_batch: int, *, window_s: float, hop_s: float, h
             "busy_share": busy[0] / wall if wall > 0 else None, "wall_s": wall, "errors": errors[:3]}
 
 
-def search(stage, max_batch: int, start: int, args, pool, seed: int) -> dict:
-    """Doubling from ``start`` until a level fails, then bisection; bounded by ``args.budget_s``."""
+def search(measure: Callable[[int], bool], start: int, *, budget_s: float, max_streams: int,
+           resolution: float) -> dict:
+    """The highest level ``measure`` passes: doubling from ``start`` until a level fails (halving instead
+    while even the start fails), then bisection until the bracket is narrower than ``resolution`` of the
+    passing level (at least 1). No new level starts once ``budget_s`` has passed."""
     t_begin = time.monotonic()
-    levels: list[dict] = []
+    tried: list[tuple[int, bool]] = []
     lo, hi = 0, None  # lo: highest passing level seen, hi: lowest failing level seen
     n = max(1, start)
     bounded = unresolved = False  # no failing level found / bisection stopped before the resolution
 
-    def measure(level: int) -> bool:
-        r = run_level(stage, level, max_batch, window_s=args.window_used, hop_s=args.hop, hops=args.hops,
-                      max_wait_s=args.max_wait, pool=pool, task=args.task, seed=seed + level)
-        levels.append(r)
-        log.info("max_batch %d: %d streams -> %s (p50 %.2f s, max %s s, mean batch %s)", max_batch, level,
-                 "on time" if r["on_time"] else "LATE", r["latency_p50_s"] or -1, r["latency_max_s"],
-                 r["mean_batch"])
-        return r["on_time"]
+    def over() -> bool:
+        return time.monotonic() - t_begin > budget_s
 
-    while True:  # doubling; halving instead while even the start level fails
-        if time.monotonic() - t_begin > args.budget_s or n > args.max_streams:
+    def ok(level: int) -> bool:
+        passed = bool(measure(level))
+        tried.append((level, passed))
+        return passed
+
+    while True:
+        if over() or n > max_streams:
             bounded = hi is None
             break
-        if measure(n):
+        if ok(n):
             lo = n
             if hi is not None:
                 break
@@ -181,18 +184,35 @@ def search(stage, max_batch: int, start: int, args, pool, seed: int) -> dict:
             if lo > 0 or n == 1:
                 break
             n //= 2
-    while hi is not None and hi - lo > max(1, int(lo * args.resolution)):
-        if time.monotonic() - t_begin > args.budget_s:
+    while hi is not None and hi - lo > max(1, int(lo * resolution)):
+        if over():
             unresolved = True
             break
         mid = (lo + hi) // 2
-        if measure(mid):
+        if ok(mid):
             lo = mid
         else:
             hi = mid
-    return {"max_batch": max_batch, "streams": lo, "first_failing": hi, "lower_bound_only": bounded,
-            "resolution_reached": not (bounded or unresolved),
-            "search_s": time.monotonic() - t_begin, "levels": levels}
+    return {"streams": lo, "first_failing": hi, "lower_bound_only": bounded,
+            "resolution_reached": not (bounded or unresolved), "search_s": time.monotonic() - t_begin,
+            "tried": tried}
+
+
+def search_streams(stage, max_batch: int, start: int, args, pool, seed: int) -> dict:
+    """:func:`search` over real-time levels of ``max_batch``; every level's measurements kept."""
+    levels: list[dict] = []
+
+    def measure(level: int) -> bool:
+        r = run_level(stage, level, max_batch, hop_s=args.hop, hops=args.hops,
+                      max_wait_s=args.max_wait, pool=pool, task=args.task, seed=seed + level)
+        levels.append(r)
+        log.info("max_batch %d: %d streams -> %s (p50 %.2f s, max %s s, mean batch %s)", max_batch, level,
+                 "on time" if r["on_time"] else "LATE", r["latency_p50_s"] or -1, r["latency_max_s"],
+                 r["mean_batch"])
+        return r["on_time"]
+
+    res = search(measure, start, budget_s=args.budget_s, max_streams=args.max_streams, resolution=args.resolution)
+    return {"max_batch": max_batch, **res, "levels": levels}
 
 
 def stage_shares(before: dict, after: dict) -> dict:
@@ -254,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         for b in args.batches:
             before = stage.stats()
-            res = search(stage, b, starts[b], args, pool, seed=1000 * r + b)
+            res = search_streams(stage, b, starts[b], args, pool, seed=1000 * r + b)
             res["stage_share"] = stage_shares(before, stage.stats())
             res["repeat"] = r
             runs.append(res)

@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +57,12 @@ def machine() -> dict:
     out = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "nproc": os.cpu_count(), "cpu": cpu_model(),
            "loadavg": load_average(), "python": platform.python_version(), "platform": platform.platform()}
     try:
-        import torch
-
-        out["torch"] = torch.__version__
-        out["torch_threads"] = torch.get_num_threads()
-    except ImportError:
+        out["torch"] = metadata.version("torch")  # without importing it (run_all stays light)
+    except metadata.PackageNotFoundError:
         pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch_threads"] = torch.get_num_threads()
     return out
 
 
