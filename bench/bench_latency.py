@@ -43,7 +43,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, default_model, fmt, machine, model_section, summary, write_json  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary,
+)
 
 log = logging.getLogger("bench_latency")
 PARTS = ("total", "to_window", "queue", "model", "to_log", "fanout")
@@ -164,10 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir, what = (args.model, str(args.model)) if args.model else default_model()
     stage = CoatStage(model_section(model_dir, threads=args.threads))
     max_s = float(stage.model.max_seconds)
-    args.window_used = min(args.window, max_s)
-    note = "" if args.window_used == args.window else (
-        f"{args.window:g} s windows asked; the model's encoder takes at most {max_s:g} s and the site config "
-        f"refuses longer windows, so {args.window_used:g} s windows (hop {args.hop:g} s) were measured")
+    args.window_used, note = capped_window(args.window, max_s, args.hop)
     if note:
         print(note)
     if args.seconds < args.window_used + args.hop:
@@ -218,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n:>7} {part:>10} {fmt(row['p50'], 3):>22} {fmt(row['p99'], 3):>22}")
     print(f"many / 1: p50 {fmt(ratios['p50'])}, p99 {fmt(ratios['p99'])}; largest part under {args.many} "
           f"streams: {bottleneck}")
-    print(f"load average {at_start['loadavg']} -> {result['machine_end']['loadavg']} ({at_start['nproc']} CPUs)")
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
-    return 0
+    return finish(args.out, result)
 
 
 if __name__ == "__main__":

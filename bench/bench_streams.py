@@ -42,7 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, default_model, fmt, machine, model_section, summary, write_json  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary,
+)
 
 from edge_coat.messages import SAMPLE_RATE, Window  # noqa: E402
 
@@ -257,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir, what = (args.model, str(args.model)) if args.model else default_model()
     stage = CoatStage(model_section(model_dir, threads=args.threads, readings=args.readings))
     max_s = float(stage.model.max_seconds)
-    args.window_used = min(args.window, max_s)
-    note = "" if args.window_used == args.window else (
-        f"{args.window:g} s windows asked; the model's encoder takes at most {max_s:g} s and the site config "
-        f"refuses longer windows, so {args.window_used:g} s windows (hop {args.hop:g} s) were measured")
+    args.window_used, note = capped_window(args.window, max_s, args.hop)
     if note:
         print(note)
     pool = audio_pool(int(round(args.window_used * SAMPLE_RATE)))
@@ -316,10 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = "baseline" if b == base else fmt(ratios[str(b)])
         sh = "/".join(f"{shares[b][p]:.2f}" if shares[b][p] is not None else "-" for p in STAGE_PARTS)
         print(f"{b:>9} {fmt(per[b], 0):>16} {ratio:>18} {costs[b] * 1000:>10.0f}  {sh}")
-    print(f"load average {at_start['loadavg']} -> {result['machine_end']['loadavg']} ({at_start['nproc']} CPUs)")
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
-    return 0
+    return finish(args.out, result)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,24 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
+def finish(out: Path, result: dict) -> int:
+    """Print the load average over the run, write the result JSON, say where: a bench's last step."""
+    start, end = result.get("machine_start") or {}, result.get("machine_end") or {}
+    print(f"load average {start.get('loadavg')} -> {end.get('loadavg')} ({start.get('nproc')} CPUs)")
+    write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+def capped_window(asked: float, model_max_s: float, hop: float) -> tuple[float, str]:
+    """(window seconds used, note): the site config refuses windows longer than the model's encoder takes."""
+    if asked <= model_max_s:
+        return asked, ""
+    return model_max_s, (f"{asked:g} s windows asked; the model's encoder takes at most {model_max_s:g} s and the "
+                         f"site config refuses longer windows, so {model_max_s:g} s windows (hop {hop:g} s) "
+                         "were measured")
+
+
 # ---- the default model ----------------------------------------------------------------------------
 def default_model(cache: Path = RANDOM_TINY, *, onnx: bool = True) -> tuple[Path, str]:
     """(model folder, description): the trained ``models/coat-tiny`` if present, else the random
