@@ -41,9 +41,9 @@ COMPONENT = "app.kubernetes.io/component"
 EXPECTED_FLOWS = {
     ("capture", "worker", 5555),
     ("subscriber", "serve", 50051),
-    ("prometheus", "capture", 9108),
-    ("prometheus", "worker", 9108),
-    ("prometheus", "serve", 9108),
+    ("prometheus", "capture", 9109),
+    ("prometheus", "worker", 9110),
+    ("prometheus", "serve", 9111),
 }
 SUBCOMMANDS = {"capture": "capture", "worker": "worker", "serve": "serve"}
 PLACEHOLDER = "REPLACE"

@@ -101,6 +101,23 @@ def test_each_pod_gets_a_config_with_the_sections_its_command_needs(docs):
             assert cfg.service.drain_timeout_s + cfg.service.grace_s < grace[workload], (workload, cfg.service)
 
 
+def test_each_pod_serves_metrics_on_its_declared_port(docs):
+    """The /metrics address each pod's command takes from its config (metrics.roles.<command>) is the
+    container port named `metrics` (the probes and the NetworkPolicy use the name), the port Prometheus
+    is told about, on all interfaces (the kubelet and Prometheus come from outside the pod)."""
+    configs = embedded_configs(docs)
+    by_name = {check.ident(w): w for w in check.workloads(docs)}
+    for workload, command, name in mounted_configs(docs):
+        cfg = validate_config(yaml.safe_load(configs[name]))
+        assert cfg.metrics.enabled, f"{workload}: its probes and Prometheus need /metrics"
+        host, _, port = cfg.metrics.listen_for((command,)).rpartition(":")
+        assert host in ("0.0.0.0", "::", "[::]", "*"), f"{workload}: /metrics on {host} is unreachable from outside"
+        template = by_name[workload]["spec"]["template"]
+        declared = {p["name"]: p["containerPort"] for c in check.containers(template["spec"]) for p in c.get("ports", [])}
+        assert declared.get("metrics") == int(port), (workload, declared, port)
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == port, workload
+
+
 def test_capture_configs_reach_a_worker_service_with_matching_security(docs):
     """What the schema cannot check across files: each capture's endpoint names a worker Service port
     that forwards to the worker's bind port, and CurveZMQ is set on both ends of the link."""
