@@ -7,7 +7,7 @@ Sections mirror the pipeline stages; each stage owns its section's model, compos
     model:      ModelSection = ModelStageConfig + runtime   (which model, quantization, thinking runtime)
     detectors:  edge_coat.detectors.config.DetectorsConfig
     events:     edge_coat.events.config.EventsConfig        (event log, gRPC service, TLS, tokens)
-    metrics:    MetricsConfig                               (Prometheus /metrics)
+    metrics:    MetricsConfig                               (Prometheus /metrics: listen for run, roles.* per split process)
     logging:    LoggingConfig                               (level, text or JSON lines)
     service:    ServiceConfig                               (shutdown, enrollment at start)
 
