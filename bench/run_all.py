@@ -47,8 +47,12 @@ class Bench:
 
 
 BENCHES: tuple[Bench, ...] = (
-    Bench("streams", "bench_streams.py", (), ("--quick",),
+    Bench("streams", "bench_streams.py", ("--budget-s", "90"), ("--quick",),
           what="streams per core in real time, batched vs unbatched"),
+    Bench("streams_no_readings", "bench_streams.py",
+          ("--readings", "--batches", "1", "4", "--budget-s", "90", "--repeats", "2"),
+          ("--quick", "--readings", "--batches", "1"),
+          what="the same without the pitch reading (what the DSP reading costs)"),
     Bench("latency", "bench_latency.py", (), ("--quick",),
           what="end-to-end latency capture -> gRPC subscriber, 1 vs many streams"),
     Bench("model", "bench_model.py", ("--ks", "8", "16", "--seconds", "5", "10", "--repeats", "7"),
@@ -108,13 +112,10 @@ def _transport(d: dict) -> str:
 
 
 def _events(d: dict) -> str:
-    runs = d.get("runs", {})
-    after = runs.get("after", runs) if isinstance(runs, dict) else (runs[-1] if runs else {})
-    out = []
-    for key in ("baseline_1_subscriber", "fanout"):
-        r = after.get(key) if isinstance(after, dict) else None
-        if r:
-            out.append(f"{r['subscribers']} sub(s): p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+    runs = d["runs"]  # one {"after": ..., "before": ...} per repeat
+    after = (runs[-1] if isinstance(runs, list) else runs)["after"]
+    out = [f"{r['subscribers']} sub(s): p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+           for r in (after.get("baseline_1_subscriber"), after.get("fanout")) if r]
     if d.get("write_rate_single"):
         out.append(f"log writes {d['write_rate_single']:.0f}/s")
     return "; ".join(out)
@@ -129,7 +130,7 @@ def _encoder(d: dict) -> str:
     return "; ".join(f"{r['size']} B={r['batch']}: ort/torch x{r['ratio_ort_over_torch']:.2f}" for r in d["rows"])
 
 
-HEADLINES = {"streams": _streams, "latency": _latency, "model": _model, "service": _service,
+HEADLINES = {"streams": _streams, "streams_no_readings": _streams, "latency": _latency, "model": _model, "service": _service,
              "transport": _transport, "events": _events, "experts": _experts, "encoder_onnx": _encoder}
 
 
