@@ -116,6 +116,13 @@ class EventHub:
         cfg, wake = self.config, self._wake
         beat_every = cfg.heartbeat_s / 4
         next_beat = time.monotonic() + beat_every
+        try:
+            await self._follow(wake, beat_every, next_beat)
+        finally:  # the watch connection is closed here, by its only user, never under a running read
+            self._watch.close()
+
+    async def _follow(self, wake: asyncio.Event, beat_every: float, next_beat: float) -> None:
+        cfg = self.config
         while not self.closing:
             if not wake.is_set():  # sleep until notified or the poll interval is up
                 sleep = min(cfg.poll_interval_s, max(0.0, next_beat - time.monotonic()))
@@ -133,6 +140,8 @@ class EventHub:
                     self._last_prune = time.monotonic()
                     await asyncio.to_thread(self.log.prune)
             except Exception:  # a broken read must not end the service: log, back off, retry
+                if self.closing:  # the log was closed under a read during shutdown: nothing to retry
+                    return
                 self._force = True
                 logger.exception("event follower failed to read %s; retrying", self.log.path)
                 await asyncio.sleep(min(1.0, 10 * cfg.poll_interval_s))
@@ -176,10 +185,10 @@ class EventHub:
         self._wake.set()
 
     def close(self) -> None:
+        """Stop following; run() returns at its next turn and closes its own connection."""
         self.closing = True
         self._wake.set()
         self._changed.set()
-        self._watch.close()
 
     # ------------------------------------------------------------------ subscribers
     def changed(self) -> asyncio.Event:
