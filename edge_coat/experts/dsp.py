@@ -7,7 +7,10 @@ the helpers here convert back to physical units (Hz, dBFS) for event evidence.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,16 +72,22 @@ YIN_BLOCK = 1000
 
 
 def _yin_block(
-    frames: np.ndarray, sr: int, tau_min: int, tau_max: int, threshold: float
+    frames: np.ndarray, sr: int, tau_min: int, tau_max: int, threshold: float, *, n_fft: int | None = None, fft=np.fft
 ) -> tuple[np.ndarray, np.ndarray]:
-    """YIN on (T, L) frames -> (T,) F0 in Hz and (T,) aperiodicity."""
+    """YIN on (T, L) frames -> (T,) F0 in Hz and (T,) aperiodicity.
+
+    ``n_fft`` defaults to the power of two >= L + W' (what the expert has always used); any n >= L
+    gives the same lags 0..tau_max, since head index j < W' plus lag tau <= tau_max stays below L and
+    never wraps. ``fft`` is a module with numpy's rfft/irfft signature (numpy.fft or scipy.fft).
+    """
     frame_length = frames.shape[1]
     w = frame_length - tau_max  # integration window W'
     frames = frames - frames.mean(axis=1, keepdims=True)  # (T, L)
-    n_fft = 1 << int(np.ceil(np.log2(frame_length + w)))
-    spec_full = np.fft.rfft(frames, n=n_fft, axis=1)  # (T, F)
-    spec_head = np.fft.rfft(frames[:, :w], n=n_fft, axis=1)  # (T, F)
-    r = np.fft.irfft(np.conj(spec_head) * spec_full, n=n_fft, axis=1)[:, : tau_max + 1]  # (T, tau_max+1)
+    if n_fft is None:
+        n_fft = 1 << int(np.ceil(np.log2(frame_length + w)))
+    spec_full = fft.rfft(frames, n=n_fft, axis=1)  # (T, F)
+    spec_head = fft.rfft(frames[:, :w], n=n_fft, axis=1)  # (T, F)
+    r = fft.irfft(np.conj(spec_head) * spec_full, n=n_fft, axis=1)[:, : tau_max + 1]  # (T, tau_max+1)
     sq = np.concatenate([np.zeros((frames.shape[0], 1)), np.cumsum(frames**2, axis=1)], axis=1)  # (T, L+1)
     taus = np.arange(tau_max + 1)
     energy_shift = sq[:, taus + w] - sq[:, taus]  # (T, tau_max+1): sum_{j<W'} x_{j+tau}^2
@@ -106,6 +115,83 @@ def _yin_block(
     tau = b + np.clip(shift, -1.0, 1.0)
     f0 = sr / np.maximum(tau, 1.0)
     return f0.astype(np.float32), cmnd[rows, best].astype(np.float32)
+
+
+class PitchReading(NamedTuple):
+    """A window's pitch evidence: median F0 of its voiced frames (0.0 when none) and their share."""
+
+    pitch_hz: float
+    voiced_ratio: float
+
+
+#: Sample rate of the evidence pitch reading: F0 up to 1 kHz needs nothing above 4 kHz.
+READING_SR = 8000
+@functools.lru_cache(maxsize=1)
+def _halfband() -> np.ndarray:
+    """(41,) low-pass FIR for the 16 -> 8 kHz decimation: the filter ``resample_poly`` designs by
+    default (Kaiser 5.0, cutoff at the new Nyquist), built once instead of on every call."""
+    from scipy.signal import firwin
+
+    return firwin(41, 0.5, window=("kaiser", 5.0))
+
+
+def pitch_readings(
+    waves: Sequence[np.ndarray], *, hop_s: float = 0.02, voiced_threshold: float = 0.8, silence_dbfs: float = -60.0
+) -> list[PitchReading]:
+    """Per-window pitch evidence for a batch of 16 kHz windows, ~10x cheaper than the pitch expert.
+
+    The same YIN and the same voicing rule as ``PitchProsodyExpert`` (a frame is voiced when
+    1 - aperiodicity >= ``voiced_threshold`` and its RMS is at least ``silence_dbfs``), reduced to what
+    an evidence reading needs, one number per window: the signal is decimated to 8 kHz (F0 <= 1 kHz),
+    frames are ``hop_s`` apart instead of 10 ms, the frames of the whole batch go through one FFT
+    call, and a window whose peak is under ``silence_dbfs`` (so every frame is) is not analysed.
+    The expert itself stays as it is: it is the training teacher, and its outputs are cached.
+
+    waves: (N,) float arrays of 16 kHz samples, finite, N >= 1024 (checked by the caller).
+    """
+    import scipy.fft
+    from scipy.signal import resample_poly
+
+    down = SAMPLE_RATE // READING_SR
+    hop = max(1, int(round(hop_s * READING_SR)))  # at 8 kHz
+    frame_length = 512  # 64 ms, as the expert's 1024 at 16 kHz
+    silence_amp = 10.0 ** (silence_dbfs / 20.0)
+    frames, energy_db, spans = [], [], []
+    for wave in waves:
+        x = np.asarray(wave, dtype=np.float32)  # (N,)
+        if x.size == 0 or float(np.max(np.abs(x))) < silence_amp:
+            spans.append(0)
+            continue
+        x8 = resample_poly(x, 1, down, window=_halfband()).astype(np.float32)  # (N/2,)
+        n = 1 + x8.size // hop
+        padded = np.pad(x8, (frame_length // 2, frame_length // 2))
+        frames.append(np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop][:n])  # (T, 512)
+        # frame energy on the 16 kHz signal, 25 ms around the same centres (the expert's energy frames)
+        p16 = np.pad(x, (200, 200))
+        e_frames = np.lib.stride_tricks.sliding_window_view(p16, 400)[:: hop * down][:n]  # (T, 400)
+        energy_db.append(_db(np.mean(e_frames.astype(np.float64) ** 2, axis=1)))  # (T,)
+        spans.append(n)
+    if frames:
+        all_frames = np.concatenate(frames)  # (sum T, 512)
+        tau_max = min(int(np.ceil(READING_SR / 50.0)), frame_length // 2)
+        tau_min = max(int(np.floor(READING_SR / 1000.0)), 2)
+        # n_fft = L (no zero padding, see _yin_block) and scipy.fft, which unlike numpy.fft transforms
+        # float32 frames in float32 without a padded float64 copy (~10x faster here on 1024-point rows)
+        parts = [_yin_block(all_frames[s : s + YIN_BLOCK], READING_SR, tau_min, tau_max, 0.1,
+                            n_fft=frame_length, fft=scipy.fft)
+                 for s in range(0, len(all_frames), YIN_BLOCK)]
+        f0 = np.concatenate([p[0] for p in parts])  # (sum T,)
+        voicing = np.clip(1.0 - np.concatenate([p[1] for p in parts]), 0.0, 1.0)  # (sum T,)
+        voiced = (voicing >= voiced_threshold) & (np.concatenate(energy_db) >= silence_dbfs)  # (sum T,)
+    out, at = [], 0
+    for n in spans:
+        if n == 0:
+            out.append(PitchReading(0.0, 0.0))
+            continue
+        v, f = voiced[at : at + n], f0[at : at + n]
+        out.append(PitchReading(float(np.median(f[v])) if v.any() else 0.0, float(v.mean())))
+        at += n
+    return out
 
 
 @register_expert

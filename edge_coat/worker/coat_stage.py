@@ -8,10 +8,12 @@ task prompt, so under causal attention their hidden states do not depend on the 
 Readings for the evidence:
 
 * ``loudness_dbfs`` from the window (the gate measured it), ``speech_ratio`` when the gate ran a VAD;
-* ``pitch_hz`` / ``voiced_ratio`` from the YIN pitch expert (DSP, ``edge_coat.experts.dsp``), and
-  top sound ``tags`` from the YAMNet expert when ``readings`` asks for them. They are DSP/expert
-  readings, not the model's expert heads: the model core does not expose decoded head predictions
-  (its heads output normalised feature vectors, not Hz or tag names).
+* ``pitch_hz`` / ``voiced_ratio`` from ``edge_coat.experts.dsp.pitch_readings`` (the pitch expert's
+  YIN and voicing rule at 8 kHz with a 20 ms hop, all windows of a batch in one FFT call: ~6x cheaper
+  than running the 10 ms pitch expert per window, which cost as much as the model; see BENCHMARKS.md
+  "Profile and fix: model stage"), and top sound ``tags`` from the YAMNet expert when ``readings``
+  asks for them. They are DSP/expert readings, not the model's expert heads: the model core does not
+  expose decoded head predictions (its heads output normalised feature vectors, not Hz or tag names).
 
 Latency per stage (``encode``: features + audio encoder; ``thinking``; ``llm``: prefill and label
 scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and into histograms that
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_coat.experts.dsp import pitch_readings
 from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
 from edge_coat.model.config import ModelStageConfig
 
@@ -260,24 +263,29 @@ class CoatStage:
 
         experts = {}
         for name in names:
-            expert = get_expert({"pitch": "pitch_prosody", "tags": "sound_tags"}[name])
+            if name == "pitch":  # a function of the window (pitch_readings), no expert to load
+                continue
+            expert = get_expert({"tags": "sound_tags"}[name])
             expert.load()  # fail at start (missing wheel), not on the first window
             experts[name] = expert
         return experts
 
     def _readings(self, windows: list[Window]) -> tuple[list[dict[str, float]], list[tuple]]:
+        readable = [isinstance(w.samples, np.ndarray) and w.samples.ndim == 1 and w.samples.size >= 1024
+                    and np.isfinite(w.samples).all() for w in windows]
+        pitch = {}
+        if "pitch" in self.readings:  # one call for the batch: its frames go through one FFT
+            idx = [i for i, ok in enumerate(readable) if ok]
+            pitch = dict(zip(idx, pitch_readings([windows[i].samples for i in idx])))
         readings, tags = [], []
-        for w in windows:
+        for i, w in enumerate(windows):
             r = {"loudness_dbfs": float(w.rms_dbfs)}
             if w.speech_ratio is not None:
                 r["speech_ratio"] = float(w.speech_ratio)
             t: tuple = ()
-            ok = isinstance(w.samples, np.ndarray) and w.samples.ndim == 1 and w.samples.size >= 1024 \
-                and np.isfinite(w.samples).all()
-            if ok and "pitch" in self._experts:
-                e = self._experts["pitch"]
-                out = e.readings(e(w.samples))
-                r["pitch_hz"], r["voiced_ratio"] = out["pitch_hz"], out["voiced_ratio"]
+            ok = readable[i]
+            if i in pitch:
+                r["pitch_hz"], r["voiced_ratio"] = pitch[i].pitch_hz, pitch[i].voiced_ratio
             if ok and "tags" in self._experts:
                 e = self._experts["tags"]
                 t = tuple((str(label), float(score)) for label, score in e.top_tags(e(w.samples), k=5))

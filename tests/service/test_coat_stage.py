@@ -59,6 +59,20 @@ def test_results_per_window_and_task(stage):
     assert stats["latency_s"]["total"]["count"] >= 1
 
 
+def test_pitch_readings_per_window_in_a_batch(stage):
+    """The stage reads pitch for the whole batch at once; each window still gets its own reading, a
+    silent window reads as unvoiced, and a window the model refuses still gets its loudness."""
+    silent = np.zeros(SAMPLE_RATE, np.float32)
+    windows = [window(tone(1.0, 165.0), ("anomaly",), 0), window(silent, ("anomaly",), 1),
+               window(tone(2.0, 330.0), ("anomaly",), 2), window(np.zeros(100, np.float32), ("anomaly",), 3)]
+    results = stage.process(windows)
+    assert results[0].readings["pitch_hz"] == pytest.approx(165.0, rel=0.02)
+    assert results[2].readings["pitch_hz"] == pytest.approx(330.0, rel=0.02)
+    assert results[0].readings["voiced_ratio"] > 0.9
+    assert results[1].readings["pitch_hz"] == 0.0 and results[1].readings["voiced_ratio"] == 0.0
+    assert "pitch_hz" not in results[3].readings and "loudness_dbfs" in results[3].readings
+
+
 def tiny_model_dir_name(stage) -> str:
     return stage.cfg.path.name
 
