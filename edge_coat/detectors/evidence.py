@@ -48,8 +48,10 @@ def describe_readings(evidence: dict) -> str:
     """A short clause like 'pitch 212 Hz, -23 dBFS, speech 80%, tags: Engine, Hiss; gap 0.5 s'."""
     r = evidence.get("readings", {})
     parts = []
-    if "pitch_hz" in r:
+    if r.get("pitch_hz", 0.0) > 0:  # 0 means no voiced frame: there is no pitch to report
         parts.append(f"pitch {r['pitch_hz']:.0f} Hz")
+    elif "pitch_hz" in r:
+        parts.append("unvoiced")
     if "loudness_dbfs" in r:
         parts.append(f"{r['loudness_dbfs']:.0f} dBFS")
     if "speech_ratio" in r:
