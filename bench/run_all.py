@@ -69,6 +69,8 @@ BENCHES: tuple[Bench, ...] = (
           what="event log write rate and gRPC fan-out latency"),
     Bench("experts", "bench_experts.py", (), ("--seconds", "5", "--rounds", "3"),
           what="audio experts, x real time vs an STFT baseline"),
+    Bench("readings", "bench_readings.py", (), ("--seconds", "5", "--batches", "1", "--rounds", "3"),
+          what="per-window pitch evidence: batched 8 kHz YIN vs the 10 ms pitch expert"),
     Bench("encoder_onnx", "bench_encoder_onnx.py", (), ("--repeats", "3", "--batches", "1"),
           what="audio encoder in onnxruntime vs torch"),
     Bench("gpu_check", "gpu_check.py", (), ("--tiny",), needs_gpu=True,
