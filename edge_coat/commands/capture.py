@@ -37,23 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_config(path: Path, verbose: int = 0) -> int:
     """The capture role of the site config until SIGTERM/SIGINT or the end of every source."""
-    import signal
     import sys
-    import threading
 
-    from edge_coat.config import ConfigError, load_config
+    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, stop_on_signals
     from edge_coat.service import Service, configure_logging
 
-    try:
-        cfg = load_config(path)
-        cfg.require("capture", command="edge-coat capture")
-    except ConfigError as exc:
-        print(f"edge-coat capture: invalid config: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_site_config(path, "capture", "capture")
+    if cfg is None:
+        return CONFIG_ERROR
     configure_logging(cfg.logging, verbose)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals("capture")
     service = Service(cfg, roles=("capture",))
     try:
         service.start()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 
 HELP = "run the all-in-one service (capture, worker, event service) from a config file"
 
@@ -25,28 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.config import ConfigError, load_config
+    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, stop_on_signals
+    from edge_coat.config import ConfigError
     from edge_coat.service import Service, configure_logging
 
-    try:
-        cfg = load_config(args.config)
-        cfg.require("worker", "model", "events", command="edge-coat run")
-    except ConfigError as exc:
-        print(f"edge-coat run: invalid config: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_site_config(args.config, "run", "worker", "model", "events")
+    if cfg is None:
+        return CONFIG_ERROR
     if args.check:
         print(f"{args.config}: valid")
         return 0
     configure_logging(cfg.logging, getattr(args, "verbose", 0))
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        if stop.is_set():
-            print(f"edge-coat run: {signal.Signals(signum).name} again: already stopping", file=sys.stderr)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    stop = stop_on_signals("run")
     service = Service(cfg)
     try:
         service.start()

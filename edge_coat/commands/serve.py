@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 HELP = "run the gRPC event service over the durable event log (SQLite file shared with the worker)"
@@ -81,6 +79,7 @@ def load_site_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_coat.commands._stage import stop_on_signals
     from edge_coat.service import Service, configure_logging
 
     try:
@@ -90,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.config:
         configure_logging(cfg.logging, getattr(args, "verbose", 0))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals("serve")
     service = Service(cfg, roles=("serve",))
     try:
         service.start()

@@ -36,23 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_config(path: Path, verbose: int = 0) -> int:
     """The worker role of the site config until SIGTERM/SIGINT, then a graceful stop."""
-    import signal
     import sys
-    import threading
 
-    from edge_coat.config import ConfigError, load_config
+    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, stop_on_signals
+    from edge_coat.config import ConfigError
     from edge_coat.service import Service, configure_logging
 
-    try:
-        cfg = load_config(path)
-        cfg.require("worker", "model", "events", command="edge-coat worker")
-    except ConfigError as exc:
-        print(f"edge-coat worker: invalid config: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_site_config(path, "worker", "worker", "model", "events")
+    if cfg is None:
+        return CONFIG_ERROR
     configure_logging(cfg.logging, verbose)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals("worker")
     service = Service(cfg, roles=("worker",))
     try:
         service.start()

@@ -1,0 +1,39 @@
+"""What the stage commands (run, capture, worker, serve) share: loading the site config with the
+exit code the service units rely on, and a stop event set by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+#: Exit code of a config error; the systemd units do not restart on it (RestartPreventExitStatus=2).
+CONFIG_ERROR = 2
+
+
+def load_site_config(path: Path, command: str, *sections: str):
+    """The validated SiteConfig with ``sections`` present, or None after printing why (exit 2)."""
+    from edge_coat.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+        cfg.require(*sections, command=f"edge-coat {command}")
+    except ConfigError as exc:
+        print(f"edge-coat {command}: invalid config: {exc}", file=sys.stderr)
+        return None
+    return cfg
+
+
+def stop_on_signals(command: str) -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (a second one says the stop is under way)."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stop.is_set():
+            print(f"edge-coat {command}: {signal.Signals(signum).name} again: already stopping", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    return stop
