@@ -1,0 +1,118 @@
+"""Cost of one window through the model, the issue-4 speed figure: encoder + thinking block + LLM
+prefill + label scoring, per window, at batch 1 and batch 8, on one thread.
+
+What runs: the model stage's own model (`CoatStage`, the default model with its ONNX thinking block,
+torch and onnxruntime pinned to ``--threads``), no readings (the pitch reading is not part of the
+issue-4 figure; bench_streams.py includes it). Per call, three variants, interleaved so that load
+changes hit all of them alike:
+
+* ``stage``: ``CoatStage.process`` of the batch (the production path); its ``latency_ms`` gives the
+  per-part split (encode / thinking / llm = prefill + scoring);
+* ``thinking``: ``model.score_task(waves, task)``, the same work without the stage around it;
+* ``no_thinking``: ``model.score_task(waves, task, use_thinking=False)``, the baseline: the same model
+  with the thinking block removed from the sequence.
+
+Reported: median [min..max] ms per call and per window of each, the ratio thinking / no_thinking per
+call pair, and the per-part medians. Window: ``min(--window, max_seconds)`` (coat-tiny: 5 s; the
+encoder pads to max_seconds, so a shorter window costs the same).
+
+    python bench/bench_window.py                       # batches 1 and 8, 30 calls each
+    python bench/bench_window.py --batches 1 4 8 --calls 50
+
+Prints a table and writes bench/results/bench_window.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_streams import audio_pool, make_window  # noqa: E402
+from common import RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary  # noqa: E402
+
+from edge_coat.messages import SAMPLE_RATE  # noqa: E402
+
+PARTS = ("encode", "thinking", "llm", "total")
+
+
+def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int) -> dict:
+    """``calls`` rounds of the three variants at ``batch``; seconds per call and the stage's split."""
+    model = stage.model
+    out: dict[str, list[float]] = {"stage": [], "thinking": [], "no_thinking": []}
+    parts: dict[str, list[float]] = {p: [] for p in PARTS}
+    for r in range(calls):
+        waves = [pool[(r + i) % len(pool)] for i in range(batch)]  # B x (samples,)
+        windows = [make_window(f"w{i}", r, w, 0.0, task) for i, w in enumerate(waves)]
+        t = time.perf_counter()
+        res = stage.process(windows)
+        out["stage"].append(time.perf_counter() - t)
+        for p in PARTS:
+            parts[p].append(res[0].latency_ms[p] / 1000.0)
+        t = time.perf_counter()
+        model.score_task(waves, task)
+        out["thinking"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        model.score_task(waves, task, use_thinking=False)
+        out["no_thinking"].append(time.perf_counter() - t)
+    ratio = [a / b for a, b in zip(out["thinking"], out["no_thinking"]) if b > 0]
+    ms = lambda xs, d=1: summary([x * 1000.0 / d for x in xs])  # noqa: E731
+    return {
+        "batch": batch, "calls": calls,
+        "ms_per_call": {k: ms(v) for k, v in out.items()},
+        "ms_per_window": {k: ms(v, batch) for k, v in out.items()},
+        "stage_parts_ms_per_window": {p: ms(v, batch) for p, v in parts.items()},
+        "ratio_thinking_over_no_thinking": summary(ratio),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, help="model folder (default: models/coat-tiny, else a random stand-in)")
+    p.add_argument("--window", type=float, default=10.0, help="window seconds asked for (capped at the model's)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--calls", type=int, default=30, help="timed calls per batch size (>= 20 for the issue-4 figure)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--task", default="anomaly", help="task scored (the site default is anomaly)")
+    p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
+    p.add_argument("--out", type=Path, default=RESULTS / "bench_window.json")
+    args = p.parse_args(argv)
+    if args.calls < 1 or min(args.batches) < 1:
+        raise SystemExit(f"expected --calls >= 1 and batches >= 1, got {args.calls} and {args.batches}")
+    logging.basicConfig(level=logging.WARNING)  # this bench logs nothing itself; the table is printed
+    at_start = machine()
+    model_dir, what = (args.model, str(args.model)) if args.model else default_model()
+    from edge_coat.worker.coat_stage import CoatStage
+
+    # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
+    stage = CoatStage(model_section(model_dir, threads=args.threads, readings=[]))
+    window_s, note = capped_window(args.window, float(stage.model.max_seconds), 0.0)
+    if note:
+        print(note.split(" (hop")[0] + " were measured")
+    pool = audio_pool(int(round(window_s * SAMPLE_RATE)))
+    for b in args.batches:
+        time_calls(stage, pool, b, args.task, args.warmup)
+    rows = [time_calls(stage, pool, b, args.task, args.calls) for b in args.batches]
+    result = {"benchmark": "bench_window", "model": what, "model_dir": str(model_dir), "stage": stage.info(),
+              "window_s_asked": args.window, "window_s": window_s, "task": args.task, "threads": args.threads,
+              "readings": [], "rows": rows, "machine_start": at_start, "machine_end": machine()}
+    print(f"\nOne window through the model ({window_s:g} s, task {args.task}, {args.threads} thread, "
+          f"median [min..max] of {args.calls} calls; ms per window)")
+    print(f"{'batch':>5} {'stage.process':>18} {'with thinking':>18} {'no thinking':>18} {'x no-thinking':>18}"
+          "  stage split enc/think/llm")
+    for r in rows:
+        w, sp = r["ms_per_window"], r["stage_parts_ms_per_window"]
+        split = "/".join(f"{sp[p]['median']:.1f}" for p in ("encode", "thinking", "llm"))
+        print(f"{r['batch']:>5} {fmt(w['stage'], 1):>18} {fmt(w['thinking'], 1):>18} {fmt(w['no_thinking'], 1):>18} "
+              f"{fmt(r['ratio_thinking_over_no_thinking']):>18}  {split}")
+    return finish(args.out, result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
