@@ -37,3 +37,19 @@ def stop_on_signals(command: str) -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     return stop
+
+
+def start_service(service, command: str) -> int | None:
+    """Start ``service``; None when it runs, else the exit code after printing why (2: the config
+    does not fit the model, 1: it cannot start)."""
+    from edge_coat.config import ConfigError
+
+    try:
+        service.start()
+    except ConfigError as exc:
+        print(f"edge-coat {command}: the config does not fit the model: {exc}", file=sys.stderr)
+        return CONFIG_ERROR
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"edge-coat {command}: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = "run the all-in-one service (capture, worker, event service) from a config file"
 
@@ -23,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, stop_on_signals
-    from edge_coat.config import ConfigError
+    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, start_service, stop_on_signals
     from edge_coat.service import Service, configure_logging
 
     cfg = load_site_config(args.config, "run", "worker", "model", "events")
@@ -36,14 +34,9 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(cfg.logging, getattr(args, "verbose", 0))
     stop = stop_on_signals("run")
     service = Service(cfg)
-    try:
-        service.start()
-    except ConfigError as exc:
-        print(f"edge-coat run: the config does not fit the model: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"edge-coat run: cannot start: {exc}", file=sys.stderr)
-        return 1
+    failed = start_service(service, "run")
+    if failed is not None:
+        return failed
     print(json.dumps({"ready": True, "grpc_port": service.grpc_port, "metrics_port": service.metrics_port,
                       "worker_endpoint": service.worker_endpoint, "model": service.model_info()}), flush=True)
     while not stop.wait(0.2):

@@ -36,10 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_config(path: Path, verbose: int = 0) -> int:
     """The worker role of the site config until SIGTERM/SIGINT, then a graceful stop."""
-    import sys
 
-    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, stop_on_signals
-    from edge_coat.config import ConfigError
+    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, start_service, stop_on_signals
     from edge_coat.service import Service, configure_logging
 
     cfg = load_site_config(path, "worker", "worker", "model", "events")
@@ -48,14 +46,9 @@ def run_from_config(path: Path, verbose: int = 0) -> int:
     configure_logging(cfg.logging, verbose)
     stop = stop_on_signals("worker")
     service = Service(cfg, roles=("worker",))
-    try:
-        service.start()
-    except ConfigError as exc:
-        print(f"edge-coat worker: the config does not fit the model: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"edge-coat worker: cannot start: {exc}", file=sys.stderr)
-        return 1
+    failed = start_service(service, "worker")
+    if failed is not None:
+        return failed
     print(json.dumps({"ready": True, "worker_endpoint": service.worker_endpoint,
                       "metrics_port": service.metrics_port, "model": service.model_info()}), flush=True)
     stop.wait()
