@@ -22,8 +22,12 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/coat-tiny}
 DATA=${DATA:-../shared/data}
-# ~2.7 s per step at batch 16 on one core of this machine (measured under load): 3000 steps ~ 2-2.5 h per run.
-STEPS=${STEPS:-3000}
+# ~1.9-2.7 s per step at batch 16 on one core of this machine (measured under load).
+STEPS=${STEPS:-900}
+# Stage 2 (warm restart): continue each stage-1 model for STEPS2 more steps with a fresh cosine
+# schedule (lr LR2, seed 1, so the crops differ from stage 1). 0 = stop after stage 1.
+STEPS2=${STEPS2:-1500}
+LR2=${LR2:-5e-4}
 BATCH=${BATCH:-16}
 THREADS=${THREADS:-1}
 FACTORY_TRAIN=${FACTORY_TRAIN:-600}
@@ -52,16 +56,18 @@ train() {  # $1 = run name, rest = extra options
   local resume=()
   [ -f "$OUT/$run/run_config.json" ] && resume=(--resume)
   if [ -f "$OUT/$run/model/coat.safetensors" ] && [ -f "$OUT/$run/checkpoints/latest" ] \
-     && [ "$(cat "$OUT/$run/checkpoints/latest")" = "$(printf 'step-%06d.pt' "$STEPS")" ]; then
-    log "$run: already trained to $STEPS steps"; return
+     && [ "$(cat "$OUT/$run/checkpoints/latest")" = "$(printf 'step-%06d.pt' "$([ -n "${FROM:-}" ] && echo "$STEPS2" || echo "$STEPS")")" ]; then
+    log "$run: already trained"; return
   fi
   log "training $run (${resume[*]:-new run})"
   local t0=$SECONDS
-  "${EC[@]}" -v train --init qwen2_audio --size tiny --max-seconds 5 --num-thinking 8 --train-encoder \
+  local steps=$STEPS src=(--init qwen2_audio --size tiny --max-seconds 5 --num-thinking 8) lr=1e-3 warm=200 seed=0
+  if [ -n "${FROM:-}" ]; then src=(--model "$OUT/$FROM/model"); steps=$STEPS2 lr=$LR2 warm=50 seed=1; fi
+  "${EC[@]}" -v train "${src[@]}" --train-encoder \
     --data "$DATA/ravdess:emotion" --data "$OUT/data/factory-train:anomaly" --data "$OUT/data/factory-train:fault" \
     --data "$DATA/urbansound8k:events" \
     --holdout-speakers 14,15,16 --val-speakers 13 --val-fraction 0.1 --holdout-sources "$OUT/us8k_holdout.txt" \
-    --steps "$STEPS" --batch-size "$BATCH" --lr 1e-3 --warmup-steps 200 --seed 0 \
+    --steps "$steps" --batch-size "$BATCH" --lr "$lr" --warmup-steps "$warm" --seed "$seed" \
     --checkpoint-every 250 --log-every 25 --crop-seconds 4 --gain-db 3 --noise-snr-db 20 \
     --teacher-cache "$CACHE" --threads "$THREADS" --out "$OUT/$run" "${resume[@]}" "$@"
   log "$run: done in $((SECONDS - t0)) s (this session)"
@@ -70,8 +76,10 @@ train() {  # $1 = run name, rest = extra options
 # one core each); STAGES=train stops after training.
 for run in ${RUNS:-coat no-experts}; do
   case $run in
-    coat) train coat ;;
-    no-experts) train no-experts --no-expert-losses ;;
+    coat) train coat
+      [ "$STEPS2" -gt 0 ] && FROM=coat train coat-s2 ;;
+    no-experts) train no-experts --no-expert-losses
+      [ "$STEPS2" -gt 0 ] && FROM=no-experts train no-experts-s2 --no-expert-losses ;;
     *) echo "unknown run $run (coat | no-experts)" >&2; exit 2 ;;
   esac
 done
@@ -83,7 +91,8 @@ ev() {  # $1 = result name, rest = eval options
   log "eval $name"
   "${EC[@]}" eval --json "$OUT/results/$name.json" "$@" | tee "$OUT/results/$name.txt"
 }
-for row in coat:coat: coat-nothink:coat:--no-thinking no-experts:no-experts:; do
+S=""; [ "$STEPS2" -gt 0 ] && S=-s2   # the final model of each run: after stage 2 when there is one
+for row in coat:coat$S: coat-nothink:coat$S:--no-thinking no-experts:no-experts$S:; do
   IFS=: read -r name run flag <<<"$row"
   m="$OUT/$run/model"
   ev "emotion-$name" --model "$m" --task emotion --data "$DATA/ravdess" --holdout-speakers 14,15,16 $flag
@@ -99,8 +108,8 @@ log "reference baselines"
   --teacher-cache "$CACHE" --json "$OUT/results/references-events.json" | tee "$OUT/results/references-events.txt"
 
 log "probes"
-"${EC[@]}" probe --model "$OUT/coat/model" --task emotion --data "$DATA/ravdess" --holdout-speakers 14,15,16 \
+"${EC[@]}" probe --model "$OUT/coat$S/model" --task emotion --data "$DATA/ravdess" --holdout-speakers 14,15,16 \
   --teacher-cache "$CACHE" --json "$OUT/results/probe-emotion.json" | tee "$OUT/results/probe-emotion.txt"
-"${EC[@]}" probe --model "$OUT/coat/model" --task anomaly --data "$OUT/data/factory-test" \
+"${EC[@]}" probe --model "$OUT/coat$S/model" --task anomaly --data "$OUT/data/factory-test" \
   --teacher-cache "$CACHE" --json "$OUT/results/probe-anomaly.json" | tee "$OUT/results/probe-anomaly.txt"
 log "all results in $OUT/results"
