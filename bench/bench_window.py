@@ -13,8 +13,9 @@ changes hit all of them alike:
   with the thinking block removed from the sequence.
 
 Reported: median [min..max] ms per call and per window of each, the ratio thinking / no_thinking per
-call pair, and the per-part medians. Window: ``min(--window, max_seconds)`` (coat-tiny: 5 s; the
-encoder pads to max_seconds, so a shorter window costs the same).
+call pair, and the per-part medians. Window: ``--window`` seconds, up to the model's
+``max_window_seconds`` (30 s); a window longer than the encoder's input (coat-tiny: 5 s) is encoded in
+encoder-length chunks, and a shorter one costs what a full encoder input costs (the encoder pads).
 
     python bench/bench_window.py                       # batches 1 and 8, 30 calls each
     python bench/bench_window.py --batches 1 4 8 --calls 50
@@ -75,7 +76,7 @@ def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, help="model folder (default: models/coat-tiny, else a random stand-in)")
-    p.add_argument("--window", type=float, default=10.0, help="window seconds asked for (capped at the model's)")
+    p.add_argument("--window", type=float, default=10.0, help="window seconds (capped at the model's max_window_seconds)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--calls", type=int, default=30, help="timed calls per batch size (>= 20 for the issue-4 figure)")
     p.add_argument("--warmup", type=int, default=3)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
     stage = CoatStage(model_section(model_dir, threads=args.threads, readings=[]))
-    window_s, note = capped_window(args.window, float(stage.model.max_seconds), 0.0)
+    window_s, note = capped_window(args.window, float(stage.model.max_window_seconds), 0.0)
     if note:
         print(note.split(" (hop")[0] + " were measured")
     pool = audio_pool(int(round(window_s * SAMPLE_RATE)))

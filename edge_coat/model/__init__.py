@@ -16,7 +16,9 @@ Public API (import from ``edge_coat.model``)::
     model.save_pretrained(dir, base=True)     # config.json + model.safetensors + tokenizer files,
                                               # coat.safetensors + coat_config.json
     model.quantization                        # "fp32" | "int8" | "nf4"
-    model.max_seconds                         # longest window the encoder takes
+    model.max_seconds                         # the audio encoder's input length (coat-tiny: 5 s)
+    model.max_window_seconds                  # longest window taken: max(max_seconds, 30); longer-than-
+                                              # encoder windows are encoded in encoder-length chunks
 
     r = model.score_labels(waves, prompt, candidates)   # waves: list of (n,) float32 16 kHz mono
     r = model.score_task(waves, "emotion")              # prompt + labels from coat_config.tasks
@@ -29,7 +31,7 @@ Public API (import from ``edge_coat.model``)::
 
 Every inference call takes ``use_thinking=False`` for the no-thinking ablation (or set
 ``CoatConfig.use_thinking``). Bad audio (empty, NaN/inf, not mono, not 16 kHz, longer than
-``max_seconds``) raises ``ValueError`` before any torch code runs.
+``max_window_seconds``) raises ``ValueError`` before any torch code runs.
 
 Lower-level parts: ``ThinkingBlock`` (ONNX-exportable: forward(audio_embeds (B, T, Da), audio_mask
 (B, T) bool) -> (B, K, D)), ``ExpertHeads``, ``slot_pool``, ``assemble``, ``score_candidates``,

@@ -19,7 +19,7 @@ from torch import nn
 from edge_coat.messages import SAMPLE_RATE
 from edge_coat.model import quant
 from edge_coat.model.adapters import FamilyAdapter, build_adapter, load_adapter
-from edge_coat.model.audio import MelFrontend, validate_waves
+from edge_coat.model.audio import MAX_WINDOW_SECONDS, MelFrontend, join_chunks, validate_waves
 from edge_coat.model.config import CoatConfig
 from edge_coat.model.decoding import greedy_generate, prefill, score_candidates
 from edge_coat.model.heads import ExpertHeads, slot_pool
@@ -100,6 +100,9 @@ class CoatModel(nn.Module):
         self.think_close = nn.Parameter(torch.randn(d) * scale)  # (D,)
         self.heads = ExpertHeads(coat_config.experts, d)
         self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames)
+        #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
+        #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
+        self.audio_encoder = None
         layer = coat_config.supervised_layer
         self.supervised_layer = adapter.num_layers if layer == -1 else layer
         if not 0 <= self.supervised_layer <= adapter.num_layers:
@@ -201,13 +204,35 @@ class CoatModel(nn.Module):
 
     @property
     def max_seconds(self) -> float:
+        """The audio encoder's input length (training crops and eval clips are cut to it)."""
         return self.frontend.max_seconds
 
-    def encode(self, waves, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms -> (audio embeds (B, T, D), audio_mask (B, T) bool). Validates the input first."""
-        waves = validate_waves(waves, sample_rate=sample_rate, max_seconds=self.max_seconds)
-        mel, mel_mask = self.frontend(waves)  # (B, n_mels, F), (B, F)
+    @property
+    def max_window_seconds(self) -> float:
+        """The longest window ``encode`` takes: longer than ``max_seconds`` windows are encoded in chunks."""
+        return max(self.max_seconds, MAX_WINDOW_SECONDS)
+
+    def encode_mel(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel (B, n_mels, F) + mel_mask (B, F) -> (embeds (B, T, D), mask (B, T) bool), in torch or the
+        runtime in ``self.audio_encoder``."""
+        if self.audio_encoder is not None:
+            return self.audio_encoder(mel, mel_mask)
         return self.adapter.encode_audio(mel, mel_mask)
+
+    def encode(self, waves, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms -> (audio embeds (B, T, D), audio_mask (B, T) bool). Validates the input first.
+
+        Windows up to ``max_seconds`` go through the encoder as they are; a batch with a longer window
+        is encoded as one batch of encoder-length chunks whose valid positions are concatenated per
+        window (``MelFrontend.chunks``, ``join_chunks``), up to ``max_window_seconds``.
+        """
+        waves = validate_waves(waves, sample_rate=sample_rate, max_seconds=self.max_window_seconds)
+        if all(w.size <= self.frontend.max_samples for w in waves):
+            mel, mel_mask = self.frontend(waves)  # (B, n_mels, F), (B, F)
+            return self.encode_mel(mel, mel_mask)
+        mel, mel_mask, counts = self.frontend.chunks(waves)  # (N, n_mels, F), (N, F), (B,)
+        embeds, mask = self.encode_mel(mel, mel_mask)  # (N, Tc, D), (N, Tc)
+        return join_chunks(embeds, mask, counts)  # (B, max(counts) * Tc, D), (B, ...)
 
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D) audio embeds + (B, T) mask -> (B, K, D) thinking vectors in the LLM dtype."""

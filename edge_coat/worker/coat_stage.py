@@ -140,7 +140,7 @@ class CoatStage:
         self.model = model if model is not None else load_model(cfg)
         self.model_name, self.model_version = bundle_identity(cfg.path, getattr(cfg, "name", ""))
         self.tasks = dict(self.model.config.tasks)
-        self.max_samples = int(self.model.max_seconds * SAMPLE_RATE)
+        self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
         self.readings = tuple(readings if readings is not None else getattr(cfg, "readings", ("pitch",)))
         self._experts = self._load_experts(self.readings)
         self._timers = _Timers(self.model)
@@ -166,14 +166,16 @@ class CoatStage:
                 "quantization": str(self.model.quantization), "thinking": thinking,
                 "thinking_runtime": "onnx" if provider is not None else "torch", "providers": providers,
                 "llm_device": str(self.model.device), "max_seconds": float(self.model.max_seconds),
+                "max_window_seconds": float(self.model.max_window_seconds),
                 "tasks": {t: list(s.labels) for t, s in self.tasks.items()}}
 
     def check_window(self, window_s: float, tasks: Sequence[str], where: str) -> list[str]:
         """Problems a stream config would hit with this model (window too long, unknown tasks)."""
         out = []
-        if window_s > self.model.max_seconds:
-            out.append(f"{where}.window_s: {window_s} s is longer than the model's encoder takes "
-                       f"({self.model.max_seconds:g} s); lower window_s")
+        if window_s > self.model.max_window_seconds:
+            out.append(f"{where}.window_s: {window_s} s is longer than the model takes "
+                       f"({self.model.max_window_seconds:g} s, in {self.model.max_seconds:g} s encoder chunks); "
+                       "lower window_s")
         for t in tasks:
             if t not in self.tasks:
                 out.append(f"{where}.tasks.{t}: the model has no task {t!r}; it knows {sorted(self.tasks)}")
@@ -242,7 +244,7 @@ class CoatStage:
             problem = f"expected (num_samples,) float32 samples, got {type(s).__name__} {getattr(s, 'shape', '')}"
         elif not MIN_SAMPLES <= s.size <= self.max_samples:
             problem = (f"{s.size / SAMPLE_RATE:.3f} s of audio; the model takes "
-                       f"{MIN_SAMPLES / SAMPLE_RATE:.2f}..{self.model.max_seconds:g} s")
+                       f"{MIN_SAMPLES / SAMPLE_RATE:.2f}..{self.model.max_window_seconds:g} s")
         elif not np.isfinite(s).all():
             problem = "NaN or infinite samples"
         if problem is None:

@@ -22,7 +22,7 @@ LABELS = ["neutral", "happy", "sad", "angry"]
         (lambda: [np.full(16000, np.inf, np.float32)], {}, "NaN or inf"),
         (lambda: [tone(1.0)], {"sample_rate": 8000}, "16000 Hz.*8000"),
         (lambda: [np.stack([tone(1.0), tone(1.0)])], {}, r"mono.*\(2, 16000\)"),
-        (lambda: [tone(6.0)], {}, "longer than the encoder accepts"),
+        (lambda: [tone(31.0)], {}, "longer than the model accepts"),
         (lambda: [], {}, "at least one waveform"),
         (lambda: [(tone(1.0) * 32767).astype(np.int16)], {}, "float samples.*int16"),
     ],

@@ -36,7 +36,7 @@ def test_results_per_window_and_task(stage):
         window(noise, ("anomaly", "emotion"), 1),
         window(tone(1.5, 220.0), ("emotion",), 2),
         window(tone(1.0, 330.0), ("no-such-task",), 3),
-        window(tone(6.0, 440.0), ("anomaly",), 4),  # longer than the tiny encoder's 5 s
+        window(tone(31.0, 440.0), ("anomaly",), 4),  # longer than the 30 s the model takes in 5 s chunks
         window(np.full(SAMPLE_RATE, np.nan, np.float32), ("anomaly",), 5),
     ]
     results = stage.process(windows)
@@ -99,8 +99,10 @@ def test_info_reports_quantization_and_thinking_runtime(stage):
 
 def test_check_window_names_problems(stage):
     assert stage.check_window(2.0, ["anomaly"], "worker.default_stream") == []
-    got = stage.check_window(8.0, ["anomaly", "speech"], "worker.streams.x")
-    assert got[0].startswith("worker.streams.x.window_s: 8.0 s is longer than the model's encoder takes (5 s)")
+    assert stage.check_window(10.0, ["anomaly"], "worker.default_stream") == []  # two 5 s encoder chunks
+    got = stage.check_window(40.0, ["anomaly", "speech"], "worker.streams.x")
+    assert got[0].startswith("worker.streams.x.window_s: 40.0 s is longer than the model takes (30 s, in 5 s "
+                             "encoder chunks)")
     assert got[1].startswith("worker.streams.x.tasks.speech: the model has no task 'speech'")
 
 
