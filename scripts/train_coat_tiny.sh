@@ -26,7 +26,7 @@ DATA=${DATA:-../shared/data}
 STEPS=${STEPS:-900}
 # Stage 2 (warm restart): continue each stage-1 model for STEPS2 more steps with a fresh cosine
 # schedule (lr LR2, seed 1, so the crops differ from stage 1). 0 = stop after stage 1.
-STEPS2=${STEPS2:-1500}
+STEPS2=${STEPS2:-800}
 LR2=${LR2:-5e-4}
 BATCH=${BATCH:-16}
 THREADS=${THREADS:-1}
