@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge_coat.capture.config import CaptureConfig
 from edge_coat.detectors.config import DetectorsConfig
 from edge_coat.events.config import EventsConfig
-from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
 from edge_coat.model.config import ModelStageConfig
 from edge_coat.worker.config import WorkerConfig
 
@@ -51,6 +51,11 @@ class ModelSection(ModelStageConfig):
 
     thinking: ThinkingRuntimeConfig = Field(
         default_factory=ThinkingRuntimeConfig, description="where the thinking block runs (onnxruntime or torch)"
+    )
+    encoder: EncoderRuntimeConfig = Field(
+        default_factory=EncoderRuntimeConfig,
+        description="where the audio encoder runs: onnxruntime when the bundle has encoder.onnx (Qwen2-Audio "
+        "family, CPU), else torch",
     )
     torch_threads: int = Field(
         0, ge=0, le=256,

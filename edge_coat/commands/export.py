@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-clips", type=int, default=4, help="how many real clips to compare (default 4)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--encoder", action=argparse.BooleanOptionalAction, default=None,
+                        help="also export the audio encoder + projector (encoder.onnx) with its parity check; "
+                        "default: on for a whole Qwen2-Audio-family model, off otherwise (other families keep "
+                        "the encoder in torch)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.out, coat_dir=args.coat, coat_only=args.coat_only, name=args.name,
             version=args.version, license=args.license, data_provenance=args.provenance,
             base_model=args.base_model, notes=args.notes, real_waves=real, tolerance=args.tolerance,
-            force=args.force,
+            force=args.force, encoder=args.encoder,
         )
     except ParityError as exc:
         print(f"parity failed, no bundle written: {exc}", file=sys.stderr)
@@ -49,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     except (BundleError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
-    p = manifest.parity[0]
     print(f"wrote {manifest.role} bundle {manifest.name} ({manifest.family}) to {args.out}: {len(manifest.files)} files")
-    print(f"parity (fp32, {p.runtime}): max abs diff {p.max_abs_diff:.3g} <= {p.tolerance:g} over {len(p.cases)} cases")
-    for c in p.cases:
-        print(f"  {c.source:9} B={c.batch:<3d} T={c.frames:<5d} {c.max_abs_diff:.3g}")
+    for p in manifest.parity:
+        print(f"{p.component} parity ({p.file}, fp32, {p.runtime}): max abs diff {p.max_abs_diff:.3g} <= "
+              f"{p.tolerance:g} over {len(p.cases)} cases")
+        for c in p.cases:
+            print(f"  {c.source:9} B={c.batch:<3d} T={c.frames:<5d} {c.max_abs_diff:.3g}")
     return 0
 
 

@@ -3,13 +3,14 @@
 Two layouts:
 
 * a whole model (``role="model"``): base weights + tokenizer + ``coat_config.json`` +
-  ``coat.safetensors`` + ``thinking.onnx`` + ``manifest.json`` (the embedded ``coat-tiny``);
+  ``coat.safetensors`` + ``thinking.onnx`` + ``manifest.json`` (the embedded ``coat-tiny``), and for
+  the Qwen2-Audio family ``encoder.onnx`` (audio encoder + projector, ``edge_coat.export.encoder``);
 * a site with a real checkpoint: the base checkpoint copied as-is into its own folder with a
   ``role="base"`` manifest (``edge-coat models manifest``), and a small ``role="coat"`` folder with
   ``coat_config.json``, ``coat.safetensors``, ``thinking.onnx`` and, when trained with one, a LoRA
   adapter in ``lora/`` (see ``edge_coat.export.lora``), written by ``edge-coat export --coat-only``.
 
-``export_bundle`` refuses to write a bundle whose ONNX graph fails parity: it builds the bundle in a
+``export_bundle`` refuses to write a bundle whose ONNX graphs fail parity: it builds the bundle in a
 temporary folder beside the target and renames it into place only when every check passed.
 ``load_bundle`` verifies every manifest before a byte of weights is read.
 """
@@ -23,7 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
+from edge_coat.export.encoder import (
+    ENCODER_ONNX,
+    attach_onnx_encoder,
+    describe_encoder,
+    encoder_parity,
+    export_encoder,
+    supports_onnx_encoder,
+)
 from edge_coat.export.lora import LORA_DIR, attach_lora, check_lora_mode
 from edge_coat.export.manifest import MANIFEST_NAME, Manifest, build_manifest, verify, write_manifest
 from edge_coat.export.onnx_export import THINKING_ONNX, export_thinking
@@ -54,7 +63,7 @@ def _verify_if_bundle(directory: Path, required: bool) -> Manifest | None:
 
 def _copy_tree(src: Path, dst: Path, *, only: tuple[str, ...] | None = None) -> None:
     """Copy ``src`` into ``dst``, without its manifest or exported graph (both are rebuilt)."""
-    skip = {MANIFEST_NAME, THINKING_ONNX}
+    skip = {MANIFEST_NAME, THINKING_ONNX, ENCODER_ONNX}
     for item in sorted(src.iterdir()):
         if item.name in skip or (only is not None and item.name not in only):
             continue
@@ -80,9 +89,15 @@ def export_bundle(
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
     runtime: ThinkingRuntimeConfig | None = None,
+    encoder: bool | None = None,
 ) -> Manifest:
     """Export the thinking block of the model in ``model_dir`` (+ ``coat_dir``), check parity and write
-    a verified bundle to ``out_dir``. Raises ParityError (and writes nothing) when parity fails."""
+    a verified bundle to ``out_dir``. Raises ParityError (and writes nothing) when parity fails.
+
+    ``encoder``: also export the audio encoder + projector (``encoder.onnx``) and check its parity on
+    random mels and on the synthetic and real windows (a 2-chunk window among them). Default: for a
+    whole Qwen2-Audio model; never for other families (their encoders stay in torch); a ``coat_only``
+    folder does not hold the base model's encoder unless asked."""
     from edge_coat.model.coat import CoatModel
 
     model_dir = Path(model_dir)
@@ -98,6 +113,12 @@ def export_bundle(
     prior = next((m for m in sources.values() if m is not None), None)
 
     model = CoatModel.from_pretrained(model_dir, coat_dir=coat_dir, quantization="fp32", device="cpu")
+    family = model.config.family
+    if encoder is None:
+        encoder = supports_onnx_encoder(family) and not coat_only
+    if encoder and not supports_onnx_encoder(family):
+        raise ValueError(f"the ONNX audio encoder is exported for the Qwen2-Audio family only; this model is "
+                         f"{family!r}: export without --encoder")
     if (coat_src / LORA_DIR).is_dir():
         attach_lora(model, coat_src)  # fails here, not at the site, when the adapters do not fit the base
     block = model.thinking
@@ -120,6 +141,16 @@ def export_bundle(
         if real_waves:
             inputs.append(audio_inputs(model, real_waves, "real"))
         record = check_parity(block, onnx_block, inputs, tolerance=tolerance, file=THINKING_ONNX)
+        records = [record]
+        if encoder:
+            enc_path = export_encoder(model, tmp / ENCODER_ONNX)
+            enc_rt = EncoderRuntimeConfig(provider="cpu", intra_op_threads=cpu.intra_op_threads)
+            onnx_encoder = attach_onnx_encoder(model, enc_path, enc_rt)
+            long = synthetic_waves((2 * model.max_seconds,), seed=1)  # two encoder chunks
+            sources = {"synthetic": synthetic_waves(_durations(model.max_seconds)) + long, "real": real_waves or []}
+            records.append(encoder_parity(model, onnx_encoder, sources, tolerance=tolerance))
+        else:
+            log.info("audio encoder not exported (%s): it runs in torch", family)
         fields = dict(
             name=name or (prior.name if prior else out_dir.name),
             version=version or (prior.version if prior else ""),
@@ -129,7 +160,7 @@ def export_bundle(
             license=license or (prior.license if prior else ""),
             data_provenance=data_provenance if data_provenance is not None else (prior.data_provenance if prior else []),
             notes=notes or (prior.notes if prior else ""),
-            parity=[record],
+            parity=records,
         )
         if not fields["license"]:
             raise ValueError("a bundle needs a license: pass license=... (--license), or export from a bundle that has one")
@@ -143,8 +174,8 @@ def export_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("wrote %s bundle %s to %s (parity max abs diff %.3g)", manifest.role, manifest.name, out_dir,
-             record.max_abs_diff)
+    log.info("wrote %s bundle %s to %s (parity max abs diff %s)", manifest.role, manifest.name, out_dir,
+             ", ".join(f"{r.component} {r.max_abs_diff:.3g}" for r in records))
     return manifest
 
 
@@ -167,9 +198,11 @@ def load_bundle(
     quantization: str = "fp32",
     device: str | None = None,
     runtime: ThinkingRuntimeConfig | None = None,
+    encoder_runtime: EncoderRuntimeConfig | None = None,
 ):
     """Verify and load a model (and its separate CoAT folder), with the thinking block in onnxruntime
-    unless ``runtime.backend == "torch"``. Local files only."""
+    unless ``runtime.backend == "torch"``, and the audio encoder in onnxruntime when the bundle has an
+    ``encoder.onnx`` and ``encoder_runtime.backend == "onnx"`` (the default). Local files only."""
     from edge_coat.model.coat import CoatModel
 
     runtime = runtime or ThinkingRuntimeConfig()
@@ -193,9 +226,27 @@ def load_bundle(
                 "or set model.thinking.backend: torch"
             )
         attach_onnx_thinking(model, onnx_path, runtime)
-    log.info("model %s loaded: quantization %s, thinking block on %s", model_dir, model.quantization,
-             describe_thinking(model))
+    _attach_encoder(model, coat_path, model_dir, encoder_runtime or EncoderRuntimeConfig())
+    log.info("model %s loaded: quantization %s, audio encoder on %s, thinking block on %s", model_dir,
+             model.quantization, describe_encoder(model), describe_thinking(model))
     return model
+
+
+def _attach_encoder(model, coat_path: Path, model_dir: Path, runtime: EncoderRuntimeConfig) -> None:
+    """The ONNX encoder when configured and present; otherwise say why the encoder stays in torch."""
+    family = model.config.family
+    path = next((d / ENCODER_ONNX for d in (coat_path, model_dir) if (d / ENCODER_ONNX).is_file()), None)
+    if runtime.backend == "torch":
+        log.info("audio encoder: torch (model.encoder.backend: torch)")
+    elif not supports_onnx_encoder(family):
+        log.info("audio encoder: torch (the ONNX encoder is exported for the Qwen2-Audio family only; %s masks "
+                 "padded frames its own way)", family)
+    elif path is None:
+        log.info("audio encoder: torch (no %s in %s; edge-coat export writes one)", ENCODER_ONNX, model_dir)
+    elif model.device.type != "cpu":
+        log.info("audio encoder: torch (the model is on %s: the encoder stays with the base model there)", model.device)
+    else:
+        attach_onnx_encoder(model, path, runtime)
 
 
 def attach_onnx_thinking(model, onnx_path: str | Path, runtime: ThinkingRuntimeConfig | None = None):
@@ -225,5 +276,5 @@ def describe_thinking(model) -> str:
 def runtime_status(model) -> dict[str, str]:
     """The active modes, for ``edge-coat status`` and the worker's status message."""
     return {"quantization": str(model.quantization), "thinking": describe_thinking(model),
-            "family": model.config.family}
+            "encoder": describe_encoder(model), "family": model.config.family}
 

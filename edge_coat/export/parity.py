@@ -100,7 +100,7 @@ def check_parity(
     file: str = "thinking.onnx",
 ) -> ParityRecord:
     """Compare the torch ``block`` with ``onnx_block`` on every input. Raises ParityError over tolerance."""
-    onnxruntime = import_onnxruntime()
+    import_onnxruntime()  # a clear message before any work when it is missing
     if not inputs:
         raise ValueError("parity needs at least one input; got none")
     block = block.eval()
@@ -118,10 +118,18 @@ def check_parity(
         b, t = inp.mask.shape
         cases.append(ParityCase(source=inp.source, batch=b, frames=t, max_abs_diff=diff))
         log.info("parity %s B=%d T=%d: max abs diff %.3g", inp.source, b, t, diff)
+    return parity_record("thinking", file, "ONNX thinking block", getattr(onnx_block, "provider", "?"), cases,
+                         tolerance)
+
+
+def parity_record(component: str, file: str, what: str, provider: str, cases: list[ParityCase],
+                  tolerance: float) -> ParityRecord:
+    """The manifest record of one component's compared cases; ParityError when one is over ``tolerance``."""
+    onnxruntime = import_onnxruntime()
     record = ParityRecord(
-        component="thinking",
+        component=component,
         file=file,
-        runtime=f"onnxruntime {onnxruntime.__version__} {getattr(onnx_block, 'provider', '?')}",
+        runtime=f"onnxruntime {onnxruntime.__version__} {provider}",
         dtype="float32",
         tolerance=tolerance,
         max_abs_diff=max(c.max_abs_diff for c in cases),
@@ -131,7 +139,7 @@ def check_parity(
     if bad:
         worst = max(bad, key=lambda c: c.max_abs_diff)
         raise ParityError(
-            f"ONNX thinking block differs from torch by {worst.max_abs_diff:.3g} (> tolerance {tolerance:g}) "
+            f"{what} differs from torch by {worst.max_abs_diff:.3g} (> tolerance {tolerance:g}) "
             f"on {len(bad)} of {len(cases)} cases, worst: {worst.source} B={worst.batch} T={worst.frames}"
         )
     return record

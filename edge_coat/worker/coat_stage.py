@@ -91,7 +91,7 @@ def load_model(cfg: ModelStageConfig):
         raise ValueError(f"model.path: expected a model folder, but {cfg.path} does not exist or is not a folder")
     runtime = getattr(cfg, "thinking", None) or ThinkingRuntimeConfig()
     return load_bundle(cfg.path, coat_dir=cfg.coat_path, quantization=cfg.quantization, device=cfg.device,
-                       runtime=runtime)
+                       runtime=runtime, encoder_runtime=getattr(cfg, "encoder", None))
 
 
 class _Timers:
@@ -149,8 +149,8 @@ class CoatStage:
         self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0}
         self._warned: set[str] = set()
         info = self.info()
-        log.info("model stage: %s %s (%s), quantization %s, thinking on %s, tasks %s, readings %s",
-                 info["name"], info["version"], info["family"], info["quantization"], info["thinking"],
+        log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s",
+                 info["name"], info["version"], info["family"], info["quantization"], info["encoder"], info["thinking"],
                  sorted(self.tasks), list(self.readings))
 
     # ---- description ------------------------------------------------------------------------------
@@ -162,8 +162,12 @@ class CoatStage:
             thinking, providers = f"onnxruntime {provider.removesuffix('ExecutionProvider')}", [provider]
         else:
             thinking, providers = f"torch {self.model.device}", []
+        from edge_coat.export.encoder import describe_encoder
+
+        encoder = describe_encoder(self.model)
         return {"name": self.model_name, "version": self.model_version, "family": self.model.config.family,
                 "quantization": str(self.model.quantization), "thinking": thinking,
+                "encoder": encoder, "encoder_runtime": "onnx" if encoder.startswith("onnxruntime") else "torch",
                 "thinking_runtime": "onnx" if provider is not None else "torch", "providers": providers,
                 "llm_device": str(self.model.device), "max_seconds": float(self.model.max_seconds),
                 "max_window_seconds": float(self.model.max_window_seconds),

@@ -31,7 +31,10 @@ def test_export_records_parity_over_shapes_and_sources(bundles, family):
     assert verify(folder).name == f"coat-tiny-{family}"
     assert manifest.role == "model" and manifest.family == family
     assert "thinking.onnx" in {f.path for f in manifest.files}
-    (record,) = manifest.parity
+    # the audio encoder is exported for the Qwen2-Audio family only (tests/export/test_encoder_onnx.py)
+    assert [r.component for r in manifest.parity] == (["thinking", "encoder"] if family == "qwen2_audio"
+                                                      else ["thinking"])
+    record = manifest.parity[0]
     assert record.component == "thinking" and record.tolerance == 1e-4
     assert 0 < record.max_abs_diff <= 1e-4
     shapes = {(c.source, c.batch, c.frames) for c in record.cases}
@@ -133,7 +136,8 @@ def test_loading_works_with_networking_disabled(bundles, no_network):
 def test_torch_backend_switch_keeps_the_torch_block(bundles):
     model = load_bundle(bundles["qwen2_audio"][1], runtime=ThinkingRuntimeConfig(backend="torch"))
     assert not isinstance(model.thinking, OnnxThinkingBlock)
-    assert runtime_status(model) == {"quantization": "fp32", "thinking": "torch cpu", "family": "qwen2_audio"}
+    assert runtime_status(model) == {"quantization": "fp32", "thinking": "torch cpu", "encoder": "onnxruntime CPU",
+                                     "family": "qwen2_audio"}
 
 
 def test_graph_from_another_model_is_refused(saved_models, bundles):

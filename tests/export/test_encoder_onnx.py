@@ -1,0 +1,128 @@
+"""The audio encoder + projector in ONNX (Qwen2-Audio family), on the tiny bundles of conftest.py."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from edge_coat.config import ModelSection
+from edge_coat.export.bundle import load_bundle, runtime_status
+from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
+from edge_coat.export.encoder import (
+    ENCODER_ONNX,
+    OnnxAudioEncoder,
+    attach_onnx_encoder,
+    encoder_parity,
+    random_mels,
+)
+from edge_coat.export.parity import ParityError, load_real_waves
+
+CPU = ThinkingRuntimeConfig(provider="cpu")
+ENC_CPU = EncoderRuntimeConfig(provider="cpu")
+
+
+def _waves(seed: int, seconds) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, s in enumerate(seconds):
+        t = np.arange(int(s * 16000)) / 16000
+        out.append((0.2 * np.sin(2 * np.pi * (180 + 90 * i + 20 * t) * t)
+                    + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_model(bundles):
+    return load_bundle(bundles["qwen2_audio"][1], runtime=CPU, encoder_runtime=ENC_CPU)
+
+
+def test_bundle_carries_the_encoder_and_its_parity(bundles):
+    manifest, folder = bundles["qwen2_audio"]
+    assert (folder / ENCODER_ONNX).is_file() and ENCODER_ONNX in {f.path for f in manifest.files}
+    record = next(r for r in manifest.parity if r.component == "encoder")
+    assert record.file == ENCODER_ONNX and record.tolerance == 1e-4 and record.max_abs_diff <= 1e-4
+    cases = [(c.source, c.batch, c.frames) for c in record.cases]
+    # random mels at batch 1 and 3; generated 1, 2.5 and 5 s windows plus a 10 s one (2 chunks) = 5 chunks
+    assert cases == [("random", 1, 125), ("random", 3, 125), ("synthetic", 5, 125)]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_omni", "audioflamingo3"])
+def test_other_families_keep_the_torch_encoder_and_say_so(bundles, family, caplog):
+    manifest, folder = bundles[family]
+    assert not (folder / ENCODER_ONNX).exists() and [r.component for r in manifest.parity] == ["thinking"]
+    with caplog.at_level(logging.INFO, logger="edge_coat.export.bundle"):
+        model = load_bundle(folder, runtime=CPU)
+    assert runtime_status(model)["encoder"] == "torch cpu" and model.audio_encoder is None
+    assert f"audio encoder: torch (the ONNX encoder is exported for the Qwen2-Audio family only; {family}" in caplog.text
+    with pytest.raises(ValueError, match=f"qwen2_audio.*only, got family '{family}'"):
+        attach_onnx_encoder(model, bundles["qwen2_audio"][1] / ENCODER_ONNX, ENC_CPU)
+
+
+def test_onnx_encoder_scores_like_torch_on_short_and_chunked_windows(saved_models, onnx_model):
+    torch_model, _ = saved_models["qwen2_audio"]
+    assert isinstance(onnx_model.audio_encoder, OnnxAudioEncoder)
+    assert runtime_status(onnx_model)["encoder"] == "onnxruntime CPU"
+    waves = _waves(7, (1.2, 4.9, 10.0, 7.5))  # two windows <= the 5 s encoder input, two chunked
+    want = torch_model.score_task(waves, "emotion")
+    got = onnx_model.score_task(waves, "emotion")
+    np.testing.assert_allclose(got.logprobs, want.logprobs, atol=1e-5)
+    np.testing.assert_allclose(got.thinking, want.thinking, atol=1e-4)
+    with torch.inference_mode():
+        e_t, m_t = torch_model.encode(waves)  # (4, 250, D)
+        e_o, m_o = onnx_model.encode(waves)
+    assert torch.equal(m_t, m_o) and e_o.shape == e_t.shape == (4, 250, 64)
+    assert float((e_o - e_t)[m_t].abs().max()) <= 1e-5
+
+
+def test_torch_backend_switch_and_stage_status(bundles):
+    folder = bundles["qwen2_audio"][1]
+    model = load_bundle(folder, runtime=CPU, encoder_runtime=EncoderRuntimeConfig(backend="torch"))
+    assert model.audio_encoder is None and runtime_status(model)["encoder"] == "torch cpu"
+    from edge_coat.worker.coat_stage import CoatStage
+
+    stage = CoatStage(ModelSection(path=folder, thinking={"provider": "cpu"}, encoder={"provider": "cpu"},
+                                   readings=[]))
+    info = stage.info()
+    assert info["encoder"] == "onnxruntime CPU" and info["encoder_runtime"] == "onnx"
+    assert info["thinking_runtime"] == "onnx" and info["max_window_seconds"] == 30.0
+
+
+def test_bad_input_and_a_graph_from_another_model_are_refused(bundles, onnx_model):
+    enc = onnx_model.audio_encoder
+    with pytest.raises(ValueError, match=r"mel: expected shape \(B, 32, 500\), got \(1, 32, 400\)"):
+        enc(torch.zeros(1, 32, 400), torch.ones(1, 400, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"mel_mask: expected shape \(2, 500\), got \(1, 500\)"):
+        enc(torch.zeros(2, 32, 500), torch.ones(1, 500, dtype=torch.long))
+    from edge_coat.model.tiny import tiny_coat_model
+
+    other = tiny_coat_model("qwen2_audio", max_seconds=2)
+    with pytest.raises(ValueError, match=r"graph has \(n_mels, frames, D\) = \(32, 500, 64\).*\(32, 200, 64\)"):
+        attach_onnx_encoder(other, bundles["qwen2_audio"][1] / ENCODER_ONNX, ENC_CPU)
+
+
+def test_parity_beyond_tolerance_is_refused(saved_models, onnx_model):
+    torch_model, _ = saved_models["qwen2_audio"]
+    torch_model.audio_encoder = None
+    record = encoder_parity(torch_model, onnx_model.audio_encoder, {"synthetic": _waves(2, (3.0,))}, tolerance=1e-4)
+    assert [c.source for c in record.cases] == ["random", "random", "synthetic"]
+    assert 0 < record.max_abs_diff <= 1e-4
+    with pytest.raises(ParityError, match="ONNX audio encoder differs from torch"):
+        encoder_parity(torch_model, onnx_model.audio_encoder, {}, tolerance=1e-12)
+
+
+def test_random_mels_are_ragged():
+    (m1, k1), (m3, k3) = random_mels(8, 100)
+    assert m1.shape == (1, 8, 100) and m3.shape == (3, 8, 100)
+    assert k1.sum() == 100 and k3[0].sum() == 100 and (k3[1:].sum(1) < 100).any()
+
+
+def test_encoder_parity_on_real_recorded_windows(saved_models, onnx_model, shared_data):
+    torch_model, _ = saved_models["qwen2_audio"]
+    waves = load_real_waves(shared_data / "ravdess", 2, 2 * torch_model.max_seconds)
+    waves += load_real_waves(shared_data / "urbansound8k", 2, 2 * torch_model.max_seconds)
+    record = encoder_parity(torch_model, onnx_model.audio_encoder, {"real": waves}, tolerance=1e-4)
+    assert record.cases[-1].source == "real" and record.cases[-1].batch >= 4
+    assert record.max_abs_diff <= 1e-4
