@@ -164,14 +164,9 @@ class Receiver:
         except zmq.ZMQError:
             self.link["send_dropped"] += 1  # peer gone or its queue full: it will reconnect
 
-    def _handle(self, identity: bytes, header: bytes, payload, now: float) -> None:
-        """One received message: its routing identity, header frame and payload frame (bytes or a
-        `zmq.Frame`; None when the message had one frame)."""
-        try:
-            decoded = wire.decode_parts(header, payload, self._max_frames)
-        except wire.WireError as exc:
-            self._count_bad(exc.reason, exc)
-            return
+    def _handle_decoded(self, identity: bytes, decoded, now: float, batch: list) -> None:
+        """One message that passed `wire.decode_parts` (a `WireAudio` or a control `pb.Frame`) from
+        the peer `identity`. What the windowing loop must see goes to `batch`, in arrival order."""
         peer = self.peers.get(identity)
         if decoded.__class__ is wire.WireAudio:
             if peer is None:
@@ -181,11 +176,7 @@ class Receiver:
                 self._send(identity, self._welcome)
                 return
             peer.last_seen = now
-            q = self._queue
-            if len(q) >= self.cfg.queue_chunks:
-                q.popleft()
-                self.messages["queue_dropped"] += 1
-            q.append(decoded)
+            batch.append(decoded)
             self._n_audio += 1
             sid = decoded.stream_id
             if self._stream_peer.get(sid) != identity:
@@ -201,7 +192,7 @@ class Receiver:
                 for r in decoded.hello.streams:
                     if wire.STREAM_ID.match(r.stream_id):
                         # in the same queue as the audio, so the windowing loop sees it before the replay
-                        self._queue.append(r)
+                        batch.append(r)
                         if r.stream_id in self._acks:  # it may have missed our last acknowledgement
                             self._stream_peer[r.stream_id] = identity
                             peer.streams.add(r.stream_id)
@@ -228,32 +219,76 @@ class Receiver:
         Header and payload are taken as `zmq.Frame` (``copy=False``): their ``more`` flag is read
         in C, where ``socket.get(RCVMORE)`` costs a Python enum conversion per call, and the
         payload's memory is viewed by numpy, not copied, until the ring buffer takes it.
+
+        Batching: accepted chunks collect in a local list that joins the ingest queue in one
+        `_enqueue` (one queue operation and one bound check per batch). A chunk from a known
+        client whose stream is already routed to it, the common case, is handled right here,
+        not through `_handle_decoded` (a method call and four lookups less per message).
         """
         recv = self._sock.recv
         NOBLOCK = zmq.NOBLOCK  # noqa: N806 - local alias in the hot loop
-        for _ in range(limit):
+        decode, WireAudio, WireError = wire.decode_parts, wire.WireAudio, wire.WireError  # noqa: N806
+        max_frames, peers, stream_peer = self._max_frames, self.peers, self._stream_peer
+        batch: list = []
+        append = batch.append
+        n_audio = 0
+        try:
+            for _ in range(limit):
+                try:
+                    identity = recv(NOBLOCK)
+                except zmq.Again:
+                    break
+                # The rest of a multipart message is already here (ZeroMQ delivers it whole), and a
+                # ROUTER always puts at least one frame of the peer's after the identity.
+                head = recv(NOBLOCK, copy=False)
+                payload = None
+                if head.more:
+                    payload = recv(NOBLOCK, copy=False)
+                    if payload.more:
+                        k, more = 2, True
+                        while more:
+                            more = recv(NOBLOCK, copy=False).more
+                            k += 1
+                        self._count_bad("malformed", f"expected 1 or 2 frames, got {k}")
+                        continue
+                try:
+                    try:
+                        decoded = decode(head.bytes, payload, max_frames)
+                    except WireError as exc:
+                        self._count_bad(exc.reason, exc)
+                        continue
+                    if decoded.__class__ is WireAudio and stream_peer.get(decoded.stream_id) == identity:
+                        peer = peers.get(identity)
+                        if peer is not None:
+                            peer.last_seen = now
+                            append(decoded)
+                            n_audio += 1
+                            continue
+                    self._handle_decoded(identity, decoded, now, batch)
+                except Exception:  # noqa: BLE001 - a bug on one message must not stop the socket thread
+                    self.messages["internal_error"] += 1
+                    log.exception("failed on a message (header of %d bytes)", len(head))
+        finally:
+            self._n_audio += n_audio
+            self._enqueue(batch)
+
+    def _enqueue(self, batch: list) -> None:
+        """Append a batch to the ingest queue; beyond ``queue_chunks`` the OLDEST are dropped (counted)."""
+        if not batch:
+            return
+        q = self._queue
+        q.extend(batch)
+        excess = len(q) - self.cfg.queue_chunks
+        if excess > 0:
+            dropped = 0
             try:
-                identity = recv(NOBLOCK)
-            except zmq.Again:
-                return
-            # The rest of a multipart message is already here (ZeroMQ delivers it whole), and a
-            # ROUTER always puts at least one frame of the peer's after the identity.
-            head = recv(NOBLOCK, copy=False)
-            payload = None
-            if head.more:
-                payload = recv(NOBLOCK, copy=False)
-                if payload.more:
-                    n, more = 2, True
-                    while more:
-                        more = recv(NOBLOCK, copy=False).more
-                        n += 1
-                    self._count_bad("malformed", f"expected 1 or 2 frames, got {n}")
-                    continue
-            try:
-                self._handle(identity, head.bytes, payload, now)
-            except Exception:  # noqa: BLE001 - a bug on one message must not stop the socket thread
-                self.messages["internal_error"] += 1
-                log.exception("failed on a message (header of %d bytes)", len(head))
+                for _ in range(excess):
+                    q.popleft()
+                    dropped += 1
+            except IndexError:  # the windowing loop drained it meanwhile
+                pass
+            if dropped:
+                self.messages["queue_dropped"] += dropped
 
     def _send_acks(self) -> None:
         with self._ack_lock:

@@ -70,6 +70,9 @@ class WireAudio(NamedTuple):
     end_of_stream: bool
 
 
+_new_tuple = tuple.__new__
+
+
 def as_float(samples: np.ndarray) -> np.ndarray:
     """(N,) int16 PCM or float32 -> (N,) float32 in [-1, 1]."""
     if samples.dtype == _I16:
@@ -196,5 +199,6 @@ def decode_parts(header: bytes, payload, max_frames: int) -> WireAudio | pb.Fram
     samples.setflags(write=False)  # the received bytes are nobody's to change (the ring keeps them)
     if fmt == F32 and not np.isfinite(samples).all():
         raise WireError("malformed", "payload has NaN or inf")
-    return WireAudio(stream_id, h.sender_epoch, h.sequence, start_sample, capture_ts, samples, gap_samples,
-                     h.end_of_stream)
+    # tuple.__new__ straight away: the NamedTuple's own __new__ is a Python-level function (0.4 us more)
+    return _new_tuple(WireAudio, (stream_id, h.sender_epoch, h.sequence, start_sample, capture_ts, samples,
+                                  gap_samples, h.end_of_stream))
