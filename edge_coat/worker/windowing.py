@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,9 +27,12 @@ from edge_coat.transport.wire import WireAudio
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RawWindow:
-    """A window before gating.
+class RawWindow(NamedTuple):
+    """A window before gating (immutable).
+
+    A NamedTuple rather than the house's frozen dataclass: one is built per window in the
+    windowing thread (thousands a second), and built with ``tuple.__new__`` it costs a third of a
+    frozen dataclass's ``__init__`` (bench/PROFILE.md, round 2).
 
     Attributes:
         samples: shape ``(window_samples,)`` float32 (a copy).
@@ -39,6 +42,16 @@ class RawWindow:
     samples: np.ndarray  # (L,) float32
     start_ts: float
     gap_samples: int
+
+
+_new_tuple = tuple.__new__
+#: what `Ring.push` and `StreamState.accept` hand back when no window was cut (the common case):
+#: one shared empty tuple, not a fresh list per chunk
+NO_WINDOWS: tuple = ()
+# `StreamState.accept`'s answers that carry no window, built once
+_OK_NONE = ("ok", NO_WINDOWS)
+_STALE, _ENDED, _DUPLICATE, _INCONSISTENT = (("stale", NO_WINDOWS), ("ended", NO_WINDOWS),
+                                             ("duplicate", NO_WINDOWS), ("inconsistent", NO_WINDOWS))
 
 
 _I16 = np.dtype("<i2")
@@ -105,12 +118,15 @@ class Ring:
             raise ValueError(f"window and hop must be > 0 samples, got {window} and {hop}")
         self.L, self.hop = window, hop
         self.pool = pool  # where window arrays come from (None: fresh arrays)
-        self.segs: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (pos, (n,) int16 units)
+        # (pos, (n,) int16 units, anchor pos, anchor capture ts): each segment carries the clock of
+        # the chunk it came from (a chunk: its own start; zeros filling a gap: the chunk right
+        # after the gap), so a window's start time is read off the segment it starts in, with no
+        # second per-chunk queue of timestamps to fill and trim
+        self.segs: collections.deque[tuple[int, np.ndarray, int, float]] = collections.deque()
         self.pos0: int | None = None  # timeline position of the first sample held
         self.end_pos = 0  # timeline position just after the last sample held
         self.next_win = 0
         self.gaps: collections.deque[tuple[int, int]] = collections.deque()  # [start, end) zero-filled
-        self.anchors: collections.deque[tuple[int, int, float]] = collections.deque()  # (pos, end, capture ts)
         self.skipped_in_gap = 0  # windows that would lie entirely inside a gap
 
     @property
@@ -124,40 +140,34 @@ class Ring:
             return x if not x.flags.writeable else x.copy()
         return np.multiply(x, _TO_PCM, dtype=np.float32)
 
-    def _zeros(self, n: int) -> None:
+    def _zeros(self, n: int, anchor_pos: int, anchor_ts: float) -> None:
+        """Fill n samples of a gap with zeros, on the clock of the chunk at `anchor_pos` (after the gap)."""
         if n > 0:
-            self.segs.append((self.end_pos, np.zeros(n, _I16)))
+            self.segs.append((self.end_pos, np.zeros(n, _I16), anchor_pos, anchor_ts))
             self.end_pos += n
 
-    def _ts(self, pos: int) -> float:
-        """Capture time of timeline position `pos`: from the chunk holding it or, inside a gap,
-        from the chunk right after the gap."""
-        best = self.anchors[0]
-        for a in self.anchors:
-            if a[0] > pos:
-                if pos >= best[1]:  # pos lies in a gap: the later chunk's clock is the right one
-                    best = a
-                break
-            best = a
-        return best[2] + (pos - best[0]) / SAMPLE_RATE
-
-    def _emit(self, out: list[RawWindow]) -> None:
+    def _emit(self, out: list) -> None:
         L = self.L
         while self.next_win + L <= self.end_pos:
             s = self.next_win
             e = s + L
             parts = []
-            for p, a in self.segs:
+            ts = None
+            for p, a, ap, at in self.segs:
                 if p >= e:
                     break
-                if p + len(a) > s:
-                    parts.append(a[max(0, s - p):e - p])
+                q = p + len(a)
+                if q > s:
+                    if ts is None:  # the segment the window starts in: its chunk's clock
+                        ts = at + (s - ap) / SAMPLE_RATE
+                    # a whole chunk inside the window (the common case) goes in as it is, no view
+                    parts.append(a if p >= s and q <= e else a[max(0, s - p):e - p])
             gap = sum(max(0, min(g1, e) - max(g0, s)) for g0, g1 in self.gaps) if self.gaps else 0
             # (L,) float32 in [-1, 1], owned by the window
             samples = np.empty(L, np.float32) if self.pool is None else self.pool.take(L)
             np.concatenate(parts, out=samples, casting="unsafe")  # int16 -> float32 is exact
             samples *= _FROM_PCM
-            out.append(RawWindow(s, samples, self._ts(s), gap))
+            out.append(_new_tuple(RawWindow, (s, samples, ts, gap)))
             self.next_win += self.hop
 
     def _trim(self) -> None:
@@ -167,31 +177,29 @@ class Ring:
             while segs and segs[0][0] + len(segs[0][1]) <= keep:
                 segs.popleft()
             if segs and segs[0][0] < keep:
-                p, a = segs[0]
-                segs[0] = (keep, a[keep - p:])
+                p, a, ap, at = segs[0]
+                segs[0] = (keep, a[keep - p:], ap, at)
             self.pos0 = keep
-        while self.gaps and self.gaps[0][1] <= self.pos0:
-            self.gaps.popleft()
-        while len(self.anchors) > 1 and self.anchors[1][0] <= self.pos0:
-            self.anchors.popleft()
+        gaps = self.gaps
+        while gaps and gaps[0][1] <= self.pos0:
+            gaps.popleft()
 
     def start_at(self, pos: int) -> None:
         """Begin the (empty) ring at timeline `pos`, so audio arriving later than that is a gap."""
         self.pos0 = self.end_pos = pos
         self.next_win = -(-pos // self.hop) * self.hop
 
-    def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow]:
+    def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow] | tuple:
         """Add (n,) samples (int16 PCM or float32 in [-1, 1]) starting at timeline `pos` (>= the
-        current end) captured at `ts`."""
-        if self.pos0 is not None and pos == self.end_pos:
-            # the common case, contiguous audio: two appends, and window work only when one is due
+        current end) captured at `ts`. Returns the windows completed (`NO_WINDOWS` when none)."""
+        if pos == self.end_pos and self.pos0 is not None:
+            # the common case, contiguous audio: one append, and window work only when one is due
             end = pos + len(samples)
-            self.anchors.append((pos, end, ts))
             self.segs.append((pos, samples if samples.dtype == _I16 and not samples.flags.writeable
-                              else self._units(samples)))
+                              else self._units(samples), pos, ts))
             self.end_pos = end
             if self.next_win + self.L > end:
-                return []
+                return NO_WINDOWS
             out: list[RawWindow] = []
             self._emit(out)
             self._trim()
@@ -202,7 +210,6 @@ class Ring:
         end = self.end_pos
         if pos < end:
             raise ValueError(f"chunk at {pos} overlaps the buffer ending at {end}")
-        self.anchors.append((pos, pos + len(samples), ts))
         if pos > end:
             self.gaps.append((end, pos))
             # windows that start before the gap are completed with zeros...
@@ -211,7 +218,7 @@ class Ring:
                 fill_to = min(pos, last_start + self.L)
             else:
                 fill_to = end
-            self._zeros(fill_to - end)
+            self._zeros(fill_to - end, pos, ts)
             self._emit(out)
             if fill_to < pos:
                 # ...windows entirely inside the gap are skipped (counted), and the ring restarts
@@ -222,8 +229,8 @@ class Ring:
                 start = min(first, pos)
                 self.segs.clear()
                 self.pos0 = self.end_pos = start
-                self._zeros(pos - start)
-        self.segs.append((pos, self._units(samples)))
+                self._zeros(pos - start, pos, ts)
+        self.segs.append((pos, self._units(samples), pos, ts))
         self.end_pos = pos + len(samples)
         self._emit(out)
         self._trim()
@@ -270,47 +277,49 @@ class StreamState:
         self.ring.start_at(next_sample)
         return True
 
-    def accept(self, a: WireAudio) -> tuple[str, list[RawWindow]]:
-        n = len(a.samples)
-        if (a.seq == self.next_seq and a.start_sample == self.next_sample and a.sender_epoch == self.epoch
-                and not a.gap_samples and not self.ended):
+    def accept(self, a: WireAudio) -> tuple[str, list[RawWindow] | tuple]:
+        # one tuple unpacking instead of a dozen attribute reads by name (this runs per chunk)
+        _, epoch, seq, start, ts, samples, gap, eos = a
+        n = len(samples)
+        if seq == self.next_seq and start == self.next_sample and epoch == self.epoch and not gap and not self.ended:
             pass  # the next chunk, where expected (the common case): no check below can fail
-        elif self.epoch is None or a.sender_epoch > self.epoch:
+        elif self.epoch is None or epoch > self.epoch:
             if self.epoch is not None:
                 # the capture process restarted: sequence and timeline restart at 0; place the new
                 # timeline after the old one, with the wall-clock gap between them.
-                est_gap = max(0, round((a.capture_ts - self.end_ts) * SAMPLE_RATE))
-                self.offset = self.ring.end + est_gap - a.start_sample
+                est_gap = max(0, round((ts - self.end_ts) * SAMPLE_RATE))
+                self.offset = self.ring.end + est_gap - start
                 self.gap_samples += est_gap
                 self.recent_gaps.append((self.ring.end, est_gap))
                 log.warning("stream %s: sender restarted; about %.2f s missing", self.stream_id, est_gap / SAMPLE_RATE)
                 self.pending.clear()
-            self.epoch, self.ended = a.sender_epoch, False
-            self.next_seq, self.next_sample = a.seq, a.start_sample
-            self.acked = a.seq - 1
-        elif a.sender_epoch < self.epoch:
-            return "stale", []
+            self.epoch, self.ended = epoch, False
+            self.next_seq, self.next_sample = seq, start
+            self.acked = seq - 1
+        elif epoch < self.epoch:
+            return _STALE
         elif self.ended:
-            return "ended", []
-        elif a.seq < self.next_seq:
-            return "duplicate", []
+            return _ENDED
+        elif seq < self.next_seq:
+            return _DUPLICATE
         else:
-            jump = a.start_sample - self.next_sample
+            jump = start - self.next_sample
             # same seq: the position must be exactly where the last chunk ended, plus the declared gap;
             # a later seq (chunks lost in between) must move forward at least by the declared gap.
-            if (a.seq == self.next_seq and jump != a.gap_samples) or jump < a.gap_samples or jump > self.max_gap:
-                return "inconsistent", []
+            if (seq == self.next_seq and jump != gap) or jump < gap or jump > self.max_gap:
+                return _INCONSISTENT
             if jump > 0:
                 self.gap_samples += jump
                 self.recent_gaps.append((self.next_sample + self.offset, jump))
-                log.info("stream %s: %.3f s missing before chunk %d", self.stream_id, jump / SAMPLE_RATE, a.seq)
-        windows = self.ring.push(a.start_sample + self.offset, a.samples, a.capture_ts)
-        self.next_seq, self.next_sample = a.seq + 1, a.start_sample + n
-        self.end_ts = a.capture_ts + n / SAMPLE_RATE
+                log.info("stream %s: %.3f s missing before chunk %d", self.stream_id, jump / SAMPLE_RATE, seq)
+        pos = start + self.offset
+        windows = self.ring.push(pos, samples, ts)
+        self.next_seq, self.next_sample = seq + 1, start + n
+        self.end_ts = ts + n / SAMPLE_RATE
         self.samples_in += n
-        self.pending.append((a.seq, a.start_sample + self.offset + n))
-        self.ended = a.end_of_stream
-        return "ok", windows
+        self.pending.append((seq, pos + n))
+        self.ended = eos
+        return ("ok", windows) if windows else _OK_NONE
 
     def ack_seq(self) -> int:
         """Highest sequence whose samples no window still needs (all of them once ended), counting
