@@ -76,5 +76,15 @@ class ReceiverConfig(BaseModel):
         "(counted, and they become reported gaps)",
     )
     ack_interval_s: float = Field(0.1, gt=0.0, le=10.0, description="how often acknowledgements are sent")
+    read_interval_s: float = Field(
+        0.02, ge=0.0, le=0.5,
+        description="the socket thread reads waiting messages at most this often, seconds (0: as they come); "
+        "between reads ZeroMQ queues them and the windowing thread runs without trading the GIL at every "
+        "receive (bench/PROFILE.md, round 2). Adds at most this much latency",
+    )
+    read_batch: int = Field(
+        5000, ge=1, le=1_000_000, description="most messages the socket thread handles in one read before it "
+        "answers heartbeats and hands the batch on",
+    )
     link: LinkConfig = Field(default_factory=LinkConfig, description="heartbeats and peer expiry")
     curve: CurveConfig | None = Field(default=None, description="CurveZMQ keys; None = plain TCP")

@@ -336,12 +336,14 @@ class Receiver:
         next_hb = next_ack = 0.0
         tick_ms = int(1000 * min(hb, self.cfg.ack_interval_s) / 2) + 1
         sock = self._sock
+        pace = self.cfg.read_interval_s
+        stop = self._stop
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 events = dict(poller.poll(tick_ms))
                 now = time.monotonic()
                 if sock in events:
-                    self._recv_batch(now, 5000)
+                    self._recv_batch(now, self.cfg.read_batch)
                     if self._queue:
                         self._ready.set()
                 if self._monitor in events:
@@ -352,6 +354,13 @@ class Receiver:
                 if now >= next_hb:
                     self._heartbeat(now)
                     next_hb = now + hb
+                if pace and sock in events:
+                    # Read in paced batches (see ReceiverConfig.read_interval_s): ZeroMQ's I/O thread
+                    # queues what arrives meanwhile, and the windowing thread has the interpreter
+                    # to itself instead of trading the GIL with this thread at every recv call.
+                    rest = now + pace - time.monotonic()
+                    if rest > 0:
+                        stop.wait(rest)
         except Exception:
             log.exception("receiver thread failed: peers=%d queue=%d counters=%s",
                           len(self.peers), len(self._queue), dict(self.messages))
