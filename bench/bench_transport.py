@@ -77,9 +77,11 @@ def _threads() -> dict[str, list[float]]:
 
 
 # ---- the worker process ---------------------------------------------------------------------------
-def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0.0) -> None:
+def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0.0,
+                 switch_interval: float | None = None) -> None:
     """Runs one worker whose package is imported from `code`; driven over `conn`. With `profile`,
-    py-spy samples this process while the load runs and writes collapsed stacks there."""
+    py-spy samples this process while the load runs and writes collapsed stacks there. With
+    `switch_interval`, the interpreter's GIL switch interval is forced to it (s), for both codes."""
     sys.path.insert(0, code)
     from edge_coat.worker.config import WorkerConfig
     from edge_coat.worker.service import Worker
@@ -98,6 +100,8 @@ def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0
         batch={"max_batch": 64, "max_wait_s": 0.05},
     )
     worker = Worker(cfg, NoopStage(), on_window=on_window).start()
+    if switch_interval is not None:
+        sys.setswitchinterval(switch_interval)
     conn.send(worker.endpoint)
     start_at, measure_from[0] = conn.recv()
     while time.time() < measure_from[0]:  # warm-up: streams join, buffers are first touched
@@ -116,7 +120,7 @@ def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0
     worker.close()
     if spy is not None:
         spy.wait(60)
-    conn.send({"cpu_s": cpu1 - cpu0, "wall_s": t1 - t0, "faults": f1 - f0, "threads": threads, "latencies": latencies, "stats": stats})
+    conn.send({"switch_interval_s": sys.getswitchinterval(), "cpu_s": cpu1 - cpu0, "wall_s": t1 - t0, "faults": f1 - f0, "threads": threads, "latencies": latencies, "stats": stats})
 
 
 # ---- the load generators ------------------------------------------------------------------------
@@ -207,10 +211,10 @@ def _loadgen_proc(endpoint: str, ids: list[str], seconds: float, start_at: float
 
 # ---- one measurement ------------------------------------------------------------------------------
 def run_level(n_streams: int, seconds: float, warmup: float, n_clients: int, code: str,
-              profile: str | None = None) -> dict:
+              profile: str | None = None, switch_interval: float | None = None) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    wp = ctx.Process(target=_worker_proc, args=(code, child, profile, seconds))
+    wp = ctx.Process(target=_worker_proc, args=(code, child, profile, seconds, switch_interval))
     wp.start()
     if not parent.poll(60):
         raise RuntimeError("the worker process did not report its endpoint within 60 s")
@@ -252,6 +256,7 @@ def run_level(n_streams: int, seconds: float, warmup: float, n_clients: int, cod
         "late_ticks": sum(r["late_ticks"] for r in reports),
         "windows": windows,
         "expected_windows": n_streams * int(expected_s),
+        "switch_interval_s": res.get("switch_interval_s"),
         "worker_cpu_s": res["cpu_s"],
         "wall_s": res["wall_s"],
         "worker_cpu_ms_per_stream_s": 1000 * res["cpu_s"] / stream_s,
@@ -311,6 +316,9 @@ def main() -> int:
     ap.add_argument("--profile", type=Path, default=None,
                     help="folder: sample each worker with py-spy (pip install py-spy) into <label>-<streams>.txt "
                     "(collapsed stacks); CPU figures then include the sampling overhead")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="force the worker process's GIL switch interval (s; sys.setswitchinterval) after it started, "
+                    "for every code measured (default: whatever the worker sets, Python's own is 0.005)")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_transport.json")
     args = ap.parse_args()
     codes = [("current", str(REPO))]
@@ -324,7 +332,7 @@ def main() -> int:
                 if args.profile is not None:
                     args.profile.mkdir(parents=True, exist_ok=True)
                     prof = str(args.profile / f"{label}-{n}-{rep}.txt")
-                r = run_level(n, args.seconds, args.warmup, args.clients, code, prof)
+                r = run_level(n, args.seconds, args.warmup, args.clients, code, prof, args.switch_interval)
                 r["label"], r["repeat"] = label, rep
                 # zero loss alone can hide a worker that falls behind and catches up later
                 r["keeps_up"] = bool(r["zero_loss"] and r["latency_p99_ms"] is not None
