@@ -17,8 +17,9 @@ call pair, and the per-part medians. Window: ``--window`` seconds, up to the mod
 ``max_window_seconds`` (30 s); a window longer than the encoder's input (coat-tiny: 5 s) is encoded in
 encoder-length chunks, and a shorter one costs what a full encoder input costs (the encoder pads).
 
-    python bench/bench_window.py                       # batches 1 and 8, 30 calls each
-    python bench/bench_window.py --batches 1 4 8 --calls 50
+    python bench/bench_window.py                       # 10 s windows, batches 1 and 8, 30 calls each
+    python bench/bench_window.py --window 10 5 --batches 1 4 8 --calls 50
+    python bench/bench_window.py --model DIR --baseline encoder-torch   # ONNX encoder vs torch, same run
 
 Prints a table and writes bench/results/bench_window.json.
 """
@@ -43,11 +44,15 @@ from edge_coat.messages import SAMPLE_RATE  # noqa: E402
 PARTS = ("encode", "thinking", "llm", "total")
 
 
-def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int) -> dict:
-    """``calls`` rounds of the three variants at ``batch``; seconds per call and the stage's split."""
+def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int, baseline=None) -> dict:
+    """``calls`` rounds of the variants at ``batch``; seconds per call and the stage's split. With a
+    ``baseline`` stage (the previous path), its ``process`` runs in the same rounds, interleaved."""
     model = stage.model
     out: dict[str, list[float]] = {"stage": [], "thinking": [], "no_thinking": []}
+    if baseline is not None:
+        out["baseline"] = []
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
+    base_parts: dict[str, list[float]] = {p: [] for p in PARTS}
     for r in range(calls):
         waves = [pool[(r + i) % len(pool)] for i in range(batch)]  # B x (samples,)
         windows = [make_window(f"w{i}", r, w, 0.0, task) for i, w in enumerate(waves)]
@@ -56,6 +61,12 @@ def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int)
         out["stage"].append(time.perf_counter() - t)
         for p in PARTS:
             parts[p].append(res[0].latency_ms[p] / 1000.0)
+        if baseline is not None:
+            t = time.perf_counter()
+            res = baseline.process(windows)
+            out["baseline"].append(time.perf_counter() - t)
+            for p in PARTS:
+                base_parts[p].append(res[0].latency_ms[p] / 1000.0)
         t = time.perf_counter()
         model.score_task(waves, task)
         out["thinking"].append(time.perf_counter() - t)
@@ -64,24 +75,34 @@ def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int)
         out["no_thinking"].append(time.perf_counter() - t)
     ratio = [a / b for a, b in zip(out["thinking"], out["no_thinking"]) if b > 0]
     ms = lambda xs, d=1: summary([x * 1000.0 / d for x in xs])  # noqa: E731
-    return {
+    row = {
         "batch": batch, "calls": calls,
         "ms_per_call": {k: ms(v) for k, v in out.items()},
         "ms_per_window": {k: ms(v, batch) for k, v in out.items()},
         "stage_parts_ms_per_window": {p: ms(v, batch) for p, v in parts.items()},
         "ratio_thinking_over_no_thinking": summary(ratio),
     }
+    if baseline is not None:
+        row["baseline_parts_ms_per_window"] = {p: ms(v, batch) for p, v in base_parts.items()}
+        row["ratio_stage_over_baseline"] = summary([a / b for a, b in zip(out["stage"], out["baseline"]) if b > 0])
+        row["ratio_encode_over_baseline"] = summary(
+            [a / b for a, b in zip(parts["encode"], base_parts["encode"]) if b > 0])
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, help="model folder (default: models/coat-tiny, else a random stand-in)")
-    p.add_argument("--window", type=float, default=10.0, help="window seconds (capped at the model's max_window_seconds)")
+    p.add_argument("--window", type=float, nargs="+", default=[10.0],
+                   help="window seconds, one row set per value (capped at the model's max_window_seconds)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--calls", type=int, default=30, help="timed calls per batch size (>= 20 for the issue-4 figure)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--task", default="anomaly", help="task scored (the site default is anomaly)")
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
+    p.add_argument("--baseline", choices=["none", "encoder-torch"], default="none",
+                   help="encoder-torch: also time a second stage with the audio encoder in torch (the path before "
+                   "encoder.onnx), interleaved, and report stage / baseline per call pair")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_window.json")
     args = p.parse_args(argv)
     if args.calls < 1 or min(args.batches) < 1:
@@ -93,25 +114,36 @@ def main(argv: list[str] | None = None) -> int:
 
     # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
     stage = CoatStage(model_section(model_dir, threads=args.threads, readings=[]))
-    window_s, note = capped_window(args.window, float(stage.model.max_window_seconds), 0.0)
-    if note:
-        print(note.split(" (hop")[0] + " were measured")
-    pool = audio_pool(int(round(window_s * SAMPLE_RATE)))
-    for b in args.batches:
-        time_calls(stage, pool, b, args.task, args.warmup)
-    rows = [time_calls(stage, pool, b, args.task, args.calls) for b in args.batches]
+    baseline = None
+    if args.baseline == "encoder-torch":
+        baseline = CoatStage(model_section(model_dir, threads=args.threads, readings=[], encoder="torch"))
+    rows = []
+    for asked in args.window:
+        window_s, note = capped_window(asked, float(stage.model.max_window_seconds), 0.0)
+        if note:
+            print(note.split(" (hop")[0] + " were measured")
+        pool = audio_pool(int(round(window_s * SAMPLE_RATE)))
+        for b in args.batches:
+            time_calls(stage, pool, b, args.task, args.warmup, baseline)
+        rows += [{"window_s": window_s, **time_calls(stage, pool, b, args.task, args.calls, baseline)}
+                 for b in args.batches]
     result = {"benchmark": "bench_window", "model": what, "model_dir": str(model_dir), "stage": stage.info(),
-              "window_s_asked": args.window, "window_s": window_s, "task": args.task, "threads": args.threads,
-              "readings": [], "rows": rows, "machine_start": at_start, "machine_end": machine()}
-    print(f"\nOne window through the model ({window_s:g} s, task {args.task}, {args.threads} thread, "
-          f"median [min..max] of {args.calls} calls; ms per window)")
-    print(f"{'batch':>5} {'stage.process':>18} {'with thinking':>18} {'no thinking':>18} {'x no-thinking':>18}"
-          "  stage split enc/think/llm")
+              "baseline": args.baseline, "baseline_stage": baseline.info() if baseline else None,
+              "window_s_asked": args.window, "window_s": sorted({r["window_s"] for r in rows}), "task": args.task,
+              "threads": args.threads, "readings": [], "rows": rows, "machine_start": at_start,
+              "machine_end": machine()}
+    info = stage.info()
+    print(f"\nOne window through the model (task {args.task}, {args.threads} thread, encoder on {info['encoder']}, "
+          f"thinking on {info['thinking']}; median [min..max] of {args.calls} calls; ms per window)")
+    base_col = f"{'baseline':>18} {'stage/baseline':>18}" if baseline else ""
+    print(f"{'window':>6} {'batch':>5} {'stage.process':>18} {base_col} {'with thinking':>18} {'no thinking':>18} "
+          f"{'x no-thinking':>18}  stage split enc/think/llm")
     for r in rows:
         w, sp = r["ms_per_window"], r["stage_parts_ms_per_window"]
         split = "/".join(f"{sp[p]['median']:.1f}" for p in ("encode", "thinking", "llm"))
-        print(f"{r['batch']:>5} {fmt(w['stage'], 1):>18} {fmt(w['thinking'], 1):>18} {fmt(w['no_thinking'], 1):>18} "
-              f"{fmt(r['ratio_thinking_over_no_thinking']):>18}  {split}")
+        base = f"{fmt(w['baseline'], 1):>18} {fmt(r['ratio_stage_over_baseline']):>18}" if baseline else ""
+        print(f"{r['window_s']:>6g} {r['batch']:>5} {fmt(w['stage'], 1):>18} {base} {fmt(w['thinking'], 1):>18} "
+              f"{fmt(w['no_thinking'], 1):>18} {fmt(r['ratio_thinking_over_no_thinking']):>18}  {split}")
     return finish(args.out, result)
 
 

@@ -153,12 +153,14 @@ def build_random_tiny(out: Path, *, seed: int = 0) -> Path:
     return out
 
 
-def model_section(path: Path, *, threads: int = 1, readings: list[str] | None = None):
-    """The ``model:`` section a site would write for this model folder (ONNX block when it has one)."""
+def model_section(path: Path, *, threads: int = 1, readings: list[str] | None = None, encoder: str = "onnx"):
+    """The ``model:`` section a site would write for this model folder (ONNX block when it has one; the
+    ONNX encoder when it has encoder.onnx and ``encoder`` is "onnx"), every runtime pinned to ``threads``."""
     from edge_coat.config import ModelSection
 
     bundle = (Path(path) / "manifest.json").is_file()
     thinking = {"backend": "onnx" if (Path(path) / "thinking.onnx").is_file() else "torch",
                 "verify_bundle": bundle, "intra_op_threads": threads}
     extra = {} if readings is None else {"readings": readings}
-    return ModelSection(path=Path(path), thinking=thinking, torch_threads=threads, **extra)
+    return ModelSection(path=Path(path), thinking=thinking, encoder={"backend": encoder, "intra_op_threads": threads},
+                        torch_threads=threads, **extra)

@@ -21,7 +21,7 @@ from edge_coat.model import quant
 from edge_coat.model.adapters import FamilyAdapter, build_adapter, load_adapter
 from edge_coat.model.audio import MAX_WINDOW_SECONDS, MelFrontend, join_chunks, validate_waves
 from edge_coat.model.config import CoatConfig
-from edge_coat.model.decoding import greedy_generate, prefill, score_candidates
+from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused
 from edge_coat.model.heads import ExpertHeads, slot_pool
 from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions
 from edge_coat.model.thinking import ThinkingBlock
@@ -103,6 +103,10 @@ class CoatModel(nn.Module):
         #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
         #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
         self.audio_encoder = None
+        #: how ``score_labels`` runs the decoder: "fused" = prefix + candidate branches in one call
+        #: (``score_fused``); "cached" = a prefill, then the candidates over the expanded KV cache
+        self.scoring = "fused"
+        self._token_ids: dict[str, list[int]] = {}  # text -> ids; prompts and labels repeat every window
         layer = coat_config.supervised_layer
         self.supervised_layer = adapter.num_layers if layer == -1 else layer
         if not 0 <= self.supervised_layer <= adapter.num_layers:
@@ -239,7 +243,14 @@ class CoatModel(nn.Module):
         return self.thinking(audio.to(self.thinking.dtype), audio_mask).to(audio.dtype)
 
     def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+        if not text:
+            return []
+        ids = self._token_ids.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            if len(self._token_ids) < 4096:  # bounded: free-form prompts must not grow it without end
+                self._token_ids[text] = ids
+        return list(ids)
 
     def prefix_ids(self) -> list[int]:
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
@@ -294,9 +305,16 @@ class CoatModel(nn.Module):
             raise ValueError(f"expected at least 2 candidates, got {candidates!r}")
         waves = list(waves) if not isinstance(waves, np.ndarray) else waves
         asm, _, _ = self.build(waves, [prompt] * len(waves), sample_rate=sample_rate, use_thinking=use_thinking)
-        pre = prefill(self.adapter, asm, output_hidden_states=True)
-        latents = self._latents(asm, pre.hidden_states)
-        lp, _ = score_candidates(self.adapter, asm, [self.answer_ids(c) for c in candidates], pre)
+        cand_ids = [self.answer_ids(c) for c in candidates]
+        if self.scoring == "fused":
+            lp, hidden = score_fused(self.adapter, asm, cand_ids, output_hidden_states=True)
+        elif self.scoring == "cached":
+            pre = prefill(self.adapter, asm, output_hidden_states=True)
+            lp, _ = score_candidates(self.adapter, asm, cand_ids, pre)
+            hidden = pre.hidden_states
+        else:
+            raise ValueError(f"model.scoring must be 'fused' or 'cached', got {self.scoring!r}")
+        latents = self._latents(asm, hidden)
         probs = torch.softmax(lp / self.config.temperature, -1)
         return ScoreResult(
             logprobs=lp.float().cpu().numpy(),

@@ -50,17 +50,11 @@ def score_candidates(
     One prefill (unless ``pre`` is given), then ONE batched decoder call over B*C candidate rows that
     reuses the prefix KV cache expanded C times. Returns (logprobs (B, C), the prefill).
     """
-    if not candidates or any(len(c) == 0 for c in candidates):
-        raise ValueError(f"expected non-empty candidate token lists, got lengths {[len(c) for c in candidates]}")
+    ids, valid = _candidate_ids(candidates, asm.embeds.device)  # (C, N), right-padded with id 0
     pre = pre or prefill(adapter, asm)
     b, c = asm.embeds.shape[0], len(candidates)
     device = asm.embeds.device
-    n = max(len(x) for x in candidates)
-    ids = torch.zeros(c, n, dtype=torch.long, device=device)  # (C, N), right-padded with id 0
-    valid = torch.zeros(c, n, dtype=torch.bool, device=device)  # (C, N)
-    for j, x in enumerate(candidates):
-        ids[j, : len(x)] = torch.tensor(x, device=device)
-        valid[j, : len(x)] = True
+    n = ids.shape[1]
     first = F.log_softmax(pre.logits_last, -1)[:, ids[:, 0]]  # (B, C)
     if n == 1:
         return first, pre
@@ -79,6 +73,77 @@ def score_candidates(
     tok_lp = torch.gather(logp, 2, target[..., None])[..., 0]  # (B*C, N-1)
     rest = (tok_lp * valid[:, 1:].repeat(b, 1)).sum(-1).view(b, c)  # (B, C)
     return first + rest, pre
+
+
+def _candidate_ids(candidates: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (C, N) right-padded with id 0, valid (C, N) bool) of the candidate token lists."""
+    if not candidates or any(len(c) == 0 for c in candidates):
+        raise ValueError(f"expected non-empty candidate token lists, got lengths {[len(c) for c in candidates]}")
+    n = max(len(x) for x in candidates)
+    ids = torch.zeros(len(candidates), n, dtype=torch.long, device=device)  # (C, N)
+    valid = torch.zeros(len(candidates), n, dtype=torch.bool, device=device)  # (C, N)
+    for j, x in enumerate(candidates):
+        ids[j, : len(x)] = torch.tensor(x, device=device)
+        valid[j, : len(x)] = True
+    return ids, valid
+
+
+def tree_mask(attention_mask: torch.Tensor, num_candidates: int, steps: int) -> torch.Tensor:
+    """Attention mask for a left-padded prefix followed by ``num_candidates`` branches of ``steps`` tokens.
+
+    attention_mask (B, L) 1 = real prefix token. Returns (B, 1, L+M, L+M) bool, True = attend, M = C * steps,
+    branch j's token k at column L + j * steps + k. Prefix: causal over its real tokens. Branch tokens:
+    the prefix's real tokens plus their own branch's tokens up to themselves, never another branch.
+    Padded prefix rows attend to themselves only (no NaN; their outputs are never read)."""
+    b, length = attention_mask.shape
+    device = attention_mask.device
+    m = num_candidates * steps
+    real = attention_mask.bool()  # (B, L)
+    total = length + m
+    mask = torch.zeros(b, total, total, dtype=torch.bool, device=device)  # (B, L+M, L+M)
+    mask[:, :length, :length] = torch.tril(torch.ones(length, length, dtype=torch.bool, device=device))[None] & real[:, None, :]
+    mask[:, :length, :length] |= torch.eye(length, dtype=torch.bool, device=device)[None]
+    mask[:, length:, :length] = real[:, None, :]
+    branch = torch.arange(num_candidates, device=device).repeat_interleave(steps)  # (M,)
+    step = torch.arange(steps, device=device).repeat(num_candidates)  # (M,)
+    mask[:, length:, length:] = ((branch[:, None] == branch[None, :]) & (step[None, :] <= step[:, None]))[None]
+    return mask[:, None]  # (B, 1, L+M, L+M)
+
+
+def score_fused(
+    adapter: FamilyAdapter, asm: Assembled, candidates: list[list[int]], output_hidden_states: bool = False
+) -> tuple[torch.Tensor, tuple | None]:
+    """``prefill`` + ``score_candidates`` in ONE decoder call without a KV cache.
+
+    The C candidates' first N-1 tokens are appended after each row's prefix as C branches under a
+    ``tree_mask`` (each branch sees the prefix and itself), with positions continuing from the row's
+    real length. Same log-likelihoods as the cached path, but no second decoder call, no cache to
+    build, copy C times and re-mask: at this model size those are Python/HF overhead, not FLOPs.
+    Returns (logprobs (B, C), hidden states per layer (B, L+M, D) or None); the prefix's states are
+    the prefill's (causal attention: the branches come after them).
+    """
+    _require_left(asm)
+    b, length, _ = asm.embeds.shape
+    device = asm.embeds.device
+    ids, valid = _candidate_ids(candidates, device)  # (C, N)
+    c, n = ids.shape
+    steps = n - 1
+    embeds, positions = asm.embeds, asm.positions
+    mask = tree_mask(asm.attention_mask, c, steps)  # (B, 1, L+M, L+M)
+    if steps:
+        branch = adapter.embed_tokens(ids[:, :-1].reshape(1, -1)).to(embeds.dtype)  # (1, M, D)
+        embeds = torch.cat([embeds, branch.expand(b, -1, -1)], 1)  # (B, L+M, D)
+        step = torch.arange(steps, device=device).repeat(c)  # (M,)
+        positions = torch.cat([positions, asm.lengths[:, None] + step[None]], 1)  # (B, L+M)
+    out = adapter.decode(embeds, mask, positions, use_cache=False, output_hidden_states=output_hidden_states)
+    h = out.last_hidden_state  # (B, L+M, D)
+    logp = F.log_softmax(adapter.lm_head(h[:, length - 1:]).float(), -1)  # (B, 1+M, V)
+    lp = logp[:, 0, ids[:, 0]]  # (B, C) first tokens, after the prefix
+    if steps:
+        target = ids[:, 1:].reshape(1, -1, 1).expand(b, -1, -1)  # (B, M, 1)
+        tok_lp = torch.gather(logp[:, 1:], 2, target)[..., 0].view(b, c, steps)  # (B, C, N-1)
+        lp = lp + (tok_lp * valid[None, :, 1:]).sum(-1)  # (B, C)
+    return lp, out.hidden_states
 
 
 def greedy_generate(
