@@ -19,6 +19,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-thinking", action="store_true", help="ablation: the same weights without the thinking block")
     parser.add_argument("--enroll", type=int, help="anomaly: normal clips (per machine) used for enrollment, "
                         "first in file order (default: half)")
+    parser.add_argument("--anomaly-features", choices=("mel", "thinking"),
+                        help="anomaly: what the normal profile compares (default: the detector's default, mel)")
+    parser.add_argument("--anomaly-k", type=int, help="anomaly: kNN neighbours (default: the detector's default)")
+    parser.add_argument("--model-weight", type=float,
+                        help="anomaly: weight of the model's P(abnormal) in the fused score (default: the detector's)")
     parser.add_argument("--holdout-speakers", help="evaluate only these speakers (comma list or file), e.g. 14,15,16")
     parser.add_argument("--holdout-sources", help="evaluate only these source recordings (UrbanSound8K fsIDs; list or file)")
     parser.add_argument("--loudness-norm", type=float, metavar="DBFS",
@@ -66,10 +71,14 @@ def run(args) -> int:
         common = dict(use_thinking=not args.no_thinking, batch_size=args.batch_size,
                       loudness_dbfs=args.loudness_norm, progress=sys.stderr.isatty(), model_name=str(args.model))
         if args.task == "anomaly":
-            result = evaluate_anomaly(model, clips, enroll=args.enroll, **common)
+            from edge_coat.detectors.config import AnomalyConfig
+
+            overrides = {"features": args.anomaly_features, "k": args.anomaly_k, "model_weight": args.model_weight}
+            config = AnomalyConfig(**{k: v for k, v in overrides.items() if v is not None})
+            result = evaluate_anomaly(model, clips, enroll=args.enroll, config=config, **common)
         else:
             result = evaluate_classification(model, args.task, clips, candidates, **common)
-    except ValueError as exc:
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         print(f"edge-coat eval: {exc}", file=sys.stderr)
         return 2
 
@@ -82,6 +91,7 @@ def run(args) -> int:
         faults = result.per_class["abnormal"].get("by_fault", {})
         if faults:
             print(format_table(["fault", "n", "AUC", "pAUC"], [[f, v["n"], v["auc"], v["pauc"]] for f, v in faults.items()]))
+        print(f"profile: {m['features']} features, {m['method']} k={m['k']}, model weight {m['model_weight']:g}")
         print(format_table(["score", "AUC", f"pAUC (FPR<={m['max_fpr']:g})"],
                            [["fused", m["auc"], m["pauc"]], ["distance only", m["auc_distance"], m["pauc_distance"]],
                             ["model only", m["auc_model"], m["pauc_model"]]]))

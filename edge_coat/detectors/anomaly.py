@@ -1,9 +1,13 @@
 """Anomaly detector: per-stream normal profiles, fused scores, episodes with hysteresis.
 
 Per window: ``fused = (1 - model_weight) * profile_score + model_weight * P(abnormal)``, where
-``profile_score`` comes from the distance of the window's pooled thinking latents to the stream's
-normal profile (see :mod:`edge_coat.detectors.profile`). A stream without a profile (or with one fitted
-on latents of another shape) says so in its status and is judged by the model's P(abnormal) alone.
+``profile_score`` comes from the distance of the window's feature vector (``config.features``: the
+model front end's log-mel statistics, or the pooled thinking latents; see
+:mod:`edge_coat.detectors.features`) to the stream's normal profile (see
+:mod:`edge_coat.detectors.profile`). A stream without a profile (or with one fitted on other features
+or latents of another shape) says so in its status and is judged by the model's P(abnormal) alone.
+:meth:`AnomalyDetector.score` is that computation without episodes; ``edge-coat eval --task anomaly``
+calls it too, so offline figures and the service agree.
 
 Enrollment: :meth:`AnomalyDetector.start_enrollment` marks the next N windows (or seconds) of a stream
 as normal; they raise no events and, when the target is reached, the profile is fitted, written to
@@ -25,7 +29,8 @@ import numpy as np
 from edge_coat.detectors.config import AnomalyConfig
 from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
-from edge_coat.detectors.profile import NormalProfile, check_stream_id, pool_latents
+from edge_coat.detectors.features import fuse, window_features
+from edge_coat.detectors.profile import NormalProfile, check_stream_id
 from edge_coat.messages import EventRecord, WindowResult
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ class _Enrollment:
     vectors: list = field(default_factory=list)  # pooled vectors, each (F,)
     first_ts: float | None = None
     last_ts: float | None = None
-    latent_shape: tuple[int, int] = (0, 0)
+    latent_shape: tuple[int, int] = (0, 0)  # of the thinking latents, (0, 0) when the windows had none
     model_name: str = ""
     model_version: str = ""
 
@@ -77,41 +82,51 @@ class AnomalyDetector:
         st = self._stream(stream_id)
         st.windows += 1
         st.last_ts = result.window.end_ts
-        p_abnormal = _p_abnormal(result, cfg.task, cfg.abnormal_label)
-        vector = None
-        if result.thinking is not None:
-            vector = pool_latents(result.thinking, cfg.pooling)  # (F,)
-
         if st.enrollment is not None:
-            self._collect(stream_id, st, result, vector)
+            self._collect(stream_id, st, result, window_features(result, cfg.features, cfg.pooling))
             return []  # enrollment audio is declared normal: no events
+        scores = self.score(result)
+        if scores is None:
+            return []  # neither features against a profile nor a model answer: nothing to judge
+        score = scores["score"]
+        st.last_score = score
+        transition = st.tracker.step(score, result.window.start_ts, result.window.end_ts)
+        if transition is None:
+            return []
+        return [self._event(stream_id, st, result, transition, scores)]
 
+    def score(self, result: WindowResult) -> dict[str, float] | None:
+        """The window's scores against its stream's profile, without episodes or enrollment.
+
+        Returns ``{"score": fused, "p_abnormal", "distance", "threshold_distance", "profile_score"}``
+        (the last three only with a usable profile, ``p_abnormal`` only with a model answer), or None
+        when there is nothing to judge. Raises ValueError on malformed input.
+        """
+        cfg = self.config
+        stream_id = check_stream_id(result.window.stream_id)
+        st = self._stream(stream_id)
+        p_abnormal = _p_abnormal(result, cfg.task, cfg.abnormal_label)
         scores: dict[str, float] = {}
         profile_score = None
-        if st.profile is not None and vector is not None:
-            if tuple(result.thinking.shape) != tuple(st.profile.latent_shape):
-                self._mark_stale(stream_id, st, tuple(result.thinking.shape))
-            else:
+        # thinking features are cheap: pooled (and validated) on every window; mel only against a profile
+        vector = window_features(result, cfg.features, cfg.pooling) \
+            if st.profile is not None or cfg.features == "thinking" else None  # (F,) or None
+        if st.profile is not None:
+            problem = self._mismatch(st.profile, result, vector)
+            if problem:
+                self._mark_stale(stream_id, st, problem)
+            elif vector is not None:
                 distance = st.profile.distance(vector)
                 profile_score = st.profile.score(distance)
                 scores.update(distance=distance, threshold_distance=st.profile.threshold,
                               profile_score=profile_score)
         if p_abnormal is not None:
             scores["p_abnormal"] = p_abnormal
-        if profile_score is not None and p_abnormal is not None:
-            score = (1.0 - cfg.model_weight) * profile_score + cfg.model_weight * p_abnormal
-        elif profile_score is not None:
-            score = profile_score
-        elif p_abnormal is not None:
-            score = p_abnormal
-        else:
-            return []  # neither latents against a profile nor a model answer: nothing to judge
-        scores["score"] = score
-        st.last_score = score
-        transition = st.tracker.step(score, result.window.start_ts, result.window.end_ts)
-        if transition is None:
-            return []
-        return [self._event(stream_id, st, result, transition, scores)]
+        fused = fuse(profile_score, p_abnormal, cfg.model_weight)
+        if fused is None:
+            return None
+        scores["score"] = fused
+        return scores
 
     def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
         """The stream ended: end its open episode (an 'end' event with the last evidence)."""
@@ -171,9 +186,11 @@ class AnomalyDetector:
         st = self._stream(check_stream_id(stream_id))
         enr = _Enrollment(target_windows=None, target_seconds=None)
         for result in results:
-            if result.thinking is None:
-                raise ValueError("enrollment results must carry thinking latents (K, D); got one with None")
-            self._add(enr, result, pool_latents(result.thinking, self.config.pooling))
+            vector = window_features(result, self.config.features, self.config.pooling)
+            if vector is None:
+                raise ValueError("enrollment results must carry thinking latents (K, D) for features 'thinking'; "
+                                 "got one with None")
+            self._add(enr, result, vector)
         if len(enr.vectors) < self.config.min_enroll_windows:
             raise ValueError(
                 f"enrollment from results needs at least {self.config.min_enroll_windows} windows; got "
@@ -234,9 +251,10 @@ class AnomalyDetector:
                     st.enrollment = None
 
     def _add(self, enr: _Enrollment, result: WindowResult, vector: np.ndarray) -> None:
-        shape = tuple(result.thinking.shape)
-        if enr.vectors and shape != enr.latent_shape:
-            raise ValueError(f"enrollment latents changed shape from {enr.latent_shape} to {shape}")
+        shape = tuple(result.thinking.shape) if result.thinking is not None else (0, 0)
+        if enr.vectors and (shape != enr.latent_shape or vector.shape != enr.vectors[0].shape):
+            raise ValueError(f"enrollment latents changed shape from {enr.latent_shape} to {shape} "
+                             f"(feature vectors {enr.vectors[0].shape} -> {vector.shape})")
         enr.vectors.append(vector)
         enr.latent_shape = shape
         enr.first_ts = result.window.start_ts if enr.first_ts is None else enr.first_ts
@@ -249,19 +267,30 @@ class AnomalyDetector:
             raise ValueError(f"{len(enr.vectors)} enrollment windows; a profile needs {cfg.min_enroll_windows}")
         profile = NormalProfile.fit(np.stack(enr.vectors), method=cfg.method, pooling=cfg.pooling, k=cfg.k,
                                     percentile=cfg.percentile, latent_shape=enr.latent_shape,
-                                    model_name=enr.model_name, model_version=enr.model_version)
+                                    model_name=enr.model_name, model_version=enr.model_version,
+                                    features=cfg.features)
         path = profile.save(cfg.profile_dir, stream_id)
         st.profile, st.enrollment, st.last_error = profile, None, ""
         st.note = f"normal profile of {len(enr.vectors)} windows"
         logger.info("normal profile for %s fitted on %d windows, threshold %.3f, saved to %s", stream_id,
                     len(enr.vectors), profile.threshold, path)
 
-    def _mark_stale(self, stream_id: str, st: _Stream, shape: tuple) -> None:
+    def _mismatch(self, profile: NormalProfile, result: WindowResult, vector) -> str:
+        """Why this profile cannot judge this window ("" when it can)."""
+        if profile.features != self.config.features:
+            return f"fitted on {profile.features!r} features, the detector uses {self.config.features!r}"
+        if profile.features == "thinking" and result.thinking is not None \
+                and tuple(result.thinking.shape) != tuple(profile.latent_shape):
+            return f"fitted on latents {tuple(profile.latent_shape)}, model gives {tuple(result.thinking.shape)}"
+        if vector is not None and vector.shape != profile.mean.shape:
+            return f"fitted on {profile.mean.shape[0]} features, the window gives {vector.shape[0]}"
+        return ""
+
+    def _mark_stale(self, stream_id: str, st: _Stream, problem: str) -> None:
         if not st.note.startswith("profile stale"):
-            logger.warning("profile of %s was fitted on latents %s but the model now gives %s: model judgement "
-                           "only until re-enrolled", stream_id, st.profile.latent_shape, shape)
-        st.note = (f"profile stale: fitted on latents {tuple(st.profile.latent_shape)}, model gives {shape}; "
-                   "re-enroll. Model judgement only")
+            logger.warning("profile of %s does not fit its windows (%s): model judgement only until re-enrolled",
+                           stream_id, problem)
+        st.note = f"profile stale: {problem}; re-enroll. Model judgement only"
 
     def _event(self, stream_id: str, st: _Stream, result: WindowResult, tr: Transition, scores: dict) -> EventRecord:
         evidence = build_evidence(result, scores, self.top_tags)

@@ -44,16 +44,20 @@ class AnomalyConfig(BaseModel):
     enabled: bool = Field(True, description="run the anomaly detector on windows that carry the anomaly task")
     task: str = Field("anomaly", min_length=1, description="label_probs key holding the model's normal/abnormal answer")
     abnormal_label: str = Field("abnormal", min_length=1, description="label whose probability is P(abnormal)")
-    method: Literal["knn", "mahalanobis"] = Field("knn", description="distance of a window's latents to the profile")
+    method: Literal["knn", "mahalanobis"] = Field("knn", description="distance of a window's features to the profile")
+    features: Literal["mel", "thinking"] = Field(
+        "mel", description="what the profile compares: 'mel' (level-centred log-mel band means and stds of the model "
+        "front end, loudness-invariant) or 'thinking' (the pooled thinking latents); see detectors.features"
+    )
     pooling: Literal["mean", "flatten"] = Field(
         "mean", description="how the (K, D) thinking latents become one vector: mean over K, or flattened K*D"
     )
-    k: int = Field(5, ge=1, le=100, description="neighbours for the kNN mean distance")
+    k: int = Field(3, ge=1, le=100, description="neighbours for the kNN mean distance")
     percentile: float = Field(
         95.0, gt=50.0, lt=100.0, description="threshold = this percentile of the held-out enrollment distances"
     )
     model_weight: float = Field(
-        0.3, ge=0.0, le=1.0,
+        0.1, ge=0.0, le=1.0,
         description="weight of the model's P(abnormal) in the fused score (distance score gets 1 - this)",
     )
     min_enroll_windows: int = Field(8, ge=3, le=100_000, description="fewest windows a profile may be fitted on")

@@ -58,7 +58,7 @@ class NormalProfile:
     """A fitted profile. Build with :meth:`fit`, persist with :meth:`save` / :meth:`load`."""
 
     method: str  # "knn" | "mahalanobis"
-    pooling: str
+    pooling: str  # how thinking latents were pooled (features "thinking")
     k: int
     percentile: float
     mean: np.ndarray  # (F,) standardisation mean
@@ -72,12 +72,13 @@ class NormalProfile:
     model_version: str = ""
     created_ts: float = 0.0
     latent_shape: tuple[int, int] = (0, 0)
+    features: str = "thinking"  # what the vectors are: "thinking" (pooled latents) or "mel" (detectors.features)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, vectors: np.ndarray, *, method: str = "knn", pooling: str = "mean", k: int = 5,
             percentile: float = 95.0, latent_shape: tuple[int, int] = (0, 0), model_name: str = "",
-            model_version: str = "") -> "NormalProfile":
+            model_version: str = "", features: str = "thinking") -> "NormalProfile":
         """Fit from pooled enrollment vectors of shape (N, F)."""
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2:
@@ -102,14 +103,16 @@ class NormalProfile:
         median = float(np.median(calib))
         return cls(method=method, pooling=pooling, k=k, percentile=percentile, mean=mean, scale=scale, data=z,
                    calib=calib, threshold=threshold, median=median, precision=precision, model_name=model_name,
-                   model_version=model_version, created_ts=time.time(), latent_shape=tuple(latent_shape))
+                   model_version=model_version, created_ts=time.time(), latent_shape=tuple(latent_shape),
+                   features=features)
 
     # ------------------------------------------------------------------ scoring
     def distance(self, vector: np.ndarray) -> float:
         """Raw distance of one pooled vector (F,) to the profile."""
         v = np.asarray(vector, dtype=np.float64)
         if v.shape != self.mean.shape:
-            raise ValueError(f"pooled latent has {v.shape} features; the profile expects {self.mean.shape}")
+            raise ValueError(f"window vector has {v.shape} features; the {self.features!r} profile expects "
+                             f"{self.mean.shape}")
         z = ((v - self.mean) / self.scale)[None, :]  # (1, F)
         if self.method == "knn":
             return float(_knn_distances(z, self.data, self.k, leave_one_out=False)[0])
@@ -140,7 +143,7 @@ class NormalProfile:
             "percentile": self.percentile, "threshold": self.threshold, "median": self.median,
             "n": int(self.data.shape[0]), "features": int(self.data.shape[1]),
             "latent_shape": list(self.latent_shape), "model_name": self.model_name,
-            "model_version": self.model_version, "created_ts": self.created_ts,
+            "model_version": self.model_version, "created_ts": self.created_ts, "features": self.features,
         }
         meta_path = directory / f"{stream_id}.json"
         tmp_meta = meta_path.with_suffix(".tmp.json")
@@ -165,21 +168,29 @@ class NormalProfile:
                        precision=arrays["precision"] if "precision" in arrays.files else None,
                        model_name=meta.get("model_name", ""), model_version=meta.get("model_version", ""),
                        created_ts=float(meta.get("created_ts", 0.0)),
-                       latent_shape=tuple(meta.get("latent_shape", (0, 0))))
+                       latent_shape=tuple(meta.get("latent_shape", (0, 0))),
+                       features=meta.get("features", "thinking"))  # profiles saved before features existed
 
     def summary(self) -> dict:
-        return {"method": self.method, "pooling": self.pooling, "n": int(self.data.shape[0]),
+        return {"method": self.method, "features": self.features, "pooling": self.pooling, "n": int(self.data.shape[0]),
                 "threshold": self.threshold, "percentile": self.percentile, "model_name": self.model_name,
                 "model_version": self.model_version, "created_ts": self.created_ts}
 
 
 def _knn_distances(queries: np.ndarray, data: np.ndarray, k: int, *, leave_one_out: bool) -> np.ndarray:
-    """Mean Euclidean distance of each query (Q, F) to its k nearest rows of data (N, F) -> (Q,)."""
-    from sklearn.neighbors import NearestNeighbors
+    """Mean Euclidean distance of each query (Q, F) to its k nearest rows of data (N, F) -> (Q,).
 
+    Small problems (every window in the service: Q = 1) are brute force in numpy: building a
+    scikit-learn index per query costs more than the distances themselves. Large ones use the index.
+    """
     n_neighbors = min(k + 1 if leave_one_out else k, data.shape[0])
-    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(data)
-    dist, _ = nn.kneighbors(queries)  # (Q, n_neighbors), sorted ascending
+    if queries.shape[0] * data.shape[0] <= 4_000_000:
+        sq = (queries**2).sum(1)[:, None] + (data**2).sum(1)[None, :] - 2.0 * queries @ data.T  # (Q, N)
+        dist = np.sort(np.sqrt(np.maximum(sq, 0.0)), axis=1)[:, :n_neighbors]  # (Q, n_neighbors), ascending
+    else:
+        from sklearn.neighbors import NearestNeighbors
+
+        dist, _ = NearestNeighbors(n_neighbors=n_neighbors).fit(data).kneighbors(queries)  # (Q, n_neighbors)
     if leave_one_out:
         dist = dist[:, 1:]  # the first neighbour of an enrollment vector is itself
     return dist.mean(axis=1)

@@ -4,12 +4,14 @@ Classification (emotion, events): each clip is scored against the candidate labe
 task's labels, or those the ``--label-map`` leaves) and the most probable is the prediction.
 
 Anomaly: the clips labelled ``normal`` are split in file order: the first ``enroll`` (default half)
-enroll a normal profile of thinking latents (``edge_coat.detectors.profile.NormalProfile``, kNN,
-the detectors' own scoring), the rest are tested with the ``abnormal`` clips. When the folder has a
+enroll a normal profile, the rest are tested with the ``abnormal`` clips. When the folder has a
 ``machine`` column, each machine gets its own profile from its own normal clips (enrollment on the
-same machine's normal sound, as on site), ``enroll`` applying per machine. A clip's score fuses
-the profile score with the model's P(abnormal) like the anomaly detector does (weight
-``model_weight`` on P(abnormal)). The distance-only and model-only AUCs are reported beside it.
+same machine's normal sound, as on site), ``enroll`` applying per machine. Enrollment and scoring
+are the service's own: each clip becomes a ``WindowResult`` that
+``edge_coat.detectors.AnomalyDetector`` enrolls (``enroll_from_results``) or scores (``score``), with
+the detector's ``AnomalyConfig`` (features, method, k, fusion weight with the model's P(abnormal));
+only ``k`` is lowered where a machine has too few enrollment clips for it. The distance-only and
+model-only AUCs are reported beside the fused one.
 
 Clips longer than the model's encoder window are centre-cropped to it.
 """
@@ -59,14 +61,20 @@ def _waves(clips: Sequence[Clip], max_seconds: float, loudness_dbfs: float | Non
 
 
 def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[str], *, use_thinking: bool,
-                batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False):
-    """Score clips in batches -> (probs (N, C), thinking latents (N, K, D))."""
+                batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
+                waves: Sequence[np.ndarray] | None = None):
+    """Score clips in batches -> (probs (N, C), thinking latents (N, K, D)).
+
+    ``waves``: the clips' audio when the caller has loaded it already (else loaded here)."""
     from tqdm import tqdm
 
     probs, latents = [], []
     for i in tqdm(range(0, len(clips), batch_size), disable=not progress, desc="eval"):
-        waves = _waves(clips[i:i + batch_size], model.max_seconds, loudness_dbfs)
-        res = model.score_labels(waves, prompt, list(candidates), use_thinking=use_thinking)
+        if waves is None:
+            batch = _waves(clips[i:i + batch_size], model.max_seconds, loudness_dbfs)
+        else:
+            batch = list(waves[i:i + batch_size])
+        res = model.score_labels(batch, prompt, list(candidates), use_thinking=use_thinking)
         probs.append(res.probs)  # (b, C)
         latents.append(res.thinking)  # (b, K, D)
     return np.concatenate(probs), np.concatenate(latents)
@@ -110,8 +118,9 @@ def split_enrollment(clips: Sequence[Clip], enroll: int | None) -> tuple[dict[st
 
 def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None, use_thinking: bool = True,
                      batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
-                     model_name: str = "", k: int = 5, model_weight: float = 0.3, max_fpr: float = 0.1) -> EvalResult:
-    from edge_coat.detectors.profile import NormalProfile, pool_latents
+                     model_name: str = "", config=None, max_fpr: float = 0.1) -> EvalResult:
+    """Anomaly AUC/pAUC with the service's detector; ``config`` is an ``AnomalyConfig`` (default: its defaults)."""
+    from edge_coat.detectors.config import AnomalyConfig
 
     labels = {c.label for c in clips}
     if not labels <= {"normal", "abnormal"} or "normal" not in labels or "abnormal" not in labels:
@@ -126,28 +135,31 @@ def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None,
     small = {m or "the folder": len(idx) for m, idx in enrolled.items() if len(idx) < 3}
     if small:
         raise ValueError(f"need at least 3 normal enrollment clips per machine, got {small}: add normal clips or raise --enroll")
+    cfg = config or AnomalyConfig()
+    waves = _waves(clips, model.max_seconds, loudness_dbfs)
     probs, latents = score_clips(model, clips, spec.prompt, list(spec.labels), use_thinking=use_thinking,
-                                 batch_size=batch_size, loudness_dbfs=loudness_dbfs, progress=progress)
+                                 batch_size=batch_size, progress=progress, waves=waves)  # (N, C), (N, K, D)
+    results = [_as_window_result(i, w, dict(zip(spec.labels, map(float, probs[i]))), latents[i], model_name)
+               for i, w in enumerate(waves)]
+    detectors = _enroll_per_machine(clips, enrolled, results, cfg)
+    fused, dist_score = np.zeros(len(clips)), np.zeros(len(clips))  # (N,) each
     p_abn = probs[:, list(spec.labels).index("abnormal")]  # (N,)
-    vectors = np.stack([pool_latents(z, "mean") for z in latents])  # (N, D)
-    profiles = {}
-    for machine, idx in enrolled.items():
-        kk = max(1, min(k, len(idx) - 2))  # the profile's leave-one-out calibration needs k + 2 clips
-        profiles[machine] = NormalProfile.fit(vectors[idx], method="knn", k=kk)
-    dist_score = np.zeros(len(clips))
     for i in test:
-        prof = profiles.get(clips[i].meta.get("machine", "")) if len(profiles) > 1 else next(iter(profiles.values()))
-        if prof is None:
-            raise ValueError(f"{clips[i].file}: machine {clips[i].meta.get('machine')!r} has no normal clips to enroll")
-        dist_score[i] = prof.score(prof.distance(vectors[i]))
-    fused = (1.0 - model_weight) * dist_score + model_weight * p_abn  # (N,)
+        machine = clips[i].meta.get("machine", "") if len(detectors) > 1 else next(iter(detectors))
+        if machine not in detectors:
+            raise ValueError(f"{clips[i].file}: machine {machine!r} has no normal clips to enroll")
+        scores = detectors[machine].score(results[i])
+        if scores is None or "profile_score" not in scores:
+            raise ValueError(f"{clips[i].file}: the normal profile of machine {machine!r} could not score it")
+        fused[i], dist_score[i] = scores["score"], scores["profile_score"]
     y = np.array([int(clips[i].label == "abnormal") for i in test])
     metrics = anomaly_metrics(y, fused[test], max_fpr)
     for name, s in (("distance", dist_score), ("model", p_abn)):
         m = anomaly_metrics(y, s[test], max_fpr)
         metrics[f"auc_{name}"], metrics[f"pauc_{name}"] = m["auc"], m["pauc"]
     metrics.update(n_enroll=sum(len(v) for v in enrolled.values()), n_test_normal=int((y == 0).sum()),
-                   n_test_abnormal=int((y == 1).sum()), model_weight=model_weight)
+                   n_test_abnormal=int((y == 1).sum()), model_weight=cfg.model_weight, features=cfg.features,
+                   method=cfg.method, k=cfg.k)
     per_class = {}
     for label, flag in (("normal", 0), ("abnormal", 1)):
         sel = [i for i, yy in zip(test, y) if yy == flag]
@@ -167,3 +179,32 @@ def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None,
         per_class["abnormal"]["by_fault"] = by_fault
     preds = [(clips[i].file, "", float(fused[i])) for i in test]
     return EvalResult("anomaly", model_name, len(test), metrics, per_class, preds)
+
+
+def _as_window_result(index: int, wave: np.ndarray, probs: dict[str, float], thinking: np.ndarray, model_name: str):
+    """A clip as the service's detector sees a window (stream id filled in per machine later)."""
+    from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
+
+    window = Window(stream_id="eval", index=index, start_sample=0, start_ts=0.0, end_ts=wave.size / SAMPLE_RATE,
+                    samples=wave, tasks=("anomaly",))
+    return WindowResult(window=window, label_probs={"anomaly": probs}, thinking=thinking, model_name=model_name)
+
+
+def _enroll_per_machine(clips: Sequence[Clip], enrolled: dict[str, list[int]], results: list, cfg) -> dict:
+    """One enrolled ``AnomalyDetector`` per machine (profiles in a temporary folder, like a site's)."""
+    import tempfile
+    from pathlib import Path
+
+    from edge_coat.detectors.anomaly import AnomalyDetector
+    from edge_coat.detectors.config import AnomalyConfig
+
+    detectors = {}
+    with tempfile.TemporaryDirectory(prefix="edge-coat-eval-") as tmp:
+        for j, (machine, idx) in enumerate(sorted(enrolled.items())):
+            k = max(1, min(cfg.k, len(idx) - 2))  # the profile's leave-one-out calibration needs k + 2 clips
+            mcfg = AnomalyConfig(**{**cfg.model_dump(), "k": k, "min_enroll_windows": max(3, k + 1),
+                                    "profile_dir": Path(tmp) / f"m{j}"})
+            det = AnomalyDetector(mcfg)
+            det.enroll_from_results("eval", [results[i] for i in idx])
+            detectors[machine] = det
+    return detectors

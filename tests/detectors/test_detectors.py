@@ -20,6 +20,7 @@ def normal_latents(rng, n):
 
 
 def make_set(tmp_path, **anomaly):
+    anomaly.setdefault("features", "thinking")  # these tests script the latents; mel features: test_anomaly_features.py
     cfg = DetectorsConfig(
         anomaly=AnomalyConfig(profile_dir=tmp_path / "profiles", min_enroll_windows=10, k=3,
                               episode=EpisodeConfig(on_windows=2, off_windows=2, cooldown_s=0), **anomaly),
