@@ -78,7 +78,7 @@ def _threads() -> dict[str, list[float]]:
 
 # ---- the worker process ---------------------------------------------------------------------------
 def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0.0,
-                 switch_interval: float | None = None) -> None:
+                 switch_interval: float | None = None, profile_gil: bool = False) -> None:
     """Runs one worker whose package is imported from `code`; driven over `conn`. With `profile`,
     py-spy samples this process while the load runs and writes collapsed stacks there. With
     `switch_interval`, the interpreter's GIL switch interval is forced to it (s), for both codes."""
@@ -111,7 +111,8 @@ def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0
         import subprocess
 
         spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--format", "raw", "--threads",
-                                "-d", str(max(1, int(seconds))), "-o", profile], stdout=subprocess.DEVNULL)
+                                "-d", str(max(1, int(seconds))), "-o", profile, *(["--gil"] if profile_gil else [])],
+                               stdout=subprocess.DEVNULL)
     cpu0, t0, f0, th0 = _cpu_s(), time.monotonic(), _faults(), _threads()
     conn.recv()  # "stop": every generator saw its streams acknowledged (or gave up)
     cpu1, t1, f1, th1 = _cpu_s(), time.monotonic(), _faults(), _threads()
@@ -211,10 +212,10 @@ def _loadgen_proc(endpoint: str, ids: list[str], seconds: float, start_at: float
 
 # ---- one measurement ------------------------------------------------------------------------------
 def run_level(n_streams: int, seconds: float, warmup: float, n_clients: int, code: str,
-              profile: str | None = None, switch_interval: float | None = None) -> dict:
+              profile: str | None = None, switch_interval: float | None = None, profile_gil: bool = False) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    wp = ctx.Process(target=_worker_proc, args=(code, child, profile, seconds, switch_interval))
+    wp = ctx.Process(target=_worker_proc, args=(code, child, profile, seconds, switch_interval, profile_gil))
     wp.start()
     if not parent.poll(60):
         raise RuntimeError("the worker process did not report its endpoint within 60 s")
@@ -316,6 +317,9 @@ def main() -> int:
     ap.add_argument("--profile", type=Path, default=None,
                     help="folder: sample each worker with py-spy (pip install py-spy) into <label>-<streams>.txt "
                     "(collapsed stacks); CPU figures then include the sampling overhead")
+    ap.add_argument("--profile-gil", action="store_true",
+                    help="with --profile: sample only the thread holding the GIL (py-spy --gil): where the "
+                    "interpreter's time goes, without the threads waiting for it")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="force the worker process's GIL switch interval (s; sys.setswitchinterval) after it started, "
                     "for every code measured (default: whatever the worker sets, Python's own is 0.005)")
@@ -332,7 +336,8 @@ def main() -> int:
                 if args.profile is not None:
                     args.profile.mkdir(parents=True, exist_ok=True)
                     prof = str(args.profile / f"{label}-{n}-{rep}.txt")
-                r = run_level(n, args.seconds, args.warmup, args.clients, code, prof, args.switch_interval)
+                r = run_level(n, args.seconds, args.warmup, args.clients, code, prof, args.switch_interval,
+                              args.profile_gil)
                 r["label"], r["repeat"] = label, rep
                 # zero loss alone can hide a worker that falls behind and catches up later
                 r["keeps_up"] = bool(r["zero_loss"] and r["latency_p99_ms"] is not None

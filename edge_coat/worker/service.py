@@ -22,6 +22,7 @@ the same windows again (at-least-once).
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import threading
 import time
@@ -38,6 +39,15 @@ from edge_coat.worker.windowing import BufferPool, StreamState
 log = logging.getLogger(__name__)
 
 ResultFn = Callable[[WindowResult], None]
+
+
+def _tune_gc(gen0: int) -> None:
+    """See `WorkerConfig.gc_gen0_threshold`. Process-wide: a worker owns its process in production;
+    in a process with several workers (tests) the first one sets it and the rest find it set."""
+    if gen0 and gc.get_threshold()[0] < gen0:
+        gc.freeze()  # what exists now lives as long as the process: no collection needs to walk it
+        gc.set_threshold(gen0, *gc.get_threshold()[1:])
+        log.info("garbage collector: generation-0 threshold %d, %d objects frozen", gen0, gc.get_freeze_count())
 
 
 class BatchQueue:
@@ -123,6 +133,7 @@ class Worker:
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "Worker":
+        _tune_gc(self.cfg.gc_gen0_threshold)
         self.receiver.start()
         for name, target in (("windowing", self._windowing_loop), ("model", self._model_loop)):
             t = threading.Thread(target=target, name=name, daemon=True)
