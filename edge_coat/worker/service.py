@@ -220,14 +220,15 @@ class Worker:
         touched: dict[str, StreamState] = {}
         ready: list[Window] = []
         n_ok = 0
+        resume_cls = pb.StreamResume
         for a in chunks:
-            if a.__class__ is pb.StreamResume:
+            if a.__class__ is resume_cls:
                 st = self._state(a.stream_id)
                 if st.resume(a.sender_epoch, a.next_sequence, a.next_sample):
                     st.last_seen = now
                     log.info("stream %s resumes at chunk %d", a.stream_id, a.next_sequence)
                 continue
-            sid = a.stream_id
+            sid = a[0]  # WireAudio.stream_id, read by index: this loop runs per chunk
             st = streams.get(sid) or self._state(sid)
             try:
                 outcome, raws = st.accept(a)
@@ -247,7 +248,7 @@ class Worker:
             st.last_seen = now
             if st.ring.pos0 != st.ack_pos or st.ended:  # else its acknowledgement cannot have moved
                 touched[sid] = st
-            if a.end_of_stream:
+            if st.ended:  # this chunk ended it (accept took `end_of_stream`)
                 log.info("stream %s ended", sid)
             if raws:
                 try:
