@@ -20,6 +20,7 @@ encoder-length chunks, and a shorter one costs what a full encoder input costs (
     python bench/bench_window.py                       # 10 s windows, batches 1 and 8, 30 calls each
     python bench/bench_window.py --window 10 5 --batches 1 4 8 --calls 50
     python bench/bench_window.py --model DIR --baseline encoder-torch   # ONNX encoder vs torch, same run
+    python bench/bench_window.py --model DIR --baseline previous        # vs encoder in torch + cached scoring
 
 Prints a table and writes bench/results/bench_window.json.
 """
@@ -85,8 +86,9 @@ def time_calls(stage, pool: list[np.ndarray], batch: int, task: str, calls: int,
     if baseline is not None:
         row["baseline_parts_ms_per_window"] = {p: ms(v, batch) for p, v in base_parts.items()}
         row["ratio_stage_over_baseline"] = summary([a / b for a, b in zip(out["stage"], out["baseline"]) if b > 0])
-        row["ratio_encode_over_baseline"] = summary(
-            [a / b for a, b in zip(parts["encode"], base_parts["encode"]) if b > 0])
+        for part in ("encode", "llm"):
+            row[f"ratio_{part}_over_baseline"] = summary(
+                [a / b for a, b in zip(parts[part], base_parts[part]) if b > 0])
     return row
 
 
@@ -100,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--task", default="anomaly", help="task scored (the site default is anomaly)")
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
-    p.add_argument("--baseline", choices=["none", "encoder-torch"], default="none",
-                   help="encoder-torch: also time a second stage with the audio encoder in torch (the path before "
-                   "encoder.onnx), interleaved, and report stage / baseline per call pair")
+    p.add_argument("--quantization", choices=["fp32", "int8"], default="fp32",
+                   help="the measured stage's LLM quantization (int8: CPU dynamic; changes scores by ~1e-2)")
+    p.add_argument("--baseline", choices=["none", "encoder-torch", "scoring-cached", "previous", "fp32"],
+                   default="none",
+                   help="also time a second stage, interleaved, and report stage / baseline per call pair: "
+                   "encoder-torch = the audio encoder in torch (before encoder.onnx); scoring-cached = prefill then "
+                   "candidates over the KV cache (before the fused call); previous = both; fp32 = the same stage "
+                   "in fp32 (with --quantization int8)")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_window.json")
     args = p.parse_args(argv)
     if args.calls < 1 or min(args.batches) < 1:
@@ -113,10 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     from edge_coat.worker.coat_stage import CoatStage
 
     # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
-    stage = CoatStage(model_section(model_dir, threads=args.threads, readings=[]))
+    section = model_section(model_dir, threads=args.threads, readings=[])
+    stage = CoatStage(section.model_copy(update={"quantization": args.quantization}))
     baseline = None
-    if args.baseline == "encoder-torch":
-        baseline = CoatStage(model_section(model_dir, threads=args.threads, readings=[], encoder="torch"))
+    if args.baseline != "none":
+        torch_encoder = args.baseline in ("encoder-torch", "previous")
+        base_section = model_section(model_dir, threads=args.threads, readings=[],
+                                     encoder="torch" if torch_encoder else "onnx")
+        quant = "fp32" if args.baseline == "fp32" else args.quantization  # the baseline varies one thing
+        baseline = CoatStage(base_section.model_copy(update={"quantization": quant}))
+        if args.baseline in ("scoring-cached", "previous"):
+            baseline.model.scoring = "cached"
     rows = []
     for asked in args.window:
         window_s, note = capped_window(asked, float(stage.model.max_window_seconds), 0.0)
@@ -130,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "bench_window", "model": what, "model_dir": str(model_dir), "stage": stage.info(),
               "baseline": args.baseline, "baseline_stage": baseline.info() if baseline else None,
               "window_s_asked": args.window, "window_s": sorted({r["window_s"] for r in rows}), "task": args.task,
-              "threads": args.threads, "readings": [], "rows": rows, "machine_start": at_start,
+              "threads": args.threads, "quantization": args.quantization, "readings": [], "rows": rows, "machine_start": at_start,
               "machine_end": machine()}
     info = stage.info()
     print(f"\nOne window through the model (task {args.task}, {args.threads} thread, encoder on {info['encoder']}, "
@@ -144,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         base = f"{fmt(w['baseline'], 1):>18} {fmt(r['ratio_stage_over_baseline']):>18}" if baseline else ""
         print(f"{r['window_s']:>6g} {r['batch']:>5} {fmt(w['stage'], 1):>18} {base} {fmt(w['thinking'], 1):>18} "
               f"{fmt(w['no_thinking'], 1):>18} {fmt(r['ratio_thinking_over_no_thinking']):>18}  {split}")
+    if baseline is not None:
+        print(f"\nParts, stage / baseline ({args.baseline}) per call pair: median [min..max]")
+        for r in rows:
+            print(f"{r['window_s']:>6g} {r['batch']:>5}  encode {fmt(r['ratio_encode_over_baseline'])}  "
+                  f"llm {fmt(r['ratio_llm_over_baseline'])}  whole {fmt(r['ratio_stage_over_baseline'])}")
     return finish(args.out, result)
 
 
