@@ -2,6 +2,7 @@
 
     python bench/reference_baselines.py --data ../shared/data/ravdess --task emotion --holdout-speakers 14,15,16
     python bench/reference_baselines.py --data ../shared/data/urbansound8k --task events --run runs/coat-tiny
+    python bench/reference_baselines.py --data runs/coat-tiny/data/factory-test --task anomaly [--loudness-norm -26]
 
 Features (each standardised, then logistic regression whose C is chosen by group-wise CV on the
 training part only; the held-out part is touched once, for the reported scores):
@@ -11,7 +12,14 @@ training part only; the held-out part is touched once, for the reported scores):
 * ``voice``: the 256-d Resemblyzer voice embedding (the project's ``voice_embedding`` expert).
 * ``yamnet``: the sound-event expert's 521 YAMNet scores, mean and max over its 0.96 s frames.
 
-The split is the one the model was trained with: ``--run RUN`` reads the held-out speakers/sources
+Anomaly (``--task anomaly``): the split of ``edge-coat eval --task anomaly`` (per machine, the first
+half of its normal clips enroll, the rest are tested with the abnormal ones). Each feature set
+(``logmel``: mean and std over time of 64 log-mel bands; ``mfcc_prosody`` and ``yamnet`` as above) is
+standardised on the machine's enrollment clips and scored by kNN (k=3) and Mahalanobis distance
+(the detectors' own ``NormalProfile``) and by the negative log-likelihood of a diagonal GMM. No
+option is tuned: these say what simple features can do. AUC and pAUC (FPR <= 0.1), per fault too.
+
+The classification split is the one the model was trained with: ``--run RUN`` reads the held-out speakers/sources
 from the run's ``run_config.json``, or give them with ``--holdout-speakers`` / ``--holdout-sources``.
 Every other clip of the folder trains the classifier (the model's calibration clips included).
 Expert outputs come from the teacher cache, so a rerun is quick. Prints a table and writes JSON.
@@ -38,7 +46,9 @@ from edge_coat.train.report import format_table, write_json  # noqa: E402
 
 log = logging.getLogger("reference_baselines")
 
-DEFAULT_FEATURES = {"emotion": ("mfcc_prosody", "voice"), "events": ("mfcc_prosody", "yamnet")}
+DEFAULT_FEATURES = {"emotion": ("mfcc_prosody", "voice"), "events": ("mfcc_prosody", "yamnet"),
+                    "anomaly": ("logmel", "mfcc_prosody", "yamnet")}
+ANOMALY_SCORERS = ("knn", "mahalanobis", "gmm")
 
 
 def _stats(frames: np.ndarray) -> np.ndarray:
@@ -56,12 +66,17 @@ def features(kind: str, wave: np.ndarray, cache) -> np.ndarray:
         prosody = cache.get(get_expert("pitch_prosody"), wave)  # (T', 3)
         spectral = cache.get(get_expert("loudness_spectral"), wave)  # (T'', C)
         return np.concatenate([_stats(mfcc), _stats(prosody), _stats(spectral)])
+    if kind == "logmel":
+        import librosa
+
+        mel = librosa.feature.melspectrogram(y=wave, sr=16_000, n_fft=1024, hop_length=160, n_mels=64)  # (64, T)
+        return _stats(np.log(mel + 1e-10).T)
     if kind == "voice":
         return cache.get(get_expert("voice_embedding"), wave)  # (256,)
     if kind == "yamnet":
         tags = cache.get(get_expert("sound_tags"), wave)  # (T, 521)
         return np.concatenate([tags.mean(axis=0), tags.max(axis=0)])
-    raise ValueError(f"unknown feature set {kind!r}; expected mfcc_prosody, voice or yamnet")
+    raise ValueError(f"unknown feature set {kind!r}; expected logmel, mfcc_prosody, voice or yamnet")
 
 
 def fit_and_score(x_train, y_train, groups, x_test):
@@ -78,19 +93,74 @@ def fit_and_score(x_train, y_train, groups, x_test):
     return search.predict(x_test), search.best_params_["logisticregression__C"]
 
 
+def anomaly_scores(x: np.ndarray, enroll_idx: list[int], test_idx: list[int], scorer: str) -> np.ndarray:
+    """Anomaly scores (higher = more abnormal) of x[test_idx] against a model of x[enroll_idx]; x (N, F)."""
+    from edge_coat.detectors.profile import NormalProfile
+
+    if scorer in ("knn", "mahalanobis"):
+        k = max(1, min(3, len(enroll_idx) - 2))
+        prof = NormalProfile.fit(x[enroll_idx], method=scorer, k=k, features="reference")
+        return np.array([prof.distance(x[i]) for i in test_idx])
+    if scorer == "gmm":
+        from sklearn.mixture import GaussianMixture
+
+        mean, scale = x[enroll_idx].mean(0), np.maximum(x[enroll_idx].std(0), 1e-6)  # (F,)
+        gmm = GaussianMixture(n_components=max(1, min(3, len(enroll_idx) // 4)), covariance_type="diag",
+                              reg_covar=1e-2, random_state=0).fit((x[enroll_idx] - mean) / scale)
+        return -gmm.score_samples((x[test_idx] - mean) / scale)
+    raise ValueError(f"unknown anomaly scorer {scorer!r}; expected one of {ANOMALY_SCORERS}")
+
+
+def anomaly_references(clips, feats: dict[str, np.ndarray], enroll: int | None = None) -> dict:
+    """Per feature set and scorer: AUC, pAUC and per-fault AUC on the eval split.
+
+    Machines are pooled on a common scale, the way ``NormalProfile`` calibrates: a machine's scores
+    become (score - median) / (95th percentile - median) of its enrollment clips' leave-one-out scores.
+    """
+    from edge_coat.train.evaluate import split_enrollment
+    from edge_coat.train.metrics import anomaly_metrics
+
+    enrolled, test = split_enrollment(clips, enroll)
+    y = np.array([int(clips[i].label == "abnormal") for i in test])
+    normal_test = [j for j, i in enumerate(test) if y[j] == 0]
+    out = {}
+    for kind, x in feats.items():
+        for scorer in ANOMALY_SCORERS:
+            s = np.zeros(len(test))
+            for machine, idx in enrolled.items():
+                pos = [j for j, i in enumerate(test) if clips[i].meta.get("machine", "") == machine]
+                raw = anomaly_scores(x, idx, [test[j] for j in pos], scorer)
+                # the scale comes from enrollment clips only (test normals would leak labels)
+                ref = np.array([anomaly_scores(x, [i for i in idx if i != e], [e], scorer)[0] for e in idx])
+                s[pos] = (raw - np.median(ref)) / max(np.percentile(ref, 95) - np.median(ref), 1e-9)
+            m = anomaly_metrics(y, s)
+            by_fault = {}
+            for fault in sorted({clips[i].meta.get("fault", "") for i in test} - {"", "none"}):
+                sel = [j for j, i in enumerate(test) if clips[i].meta.get("fault") == fault]
+                mf = anomaly_metrics(np.r_[np.zeros(len(normal_test)), np.ones(len(sel))], s[normal_test + sel])
+                by_fault[fault] = {"n": len(sel), "auc": mf["auc"], "pauc": mf["pauc"]}
+            out[f"{kind}/{scorer}"] = {"auc": m["auc"], "pauc": m["pauc"], "features": int(x.shape[1]),
+                                       "by_fault": by_fault}
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--task", required=True, choices=("emotion", "events"))
+    p.add_argument("--task", required=True, choices=("emotion", "events", "anomaly"))
     p.add_argument("--run", help="training run directory: take the held-out split from its run_config.json")
     p.add_argument("--holdout-speakers", help="held-out speakers (comma list or file)")
     p.add_argument("--holdout-sources", help="held-out source recordings (comma list or file)")
     p.add_argument("--features", help="comma list of feature sets (default: per task)")
     p.add_argument("--max-seconds", type=float, default=0.0, help="centre-crop clips to this length (0 = whole clip)")
+    p.add_argument("--loudness-norm", type=float, metavar="DBFS", help="anomaly: normalise every clip to this RMS first")
+    p.add_argument("--enroll", type=int, help="anomaly: normal clips per machine that enroll (default: half)")
     p.add_argument("--teacher-cache", default=str(REPO / ".cache" / "teacher"))
     p.add_argument("--json", dest="json_out", help="JSON output (default bench/results/reference_baselines_<task>.json)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.task == "anomaly":
+        return anomaly_main(args)
 
     speakers, sources = parse_list(args.holdout_speakers), parse_list(args.holdout_sources)
     if args.run:
@@ -135,6 +205,36 @@ def main(argv=None) -> int:
     out = Path(args.json_out or REPO / "bench" / "results" / f"reference_baselines_{args.task}.json")
     write_json(out, {"task": args.task, "data": args.data, "held_out": sorted(held), "n_train": int((~test_mask).sum()),
                      "n_test": int(test_mask.sum()), "results": results})
+    print(f"wrote {out}")
+    return 0
+
+
+
+def anomaly_main(args) -> int:
+    from edge_coat.data.folder import load_audio
+    from edge_coat.experts import TeacherCache
+    from edge_coat.train.evaluate import normalize_loudness
+
+    clips = DatasetFolder(args.data).clips
+    cache = TeacherCache(args.teacher_cache)
+    kinds = parse_list(args.features) or list(DEFAULT_FEATURES["anomaly"])
+    feats = {k: [] for k in kinds}
+    for clip in clips:
+        wave = load_audio(clip.path)
+        if args.loudness_norm is not None:
+            wave = normalize_loudness(wave, args.loudness_norm)
+        for k in kinds:
+            feats[k].append(features(k, wave, cache))
+    results = anomaly_references(clips, {k: np.stack(v) for k, v in feats.items()}, args.enroll)
+    faults = sorted({f for r in results.values() for f in r["by_fault"]})
+    norm = "" if args.loudness_norm is None else f", loudness-normalised to {args.loudness_norm:g} dBFS"
+    print(f"anomaly references on {args.data} ({len(clips)} clips{norm}): per machine, enrolled on normal clips")
+    print(format_table(["features/scorer", "dims", "AUC", "pAUC", *faults],
+                       [[k, r["features"], r["auc"], r["pauc"], *(r["by_fault"].get(f, {}).get("auc", "") for f in faults)]
+                        for k, r in results.items()]))
+    suffix = "" if args.loudness_norm is None else "_loudnorm"
+    out = Path(args.json_out or REPO / "bench" / "results" / f"reference_baselines_anomaly{suffix}.json")
+    write_json(out, {"task": "anomaly", "data": args.data, "loudness_norm": args.loudness_norm, "results": results})
     print(f"wrote {out}")
     return 0
 

@@ -1,0 +1,35 @@
+"""bench/reference_baselines.py --task anomaly on a small generated factory folder (log-mel features only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import reference_baselines  # noqa: E402
+
+
+@pytest.mark.slow  # ~30 s on the shared VM: rendering the clips, librosa's first use, leave-one-out fits
+def test_anomaly_references_per_scorer_and_fault(tmp_path, capsys):
+    from edge_coat.data.factory import write_dataset
+
+    data = tmp_path / "factory"
+    write_dataset(data, 28, seed=3, duration_s=0.5, machines=("pump",), faults=("squeal", "bearing"),
+                  severity_range=(0.8, 1.0), onset_range=(0.0, 0.1))
+    out = tmp_path / "ref.json"
+    rc = reference_baselines.main(["--data", str(data), "--task", "anomaly", "--features", "logmel",
+                                   "--teacher-cache", str(tmp_path / "cache"), "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["task"] == "anomaly" and set(doc["results"]) == {"logmel/knn", "logmel/mahalanobis", "logmel/gmm"}
+    for name, r in doc["results"].items():
+        assert r["features"] == 128 and set(r["by_fault"]) == {"squeal", "bearing"}
+        assert r["auc"] >= 0.9, name  # loud faults from the start of the clip
+    assert "logmel/knn" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown anomaly scorer"):
+        reference_baselines.anomaly_scores(reference_baselines.np.zeros((6, 2)), [0, 1, 2, 3], [4], "svm")
