@@ -1,4 +1,4 @@
-"""bench/reference_baselines.py --task anomaly on a small generated factory folder (log-mel features only)."""
+"""bench/reference_baselines.py --task anomaly (log-mel features only) and bench/bench_anomaly.py, on generated audio."""
 
 from __future__ import annotations
 
@@ -33,3 +33,18 @@ def test_anomaly_references_per_scorer_and_fault(tmp_path, capsys):
     assert "logmel/knn" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown anomaly scorer"):
         reference_baselines.anomaly_scores(reference_baselines.np.zeros((6, 2)), [0, 1, 2, 3], [4], "svm")
+
+
+def test_bench_anomaly_times_both_feature_sets_against_the_model_call(tmp_path):
+    import bench_anomaly
+
+    from edge_coat.model.tiny import tiny_coat_model
+
+    model_dir = tiny_coat_model("qwen2_audio", max_seconds=1).save_pretrained(tmp_path / "m")
+    out = tmp_path / "anomaly.json"
+    assert bench_anomaly.main(["--rounds", "2", "--enroll", "8", "--seconds", "1", "--model", str(model_dir),
+                               "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["seconds"] == 1.0 and data["ms"]["model"]["n"] == 2
+    for features in ("mel", "thinking"):
+        assert data["ms"][features]["median"] > 0 and data["ratio_to_model"][features]["n"] == 2

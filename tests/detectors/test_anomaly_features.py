@@ -96,6 +96,7 @@ def test_profile_of_other_features_is_stale_until_re_enrolled(tmp_path):
     assert "profile_score" in det.score(result("pump-2", 9, pump(509)))
 
 
+@pytest.mark.slow  # ~15-25 s on the shared VM: 28 generated clips through a tiny model and the eval command
 def test_eval_anomaly_scores_clips_with_the_detectors_mel_profile(tmp_path):
     """`edge-coat eval --task anomaly` on generated pumps: an untrained tiny model's own judgement is
     near chance, the mel profile separates the faults; the per-clip score is the detector's fused score."""
