@@ -19,7 +19,9 @@ may have missed them).
 
 Speed: the loop receives the frames of each message itself (see `_recv_batch`), decodes the
 header without touching the samples, and counts accepted audio in a plain integer: at 2,000
-streams this thread handles 20,000 messages a second (bench/PROFILE.md).
+streams this thread handles 20,000 messages a second (bench/PROFILE.md). It reads in batches
+(``read_batch`` messages at most, at most every ``read_interval_s``) and hands each batch to the
+queue in one operation; between reads ZeroMQ's own I/O thread queues what arrives.
 """
 
 from __future__ import annotations
