@@ -38,7 +38,7 @@ def test_run_all_records_each_bench_and_goes_on_past_failures(tmp_path):
         print("model folder missing", file=sys.stderr)
         sys.exit(3)
     """)
-    hang = _script(tmp_path / "hang.py", "import time\ntime.sleep(60)\n")
+    hang = _script(tmp_path / "hang.py", "import time\ntime.sleep(3600)\n")
     silent = _script(tmp_path / "silent.py", "print('forgot to write my JSON')\n")
     out_dir = tmp_path / "results"
     out_dir.mkdir()
@@ -52,7 +52,9 @@ def test_run_all_records_each_bench_and_goes_on_past_failures(tmp_path):
     )
     t = time.monotonic()
     rc = run_all.main(["--quick", "--timeout", "2", "--out-dir", str(out_dir)], benches=benches)
-    assert time.monotonic() - t < 25
+    # not a speed claim: the hung bench sleeps an hour, so finishing at all proves --timeout killed it
+    # (the bound is loose enough for a loaded machine)
+    assert time.monotonic() - t < 600
     assert rc == 1  # something failed
 
     data = json.loads((out_dir / "all.json").read_text())
