@@ -41,6 +41,7 @@ class _Enrollment:
     target_windows: int | None
     target_seconds: float | None
     vectors: list = field(default_factory=list)  # pooled vectors, each (F,)
+    spans: list = field(default_factory=list)  # (start_ts, end_ts) of each window: overlaps stay out of calibration
     first_ts: float | None = None
     last_ts: float | None = None
     latent_shape: tuple[int, int] = (0, 0)  # of the thinking latents, (0, 0) when the windows had none
@@ -256,6 +257,7 @@ class AnomalyDetector:
             raise ValueError(f"enrollment latents changed shape from {enr.latent_shape} to {shape} "
                              f"(feature vectors {enr.vectors[0].shape} -> {vector.shape})")
         enr.vectors.append(vector)
+        enr.spans.append((result.window.start_ts, result.window.end_ts))
         enr.latent_shape = shape
         enr.first_ts = result.window.start_ts if enr.first_ts is None else enr.first_ts
         enr.last_ts = result.window.end_ts
@@ -268,7 +270,7 @@ class AnomalyDetector:
         profile = NormalProfile.fit(np.stack(enr.vectors), method=cfg.method, pooling=cfg.pooling, k=cfg.k,
                                     percentile=cfg.percentile, latent_shape=enr.latent_shape,
                                     model_name=enr.model_name, model_version=enr.model_version,
-                                    features=cfg.features)
+                                    features=cfg.features, spans=np.array(enr.spans))
         path = profile.save(cfg.profile_dir, stream_id)
         st.profile, st.enrollment, st.last_error = profile, None, ""
         st.note = f"normal profile of {len(enr.vectors)} windows"

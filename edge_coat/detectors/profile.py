@@ -3,8 +3,10 @@
 Scoring follows the DCASE task-2 baselines: an anomaly score is a distance to normal training
 data, and the decision threshold is a percentile of the scores of *normal* clips. To keep those
 normal scores honest (not optimistic), each enrollment vector is scored against a profile that does
-not contain it: leave-one-out for kNN (query k+1 neighbours and drop the self match), 5-fold
-held-out for Mahalanobis.
+not contain it: leave-one-out for kNN, 5-fold held-out for Mahalanobis. When the enrollment windows'
+time spans are known, windows that overlap the one being scored are left out too: a window shares
+audio with its overlapping neighbours (hop < window length), so they would make normal distances
+look smaller than those of new audio and put the threshold too low.
 
 The distance becomes a score in [0, 1] through a logistic curve fitted to the enrollment: the
 median held-out distance maps to 0.05 and the threshold percentile to 0.5, so ``on_threshold=0.5``
@@ -78,8 +80,8 @@ class NormalProfile:
     @classmethod
     def fit(cls, vectors: np.ndarray, *, method: str = "knn", pooling: str = "mean", k: int = 5,
             percentile: float = 95.0, latent_shape: tuple[int, int] = (0, 0), model_name: str = "",
-            model_version: str = "", features: str = "thinking") -> "NormalProfile":
-        """Fit from pooled enrollment vectors of shape (N, F)."""
+            model_version: str = "", features: str = "thinking", spans: np.ndarray | None = None) -> "NormalProfile":
+        """Fit from enrollment vectors of shape (N, F); ``spans`` (N, 2): each window's start/end seconds."""
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2:
             raise ValueError(f"enrollment vectors must have shape (N, F); got {x.shape}")
@@ -90,14 +92,15 @@ class NormalProfile:
             raise ValueError(f"Mahalanobis profile needs at least 5 enrollment windows; got {n}")
         if method not in ("knn", "mahalanobis"):
             raise ValueError(f"method must be 'knn' or 'mahalanobis'; got {method!r}")
+        excluded = _overlaps(spans, n)  # (N, N) bool, the diagonal included
         mean = x.mean(axis=0)  # (F,)
         scale = np.maximum(x.std(axis=0), 1e-6)  # (F,)
         z = (x - mean) / scale  # (N, F)
         precision = None
         if method == "knn":
-            calib = _knn_distances(z, z, k, leave_one_out=True)
+            calib = _loo_knn_distances(z, k, excluded)
         else:
-            calib = _heldout_mahalanobis(z)
+            calib = _heldout_mahalanobis(z, excluded)
             precision = _shrunk_precision(z)
         threshold = float(np.percentile(calib, percentile))
         median = float(np.median(calib))
@@ -196,6 +199,38 @@ def _knn_distances(queries: np.ndarray, data: np.ndarray, k: int, *, leave_one_o
     return dist.mean(axis=1)
 
 
+def _overlaps(spans: np.ndarray | None, n: int) -> np.ndarray:
+    """(N, N) bool: True where window i's time span overlaps window j's (always on the diagonal)."""
+    if spans is None:
+        return np.eye(n, dtype=bool)
+    s = np.asarray(spans, dtype=np.float64)
+    if s.shape != (n, 2):
+        raise ValueError(f"enrollment spans must have shape ({n}, 2) (start, end seconds); got {s.shape}")
+    out = (s[:, None, 0] < s[None, :, 1]) & (s[None, :, 0] < s[:, None, 1])  # (N, N)
+    np.fill_diagonal(out, True)
+    return out
+
+
+def _loo_knn_distances(z: np.ndarray, k: int, excluded: np.ndarray) -> np.ndarray:
+    """Each enrollment row's mean distance to its k nearest rows that it does not overlap -> (N,).
+
+    Rows that overlap all others fall back to plain leave-one-out (only themselves left out). Large
+    enrollments (over 2,000 windows) use the index with plain leave-one-out."""
+    n = z.shape[0]
+    if n > 2000:
+        logger.info("profile calibration over %d windows: plain leave-one-out (overlaps not excluded)", n)
+        return _knn_distances(z, z, k, leave_one_out=True)
+    sq = (z**2).sum(1)[:, None] + (z**2).sum(1)[None, :] - 2.0 * z @ z.T  # (N, N)
+    dist = np.sqrt(np.maximum(sq, 0.0))
+    plain = np.where(np.eye(n, dtype=bool), np.inf, dist)
+    dist = np.where(excluded, np.inf, dist)
+    lonely = np.isinf(dist).all(axis=1)
+    dist[lonely] = plain[lonely]
+    near = np.sort(dist, axis=1)[:, :k]  # (N, k), inf where fewer than k rows are left
+    valid = np.isfinite(near)
+    return np.where(valid, near, 0.0).sum(1) / np.maximum(valid.sum(1), 1)
+
+
 def _shrunk_precision(z: np.ndarray) -> np.ndarray:
     """Ledoit-Wolf shrunk inverse covariance of (N, F) -> (F, F); stable when N < F."""
     from sklearn.covariance import LedoitWolf
@@ -203,12 +238,16 @@ def _shrunk_precision(z: np.ndarray) -> np.ndarray:
     return LedoitWolf().fit(z).precision_
 
 
-def _heldout_mahalanobis(z: np.ndarray, folds: int = 5) -> np.ndarray:
-    """Mahalanobis distance of each row to a model fitted on the other folds -> (N,)."""
+def _heldout_mahalanobis(z: np.ndarray, excluded: np.ndarray | None = None, folds: int = 5) -> np.ndarray:
+    """Mahalanobis distance of each row to a model fitted on the other folds (less the rows that
+    overlap the fold, when ``excluded`` (N, N) says so, as long as 3 rows remain) -> (N,)."""
     n = z.shape[0]
     out = np.empty(n)
     for idx in np.array_split(np.arange(n), min(folds, n)):
-        train = np.delete(z, idx, axis=0)  # (N - n_fold, F)
+        drop = idx if excluded is None else np.flatnonzero(excluded[idx].any(axis=0))
+        if n - drop.size < 3:
+            drop = idx
+        train = np.delete(z, drop, axis=0)  # (N - dropped, F)
         prec = _shrunk_precision(train)
         d = z[idx] - train.mean(axis=0)  # (n_fold, F)
         out[idx] = np.sqrt(np.maximum(np.einsum("nf,fg,ng->n", d, prec, d), 0.0))

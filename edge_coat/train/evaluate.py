@@ -185,7 +185,8 @@ def _as_window_result(index: int, wave: np.ndarray, probs: dict[str, float], thi
     """A clip as the service's detector sees a window (stream id filled in per machine later)."""
     from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
 
-    window = Window(stream_id="eval", index=index, start_sample=0, start_ts=0.0, end_ts=wave.size / SAMPLE_RATE,
+    start = index * 3600.0  # clips are separate recordings: spans that never overlap
+    window = Window(stream_id="eval", index=index, start_sample=0, start_ts=start, end_ts=start + wave.size / SAMPLE_RATE,
                     samples=wave, tasks=("anomaly",))
     return WindowResult(window=window, label_probs={"anomaly": probs}, thinking=thinking, model_name=model_name)
 

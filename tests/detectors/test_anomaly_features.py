@@ -118,3 +118,22 @@ def test_eval_anomaly_scores_clips_with_the_detectors_mel_profile(tmp_path):
     assert m["auc_distance"] > m["auc_model"] + 0.2
     assert main(["eval", "--model", str(model_dir), "--task", "anomaly", "--data", str(data),
                  "--anomaly-k", "0"]) == 2  # a bad option is a clear error, not a traceback
+
+
+def test_calibration_leaves_out_windows_that_share_audio():
+    """Windows with hop < length share audio with their neighbours: with their spans known, the
+    leave-one-out calibration skips them, so the threshold is not set by near-copies."""
+    from edge_coat.detectors.profile import NormalProfile
+
+    wave = render_clip("fan", seed=5, duration_s=6.0).wave
+    starts = np.arange(0.0, 5.0 + 1e-9, 0.25)  # 1 s windows every 0.25 s
+    vectors = np.stack([mel_statistics(wave[int(s * SAMPLE_RATE):int((s + 1) * SAMPLE_RATE)]) for s in starts])
+    spans = np.stack([starts, starts + 1.0], axis=1)  # (N, 2)
+    plain = NormalProfile.fit(vectors, k=3, features="mel")
+    aware = NormalProfile.fit(vectors, k=3, features="mel", spans=spans)
+    assert aware.median > 1.2 * plain.median and aware.threshold > plain.threshold
+    apart = np.stack([10 * starts, 10 * starts + 1.0], axis=1)  # spans that never overlap: plain leave-one-out
+    apart = NormalProfile.fit(vectors, k=3, features="mel", spans=apart)
+    np.testing.assert_allclose(apart.calib, plain.calib, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"spans must have shape \(21, 2\)"):
+        NormalProfile.fit(vectors, k=3, spans=spans[:5])
