@@ -54,16 +54,26 @@ def confusion(results: Path, task: str, key: str = "coat") -> list[str]:
 
 
 def anomaly(results: Path) -> list[str]:
-    out = ["| model | test clips (normal/abnormal) | AUC | pAUC | AUC loudness-normalised | pAUC loudness-normalised |",
-           "|---|---|---|---|---|---|"]
+    """The detector's fused score (AUC, pAUC), then the model's own P(abnormal) alone ("model AUC"), which
+    is where the three rows differ when the profile features (mel) do not depend on the weights."""
+    out = ["| model | test clips (normal/abnormal) | AUC | pAUC | AUC loudness-normalised | pAUC loudness-normalised "
+           "| model alone: AUC / loudness-normalised |",
+           "|---|---|---|---|---|---|---|"]
     for key, title in ROWS:
         a, b = _load(results, f"anomaly-{key}"), _load(results, f"anomaly-loudnorm-{key}")
         if a is None:
-            out.append(f"| {title} | not run | | | | |")
+            out.append(f"| {title} | not run | | | | | |")
             continue
         m, mb = a["metrics"], (b or {}).get("metrics", {})
         out.append(f"| {title} | {m['n_test_normal']}/{m['n_test_abnormal']} | {_f(m['auc'])} | {_f(m['pauc'])} "
-                   f"| {_f(mb.get('auc'))} | {_f(mb.get('pauc'))} |")
+                   f"| {_f(mb.get('auc'))} | {_f(mb.get('pauc'))} | {_f(m.get('auc_model'))} / {_f(mb.get('auc_model'))} |")
+    a = _load(results, "anomaly-coat")
+    if a is not None and "features" in a["metrics"]:
+        m = a["metrics"]
+        out.append("")
+        out.append(f"Detector: profile features `{m['features']}`, {m['method']} k={m['k']}, fused with the model's "
+                   f"P(abnormal) at weight {m['model_weight']}; the profile distance alone: AUC {_f(m.get('auc_distance'))}, "
+                   f"pAUC {_f(m.get('pauc_distance'))}; {m['n_enroll']} normal clips enrolled.")
     return out
 
 
