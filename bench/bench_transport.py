@@ -26,6 +26,7 @@ stays under ``--max-p99-ms``. ``--profile DIR`` samples each worker with py-spy 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -77,6 +78,63 @@ def _threads() -> dict[str, list[float]]:
 
 
 # ---- the worker process ---------------------------------------------------------------------------
+def _tap_stages(worker, measure_from: list[float], drained_at: list[float]) -> dict[str, list[float]]:
+    """Where a chunk's latency goes, measured per batch (two clock reads per batch, not per chunk):
+    wraps the receiver's hand-over to the ingest queue and the windowing thread's drain.
+
+    * ``capture_to_queued``: capture complete (the chunk's capture time + its length) -> in the
+      ingest queue, for the first and the last chunk of each socket read: load generator, ZeroMQ,
+      the socket thread's pacing and reads;
+    * ``queued_to_drained``: in the ingest queue -> taken by the windowing thread, for the oldest
+      chunk of each drain (`drained_to_ready`, per window, is filled by the caller's ``on_window``:
+      the windowing work on the batch before the window was handed on).
+    Wall clock (``time.time``) like the capture timestamps. The wrappers reach into the receiver's
+    private methods: a bench instrument, not an API.
+    """
+    rec = worker.receiver
+    enq: collections.deque[tuple[float, int]] = collections.deque()  # (time queued, chunks queued so far)
+    counts = {"queued": 0, "drained": 0}
+    out: dict[str, list[float]] = {"capture_to_queued": [], "queued_to_drained": [], "drain_chunks": []}
+    inner_enqueue, inner_drain = rec._enqueue, rec.drain
+
+    def enqueue(batch):
+        if batch:
+            now = time.time()
+            if now >= measure_from[0]:
+                for a in (batch[0], batch[-1]):
+                    if isinstance(a, tuple):  # WireAudio: (.., ts at [4], samples at [5], ..)
+                        out["capture_to_queued"].append(now - a[4] - len(a[5]) / 16000)
+            counts["queued"] += len(batch)
+            enq.append((now, counts["queued"]))
+        inner_enqueue(batch)
+
+    def drain(timeout):
+        chunks = inner_drain(timeout)
+        now = time.time()
+        if chunks:
+            first = counts["drained"]  # index of the oldest chunk drained
+            while enq and enq[0][1] <= first:  # batches wholly drained before
+                enq.popleft()
+            if enq and now >= measure_from[0]:
+                out["queued_to_drained"].append(now - enq[0][0])
+                out["drain_chunks"].append(len(chunks))
+            counts["drained"] += len(chunks)
+        drained_at[0] = now  # read by the caller's on_window (same thread)
+        return chunks
+
+    rec._enqueue, rec.drain = enqueue, drain
+    return out
+
+
+def _stage_summary(stages: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms; chunks for drain_chunks) of each stage's delays."""
+    out = {}
+    for k, v in stages.items():
+        a = np.asarray(v, dtype=np.float64) * (1 if k == "drain_chunks" else 1000)
+        out[k] = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(a)} if len(a) else {}
+    return out
+
+
 def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0.0,
                  switch_interval: float | None = None, profile_gil: bool = False) -> None:
     """Runs one worker whose package is imported from `code`; driven over `conn`. With `profile`,
@@ -90,16 +148,23 @@ def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0
     latencies: list[float] = []
     measure_from = [float("inf")]
 
+    drained_at = [0.0]  # wall time the windowing thread took its current batch (set by _tap_stages)
+    ready_wait: list[float] = []
+
     def on_window(w, _t):
         if w.end_ts >= measure_from[0]:
-            latencies.append(time.time() - w.end_ts)
+            now = time.time()
+            latencies.append(now - w.end_ts)
+            ready_wait.append(now - drained_at[0])
 
     cfg = WorkerConfig(
         receiver={"bind": "tcp://127.0.0.1:0", "link": {"heartbeat_s": HEARTBEAT_S}},
         default_stream={"window_s": 1.0, "hop_s": 1.0, "tasks": {"anomaly": {"min_rms_dbfs": -200}}},
         batch={"max_batch": 64, "max_wait_s": 0.05},
     )
-    worker = Worker(cfg, NoopStage(), on_window=on_window).start()
+    worker = Worker(cfg, NoopStage(), on_window=on_window)
+    stages = _tap_stages(worker, measure_from, drained_at)
+    worker.start()
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     conn.send(worker.endpoint)
@@ -121,7 +186,8 @@ def _worker_proc(code: str, conn, profile: str | None = None, seconds: float = 0
     worker.close()
     if spy is not None:
         spy.wait(60)
-    conn.send({"switch_interval_s": sys.getswitchinterval(), "cpu_s": cpu1 - cpu0, "wall_s": t1 - t0, "faults": f1 - f0, "threads": threads, "latencies": latencies, "stats": stats})
+    stages["drained_to_ready"] = ready_wait
+    conn.send({"stages": _stage_summary(stages), "switch_interval_s": sys.getswitchinterval(), "cpu_s": cpu1 - cpu0, "wall_s": t1 - t0, "faults": f1 - f0, "threads": threads, "latencies": latencies, "stats": stats})
 
 
 # ---- the load generators ------------------------------------------------------------------------
@@ -269,6 +335,7 @@ def run_level(n_streams: int, seconds: float, warmup: float, n_clients: int, cod
         "loadgen_cpu_ms_per_stream_s": 1000 * sum(r["send_cpu_s"] for r in reports) / stream_s,
         "worker_totals": stats["totals"],
         "receiver": stats["receiver"],
+        "stages_ms": res.get("stages"),
         "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
     }
@@ -346,6 +413,9 @@ def main() -> int:
                 print(f"  {label} {n} streams (run {rep + 1}/{args.repeat}): worker "
                       f"{r['worker_cpu_ms_per_stream_s']:.3f} ms/stream-s, p99 {r['latency_p99_ms'] or 0:.0f} ms, "
                       f"zero loss {r['zero_loss']}, keeps up {r['keeps_up']}", flush=True)
+                if r.get("stages_ms"):
+                    print("    latency by stage, p50/p99: " + ", ".join(
+                        f"{k} {v['p50']:.0f}/{v['p99']:.0f}" for k, v in r["stages_ms"].items() if v), flush=True)
     rows = [_median_row([r for r in runs if r["label"] == label and r["streams"] == n])
             for n in args.streams for label, _ in codes]
     for r in rows:

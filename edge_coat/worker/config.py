@@ -72,6 +72,13 @@ class WorkerConfig(BaseModel):
         "one window, and at Python's default of 700 the collector took ~10 % of the per-chunk time at 2,000 "
         "streams (bench/PROFILE.md, round 2). 0 leaves the collector as it is",
     )
+    ingest_slice: int = Field(
+        256, ge=1, le=1_000_000,
+        description="the windowing thread works through a drained batch of chunks in slices of this many and "
+        "hands the windows (and acknowledgements) of each slice on before the next: behind a backlog a drain "
+        "holds thousands of chunks, and handing windows on only at its end added half of its working time to "
+        "their latency (bench/PROFILE.md, round 3)",
+    )
 
     def stream(self, stream_id: str) -> StreamConfig:
         return self.streams.get(stream_id, self.default_stream)

@@ -258,7 +258,16 @@ class StreamState:
         self.gap_samples = 0  # total missing, over the stream's life
         self.recent_gaps: collections.deque[tuple[int, int]] = collections.deque(maxlen=16)  # (start, length)
         self.samples_in = 0
-        self.pending: collections.deque[tuple[int, int]] = collections.deque()  # (seq, end pos) not yet acked
+        # Chunks not yet acknowledged, as runs of equal-length contiguous chunks rather than one
+        # (seq, end) entry per chunk (that entry was the largest per-chunk line of windowing, 11 %,
+        # bench/PROFILE.md round 3): closed runs (first seq, end pos of that chunk, chunk length,
+        # count) in `pending`, plus the open run (`run_seq`, `run_end`, `run_n`) that holds the
+        # chunks `run_seq` .. `next_seq - 1` and grows with no per-chunk work while chunks arrive
+        # in order with the same length. Chunk `run_seq + i` ends at `run_end + i * run_n`.
+        self.pending: collections.deque[tuple[int, int, int, int]] = collections.deque()
+        self.run_seq = 0
+        self.run_end = 0
+        self.run_n = -1  # -1: no open run
         self.acked = -1
         self.ack_reported: tuple[int, int] | None = None  # (epoch, seq) last handed to the socket thread
         self.ack_pos: int | None = None  # ring.pos0 when `ack_seq` last ran (the ack moves only with it)
@@ -282,7 +291,10 @@ class StreamState:
         _, epoch, seq, start, ts, samples, gap, eos = a
         n = len(samples)
         if seq == self.next_seq and start == self.next_sample and epoch == self.epoch and not gap and not self.ended:
-            pass  # the next chunk, where expected (the common case): no check below can fail
+            # the next chunk, where expected (the common case): no check below can fail, and
+            # with the open run's length it joins that run with no bookkeeping at all
+            if n != self.run_n:
+                self._new_run(seq, start + self.offset + n, n)
         elif self.epoch is None or epoch > self.epoch:
             if self.epoch is not None:
                 # the capture process restarted: sequence and timeline restart at 0; place the new
@@ -293,9 +305,11 @@ class StreamState:
                 self.recent_gaps.append((self.ring.end, est_gap))
                 log.warning("stream %s: sender restarted; about %.2f s missing", self.stream_id, est_gap / SAMPLE_RATE)
                 self.pending.clear()
+                self.run_n = -1  # the old life's chunks are never acknowledged (as before)
             self.epoch, self.ended = epoch, False
             self.next_seq, self.next_sample = seq, start
             self.acked = seq - 1
+            self._new_run(seq, start + self.offset + n, n)
         elif epoch < self.epoch:
             return _STALE
         elif self.ended:
@@ -312,12 +326,12 @@ class StreamState:
                 self.gap_samples += jump
                 self.recent_gaps.append((self.next_sample + self.offset, jump))
                 log.info("stream %s: %.3f s missing before chunk %d", self.stream_id, jump / SAMPLE_RATE, seq)
+            self._new_run(seq, start + self.offset + n, n)
         pos = start + self.offset
         windows = self.ring.push(pos, samples, ts)
         self.next_seq, self.next_sample = seq + 1, start + n
         self.end_ts = ts + n / SAMPLE_RATE
         self.samples_in += n
-        self.pending.append((seq, pos + n))
         self.ended = eos
         return ("ok", windows) if windows else _OK_NONE
 
@@ -327,6 +341,39 @@ class StreamState:
         keep = self.ack_pos = self.ring.pos0 if not self.ended else None
         if self.inflight:
             keep = self.inflight[0] if keep is None else min(keep, self.inflight[0])
-        while self.pending and (keep is None or self.pending[0][1] <= keep):
-            self.acked = self.pending.popleft()[0]
+        runs = self.pending
+        while runs:
+            seq0, end0, n, count = runs[0]
+            k = _done_in_run(end0, n, count, keep)
+            if k:
+                self.acked = seq0 + k - 1
+            if k < count:
+                if k:
+                    runs[0] = (seq0 + k, end0 + k * n, n, count - k)
+                return self.acked
+            runs.popleft()
+        if self.run_n >= 0:
+            k = _done_in_run(self.run_end, self.run_n, self.next_seq - self.run_seq, keep)
+            if k:
+                self.acked = self.run_seq + k - 1
+                self.run_seq += k
+                self.run_end += k * self.run_n
         return self.acked
+
+    def _new_run(self, seq: int, end: int, n: int) -> None:
+        """Close the open run (if it holds chunks) and open one at chunk `seq` ending at `end`, length n."""
+        if self.run_n >= 0 and self.next_seq > self.run_seq:
+            self.pending.append((self.run_seq, self.run_end, self.run_n, self.next_seq - self.run_seq))
+        self.run_seq, self.run_end, self.run_n = seq, end, n
+
+
+def _done_in_run(end0: int, n: int, count: int, keep: int | None) -> int:
+    """How many of a run's `count` chunks (the first ending at `end0`, each n samples) end at or
+    before `keep` (None: all)."""
+    if keep is None:
+        return count
+    if end0 > keep:
+        return 0
+    if n == 0:  # empty chunks (e.g. a bare end-of-stream) all end where the first does
+        return count
+    return min(count, (keep - end0) // n + 1)

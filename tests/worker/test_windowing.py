@@ -157,3 +157,51 @@ def test_ring_takes_int16_pcm_and_float_alike_and_recycles_window_arrays():
         got = ref = w = r = None  # the consumer lets go: the pool may hand the arrays out again
     assert starts == list(range(0, len(pcm) - 999, 500))
     assert pool.reused > 0 and pool.allocated < len(starts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_run_length_acks_equal_a_per_chunk_record(seed):
+    """The acknowledgement record is kept as runs of equal, contiguous chunks; whatever the
+    stream does (ragged lengths, declared gaps, lost chunks, empty chunks, duplicates, windows
+    held in flight, a sender restart, the end), `ack_seq` must equal what a plain per-chunk
+    (seq, end) list gives: the last chunk of the longest prefix that ends where no window needs it."""
+    rng = np.random.default_rng(seed)
+    st = StreamState("s", 1000, 600, max_gap=10 * SAMPLE_RATE)
+    ref: list[tuple[int, int]] = []  # (seq, end on the worker's timeline) of the current life
+    ref_acked, seq, start, epoch, checked = -1, 0, 0, 1, 0
+    for step in range(600):
+        r = rng.random()
+        n = 0 if r < 0.03 else int(rng.choice([160, 160, 160, 400, rng.integers(1, 900)]))
+        gap = 0
+        if r > 0.95:  # lost chunks: the sequence and the timeline jump
+            lost = int(rng.integers(1, 4))
+            seq, start, gap = seq + lost, start + lost * 160 + int(rng.integers(0, 50)), 0
+        elif r > 0.9:  # a declared gap
+            gap = int(rng.integers(1, 2000))
+            start += gap
+        if step == 300:  # the sender restarts: new epoch, its timeline from 0
+            epoch, seq, start, gap = 2, 0, 0, 0
+            ref = []
+            ref_acked = -1
+        eos = step == 599
+        outcome, _ = st.accept(_chunk(np.zeros(n, np.float32), seq, start, epoch=epoch, gap=gap, eos=eos))
+        assert outcome == "ok", (step, outcome)
+        ref.append((seq, start + st.offset + n))
+        if rng.random() < 0.2 and st.inflight.__len__() < 3:
+            st.inflight.append(st.ring.next_win)  # a window on its way through the model
+        if st.inflight and rng.random() < 0.3:
+            st.inflight.popleft()
+        if rng.random() < 0.1:  # a replay of the last chunk: a duplicate, no change
+            assert st.accept(_chunk(np.zeros(n, np.float32), seq, start, epoch=epoch))[0] == "duplicate"
+        seq, start = seq + 1, start + n
+        keep = None if st.ended else st.ring.pos0
+        if st.inflight:
+            keep = st.inflight[0] if keep is None else min(keep, st.inflight[0])
+        while ref and (keep is None or ref[0][1] <= keep):
+            ref_acked = ref.pop(0)[0]
+        got = st.ack_seq()
+        assert got == ref_acked, (step, got, ref_acked)
+        checked += got >= 0
+    assert checked > 300
+    st.inflight.clear()  # the last windows came through the model: the ended stream is acknowledged whole
+    assert st.ack_seq() == seq - 1
