@@ -18,7 +18,7 @@ window: chunk hand-off, ZeroMQ, windowing), ``to_log`` (-> the event was stored:
 model stage, detectors, SQLite), ``fanout`` (stored -> received), and the model stage's own
 ``model`` time per batch (from ``WindowResult.latency_ms``); ``queue`` is to_log - to_window - model.
 
-Window: 5 s (the embedded model's encoder limit; the site config refuses longer) with a 2 s hop,
+Window: ``--window`` (capped at the model's ``max_window_seconds``) with a 2 s hop,
 ``max_batch`` 8. Repeated ``--repeats`` times, 1 stream and ``--many`` streams interleaved; reported:
 median [min..max] of the per-run p50 and p99, and the ratio many / 1 per repeat.
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     at_start = machine()
     model_dir, what = (args.model, str(args.model)) if args.model else default_model()
     stage = CoatStage(model_section(model_dir, threads=args.threads))
-    max_s = float(stage.model.max_seconds)
+    max_s = float(stage.model.max_window_seconds)
     args.window_used, note = capped_window(args.window, max_s, args.hop)
     if note:
         print(note)

@@ -103,10 +103,11 @@ def finish(out: Path, result: dict) -> int:
 
 
 def capped_window(asked: float, model_max_s: float, hop: float) -> tuple[float, str]:
-    """(window seconds used, note): the site config refuses windows longer than the model's encoder takes."""
+    """(window seconds used, note): the site config refuses windows longer than the model accepts
+    (``model_max_s``: ``CoatModel.max_window_seconds``; longer than the encoder input means chunks)."""
     if asked <= model_max_s:
         return asked, ""
-    return model_max_s, (f"{asked:g} s windows asked; the model's encoder takes at most {model_max_s:g} s and the "
+    return model_max_s, (f"{asked:g} s windows asked; the model accepts at most {model_max_s:g} s and the "
                          f"site config refuses longer windows, so {model_max_s:g} s windows (hop {hop:g} s) "
                          "were measured")
 
