@@ -32,8 +32,10 @@ class Collector:
             return list(self.windows.get(sid, []))
 
 
-def make_worker(bind: str = "tcp://127.0.0.1:0", curve=None, collector: Collector | None = None) -> Worker:
+def make_worker(bind: str = "tcp://127.0.0.1:0", curve=None, collector: Collector | None = None,
+                **worker_kw) -> Worker:
     cfg = WorkerConfig(
+        **worker_kw,
         receiver=ReceiverConfig(bind=bind, link=FAST_LINK, ack_interval_s=0.02, curve=curve),
         default_stream=StreamConfig(window_s=WINDOW / 16000, hop_s=HOP / 16000,
                                     tasks={"anomaly": TaskGateConfig(min_rms_dbfs=-200)}),

@@ -31,10 +31,12 @@ def _send(sender, sid, x, lo, hi, ts0=1_000.0, chunk=CHUNK, eos_at_end=False, pa
         time.sleep(pace)
 
 
-@pytest.mark.parametrize("fmt", ["s16le", "f32le"])
-def test_lossless_path_sent_equals_windowed(fmt):
+# ingest_slice 1: the windowing thread hands windows and acknowledgements on after every chunk
+# of a drain (the sender's burst arrives in a few large drains), which must change nothing
+@pytest.mark.parametrize("fmt,ingest_slice", [("s16le", 256), ("f32le", 256), ("f32le", 1)])
+def test_lossless_path_sent_equals_windowed(fmt, ingest_slice):
     got = Collector()
-    worker = make_worker(collector=got)
+    worker = make_worker(collector=got, ingest_slice=ingest_slice)
     streams = {f"mic-{k}": signal(16000 * 2 + 777 * k, seed=k) for k in range(3)}
     try:
         with Sender(sender_config(worker.endpoint, sample_format=fmt)) as sender:
