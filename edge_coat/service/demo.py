@@ -244,7 +244,8 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
     info = svc.model_info()
     durations = {s.stream_id: _duration(files[s.stream_id]) for s in cfg.capture.sources}
     header = (f"edge-coat demo  model {info['name']} {info['version']} ({info['family']}, {info['quantization']}, "
-              f"thinking on {info['thinking']})  gRPC 127.0.0.1:{svc.grpc_port}  "
+              f"encoder on {info.get('encoder', 'torch')}, thinking on {info['thinking']})  "
+              f"gRPC 127.0.0.1:{svc.grpc_port}  "
               f"metrics http://127.0.0.1:{svc.metrics_port}/metrics")
     display = Display(out, tty, durations, header)
     svc.result_listeners.append(display.on_result)

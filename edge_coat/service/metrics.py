@@ -104,8 +104,9 @@ class ServiceCollector(Collector):
     def _model(stage: dict, info: dict):
         if info:
             fam = GaugeMetricFamily(P + "model_info", "the loaded model (value 1)",
-                                    labels=["name", "version", "family", "quantization", "thinking"])
-            fam.add_metric([str(info.get(k, "")) for k in ("name", "version", "family", "quantization", "thinking")],
+                                    labels=["name", "version", "family", "quantization", "encoder", "thinking"])
+            fam.add_metric([str(info.get(k, "")) for k in ("name", "version", "family", "quantization", "encoder",
+                                                           "thinking")],
                            1.0)
             yield fam
         latency = stage.get("latency_s")

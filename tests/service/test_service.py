@@ -150,9 +150,11 @@ def test_metrics_exposed_with_the_expected_names(run):
     for name in ("edge_coat_queue_depth{queue=\"batch\"}", "edge_coat_queue_depth{queue=\"ingest\"}",
                  'edge_coat_model_latency_seconds_bucket{le="+Inf",stage="total"}',
                  'edge_coat_model_latency_seconds_count{stage="thinking"}', "edge_coat_subscribers 1.0",
-                 'edge_coat_model_info{family="qwen2_audio"', "edge_coat_capture_online", "edge_coat_uptime_seconds",
+                 "edge_coat_model_info{", "edge_coat_capture_online", "edge_coat_uptime_seconds",
                  "process_cpu_seconds_total"):
         assert name in text, name
+    info_line = next(line for line in text.splitlines() if line.startswith("edge_coat_model_info{"))
+    assert 'family="qwen2_audio"' in info_line and 'encoder="' in info_line and 'thinking="' in info_line, info_line
     starts = sum(e.phase == "start" for e in run["sub"].events)
     assert f'edge_coat_events_total{{kind="anomaly",phase="start"}} {float(starts)}' in text
 
