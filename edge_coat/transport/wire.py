@@ -195,7 +195,9 @@ def decode_parts(header: bytes, payload, max_frames: int) -> WireAudio | pb.Fram
     capture_ts = h.capture_ts
     if not math.isfinite(capture_ts):
         raise WireError("malformed", "capture_ts is not finite")
-    samples = np.frombuffer(payload, dtype=_DTYPES[fmt])  # (num_frames,) view of the payload, no copy
+    # (num_frames,) view of the payload, no copy; the dtype passed by position: as a keyword,
+    # numpy's argument parsing costs 0.35 us more per chunk (bench/PROFILE.md, round 3)
+    samples = np.frombuffer(payload, _DTYPES[fmt])
     samples.setflags(write=False)  # the received bytes are nobody's to change (the ring keeps them)
     if fmt == F32 and not np.isfinite(samples).all():
         raise WireError("malformed", "payload has NaN or inf")
