@@ -267,13 +267,18 @@ class AnomalyDetector:
         cfg = self.config
         if len(enr.vectors) < cfg.min_enroll_windows:
             raise ValueError(f"{len(enr.vectors)} enrollment windows; a profile needs {cfg.min_enroll_windows}")
+        robust_z, min_ratio = cfg.threshold_floors()
         profile = NormalProfile.fit(np.stack(enr.vectors), method=cfg.method, pooling=cfg.pooling, k=cfg.k,
                                     percentile=cfg.percentile, latent_shape=enr.latent_shape,
                                     model_name=enr.model_name, model_version=enr.model_version,
-                                    features=cfg.features, spans=np.array(enr.spans))
+                                    features=cfg.features, spans=np.array(enr.spans), robust_z=robust_z,
+                                    min_ratio=min_ratio)
         path = profile.save(cfg.profile_dir, stream_id)
         st.profile, st.enrollment, st.last_error = profile, None, ""
         st.note = f"normal profile of {len(enr.vectors)} windows"
+        if profile.raised:  # say so: a longer enrollment would let the percentile speak
+            st.note += (f"; tight enrollment: threshold raised from the {profile.percentile:g}th percentile to "
+                        f"{profile.threshold / max(profile.median, 1e-12):.2f} x the median normal distance")
         logger.info("normal profile for %s fitted on %d windows, threshold %.3f, saved to %s", stream_id,
                     len(enr.vectors), profile.threshold, path)
 

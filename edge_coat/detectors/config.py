@@ -8,6 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+#: threshold floors (robust z, ratio to the median) of the mel profile: on generated dev streams (seed-55
+#: machines, 1 s and 2 s windows, 12-20 s enrollments) the bare 99th percentile gave ~110 false alarms per
+#: hour; these gave none and kept every fault type's detection but the faintest imbalances (see
+#: bench/anomaly_threshold.py and its JSON)
+MEL_THRESHOLD_FLOORS = (5.0, 1.4)
+
+
 class EpisodeConfig(BaseModel):
     """Hysteresis and cooldown shared by every episode-based detector."""
 
@@ -56,6 +63,17 @@ class AnomalyConfig(BaseModel):
     percentile: float = Field(
         95.0, gt=50.0, lt=100.0, description="threshold = this percentile of the held-out enrollment distances"
     )
+    threshold_z: float | None = Field(
+        None, ge=0.0, le=50.0,
+        description="the threshold is at least median + this * 1.4826 * MAD of the held-out enrollment distances "
+        "(None: 5 for features 'mel', 0 for 'thinking'; chosen on generated dev streams, bench/anomaly_threshold.py)",
+    )
+    threshold_min_ratio: float | None = Field(
+        None, ge=1.0, le=10.0,
+        description="the threshold is at least this times the median held-out enrollment distance, so a short, "
+        "tight enrollment of a stationary machine does not alarm on its normal drift (None: 1.4 for 'mel', "
+        "1 (off) for 'thinking')",
+    )
     model_weight: float = Field(
         0.1, ge=0.0, le=1.0,
         description="weight of the model's P(abnormal) in the fused score (distance score gets 1 - this)",
@@ -67,6 +85,12 @@ class AnomalyConfig(BaseModel):
         default_factory=lambda: EpisodeConfig(update_every_s=10.0),
         description="hysteresis/cooldown of anomaly episodes",
     )
+
+    def threshold_floors(self) -> tuple[float, float]:
+        """(robust z, min ratio to the median) for this config's features, defaults filled in."""
+        z, ratio = MEL_THRESHOLD_FLOORS if self.features == "mel" else (0.0, 1.0)
+        return (z if self.threshold_z is None else self.threshold_z,
+                ratio if self.threshold_min_ratio is None else self.threshold_min_ratio)
 
     @model_validator(mode="after")
     def _enroll_bounds(self) -> "AnomalyConfig":

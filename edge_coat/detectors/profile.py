@@ -8,9 +8,11 @@ time spans are known, windows that overlap the one being scored are left out too
 audio with its overlapping neighbours (hop < window length), so they would make normal distances
 look smaller than those of new audio and put the threshold too low.
 
-The distance becomes a score in [0, 1] through a logistic curve fitted to the enrollment: the
-median held-out distance maps to 0.05 and the threshold percentile to 0.5, so ``on_threshold=0.5``
-means "beyond the chosen percentile of normal".
+The threshold is that percentile, raised where a short, tight enrollment would put it too close to
+normal (:func:`calibrated_threshold`: at least ``median + robust_z * 1.4826 * MAD`` and ``min_ratio *
+median``). The distance becomes a score in [0, 1] through a logistic curve fitted to the enrollment:
+the median held-out distance maps to 0.05 and the threshold to 0.5, so ``on_threshold=0.5`` means
+"beyond the threshold of normal".
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ def check_stream_id(stream_id: str) -> str:
     return stream_id
 
 
+def calibrated_threshold(calib: np.ndarray, percentile: float, robust_z: float = 0.0,
+                         min_ratio: float = 1.0) -> float:
+    """The alarm distance from held-out normal distances (N,): the ``percentile`` of them, raised to at
+    least ``median + robust_z * 1.4826 * MAD`` and ``min_ratio * median``.
+
+    A percentile alone is too tight when the enrollment is short and the machine stationary: a few
+    dozen overlapping windows of seconds of audio barely vary, so their 99th percentile sits a few
+    per cent above their median while later audio of the same machine (slow drift of speed, level and
+    room) wanders further. The robust spread guards small N (a percentile of 24 values is rough); the
+    floor relative to the median guards the tight case, where even the spread is tiny.
+    """
+    c = np.asarray(calib, dtype=np.float64)
+    if c.ndim != 1 or c.size == 0 or not np.all(np.isfinite(c)):
+        raise ValueError(f"calibration distances must be a non-empty finite (N,) array; got shape {c.shape}")
+    median = float(np.median(c))
+    mad = float(np.median(np.abs(c - median)))
+    return max(float(np.percentile(c, percentile)), median + robust_z * 1.4826 * mad, min_ratio * median)
+
+
 def pool_latents(thinking: np.ndarray, pooling: str) -> np.ndarray:
     """(K, D) thinking latents -> one float64 vector: (D,) for "mean", (K*D,) for "flatten"."""
     arr = np.asarray(thinking)
@@ -67,7 +88,7 @@ class NormalProfile:
     scale: np.ndarray  # (F,) standardisation std (floored)
     data: np.ndarray  # (N, F) standardised enrollment vectors
     calib: np.ndarray  # (N,) held-out distances of the enrollment vectors
-    threshold: float  # percentile of calib
+    threshold: float  # calibrated_threshold(calib, percentile, robust_z, min_ratio)
     median: float
     precision: np.ndarray | None = None  # (F, F) shrunk inverse covariance (mahalanobis)
     model_name: str = ""
@@ -75,13 +96,17 @@ class NormalProfile:
     created_ts: float = 0.0
     latent_shape: tuple[int, int] = (0, 0)
     features: str = "thinking"  # what the vectors are: "thinking" (pooled latents) or "mel" (detectors.features)
+    robust_z: float = 0.0  # threshold >= median + robust_z * 1.4826 * MAD of calib
+    min_ratio: float = 1.0  # threshold >= min_ratio * median of calib
 
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, vectors: np.ndarray, *, method: str = "knn", pooling: str = "mean", k: int = 5,
             percentile: float = 95.0, latent_shape: tuple[int, int] = (0, 0), model_name: str = "",
-            model_version: str = "", features: str = "thinking", spans: np.ndarray | None = None) -> "NormalProfile":
-        """Fit from enrollment vectors of shape (N, F); ``spans`` (N, 2): each window's start/end seconds."""
+            model_version: str = "", features: str = "thinking", spans: np.ndarray | None = None,
+            robust_z: float = 0.0, min_ratio: float = 1.0) -> "NormalProfile":
+        """Fit from enrollment vectors of shape (N, F); ``spans`` (N, 2): each window's start/end seconds;
+        ``robust_z`` / ``min_ratio``: the threshold's floors (see :func:`calibrated_threshold`)."""
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2:
             raise ValueError(f"enrollment vectors must have shape (N, F); got {x.shape}")
@@ -102,12 +127,17 @@ class NormalProfile:
         else:
             calib = _heldout_mahalanobis(z, excluded)
             precision = _shrunk_precision(z)
-        threshold = float(np.percentile(calib, percentile))
+        threshold = calibrated_threshold(calib, percentile, robust_z, min_ratio)
         median = float(np.median(calib))
         return cls(method=method, pooling=pooling, k=k, percentile=percentile, mean=mean, scale=scale, data=z,
                    calib=calib, threshold=threshold, median=median, precision=precision, model_name=model_name,
                    model_version=model_version, created_ts=time.time(), latent_shape=tuple(latent_shape),
-                   features=features)
+                   features=features, robust_z=robust_z, min_ratio=min_ratio)
+
+    @property
+    def raised(self) -> bool:
+        """Whether a floor, not the percentile, set the threshold (a tight enrollment)."""
+        return self.threshold > float(np.percentile(self.calib, self.percentile)) + 1e-12
 
     # ------------------------------------------------------------------ scoring
     def distance(self, vector: np.ndarray) -> float:
@@ -147,6 +177,7 @@ class NormalProfile:
             "n": int(self.data.shape[0]), "features": int(self.data.shape[1]),
             "latent_shape": list(self.latent_shape), "model_name": self.model_name,
             "model_version": self.model_version, "created_ts": self.created_ts, "features": self.features,
+            "robust_z": self.robust_z, "min_ratio": self.min_ratio,
         }
         meta_path = directory / f"{stream_id}.json"
         tmp_meta = meta_path.with_suffix(".tmp.json")
@@ -172,11 +203,13 @@ class NormalProfile:
                        model_name=meta.get("model_name", ""), model_version=meta.get("model_version", ""),
                        created_ts=float(meta.get("created_ts", 0.0)),
                        latent_shape=tuple(meta.get("latent_shape", (0, 0))),
-                       features=meta.get("features", "thinking"))  # profiles saved before features existed
+                       features=meta.get("features", "thinking"),  # profiles saved before features existed
+                       robust_z=float(meta.get("robust_z", 0.0)), min_ratio=float(meta.get("min_ratio", 1.0)))
 
     def summary(self) -> dict:
         return {"method": self.method, "features": self.features, "pooling": self.pooling, "n": int(self.data.shape[0]),
-                "threshold": self.threshold, "percentile": self.percentile, "model_name": self.model_name,
+                "threshold": self.threshold, "percentile": self.percentile, "robust_z": self.robust_z,
+                "min_ratio": self.min_ratio, "median": self.median, "model_name": self.model_name,
                 "model_version": self.model_version, "created_ts": self.created_ts}
 
 

@@ -60,11 +60,10 @@ def site_dict(tmp: Path, model_dir: Path, sources: dict[str, Path], *, enroll: d
                   "torch_threads": 1},
         # a threshold at the 99th percentile of the enrollment distances and three windows in a row to
         # start an episode: an isolated normal window beyond the threshold (24 enrollment windows give a
-        # rough percentile) raises nothing; a changed sound, far beyond it window after window, does
-        # features "thinking": this scenario (12 s of a synthetic, near-stationary hum enrolled) was written for
-        # the latent profile; the default log-mel profile is so tight on it that normal windows cross a
-        # 99th-percentile threshold of 24 enrollment windows (see detectors.features and the anomaly notes)
-        "detectors": {"anomaly": {"features": "thinking", "model_weight": 0.0, "min_enroll_windows": 8, "k": 3,
+        # rough percentile) raises nothing; a changed sound, far beyond it window after window, does.
+        # The default (log-mel) features: on this tight enrollment (12 s of a near-stationary hum) the
+        # threshold's floor relative to the median normal distance is what keeps the control stream quiet
+        "detectors": {"anomaly": {"model_weight": 0.0, "min_enroll_windows": 8, "k": 3,
                                   "percentile": 99.0,
                                   "profile_dir": str(tmp / "profiles"),
                                   "episode": {"on_windows": 3, "off_windows": 2, "cooldown_s": 0.0}}},
