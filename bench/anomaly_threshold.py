@@ -22,8 +22,14 @@ episode settings (on after 2 windows, 30 s cooldown). The model's P(abnormal) is
 untrained model says nothing; at the default weight 0.1 an uninformative 0.5 moves the on-threshold by
 nothing and the off-threshold by 0.02).
 
+Also, with ``--dev DIR`` (the seed-55 development folder; make it with ``python -m edge_coat.data.factory
+--out runs/anomaly-dev --n 200 --seed 55 --duration 5 --instances 3``): clip level, the split of ``edge-coat
+eval --task anomaly`` (per machine type, the first half of its normal clips enroll, one vector per clip),
+the share of test clips whose profile score reaches 0.5 per rule, normal and per fault.
+
     python bench/anomaly_threshold.py                 # 5 machines x 2 instances, both scenarios (~3 min)
     python bench/anomaly_threshold.py --instances 1   # quicker
+    python bench/anomaly_threshold.py --dev runs/anomaly-dev
 
 Prints a table per scenario and writes bench/results/anomaly_threshold.json.
 """
@@ -98,8 +104,8 @@ def run_clip(wave, scenario, onset: float | None, severity: float = 0.0) -> dict
     dists = np.array([base.distance(v) for v in feats[~enr]])  # (W_test,)
     test_spans = spans[~enr]
     end_normal = onset if onset is not None else wave.size / SAMPLE_RATE
-    out = {"normal_s": end_normal - enroll_s, "severity": severity, "ratio_median": (dists[test_spans[:, 1] <= end_normal] / base.median)
-           .tolist(), "rules": {}}
+    ratios = dists[test_spans[:, 1] <= end_normal] / base.median  # normal windows' distance / enrollment median
+    out = {"normal_s": end_normal - enroll_s, "severity": severity, "ratio_median": ratios.tolist(), "rules": {}}
     for pct, z, ratio in RULES:
         prof = dataclasses.replace(base, threshold=calibrated_threshold(base.calib, pct, z, ratio))
         starts = episode_starts(prof, dists, test_spans)
@@ -109,12 +115,41 @@ def run_clip(wave, scenario, onset: float | None, severity: float = 0.0) -> dict
     return out
 
 
+def dev_clips(folder: Path) -> dict:
+    """Clip-level share above the threshold per rule on a generated dataset folder (eval's split)."""
+    from edge_coat.data.folder import DatasetFolder
+    from edge_coat.train.evaluate import split_enrollment
+
+    data = DatasetFolder(folder)
+    feats = np.stack([mel_statistics(data.load(c)) for c in data.clips])  # (N, F)
+    enrolled, test = split_enrollment(data.clips, None)
+    out = {}
+    for pct, z, ratio in RULES:
+        above = {}
+        for machine, idx in enrolled.items():
+            prof = NormalProfile.fit(feats[idx], k=3, percentile=pct, features="mel", robust_z=z, min_ratio=ratio)
+            for i in test:
+                clip = data.clips[i]
+                if clip.meta.get("machine", "") == machine:
+                    key = "normal" if clip.label == "normal" else clip.meta.get("fault", "abnormal")
+                    above.setdefault(key, []).append(prof.score(prof.distance(feats[i])) >= 0.5)
+        out[f"p{pct:g} z{z:g} r{ratio:g}"] = {k: [int(sum(v)), len(v)] for k, v in sorted(above.items())}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=2, help="machine instances per machine type")
     ap.add_argument("--out", type=Path, default=RESULTS / "anomaly_threshold.json")
+    ap.add_argument("--dev", type=Path, help="also score this generated dataset folder clip by clip")
     args = ap.parse_args(argv)
     start_machine, t0 = machine(), time.time()
+    report = {"scenarios": {}, "rules": [list(r) for r in RULES]}
+    if args.dev:
+        report["dev_clips"] = dev_clips(args.dev)
+        print(f"{args.dev}: test clips at or above the threshold (profile score >= 0.5), per rule")
+        for rule, row in report["dev_clips"].items():
+            print(f"{rule:<20} " + " ".join(f"{k[:10]} {a}/{n}" for k, (a, n) in row.items()))
     rng = np.random.default_rng(55)
     clips = []  # (unit, fault or None, wave, onset, severity)
     for m_i, name in enumerate(MACHINES):
@@ -130,8 +165,6 @@ def main(argv=None) -> int:
     for h in range(3):
         clips.append((f"hum/{h}", None, hum(NORMAL_S, 5500 + h), None, 0.0))
     print(f"rendered {len(clips)} clips in {time.time() - t0:.0f} s", flush=True)
-
-    report = {"scenarios": {}, "rules": [list(r) for r in RULES]}
     for scenario in SCENARIOS:
         rows = [(unit, fault, run_clip(wave, scenario, onset, sev)) for unit, fault, wave, onset, sev in clips]
         key = f"window {scenario[0]:g} s hop {scenario[1]:g} s enroll {scenario[2]:g} s"
