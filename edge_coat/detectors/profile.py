@@ -174,7 +174,7 @@ class NormalProfile:
         meta = {
             "stream_id": stream_id, "method": self.method, "pooling": self.pooling, "k": self.k,
             "percentile": self.percentile, "threshold": self.threshold, "median": self.median,
-            "n": int(self.data.shape[0]), "features": int(self.data.shape[1]),
+            "n": int(self.data.shape[0]), "dim": int(self.data.shape[1]),
             "latent_shape": list(self.latent_shape), "model_name": self.model_name,
             "model_version": self.model_version, "created_ts": self.created_ts, "features": self.features,
             "robust_z": self.robust_z, "min_ratio": self.min_ratio,
@@ -203,7 +203,7 @@ class NormalProfile:
                        model_name=meta.get("model_name", ""), model_version=meta.get("model_version", ""),
                        created_ts=float(meta.get("created_ts", 0.0)),
                        latent_shape=tuple(meta.get("latent_shape", (0, 0))),
-                       features=meta.get("features", "thinking"),  # profiles saved before features existed
+                       features=_feature_set(meta.get("features")),
                        robust_z=float(meta.get("robust_z", 0.0)), min_ratio=float(meta.get("min_ratio", 1.0)))
 
     def summary(self) -> dict:
@@ -285,3 +285,9 @@ def _heldout_mahalanobis(z: np.ndarray, excluded: np.ndarray | None = None, fold
         d = z[idx] - train.mean(axis=0)  # (n_fold, F)
         out[idx] = np.sqrt(np.maximum(np.einsum("nf,fg,ng->n", d, prec, d), 0.0))
     return out
+
+
+def _feature_set(saved: object) -> str:
+    """The feature set of a saved profile. Profiles written before feature sets existed stored the
+    vector width (an int) under "features", and were all fitted on the thinking latents."""
+    return saved if isinstance(saved, str) else "thinking"

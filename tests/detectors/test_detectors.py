@@ -162,3 +162,22 @@ def test_config_cross_field_errors_say_how_to_fix():
         EpisodeConfig(on_threshold=0.4, off_threshold=0.6)
     with pytest.raises(ValueError, match="lower k"):
         AnomalyConfig(k=10, min_enroll_windows=8)
+
+
+def test_a_profile_saved_before_feature_sets_loads_as_thinking(tmp_path):
+    """Profiles written before feature sets existed stored the vector width under "features"."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(30, 16)).astype(np.float32)  # (N, D)
+    prof = NormalProfile.fit(vectors, method="knn", pooling="mean", k=3, percentile=99.0,
+                             latent_shape=(4, 4), model_name="coat-tiny", model_version="0.1", features="mel")
+    prof.save(tmp_path, "fan-1")
+    meta_path = tmp_path / "fan-1.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["features"] == "mel" and meta["dim"] == 16
+    assert NormalProfile.load(tmp_path, "fan-1").features == "mel"
+
+    old = {k: v for k, v in meta.items() if k not in ("dim", "robust_z", "min_ratio")}
+    old["features"] = 16  # the old layout
+    meta_path.write_text(json.dumps(old))
+    loaded = NormalProfile.load(tmp_path, "fan-1")
+    assert loaded.features == "thinking" and loaded.threshold == pytest.approx(prof.threshold)
