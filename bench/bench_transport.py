@@ -92,6 +92,8 @@ def _tap_stages(worker, measure_from: list[float], drained_at: list[float]) -> d
     private methods: a bench instrument, not an API.
     """
     rec = worker.receiver
+    if not hasattr(rec, "_enqueue"):  # a baseline worker from before batched hand-over: no stage figures
+        return {"capture_to_queued": [], "queued_to_drained": [], "drain_chunks": []}
     enq: collections.deque[tuple[float, int]] = collections.deque()  # (time queued, chunks queued so far)
     counts = {"queued": 0, "drained": 0}
     out: dict[str, list[float]] = {"capture_to_queued": [], "queued_to_drained": [], "drain_chunks": []}
