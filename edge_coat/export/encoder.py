@@ -37,7 +37,7 @@ from edge_coat.export.config import EncoderRuntimeConfig
 from edge_coat.export.onnx_export import save_onnx
 from edge_coat.export.manifest import ParityCase, ParityRecord
 from edge_coat.export.parity import ParityError, parity_record
-from edge_coat.export.runtime import get_session, import_onnxruntime
+from edge_coat.export.runtime import import_onnxruntime, open_checked_session
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +111,8 @@ class OnnxAudioEncoder:
         self.config = config or EncoderRuntimeConfig()
         self.path = Path(path)
         self.adapter = adapter
-        self._session = get_session(self.path, self.config)
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        outputs = {o.name: o for o in self._session.get_outputs()}
-        if set(inputs) != {INPUT_MEL, INPUT_MEL_MASK} or OUTPUT_EMBEDS not in outputs:
-            raise ValueError(
-                f"{self.path}: expected inputs ({INPUT_MEL}, {INPUT_MEL_MASK}) and output {OUTPUT_EMBEDS}, "
-                f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}; export it with edge-coat export"
-            )
+        self._session, inputs, outputs = open_checked_session(
+            self.path, self.config, (INPUT_MEL, INPUT_MEL_MASK), OUTPUT_EMBEDS)
         self.n_mels = int(inputs[INPUT_MEL].shape[1])
         self.frames = int(inputs[INPUT_MEL].shape[2])
         self.out_dim = int(outputs[OUTPUT_EMBEDS].shape[2])

@@ -96,6 +96,20 @@ def get_session(path: str | Path, config: ThinkingRuntimeConfig):
         return session
 
 
+def open_checked_session(path: Path, config, input_names: tuple[str, ...], output_name: str):
+    """(session, inputs by name, outputs by name) for an exported graph, after checking that it has
+    exactly ``input_names`` and an ``output_name`` output (a clear error names what it has instead)."""
+    session = get_session(path, config)
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if set(inputs) != set(input_names) or output_name not in outputs:
+        raise ValueError(
+            f"{path}: expected inputs ({', '.join(input_names)}) and output {output_name}, "
+            f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}; export it with edge-coat export"
+        )
+    return session, inputs, outputs
+
+
 class OnnxThinkingBlock(nn.Module):
     """Drop-in for ``ThinkingBlock`` running an exported ``thinking.onnx`` in onnxruntime."""
 
@@ -103,14 +117,8 @@ class OnnxThinkingBlock(nn.Module):
         super().__init__()
         self.config = config or ThinkingRuntimeConfig()
         self.path = Path(path)
-        self._session = get_session(self.path, self.config)
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        outputs = {o.name: o for o in self._session.get_outputs()}
-        if set(inputs) != {INPUT_EMBEDS, INPUT_MASK} or OUTPUT not in outputs:
-            raise ValueError(
-                f"{self.path}: expected inputs ({INPUT_EMBEDS}, {INPUT_MASK}) and output {OUTPUT}, "
-                f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}; export it with edge-coat export"
-            )
+        self._session, inputs, outputs = open_checked_session(
+            self.path, self.config, (INPUT_EMBEDS, INPUT_MASK), OUTPUT)
         self.audio_dim = int(inputs[INPUT_EMBEDS].shape[2])
         self.num_queries = int(outputs[OUTPUT].shape[1])
         self.out_dim = int(outputs[OUTPUT].shape[2])

@@ -202,12 +202,9 @@ class Worker:
             chunks = self.receiver.drain(0.05)
             now = time.monotonic()
             if chunks:
-                step = self.cfg.ingest_slice
-                if len(chunks) <= step:
-                    self._ingest(chunks, now)
-                else:  # windows of the first slices go on without waiting for the whole drain
-                    for i in range(0, len(chunks), step):
-                        self._ingest(chunks[i:i + step], now)
+                step = self.cfg.ingest_slice  # each slice's windows go on without waiting for the whole drain
+                for i in range(0, len(chunks), step):
+                    self._ingest(chunks[i:i + step], now)
             if self._finished:
                 self._ack(self._release(self._finished_windows()))
             if now >= next_housekeeping:
