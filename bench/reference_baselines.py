@@ -11,6 +11,14 @@ training part only; the held-out part is touched once, for the reported scores):
   expert (F0, voicing, energy) and of its loudness/spectral-shape expert.
 * ``voice``: the 256-d Resemblyzer voice embedding (the project's ``voice_embedding`` expert).
 * ``yamnet``: the sound-event expert's 521 YAMNet scores, mean and max over its 0.96 s frames.
+* ``whisper``: the frozen pretrained audio tower of ``--model DIR`` (coat-tiny 1.0: Whisper tiny.en's
+  first blocks), mean and std over time of its output, computed exactly as the model computes it.
+  This says what CoAT adds over the pretrained features alone.
+
+Cross-corpus (leave-one-corpus-out): ``--train-data FOLDER`` (repeatable) adds folders used only for
+training; ``--all-held-out`` tests on every clip of ``--data``. Predictions are restricted to the
+labels the test folder has. ``--channel telephone`` passes the test clips through the telephone line
+of ``edge_coat.train.augment`` (training clips stay clean).
 
 Anomaly (``--task anomaly``): the split of ``edge-coat eval --task anomaly`` (per machine, the first
 half of its normal clips enroll, the rest are tested with the abnormal ones). Each feature set
@@ -73,14 +81,26 @@ def features(kind: str, wave: np.ndarray, cache) -> np.ndarray:
         return _stats(np.log(mel + 1e-10).T)
     if kind == "voice":
         return cache.get(get_expert("voice_embedding"), wave)  # (256,)
+    if kind == "whisper":
+        if _TOWER["model"] is None:
+            raise ValueError("feature set 'whisper' needs --model DIR (a model with a pretrained tower)")
+        import torch
+
+        with torch.inference_mode():
+            h, m = _TOWER["model"].encode_tower([wave])  # (1, T, Da), (1, T)
+        return _stats(h[0][m[0]].float().numpy())
     if kind == "yamnet":
         tags = cache.get(get_expert("sound_tags"), wave)  # (T, 521)
         return np.concatenate([tags.mean(axis=0), tags.max(axis=0)])
     raise ValueError(f"unknown feature set {kind!r}; expected logmel, mfcc_prosody, voice or yamnet")
 
 
-def fit_and_score(x_train, y_train, groups, x_test):
-    """Standardise + logistic regression, C by group-wise CV on the training part; returns test predictions."""
+_TOWER: dict = {"model": None}
+
+
+def fit_and_score(x_train, y_train, groups, x_test, allowed=None):
+    """Standardise + logistic regression, C by group-wise CV on the training part; returns test predictions
+    (restricted to the labels in ``allowed`` when given)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
@@ -90,7 +110,13 @@ def fit_and_score(x_train, y_train, groups, x_test):
     folds = min(5, len(set(groups)))
     search = GridSearchCV(pipe, {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]}, cv=GroupKFold(folds))
     search.fit(x_train, y_train, groups=groups)
-    return search.predict(x_test), search.best_params_["logisticregression__C"]
+    c = search.best_params_["logisticregression__C"]
+    if allowed is None:
+        return search.predict(x_test), c
+    classes = list(search.classes_)
+    keep = [i for i, lab in enumerate(classes) if lab in set(allowed)]
+    proba = search.predict_proba(x_test)[:, keep]
+    return np.array([classes[keep[j]] for j in proba.argmax(axis=1)]), c
 
 
 def anomaly_scores(x: np.ndarray, enroll_idx: list[int], test_idx: list[int], scorer: str) -> np.ndarray:
@@ -156,6 +182,10 @@ def main(argv=None) -> int:
     p.add_argument("--loudness-norm", type=float, metavar="DBFS", help="anomaly: normalise every clip to this RMS first")
     p.add_argument("--enroll", type=int, help="anomaly: normal clips per machine that enroll (default: half)")
     p.add_argument("--teacher-cache", default=str(REPO / ".cache" / "teacher"))
+    p.add_argument("--model", help="model directory whose frozen tower gives the 'whisper' features")
+    p.add_argument("--train-data", action="append", default=[], help="extra folder used only for training (repeat)")
+    p.add_argument("--all-held-out", action="store_true", help="test on every clip of --data (cross-corpus)")
+    p.add_argument("--channel", default="clean", choices=("clean", "telephone"), help="channel of the test clips")
     p.add_argument("--json", dest="json_out", help="JSON output (default bench/results/reference_baselines_<task>.json)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -167,18 +197,25 @@ def main(argv=None) -> int:
         cfg = json.loads((Path(args.run) / "run_config.json").read_text())
         speakers, sources = cfg["holdout_speakers"], cfg["holdout_sources"]
     held = {f"speaker:{s}" for s in speakers} | {f"source:{s}" for s in sources}
-    if not held:
-        p.error("give the held-out split: --run, --holdout-speakers or --holdout-sources")
+    if not held and not args.all_held_out:
+        p.error("give the held-out split: --run, --holdout-speakers, --holdout-sources or --all-held-out")
     from edge_coat.data.folder import load_audio
     from edge_coat.experts import TeacherCache
+    from edge_coat.train.augment import apply_channel
 
-    clips = DatasetFolder(args.data).clips
-    test_mask = np.array([group_of(c) in held for c in clips])
+    if args.model:
+        from edge_coat.model.coat import CoatModel
+
+        _TOWER["model"] = CoatModel.from_pretrained(args.model)
+    test_clips = DatasetFolder(args.data).clips
+    extra = [c for folder in args.train_data for c in DatasetFolder(folder).clips]
+    clips = test_clips + extra
+    test_mask = np.array([args.all_held_out or group_of(c) in held for c in test_clips] + [False] * len(extra))
     if not test_mask.any() or test_mask.all():
         p.error(f"the split {sorted(held)} leaves {int(test_mask.sum())} of {len(clips)} clips held out")
     cache = TeacherCache(args.teacher_cache)
     kinds = parse_list(args.features) or list(DEFAULT_FEATURES[args.task])
-    labels = sorted({c.label for c in clips})
+    labels = sorted({c.label for c, t in zip(clips, test_mask) if t})
     y = np.array([c.label for c in clips])
     groups = np.array([group_of(c) for c in clips])
     feats = {k: [] for k in kinds}
@@ -188,6 +225,8 @@ def main(argv=None) -> int:
         if args.max_seconds > 0 and wave.shape[0] > args.max_seconds * 16_000:
             n = int(args.max_seconds * 16_000)
             wave = wave[(wave.shape[0] - n) // 2:][:n]
+        if test_mask[i] and args.channel != "clean":
+            wave = apply_channel(wave, args.channel)
         for k in kinds:
             feats[k].append(features(k, wave, cache))
         if (i + 1) % 100 == 0:
@@ -195,7 +234,7 @@ def main(argv=None) -> int:
     results, rows = {}, []
     for k in kinds:
         x = np.stack(feats[k])  # (N, F)
-        pred, c = fit_and_score(x[~test_mask], y[~test_mask], groups[~test_mask], x[test_mask])
+        pred, c = fit_and_score(x[~test_mask], y[~test_mask], groups[~test_mask], x[test_mask], allowed=labels)
         metrics, per_class = classification_metrics(y[test_mask].tolist(), pred.tolist(), labels)
         results[k] = {"metrics": metrics, "per_class": per_class, "C": c, "features": int(x.shape[1])}
         rows.append([k, x.shape[1], c, metrics["accuracy"], metrics["ua"], metrics["macro_f1"]])
@@ -203,7 +242,8 @@ def main(argv=None) -> int:
           f"clips ({len(held)} held-out speakers/recordings); chance UA {1 / len(labels):.3f}")
     print(format_table(["features", "dims", "C", "accuracy", "UA", "macro F1"], rows))
     out = Path(args.json_out or REPO / "bench" / "results" / f"reference_baselines_{args.task}.json")
-    write_json(out, {"task": args.task, "data": args.data, "held_out": sorted(held), "n_train": int((~test_mask).sum()),
+    write_json(out, {"task": args.task, "data": args.data, "train_data": args.train_data, "channel": args.channel,
+                     "held_out": "all" if args.all_held_out else sorted(held), "n_train": int((~test_mask).sum()),
                      "n_test": int(test_mask.sum()), "results": results})
     print(f"wrote {out}")
     return 0

@@ -28,6 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--holdout-sources", help="evaluate only these source recordings (UrbanSound8K fsIDs; list or file)")
     parser.add_argument("--loudness-norm", type=float, metavar="DBFS",
                         help="normalise every clip to this RMS level first (e.g. -26), so loudness alone cannot decide")
+    parser.add_argument("--channel", default="clean", choices=("clean", "telephone"),
+                        help="pass every clip through this channel first (telephone: 300-3400 Hz, 8 kHz, G.711 mu-law)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"), help="how to load the model")
     parser.add_argument("--device", default=None, help="torch device (default: the model's load device, CPU)")
@@ -69,7 +71,8 @@ def run(args) -> int:
     try:
         clips, candidates = apply_label_map(clips, mapping, model.config.tasks[args.task].labels)
         common = dict(use_thinking=not args.no_thinking, batch_size=args.batch_size,
-                      loudness_dbfs=args.loudness_norm, progress=sys.stderr.isatty(), model_name=str(args.model))
+                      loudness_dbfs=args.loudness_norm, progress=sys.stderr.isatty(), model_name=str(args.model),
+                      channel=args.channel)
         if args.task == "anomaly":
             from edge_coat.detectors.config import AnomalyConfig
 

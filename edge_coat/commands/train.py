@@ -24,6 +24,16 @@ def add_arguments(parser) -> None:
     m.add_argument("--max-seconds", type=int, default=5, help="encoder window of a new model in seconds (default 5)")
     m.add_argument("--num-thinking", type=int, default=8, help="K thinking vectors of a new model (default 8)")
     m.add_argument("--train-encoder", action="store_true", help="also train the audio encoder (default: frozen)")
+    m.add_argument("--init-encoder", metavar="DIR",
+                   help="a new model's audio tower: this pretrained encoder (edge-coat models import-whisper)")
+    m.add_argument("--encoder-layers", type=int, help="keep the first N blocks of --init-encoder (default all)")
+    m.add_argument("--tower-variants", default="",
+                   help="frozen tower: cache its output per clip for these channels (comma list of clean, telephone, room)")
+    m.add_argument("--clip-seconds", type=float,
+                   help="a new model's evaluation window in seconds (default: its encoder input, --max-seconds)")
+    m.add_argument("--tower-cache", default=".cache/tower", help="tower-output cache directory")
+    m.add_argument("--answer-weight", type=float, default=1.0,
+                   help="answer-loss weight (0 = stage 1: thinking block aligned to the experts only)")
     m.add_argument("--freeze-llm", action="store_true", help="keep the LLM frozen")
     m.add_argument("--lora", action="store_true", help="LoRA (peft) on the LLM instead of training all its weights")
     m.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
@@ -71,7 +81,9 @@ def config_from_args(args):
         max_seconds=args.max_seconds, num_thinking=args.num_thinking, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
-        train_encoder=args.train_encoder, freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
+        train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,
+        tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,
+        freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
         expert_losses=not args.no_expert_losses, expert_weights=weights,
         holdout_speakers=parse_list(args.holdout_speakers), holdout_sources=parse_list(args.holdout_sources),
         val_speakers=parse_list(args.val_speakers), val_fraction=args.val_fraction,

@@ -141,16 +141,34 @@ class FamilyAdapter:
 
     def _project(self, hidden: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output (B, T, Da) -> (embeds (B, T, D), valid mask (B, T) bool)."""
-        embeds = self.model.model.multi_modal_projector(hidden)  # (B, T, D)
+        embeds = self.project(hidden)  # (B, T, D)
+        return embeds, self._valid(mel_mask, embeds.shape[1])
+
+    def _valid(self, mel_mask: torch.Tensor, t: int) -> torch.Tensor:
+        """(B, F) mel mask -> (B, T) bool mask of the valid encoder output positions."""
         lengths = self.output_lengths(mel_mask.sum(-1))  # (B,)
-        mask = torch.arange(embeds.shape[1], device=mel_mask.device)[None, :] < lengths[:, None]  # (B, T)
-        return embeds, mask
+        return torch.arange(t, device=mel_mask.device)[None, :] < lengths[:, None]  # (B, T)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Audio-tower output (..., Da) -> LLM-width embeddings (..., D)."""
+        return self.model.model.multi_modal_projector(hidden.to(self.dtype))
+
+    def encode_tower(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio tower alone (no projector): (hidden (B, T, Da), valid mask (B, T) bool).
+
+        With a frozen pretrained tower, training caches this output per clip and trains the projector
+        and everything after it (``edge_coat.train.towercache``)."""
+        raise NotImplementedError(f"{self.family}: the tower output is cached for qwen2_audio only")
 
 
 class Qwen2AudioAdapter(FamilyAdapter):
     family = "qwen2_audio"
 
     def encode_audio(self, mel, mel_mask):
+        hidden, _ = self.encode_tower(mel, mel_mask)
+        return self._project(hidden, mel_mask.to(self.device))
+
+    def encode_tower(self, mel, mel_mask):
         from transformers.masking_utils import create_bidirectional_mask
 
         tower = self.model.model.audio_tower
@@ -165,7 +183,8 @@ class Qwen2AudioAdapter(FamilyAdapter):
             inputs_embeds=torch.zeros(mel.shape[0], t_conv, 1, dtype=mel.dtype, device=mel.device),
             attention_mask=conv_mask,
         )
-        return self._project(tower(mel, attention_mask=enc_mask).last_hidden_state, mel_mask)
+        hidden = tower(mel, attention_mask=enc_mask).last_hidden_state  # (B, T, Da)
+        return hidden, self._valid(mel_mask, hidden.shape[1])
 
 
 class AudioFlamingo3Adapter(FamilyAdapter):

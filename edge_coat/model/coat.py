@@ -74,6 +74,8 @@ class CoatBatch:
     answers: list[str]
     expert_targets: dict[str, torch.Tensor] = field(default_factory=dict)
     expert_masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the audio tower's output instead of ``waves`` (frozen tower, cached): (hidden (B, T, Da), mask (B, T) bool)
+    tower: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class CoatModel(nn.Module):
@@ -212,6 +214,11 @@ class CoatModel(nn.Module):
         return self.frontend.max_seconds
 
     @property
+    def clip_seconds(self) -> float:
+        """Longest clip evaluation, calibration and probes score as one window (centre-cropped)."""
+        return min(self.config.clip_seconds or self.max_seconds, self.max_window_seconds)
+
+    @property
     def max_window_seconds(self) -> float:
         """The longest window ``encode`` takes: longer than ``max_seconds`` windows are encoded in chunks."""
         return max(self.max_seconds, MAX_WINDOW_SECONDS)
@@ -230,12 +237,21 @@ class CoatModel(nn.Module):
         is encoded as one batch of encoder-length chunks whose valid positions are concatenated per
         window (``MelFrontend.chunks``, ``join_chunks``), up to ``max_window_seconds``.
         """
+        return self._encode_with(self.encode_mel, waves, sample_rate)
+
+    def encode_tower(self, waves, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms -> (audio-tower output before the projector (B, T, Da), mask (B, T) bool), chunked
+        exactly as ``encode`` chunks them: a frozen tower's output cached for training is what serving
+        computes (``edge_coat.train.towercache``)."""
+        return self._encode_with(self.adapter.encode_tower, waves, sample_rate)
+
+    def _encode_with(self, encoder, waves, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
         waves = validate_waves(waves, sample_rate=sample_rate, max_seconds=self.max_window_seconds)
         if all(w.size <= self.frontend.max_samples for w in waves):
             mel, mel_mask = self.frontend(waves)  # (B, n_mels, F), (B, F)
-            return self.encode_mel(mel, mel_mask)
+            return encoder(mel, mel_mask)
         mel, mel_mask, counts = self.frontend.chunks(waves)  # (N, n_mels, F), (N, F), (B,)
-        embeds, mask = self.encode_mel(mel, mel_mask)  # (N, Tc, D), (N, Tc)
+        embeds, mask = encoder(mel, mel_mask)  # (N, Tc, D), (N, Tc)
         return join_chunks(embeds, mask, counts)  # (B, max(counts) * Tc, D), (B, ...)
 
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
@@ -266,9 +282,17 @@ class CoatModel(nn.Module):
 
     def build(self, waves, prompts: list[str], answers: list[str] | None = None,
               padding_side: str = "left", sample_rate: int = SAMPLE_RATE,
-              use_thinking: bool | None = None) -> tuple[Assembled, torch.Tensor, torch.Tensor]:
-        """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T))."""
-        audio, audio_mask = self.encode(waves, sample_rate)
+              use_thinking: bool | None = None, tower: tuple[torch.Tensor, torch.Tensor] | None = None,
+              ) -> tuple[Assembled, torch.Tensor, torch.Tensor]:
+        """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T)).
+
+        ``tower``: (hidden (B, T, Da), mask (B, T) bool), the audio tower's output computed before
+        (``encode_tower``, a training cache); ``waves`` is then not used."""
+        if tower is not None:
+            hidden, audio_mask = tower
+            audio, audio_mask = self.adapter.project(hidden.to(self.device)), audio_mask.to(self.device)
+        else:
+            audio, audio_mask = self.encode(waves, sample_rate)
         if len(prompts) != audio.shape[0]:
             raise ValueError(f"expected {audio.shape[0]} prompts (one per window), got {len(prompts)}")
         use = self.config.use_thinking if use_thinking is None else use_thinking
@@ -360,14 +384,16 @@ class CoatModel(nn.Module):
         Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum, "total": ...}``.
         Expert losses need the thinking positions; with thinking off only the answer loss is returned.
         """
-        if not (len(batch.waves) == len(batch.prompts) == len(batch.answers)):
+        n_audio = batch.tower[0].shape[0] if batch.tower is not None else len(batch.waves)
+        if not (n_audio == len(batch.prompts) == len(batch.answers)):
             raise ValueError(
-                f"batch sizes differ: {len(batch.waves)} waves, {len(batch.prompts)} prompts, "
+                f"batch sizes differ: {n_audio} windows of audio, {len(batch.prompts)} prompts, "
                 f"{len(batch.answers)} answers"
             )
         if self.quantization != "fp32":
             raise ValueError(f"training needs the fp32 model, this one is {self.quantization}")
-        asm, _, _ = self.build(batch.waves, batch.prompts, answers=batch.answers, use_thinking=use_thinking)
+        asm, _, _ = self.build(batch.waves, batch.prompts, answers=batch.answers, use_thinking=use_thinking,
+                               tower=batch.tower)
         out = self.adapter.decode(asm.embeds, asm.attention_mask, asm.positions, output_hidden_states=True)
         logits = self.adapter.lm_head(out.last_hidden_state[:, :-1])  # (B, L-1, V) predicts tokens 1..L-1
         answer = F.cross_entropy(logits.float().flatten(0, 1), asm.labels[:, 1:].flatten(), ignore_index=IGNORE)

@@ -76,6 +76,11 @@ class CoatConfig(BaseModel):
     )
     append_eos: bool = Field(default=True, description="score and train answers with the end-of-sequence token")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="task name -> prompt and candidate labels")
+    clip_seconds: float | None = Field(
+        default=None, gt=0.0, le=30.0,
+        description="longest clip scored as one window in evaluation, calibration and probes (centre-cropped); "
+                    "None = the encoder's input length",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "CoatConfig":

@@ -62,3 +62,76 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
             noise = rng.standard_normal(out.shape[0]).astype(np.float32) * np.float32(math.sqrt(power / 10 ** (snr / 10)))
             out += noise
     return np.clip(out, -1.0, 1.0)
+
+
+# -- channels: what a call-centre line and a factory room do to audio ------------------------------
+#: The channels ``apply_channel`` knows (``eval --channel``, the tower cache's variants).
+CHANNELS: tuple[str, ...] = ("clean", "telephone", "room")
+
+
+def telephone(wave: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A narrow-band telephone line: 300-3400 Hz band-pass, 8 kHz, G.711 mu-law, back to 16 kHz.
+
+    Deterministic without ``rng``; with it, the level into the codec varies by +-6 dB (line levels
+    differ), which changes the mu-law quantisation noise. (N,) float32 in, (N,) float32 out.
+    """
+    from scipy.signal import butter, resample_poly, sosfilt
+
+    x = wave.astype(np.float64)
+    sos = butter(4, [300.0, 3400.0], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    x = sosfilt(sos, x)
+    x = resample_poly(x, 1, 2)  # 16 kHz -> 8 kHz (its anti-alias filter cuts at 4 kHz)
+    gain = 10 ** (rng.uniform(-6.0, 6.0) / 20) if rng is not None else 1.0
+    x = np.clip(x * gain, -1.0, 1.0)
+    x = mulaw_decode(mulaw_encode(x)) / gain  # G.711 mu-law, 8 bits per sample
+    y = resample_poly(x, 2, 1)[: wave.shape[0]]  # back to 16 kHz
+    if y.shape[0] < wave.shape[0]:
+        y = np.pad(y, (0, wave.shape[0] - y.shape[0]))
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def mulaw_encode(x: np.ndarray, mu: int = 255) -> np.ndarray:
+    """[-1, 1] floats -> 8-bit mu-law codes 0..255 (G.711's companding law, continuous form)."""
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    return np.clip(np.round((y + 1) / 2 * mu), 0, mu).astype(np.uint8)
+
+
+def mulaw_decode(codes: np.ndarray, mu: int = 255) -> np.ndarray:
+    y = codes.astype(np.float64) / mu * 2 - 1
+    return np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu
+
+
+def room(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, float] = (10.0, 30.0)) -> np.ndarray:
+    """A room: a synthetic reverberant impulse response (RT60 0.15-0.6 s) and pink-ish background
+    noise at an SNR drawn from ``snr_db``. (N,) float32 in and out."""
+    from scipy.signal import fftconvolve, lfilter
+
+    n = wave.shape[0]
+    rt60 = rng.uniform(0.15, 0.6)
+    t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+    ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    ir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path, 0-10 dB above the reverberant tail
+    ir /= np.sqrt(np.sum(ir ** 2))
+    x = fftconvolve(wave.astype(np.float64), ir)[:n]
+    white = rng.standard_normal(n)
+    noise = lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786],
+                    [1, -2.494956002, 2.017265875, -0.522189400], white)  # Kellet's 1/f filter
+    p_sig = float(np.mean(x ** 2))
+    if p_sig > 0:
+        snr = rng.uniform(*snr_db)
+        x = x + noise * np.sqrt(p_sig / 10 ** (snr / 10) / max(float(np.mean(noise ** 2)), 1e-12))
+    peak = float(np.abs(x).max())
+    if peak > 1.0:
+        x /= peak
+    return x.astype(np.float32)
+
+
+def apply_channel(wave: np.ndarray, channel: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``clean`` (unchanged), ``telephone`` or ``room`` (needs ``rng``)."""
+    if channel == "clean":
+        return wave
+    if channel == "telephone":
+        return telephone(wave, rng=rng)
+    if channel == "room":
+        return room(wave, rng if rng is not None else np.random.default_rng(0))
+    raise ValueError(f"unknown channel {channel!r}; expected one of {CHANNELS}")

@@ -65,6 +65,27 @@ class TrainConfig(BaseModel):
     log_every: int = Field(default=10, ge=1, le=100_000, description="steps per metrics.jsonl line")
     progress: bool = Field(default=True, description="show a tqdm progress bar")
     train_encoder: bool = Field(default=False, description="also train the audio encoder (default: frozen)")
+    init_encoder: str | None = Field(
+        default=None,
+        description="a new model's audio tower from this pretrained encoder folder (edge-coat models import-whisper)",
+    )
+    encoder_layers: int | None = Field(
+        default=None, ge=1, le=64, description="keep the first N blocks of the pretrained encoder (default all)",
+    )
+    tower_variants: list[Literal["clean", "telephone", "room"]] = Field(
+        default_factory=list,
+        description="frozen tower: cache its output once per clip and per channel variant and train on the cache "
+                    "(e.g. clean telephone room); empty = run the tower on augmented waves every step",
+    )
+    clip_seconds: float | None = Field(
+        default=None, gt=0.0, le=30.0,
+        description="a new model's evaluation window (CoatConfig.clip_seconds; default: its encoder input)",
+    )
+    tower_cache: str = Field(default=".cache/tower", description="tower-output cache directory")
+    answer_weight: float = Field(
+        default=1.0, ge=0.0, le=100.0,
+        description="weight of the answer loss (0 = stage 1: align the thinking block to the experts only)",
+    )
     freeze_llm: bool = Field(default=False, description="keep the LLM frozen (only thinking block, heads, LoRA train)")
     lora: bool = Field(default=False, description="train LoRA adapters (peft) on the LLM instead of all its weights")
     lora_r: int = Field(default=8, ge=1, le=512, description="LoRA rank")
@@ -92,6 +113,10 @@ class TrainConfig(BaseModel):
     def _check(self) -> "TrainConfig":
         if (self.init_family is None) == (self.init_model is None):
             raise ValueError("give exactly one of --init FAMILY (a new model) or --model DIR (continue a model)")
+        if self.tower_variants and self.train_encoder:
+            raise ValueError("--tower-variants caches a frozen tower's output; it cannot be combined with --train-encoder")
+        if self.init_encoder is not None and self.init_family not in (None, "qwen2_audio"):
+            raise ValueError("--init-encoder builds a Qwen2-Audio tower: use --init qwen2_audio")
         if self.lora and self.freeze_llm:
             raise ValueError("--lora trains adapters on the LLM; it cannot be combined with --freeze-llm")
         unknown = sorted(set(self.expert_weights) - set(self.experts))

@@ -52,17 +52,21 @@ def normalize_loudness(wave: np.ndarray, target_dbfs: float) -> np.ndarray:
     return np.clip(wave * np.float32(10 ** (target_dbfs / 20) / rms), -1.0, 1.0).astype(np.float32)
 
 
-def _waves(clips: Sequence[Clip], max_seconds: float, loudness_dbfs: float | None) -> list[np.ndarray]:
+def _waves(clips: Sequence[Clip], max_seconds: float, loudness_dbfs: float | None,
+           channel: str = "clean") -> list[np.ndarray]:
+    """The clips' audio, centre-cropped, through ``channel`` (e.g. a telephone line), loudness-normalised."""
+    from edge_coat.train.augment import apply_channel
+
     out = []
     for c in clips:
-        w = load_wave(c, max_seconds)
+        w = apply_channel(load_wave(c, max_seconds), channel)
         out.append(normalize_loudness(w, loudness_dbfs) if loudness_dbfs is not None else w)
     return out
 
 
 def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[str], *, use_thinking: bool,
                 batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
-                waves: Sequence[np.ndarray] | None = None):
+                waves: Sequence[np.ndarray] | None = None, channel: str = "clean"):
     """Score clips in batches -> (probs (N, C), thinking latents (N, K, D)).
 
     ``waves``: the clips' audio when the caller has loaded it already (else loaded here)."""
@@ -71,7 +75,7 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
     probs, latents = [], []
     for i in tqdm(range(0, len(clips), batch_size), disable=not progress, desc="eval"):
         if waves is None:
-            batch = _waves(clips[i:i + batch_size], model.max_seconds, loudness_dbfs)
+            batch = _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs, channel)
         else:
             batch = list(waves[i:i + batch_size])
         res = model.score_labels(batch, prompt, list(candidates), use_thinking=use_thinking)
@@ -82,13 +86,19 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
 
 def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates: Sequence[str], *,
                             use_thinking: bool = True, batch_size: int = 8, loudness_dbfs: float | None = None,
-                            progress: bool = False, model_name: str = "") -> EvalResult:
+                            progress: bool = False, model_name: str = "", channel: str = "clean") -> EvalResult:
     prompt = model.config.tasks[task].prompt
     probs, _ = score_clips(model, clips, prompt, candidates, use_thinking=use_thinking, batch_size=batch_size,
-                           loudness_dbfs=loudness_dbfs, progress=progress)
+                           loudness_dbfs=loudness_dbfs, progress=progress, channel=channel)
     pred_idx = probs.argmax(-1)  # (N,)
     y_pred = [candidates[i] for i in pred_idx]
     metrics, per_class = classification_metrics([c.label for c in clips], y_pred, candidates)
+    # One-vs-rest ranking of each class by its probability: what an alert on that class ("angry") rests on.
+    truth = [c.label for c in clips]
+    for j, label in enumerate(candidates):
+        y = np.array([t == label for t in truth])
+        if label in per_class and 0 < y.sum() < len(y):
+            per_class[label]["auc_vs_rest"] = float(anomaly_metrics(y.astype(int), probs[:, j])["auc"])
     preds = [(c.file, p, float(probs[i, pred_idx[i]])) for i, (c, p) in enumerate(zip(clips, y_pred))]
     return EvalResult(task, model_name, len(clips), metrics, per_class, preds)
 
@@ -118,7 +128,7 @@ def split_enrollment(clips: Sequence[Clip], enroll: int | None) -> tuple[dict[st
 
 def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None, use_thinking: bool = True,
                      batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
-                     model_name: str = "", config=None, max_fpr: float = 0.1) -> EvalResult:
+                     model_name: str = "", config=None, max_fpr: float = 0.1, channel: str = "clean") -> EvalResult:
     """Anomaly AUC/pAUC with the service's detector; ``config`` is an ``AnomalyConfig`` (default: its defaults)."""
     from edge_coat.detectors.config import AnomalyConfig
 
@@ -136,7 +146,7 @@ def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None,
     if small:
         raise ValueError(f"need at least 3 normal enrollment clips per machine, got {small}: add normal clips or raise --enroll")
     cfg = config or AnomalyConfig()
-    waves = _waves(clips, model.max_seconds, loudness_dbfs)
+    waves = _waves(clips, model.clip_seconds, loudness_dbfs, channel)
     probs, latents = score_clips(model, clips, spec.prompt, list(spec.labels), use_thinking=use_thinking,
                                  batch_size=batch_size, progress=progress, waves=waves)  # (N, C), (N, K, D)
     results = [_as_window_result(i, w, dict(zip(spec.labels, map(float, probs[i]))), latents[i], model_name)

@@ -70,6 +70,27 @@ def _load_examples(clips, task: str, experts, cache, progress: bool) -> list[Exa
     return out
 
 
+def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
+    """Encode every training clip once per tower variant (cached on disk) and draw batches from that."""
+    from tqdm import tqdm
+
+    from edge_coat.train.towercache import TowerBatchMaker, TowerCache
+
+    towers = TowerCache(model, config.tower_cache, config.tower_variants, gain_db=config.augment.gain_db)
+    features = []
+    for folder in examples:
+        features.append([towers.features(_cap(ex.wave, model.max_window_seconds))
+                         for ex in tqdm(folder, disable=not config.progress, desc="tower", leave=False)])
+    log.info("tower cache: %d variants computed, the rest read from %s", towers.computed, towers.root)
+    return TowerBatchMaker(examples, features, prompts, experts, model.max_seconds,
+                           config.augment.crop_seconds, rng)
+
+
+def _cap(wave: np.ndarray, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of a clip (training crops start at chunk boundaries from its start)."""
+    return wave[: int(seconds * 16_000)]
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tasks: dict | None = None) -> Path:
     """Run a whole training; returns the trained model directory (``OUT/model``)."""
     from edge_coat.experts import TeacherCache
@@ -120,12 +141,16 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
             model = new_model(config, tasks, specs)
             model.save_pretrained(init_dir)
 
+    model.config.answer_weight = config.answer_weight
     cache = TeacherCache(config.teacher_cache)
     use_experts = experts if config.expert_losses else []
     examples = [_load_examples(s.train, src.task, use_experts, cache, config.progress) for src, s in zip(config.data, splits)]
     rng = np.random.default_rng(config.seed)
-    make_batch = BatchMaker(examples, {t: spec.prompt for t, spec in tasks.items()}, use_experts,
-                            model.max_seconds, config.augment, rng)
+    prompts = {t: spec.prompt for t, spec in tasks.items()}
+    if config.tower_variants:
+        make_batch = _tower_batches(model, config, examples, prompts, use_experts, rng)
+    else:
+        make_batch = BatchMaker(examples, prompts, use_experts, model.max_seconds, config.augment, rng)
     trainer = Trainer(model, config, run, make_batch, rng)
     if resume and run.latest_checkpoint() is not None:
         trainer.resume()
@@ -137,7 +162,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     val = {}
     for src, s in zip(config.data, splits):
         task = get_task(src.task)
-        val.setdefault(src.task, []).extend((load_wave(c, model.max_seconds), task.answer(c.label, c.meta)) for c in s.val)
+        val.setdefault(src.task, []).extend((load_wave(c, model.clip_seconds), task.answer(c.label, c.meta)) for c in s.val)
     calibration = calibrate_temperature(model, val)
     log.info("temperature %.3f (%s validation clips)", calibration["temperature"], calibration["n"])
     return save_trained(model, run, calibration)

@@ -107,7 +107,7 @@ def run_probes(model, clips: Sequence[Clip], prompt: str, experts: Sequence, cac
     bad = [layer for layer in layers if not 0 <= layer <= n_layers]
     if bad:
         raise ValueError(f"layers {bad} out of range: expected 0..{n_layers} (0 = input embeddings)")
-    waves = [load_wave(c, model.max_seconds) for c in tqdm(clips, disable=not progress, desc="audio")]
+    waves = [load_wave(c, model.clip_seconds) for c in tqdm(clips, disable=not progress, desc="audio")]
     think, audio = pooled_states(model, waves, prompt, batch_size)
     targets = {}
     for expert in experts:

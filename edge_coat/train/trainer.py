@@ -55,7 +55,7 @@ def new_model(config: TrainConfig, tasks: dict, expert_specs: list):
     tokenizer = build_word_tokenizer(texts)
     coat = CoatConfig(
         family=config.init_family, num_thinking=config.num_thinking, supervised_layer=-1,
-        experts=expert_specs, prefix=prefix, tasks=tasks, **thinking,
+        experts=expert_specs, prefix=prefix, tasks=tasks, clip_seconds=config.clip_seconds, **thinking,
     )
     torch.manual_seed(config.seed)
     base = tiny_base_config(
@@ -63,7 +63,38 @@ def new_model(config: TrainConfig, tasks: dict, expert_specs: list):
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, **preset,
     )
-    return CoatModel.from_config(config.init_family, base, coat, tokenizer)
+    if config.init_encoder is not None:
+        encoder = _pretrained_tower(base, config)
+    model = CoatModel.from_config(config.init_family, base, coat, tokenizer)
+    if config.init_encoder is not None:
+        model.base.model.audio_tower.load_state_dict(encoder)
+    return model
+
+
+def _pretrained_tower(base, config: TrainConfig) -> dict:
+    """Make ``base``'s audio config that of the pretrained encoder in ``config.init_encoder`` (first
+    ``encoder_layers`` blocks, ``max_seconds`` chunks); returns the tower's state dict to load."""
+    from edge_coat.model.whisper import load_encoder
+
+    enc = load_encoder(config.init_encoder)
+    ac = enc.config
+    layers = config.encoder_layers or ac.encoder_layers
+    if layers > ac.encoder_layers:
+        raise ValueError(f"--encoder-layers {layers}: {config.init_encoder} has only {ac.encoder_layers} blocks")
+    positions = 50 * config.max_seconds
+    if positions > ac.max_source_positions:
+        raise ValueError(f"--max-seconds {config.max_seconds} is longer than the encoder's "
+                         f"{ac.max_source_positions // 50} s input")
+    audio = base.audio_config
+    for key in ("d_model", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins", "activation_function",
+                "scale_embedding"):
+        setattr(audio, key, getattr(ac, key))
+    audio.encoder_layers = layers
+    audio.max_source_positions = positions
+    state = enc.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("layers.") or int(k.split(".")[1]) < layers}
+    state["embed_positions.weight"] = state["embed_positions.weight"][:positions]
+    return state
 
 
 def setup_trainable(model, config: TrainConfig) -> list[tuple[str, torch.nn.Parameter]]:
@@ -76,6 +107,10 @@ def setup_trainable(model, config: TrainConfig) -> list[tuple[str, torch.nn.Para
     model.think_open.requires_grad_(True)
     model.think_close.requires_grad_(True)
     base = model.base.model
+    if config.init_encoder is not None or config.tower_variants:
+        # A pretrained tower stays frozen; its new projector into the LLM learns.
+        for p in base.multi_modal_projector.parameters():
+            p.requires_grad_(True)
     if config.train_encoder:
         for name in ("audio_tower", "multi_modal_projector"):
             module = getattr(base, name, None)

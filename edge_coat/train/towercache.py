@@ -1,0 +1,190 @@
+"""Training on a frozen pretrained audio tower: its output cached per clip and per channel variant.
+
+With the tower frozen, every training step would recompute the same encoder output; on a CPU that is
+most of a step. So each training clip is encoded once per *variant* (the clean clip, a telephone
+line, a room, ...; ``edge_coat.train.augment.apply_channel``) with the model's own ``encode_tower``,
+which chunks a clip exactly as serving chunks a window of that length, and kept in memory as fp16.
+Batches then draw a clip and a variant, crop at encoder-chunk boundaries (so a crop is what serving
+computes for a window starting there) and train the projector, thinking block, heads and LLM.
+
+Disk layout (resume and re-runs skip the encoder): ``ROOT/<fingerprint>/<sha[:2]>/<sha>-<variant>.npy``
+where ``fingerprint`` hashes the tower weights and chunking, and ``sha`` the clip's samples. A
+variant's augmentation is seeded by the clip and the variant index, so the same variant is the same
+audio in every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_coat.experts.cache import audio_sha256
+from edge_coat.messages import SAMPLE_RATE
+from edge_coat.train.augment import apply_channel, crop_frames
+
+log = logging.getLogger(__name__)
+
+#: Encoder positions per second after the tower's stride-2 conv and stride-2 average pool.
+TOWER_RATE = 25
+
+
+def tower_fingerprint(model) -> str:
+    """Hash of what decides the tower output: its weights, mel bins and chunk length."""
+    h = hashlib.sha256()
+    h.update(f"{model.frontend.n_mels}:{model.frontend.max_frames}".encode())
+    for name, tensor in sorted(model.base.model.audio_tower.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def variant_wave(wave: np.ndarray, channel: str, seed: int, gain_db: float) -> np.ndarray:
+    """One channel variant of a clip, reproducible from ``seed``. The clean variant stays as it is;
+    the others also get a random gain within +-``gain_db`` (Whisper's log-mel is not gain-invariant)."""
+    if channel == "clean":
+        return wave
+    rng = np.random.default_rng(seed)
+    out = apply_channel(wave, channel, rng)
+    if gain_db > 0:
+        out = out * np.float32(10 ** (rng.uniform(-gain_db, gain_db) / 20))
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+class TowerCache:
+    """Tower outputs of clips x variants, on disk under ``root`` and in memory."""
+
+    def __init__(self, model, root: str | os.PathLike, variants: Sequence[str], gain_db: float = 6.0) -> None:
+        if not variants:
+            raise ValueError("expected at least one tower variant (e.g. clean)")
+        self.model = model
+        self.variants = list(variants)
+        self.gain_db = gain_db
+        self.root = Path(root) / tower_fingerprint(model)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.computed = 0
+
+    def _path(self, sha: str, v: int) -> Path:
+        return self.root / sha[:2] / f"{sha}-{v}-{self.variants[v]}.npy"
+
+    def features(self, wave: np.ndarray) -> list[np.ndarray]:
+        """(T, Da) float16 tower output of each variant of ``wave``."""
+        sha = audio_sha256(wave)
+        out: list[np.ndarray | None] = []
+        todo = []
+        for v in range(len(self.variants)):
+            path = self._path(sha, v)
+            try:
+                out.append(np.load(path))
+            except (OSError, ValueError):
+                out.append(None)
+                todo.append(v)
+        if todo:
+            seed = int(sha[:8], 16)
+            waves = [variant_wave(wave, self.variants[v], seed + 7919 * v, self.gain_db) for v in todo]
+            with torch.inference_mode():
+                hidden, mask = self.model.encode_tower(waves)  # (n, T, Da), (n, T)
+            for i, v in enumerate(todo):
+                arr = hidden[i][mask[i]].float().cpu().numpy().astype(np.float16)  # (T_v, Da)
+                self._write(self._path(sha, v), arr)
+                out[v] = arr
+            self.computed += len(todo)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _write(path: Path, arr: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, path)
+
+
+class TowerBatchMaker:
+    """Draws training batches from cached tower outputs: a folder uniformly, a clip uniformly within
+    it, a variant uniformly; crop at encoder-chunk boundaries; targets cut to the crop.
+
+    ``examples``: per folder, Example objects (their ``wave`` is only used for its length);
+    ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
+    """
+
+    def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
+                 crop_seconds: float, rng: np.random.Generator) -> None:
+        pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
+        if not pairs:
+            raise ValueError("no training clips left after the held-out and validation splits")
+        self.examples = [p[0] for p in pairs]
+        self.features = [p[1] for p in pairs]
+        self.prompts = prompts
+        self.experts = list(experts)
+        self.chunk_pos = int(round(chunk_seconds * TOWER_RATE))
+        self.chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
+        crop_chunks = max(1, int(crop_seconds // chunk_seconds)) if crop_seconds > 0 else 10**6
+        self.crop_pos = crop_chunks * self.chunk_pos
+        self.rng = rng
+
+    def __call__(self, batch_size: int):
+        from edge_coat.model.coat import CoatBatch
+
+        rows, prompts, answers, cuts = [], [], [], []
+        for _ in range(batch_size):
+            f = int(self.rng.integers(len(self.examples)))
+            i = int(self.rng.integers(len(self.examples[f])))
+            ex = self.examples[f][i]
+            variants = self.features[f][i]
+            h = variants[int(self.rng.integers(len(variants)))]  # (T, Da)
+            start_chunk = 0
+            if h.shape[0] > self.crop_pos:
+                start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))
+            lo = start_chunk * self.chunk_pos
+            h = h[lo:lo + self.crop_pos]
+            rows.append(h)
+            prompts.append(self.prompts[ex.task])
+            answers.append(ex.answer)
+            start = start_chunk * self.chunk_samples
+            length = min(ex.wave.shape[0] - start, int(round(h.shape[0] / TOWER_RATE * SAMPLE_RATE)))
+            cuts.append((ex, start, max(length, 1)))
+        t = max(r.shape[0] for r in rows)
+        hidden = np.zeros((len(rows), t, rows[0].shape[1]), np.float32)  # (B, T, Da)
+        mask = np.zeros((len(rows), t), bool)  # (B, T)
+        for b, r in enumerate(rows):
+            hidden[b, : r.shape[0]] = r
+            mask[b, : r.shape[0]] = True
+        targets, masks = expert_batch(self.experts, cuts)
+        return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
+                         tower=(torch.from_numpy(hidden), torch.from_numpy(mask)))
+
+
+def expert_batch(experts: Sequence, cuts) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Teacher targets of a batch, cut to each clip's crop. ``cuts``: (Example, start sample, length).
+
+    A clip without a reading for an expert (missing, or an all-zero pooled target: e.g. no speech for
+    the speech-content teacher) is masked out for that expert, not dropped from the batch."""
+    targets, masks = {}, {}
+    for expert in experts:
+        have = [expert.name in ex.targets for ex, _, _ in cuts]
+        if not any(have):
+            continue
+        if expert.pooled:
+            rows = [ex.targets[expert.name] if ok else np.zeros(expert.dim, np.float32) for (ex, _, _), ok in zip(cuts, have)]
+            arr = np.stack(rows).astype(np.float32)  # (B, dim)
+            targets[expert.name] = torch.from_numpy(arr)
+            masks[expert.name] = torch.from_numpy(np.array(have) & (np.abs(arr).sum(-1) > 0))
+            continue
+        rows = [crop_frames(ex.targets[expert.name], expert.frame_rate, s, n) if ok else np.zeros((1, expert.dim), np.float32)
+                for (ex, s, n), ok in zip(cuts, have)]
+        f = max(r.shape[0] for r in rows)
+        t = np.zeros((len(rows), f, expert.dim), np.float32)  # (B, F, dim)
+        m = np.zeros((len(rows), f), bool)  # (B, F)
+        for i, (r, ok) in enumerate(zip(rows, have)):
+            t[i, : r.shape[0]] = r
+            m[i, : r.shape[0]] = ok
+        targets[expert.name] = torch.from_numpy(t)
+        masks[expert.name] = torch.from_numpy(m)
+    return targets, masks

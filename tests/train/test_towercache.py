@@ -1,0 +1,145 @@
+"""Training on a frozen pretrained tower: the per-clip, per-channel tower cache and its batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_coat.cli import main
+from edge_coat.train.augment import apply_channel, telephone
+from tests.model.whisper_helpers import tiny_whisper_folder
+from tests.train.conftest import SR, TEST_EXPERTS
+
+TOWER_TRAIN = ["train", "--init", "qwen2_audio", "--size", "test", "--max-seconds", "1", "--clip-seconds", "3",
+               "--encoder-layers", "1", "--experts", TEST_EXPERTS, "--no-progress", "--warmup-steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """A random Whisper-shaped encoder imported the way the real one is (edge-coat models import-whisper)."""
+    root = tmp_path_factory.mktemp("whisper")
+    src = tiny_whisper_folder(root / "ct2")
+    assert main(["models", "import-whisper", "--source", str(src), "--out", str(root / "enc")]) == 0
+    return root / "enc"
+
+
+@pytest.fixture(scope="module")
+def tower_run(separable, encoder_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tower-run")
+    rc = main([*TOWER_TRAIN, "--init-encoder", str(encoder_dir), "--tower-variants", "clean,telephone",
+               "--data", f"{separable['train']}:emotion", "--steps", "30", "--lr", "3e-3", "--batch-size", "4",
+               "--log-every", "10", "--checkpoint-every", "10", "--out", str(out / "run"),
+               "--teacher-cache", str(out / "teacher"), "--tower-cache", str(out / "tower")])
+    assert rc == 0
+    return out
+
+
+def test_the_pretrained_tower_stays_frozen_and_the_rest_learns(tower_run, encoder_dir, separable, tmp_path):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.model.whisper import load_encoder
+
+    rows = [json.loads(line) for line in (tower_run / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["answer"] < 0.5 * rows[0]["answer"]
+    model = CoatModel.from_pretrained(tower_run / "run" / "model")
+    pretrained = load_encoder(encoder_dir).state_dict()
+    tower = model.base.model.audio_tower.state_dict()
+    assert model.base.model.audio_tower.config.encoder_layers == 1
+    for name, value in tower.items():
+        ref = pretrained[name][: value.shape[0]] if name == "embed_positions.weight" else pretrained[name]
+        torch.testing.assert_close(value, ref.float(), atol=1e-3, rtol=0, msg=name)  # fp16 on disk
+    assert model.clip_seconds == 3
+    # 16 clips x 2 variants encoded once and kept on disk
+    assert len(list((tower_run / "tower").rglob("*.npy"))) == 32
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(tower_run / "run" / "model"), "--task", "emotion",
+                 "--data", str(separable["test"]), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["metrics"]["accuracy"] >= 0.9
+    assert doc["per_class"]["happy"]["auc_vs_rest"] >= 0.9
+    out_tel = tmp_path / "t.json"
+    assert main(["eval", "--model", str(tower_run / "run" / "model"), "--task", "emotion", "--channel", "telephone",
+                 "--data", str(separable["test"]), "--json", str(out_tel)]) == 0
+    assert json.loads(out_tel.read_text())["n"] == doc["n"]
+
+
+def test_cached_tower_output_is_what_serving_computes(separable, encoder_dir, tmp_path):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.towercache import TowerCache, variant_wave
+    from edge_coat.train.trainer import new_model
+    from edge_coat.train.pipeline import task_specs
+
+    cfg = TrainConfig(data=[{"path": str(separable["train"]), "task": "emotion"}], init_family="qwen2_audio",
+                      init_size="test", max_seconds=1, init_encoder=str(encoder_dir), encoder_layers=2)
+    model = new_model(cfg, task_specs(["emotion"]), [])
+    wave = (0.2 * np.sin(2 * np.pi * 300 * np.arange(int(2.5 * SR)) / SR)).astype(np.float32)  # 3 chunks of 1 s
+    cache = TowerCache(model, tmp_path, ["clean", "room"])
+    clean, room = cache.features(wave)
+    with torch.inference_mode():
+        h, m = model.encode_tower([wave])  # (1, T, Da)
+        e, em = model.encode([wave])  # (1, T, D): the serving path, projector included
+        projected = model.adapter.project(h)
+    assert clean.dtype == np.float16 and clean.shape == (int(m.sum()), 64)
+    np.testing.assert_allclose(clean, h[0][m[0]].numpy(), atol=2e-2 * float(h.abs().max()))
+    torch.testing.assert_close(projected[0][m[0]], e[0][em[0]], atol=1e-4, rtol=1e-4)
+    assert clean.shape[0] == 25 + 25 + 12  # 2 full chunks of 1 s (25 positions each) + 0.5 s (50 mel frames -> 12)
+    assert not np.allclose(room, clean)
+    # the room variant is reproducible from the clip alone, and a second cache reads from disk
+    again = TowerCache(model, tmp_path, ["clean", "room"])
+    np.testing.assert_array_equal(again.features(wave)[1], room)
+    assert again.computed == 0
+    v = variant_wave(wave, "room", 123, 6.0)
+    np.testing.assert_array_equal(v, variant_wave(wave, "room", 123, 6.0))
+
+
+def test_tower_batches_crop_at_chunk_boundaries():
+    from edge_coat.train.data import Example
+    from edge_coat.train.towercache import TowerBatchMaker
+
+    class Frames:  # a time-resolved expert at 25 Hz whose value is the frame index
+        name, dim, frame_rate, pooled = "idx", 1, 25.0, False
+
+    n = 5 * SR
+    ex = Example(wave=np.zeros(n, np.float32), task="emotion", answer="happy",
+                 targets={"idx": np.arange(126, dtype=np.float32)[:, None]})
+    feats = np.arange(125, dtype=np.float16)[:, None].repeat(4, 1)  # (T=125, Da=4): position index
+    maker = TowerBatchMaker([[ex]], [[[feats]]], {"emotion": "p"}, [Frames()], chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0))
+    starts = set()
+    for _ in range(30):
+        b = maker(2)
+        hidden, mask = b.tower
+        for row in range(2):
+            valid = hidden[row][mask[row]][:, 0].numpy()
+            assert valid[0] % 25 == 0 and len(valid) <= 50
+            np.testing.assert_array_equal(valid, np.arange(valid[0], valid[0] + len(valid)))
+            target = b.expert_targets["idx"][row][b.expert_masks["idx"][row]][:, 0].numpy()
+            assert target[0] == valid[0]  # the expert frames of the same stretch of audio
+            starts.add(int(valid[0]))
+    assert starts == {0, 25, 50, 75}  # 75..125 reaches the end: every position can be drawn
+
+
+def test_telephone_channel_is_narrow_band_and_deterministic():
+    t = np.arange(SR) / SR
+    low = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    high = (0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    hum = (0.3 * np.sin(2 * np.pi * 100 * t)).astype(np.float32)
+    out = telephone(low)
+    assert out.shape == low.shape and out.dtype == np.float32
+    assert np.corrcoef(out[1000:-1000], low[1000:-1000])[0, 1] > 0.98
+    assert np.abs(telephone(high)).max() < 0.05  # above 3.4 kHz: gone
+    assert np.sqrt(np.mean(telephone(hum)[2000:] ** 2)) < 0.3 * np.sqrt(np.mean(hum ** 2))  # below 300 Hz: cut
+    np.testing.assert_array_equal(telephone(low), out)
+    np.testing.assert_array_equal(apply_channel(low, "clean"), low)
+    with pytest.raises(ValueError, match="unknown channel"):
+        apply_channel(low, "radio")
+
+
+def test_tower_options_are_checked(separable, capsys):
+    rc = main([*TOWER_TRAIN, "--init-encoder", "/nonexistent", "--tower-variants", "clean", "--train-encoder",
+               "--data", f"{separable['train']}:emotion", "--out", "/tmp/never"])
+    assert rc == 2
+    assert "cannot be combined with --train-encoder" in capsys.readouterr().err
