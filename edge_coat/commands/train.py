@@ -41,6 +41,8 @@ def add_arguments(parser) -> None:
                    help="ablation: identical run with every expert loss weight set to 0")
     m.add_argument("--experts", help="comma list of experts (default: the five defaults)")
     m.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W", help="an expert's loss weight")
+    m.add_argument("--expert-stride", action="append", default=[], metavar="NAME=N",
+                   help="an expensive expert reads one training clip in N (by content hash; the rest masked)")
     o = parser.add_argument_group("optimisation")
     o.add_argument("--out", required=True, help="run directory (config, metrics.jsonl, checkpoints, model/)")
     o.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -74,6 +76,12 @@ def config_from_args(args):
         if not sep:
             raise ValueError(f"--expert-weight: expected NAME=WEIGHT, got {item!r}")
         weights[name] = float(value)
+    strides = {}
+    for item in args.expert_stride:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"--expert-stride: expected NAME=N with N a whole number, got {item!r}")
+        strides[name] = int(value)
     extra = {"experts": parse_list(args.experts)} if args.experts else {}
     return TrainConfig(
         data=[parse_data_spec(s) for s in args.data],
@@ -84,7 +92,7 @@ def config_from_args(args):
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,
         tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,
         freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
-        expert_losses=not args.no_expert_losses, expert_weights=weights,
+        expert_losses=not args.no_expert_losses, expert_weights=weights, expert_strides=strides,
         holdout_speakers=parse_list(args.holdout_speakers), holdout_sources=parse_list(args.holdout_sources),
         val_speakers=parse_list(args.val_speakers), val_fraction=args.val_fraction,
         augment=AugmentConfig(crop_seconds=args.crop_seconds, gain_db=args.gain_db, noise_snr_db=args.noise_snr_db),

@@ -32,6 +32,11 @@ def audio_sha256(wave16k: np.ndarray) -> str:
     return hashlib.sha256(wave.astype("<f4", copy=False).tobytes()).hexdigest()
 
 
+def reads_clip(sha: str, stride: int) -> bool:
+    """Whether an expert with ``stride`` N reads the clip with content hash ``sha`` (one clip in N)."""
+    return stride <= 1 or int(sha[:8], 16) % stride == 0
+
+
 @dataclass
 class CacheStats:
     """Counters since the cache object was made (``computed`` = hits missing + stale + corrupt)."""
@@ -84,11 +89,17 @@ class TeacherCache:
         self._write(path, target, expert.name, version)
         return target
 
-    def get_all(self, experts: Iterable[Expert], wave16k: np.ndarray) -> dict[str, np.ndarray]:
-        """All experts' targets for one clip (the audio is hashed once)."""
+    def get_all(self, experts: Iterable[Expert], wave16k: np.ndarray,
+                strides: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        """All experts' targets for one clip (the audio is hashed once).
+
+        ``strides``: expert name -> N: that (expensive) expert reads only one clip in N, picked by the
+        clip's content hash (``reads_clip``), so the same clips are covered in every run and split;
+        the others get no entry, which training masks out."""
         wave = as_wave16k(wave16k)
         sha = audio_sha256(wave)
-        return {e.name: self.get(e, wave, sha=sha) for e in experts}
+        strides = strides or {}
+        return {e.name: self.get(e, wave, sha=sha) for e in experts if reads_clip(sha, strides.get(e.name, 1))}
 
     def _write(self, path: Path, target: np.ndarray, name: str, version: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

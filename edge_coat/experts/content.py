@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Share of 32 ms frames silero-vad must call speech before a clip is transcribed.
 MIN_SPEECH = 0.2
+#: Most tokens decoded per 30 s segment (the corpora's sentences are short; this bounds a runaway loop).
+MAX_TOKENS = 48
 
 
 @register_expert
@@ -63,8 +65,12 @@ class SpeechContentExpert(Expert):
         speech = float(np.mean(self._vad(wave) > 0.5)) if wave.shape[0] >= self._vad.min_samples else 0.0
         if speech < MIN_SPEECH:
             return np.zeros(self.dim, np.float32)
-        segments, _ = self._model.transcribe(wave, language="en", beam_size=1, vad_filter=False,
-                                             condition_on_previous_text=False, without_timestamps=True)
+        # Greedy, one pass, bounded: no temperature fallback (faster-whisper retries up to 6 times when a
+        # pass looks like a hallucination), at most MAX_TOKENS tokens per 30 s segment.
+        segments, _ = self._model.transcribe(
+            wave, language="en", beam_size=1, temperature=0.0, vad_filter=False, without_timestamps=True,
+            condition_on_previous_text=False, max_new_tokens=MAX_TOKENS, compression_ratio_threshold=None,
+            log_prob_threshold=None, no_speech_threshold=None)
         tokens = [t for s in segments for t in s.tokens if t < self._eot()]
         if not tokens:
             return np.zeros(self.dim, np.float32)

@@ -69,13 +69,17 @@ class MelFrontend:
     features match what the real checkpoints were trained on.
     """
 
-    def __init__(self, n_mels: int, max_frames: int):
+    def __init__(self, n_mels: int, max_frames: int, per_chunk: bool = False):
         from transformers import WhisperFeatureExtractor
 
         if max_frames % 100:
             raise ValueError(f"max_frames must be a whole number of seconds (x100), got {max_frames}")
         self.n_mels = n_mels
         self.max_frames = max_frames
+        #: True: each encoder-length chunk of a window gets its own features (own STFT edges, own log-mel
+        #: range), so a chunk encodes the same whichever window it is in and a stream can encode each
+        #: chunk once (coat-tiny 1.0). False: one STFT and log-mel range over the whole window, then cut.
+        self.per_chunk = per_chunk
         self.extractor = WhisperFeatureExtractor(
             feature_size=n_mels,
             sampling_rate=SAMPLE_RATE,
@@ -109,9 +113,14 @@ class MelFrontend:
         mels, masks, counts = [], [], []
         for w in waves:  # one by one: features must not depend on the batch
             n = self.num_chunks(w.size)
-            mel, mask = self._features(w, n)  # (n_mels, n * F), (n * F,)
-            mels += np.split(mel, n, axis=1)  # n x (n_mels, F)
-            masks += np.split(mask, n)  # n x (F,)
+            if self.per_chunk:
+                feats = [self._features(w[i * self.max_samples:(i + 1) * self.max_samples], 1) for i in range(n)]
+                mels += [f[0] for f in feats]
+                masks += [f[1] for f in feats]
+            else:
+                mel, mask = self._features(w, n)  # (n_mels, n * F), (n * F,)
+                mels += np.split(mel, n, axis=1)  # n x (n_mels, F)
+                masks += np.split(mask, n)  # n x (F,)
             counts.append(n)
         mel_t = torch.from_numpy(np.stack(mels)).float()  # (N, n_mels, F)
         mask_t = torch.from_numpy(np.stack(masks)).long()  # (N, F)

@@ -101,7 +101,7 @@ class CoatModel(nn.Module):
         self.think_open = nn.Parameter(torch.randn(d) * scale)  # (D,)
         self.think_close = nn.Parameter(torch.randn(d) * scale)  # (D,)
         self.heads = ExpertHeads(coat_config.experts, d)
-        self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames)
+        self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames, per_chunk=coat_config.chunk_features == "chunk")
         #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
         #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
         self.audio_encoder = None
@@ -156,7 +156,9 @@ class CoatModel(nn.Module):
         coat_dir = Path(coat_dir) if coat_dir is not None else directory
         coat_config = CoatConfig.load(coat_dir)
         qconf = quant.nf4_config() if quantization == "nf4" else None
-        adapter = load_adapter(coat_config.family, directory, quantization_config=qconf)
+        # Weights stored in float16 (``storage_dtype``) compute in float32 unless the LLM is 4-bit.
+        dtype = None if quantization == "nf4" else torch.float32
+        adapter = load_adapter(coat_config.family, directory, quantization_config=qconf, dtype=dtype)
         tok_dir = directory if (directory / "tokenizer_config.json").is_file() else coat_dir
         tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
         model = cls(adapter, coat_config, tokenizer, quantization="fp32")
@@ -197,7 +199,10 @@ class CoatModel(nn.Module):
         if base:
             if self.quantization != "fp32":
                 raise ValueError(f"cannot save a {self.quantization} base model; save the fp32 model or base=False")
-            self.base.save_pretrained(str(directory))
+            state = None
+            if self.config.storage_dtype == "float16":
+                state = {k: v.detach().half() if v.is_floating_point() else v for k, v in self.base.state_dict().items()}
+            self.base.save_pretrained(str(directory), state_dict=state)
             self.tokenizer.save_pretrained(str(directory))
         save_file(self.coat_state_dict(), str(directory / COAT_WEIGHTS))
         self.config.save(directory)

@@ -76,6 +76,15 @@ class CoatConfig(BaseModel):
     )
     append_eos: bool = Field(default=True, description="score and train answers with the end-of-sequence token")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="task name -> prompt and candidate labels")
+    chunk_features: Literal["window", "chunk"] = Field(
+        default="window",
+        description="log-mel of a window longer than the encoder input: over the whole window then cut ('window'), "
+                    "or per encoder chunk ('chunk': a chunk encodes alike in every window, so streams can cache it)",
+    )
+    storage_dtype: Literal["float32", "float16"] = Field(
+        default="float32",
+        description="dtype the base weights are written in (float16 halves the bundle; they load as float32 on CPU)",
+    )
     clip_seconds: float | None = Field(
         default=None, gt=0.0, le=30.0,
         description="longest clip scored as one window in evaluation, calibration and probes (centre-cropped); "

@@ -96,6 +96,11 @@ class TrainConfig(BaseModel):
         description="experts distilled into the thinking slots (registry names)",
     )
     expert_weights: dict[str, float] = Field(default_factory=dict, description="expert name -> loss weight (default 1)")
+    expert_strides: dict[str, int] = Field(
+        default_factory=dict,
+        description="expert name -> N: an expensive teacher reads one training clip in N (picked by content hash); "
+                    "the rest are masked out for that expert",
+    )
     holdout_speakers: list[str] = Field(default_factory=list, description="speakers never used (reported held-out split)")
     holdout_sources: list[str] = Field(
         default_factory=list, description="source recordings never used (UrbanSound8K fsIDs; reported held-out split)"
@@ -119,9 +124,9 @@ class TrainConfig(BaseModel):
             raise ValueError("--init-encoder builds a Qwen2-Audio tower: use --init qwen2_audio")
         if self.lora and self.freeze_llm:
             raise ValueError("--lora trains adapters on the LLM; it cannot be combined with --freeze-llm")
-        unknown = sorted(set(self.expert_weights) - set(self.experts))
+        unknown = sorted((set(self.expert_weights) | set(self.expert_strides)) - set(self.experts))
         if unknown:
-            raise ValueError(f"expert weights given for {unknown}, which are not among the experts {self.experts}")
+            raise ValueError(f"expert weights or strides given for {unknown}, which are not among the experts {self.experts}")
         overlap = sorted(set(self.val_speakers) & set(self.holdout_speakers))
         if overlap:
             raise ValueError(f"speakers {overlap} are both held out and used for calibration: pick disjoint sets")

@@ -54,7 +54,7 @@ def dataset_labels(task: str, spec) -> list[str]:
     return list(ANOMALY) if task == "fault" else list(spec.labels)
 
 
-def _load_examples(clips, task: str, experts, cache, progress: bool) -> list[Example]:
+def _load_examples(clips, task: str, experts, cache, progress: bool, strides=None) -> list[Example]:
     from tqdm import tqdm
 
     from edge_coat.data.folder import load_audio
@@ -65,7 +65,7 @@ def _load_examples(clips, task: str, experts, cache, progress: bool) -> list[Exa
     out = []
     for clip in tqdm(clips, disable=not progress, desc=f"targets {task}", leave=False):
         wave = load_audio(clip.path)
-        targets = cache.get_all(experts, wave) if experts else {}
+        targets = cache.get_all(experts, wave, strides) if experts else {}
         out.append(Example(wave=wave, task=task, answer=answer_of(clip), targets=targets))
     return out
 
@@ -144,7 +144,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     model.config.answer_weight = config.answer_weight
     cache = TeacherCache(config.teacher_cache)
     use_experts = experts if config.expert_losses else []
-    examples = [_load_examples(s.train, src.task, use_experts, cache, config.progress) for src, s in zip(config.data, splits)]
+    examples = [_load_examples(s.train, src.task, use_experts, cache, config.progress, config.expert_strides)
+                for src, s in zip(config.data, splits)]
     rng = np.random.default_rng(config.seed)
     prompts = {t: spec.prompt for t, spec in tasks.items()}
     if config.tower_variants:

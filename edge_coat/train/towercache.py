@@ -36,9 +36,9 @@ TOWER_RATE = 25
 
 
 def tower_fingerprint(model) -> str:
-    """Hash of what decides the tower output: its weights, mel bins and chunk length."""
+    """Hash of what decides the tower output: its weights, mel bins, chunk length and chunk features."""
     h = hashlib.sha256()
-    h.update(f"{model.frontend.n_mels}:{model.frontend.max_frames}".encode())
+    h.update(f"{model.frontend.n_mels}:{model.frontend.max_frames}:{model.frontend.per_chunk}".encode())
     for name, tensor in sorted(model.base.model.audio_tower.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().numpy().tobytes())

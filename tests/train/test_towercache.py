@@ -143,3 +143,25 @@ def test_tower_options_are_checked(separable, capsys):
                "--data", f"{separable['train']}:emotion", "--out", "/tmp/never"])
     assert rc == 2
     assert "cannot be combined with --train-encoder" in capsys.readouterr().err
+
+
+def test_a_chunk_encodes_alike_in_every_window(separable, encoder_dir):
+    """coat-tiny 1.0 computes features per encoder chunk, so a stretch of audio encodes the same whichever
+    window it sits in: what lets a stream encode each chunk once (issue 14)."""
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.pipeline import task_specs
+    from edge_coat.train.trainer import new_model
+
+    cfg = TrainConfig(data=[{"path": str(separable["train"]), "task": "emotion"}], init_family="qwen2_audio",
+                      init_size="test", max_seconds=1, init_encoder=str(encoder_dir))
+    model = new_model(cfg, task_specs(["emotion"]), [])
+    assert model.config.chunk_features == "chunk" and model.frontend.per_chunk
+    rng = np.random.default_rng(3)
+    wave = (0.1 * rng.standard_normal(4 * SR)).astype(np.float32)
+    wave[SR:2 * SR] *= 8  # a loud second: whole-window features would change the other chunks' log-mel range
+    with torch.inference_mode():
+        whole, wm = model.encode([wave])  # (1, 100, D): four chunks
+        later, lm = model.encode([wave[SR:]])  # (1, 75, D): the same audio from the second chunk on
+        alone, am = model.encode([wave[2 * SR:3 * SR]])  # (1, 25, D): the third chunk alone
+    torch.testing.assert_close(whole[0, 25:], later[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole[0, 50:75], alone[0], atol=1e-5, rtol=1e-5)
