@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from edge_coat.config import ConfigError, SiteConfig
+from edge_coat.logutil import RateLimitedLog
 from edge_coat.messages import EventRecord, Window, WindowResult
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class Service:
         self._stopped = False
         self.publish_errors = 0
         self.detector_errors = 0
+        self._refused_log = RateLimitedLog(log, 60.0)  # a broken stream must not flood the log
         #: called on the model thread with each result and the events it caused (demo display, tests)
         self.result_listeners: list[Callable[[WindowResult, list[EventRecord]], None]] = []
 
@@ -275,7 +277,8 @@ class Service:
                 records = self.detectors.process(result)
             except ValueError as exc:
                 self.detector_errors += 1
-                log.warning("detectors refused window %d of %s: %s", result.window.index, sid, exc)
+                self._refused_log.warning("detectors refused window %d of %s (%d refused so far): %s",
+                                          result.window.index, sid, self.detector_errors, exc)
                 records = []
             if records:
                 self._publish(records)
