@@ -301,6 +301,66 @@ def cross_field_problems(cfg: SiteConfig) -> list[str]:
     return out
 
 
+# ---- files on this host ----------------------------------------------------------------------------
+
+
+def _file_problem(path_name: str, path: Path | None, *, folder: bool = False, needs: str = "") -> list[str]:
+    if path is None:
+        return []
+    p = Path(path)
+    if not p.exists():
+        return [f"{path_name}: {p} does not exist on this host; fix the path{needs}"]
+    if folder and not p.is_dir():
+        return [f"{path_name}: {p} is not a folder; give the model folder{needs}"]
+    if not folder and p.is_dir():
+        return [f"{path_name}: {p} is a folder; give the file itself"]
+    return []
+
+
+def file_problems(cfg: SiteConfig, sections: typing.Iterable[str]) -> list[str]:
+    """Files and folders the given sections name that are missing on this host (the model folder, TLS
+    and key files, the tokens file), as 'path: what is wrong; how to fix it'. The config's syntax is
+    fine without them; ``--check`` and the start of each command use this to fail before anything runs."""
+    out: list[str] = []
+    sections = set(sections)
+    if "model" in sections and cfg.model is not None:
+        m = cfg.model
+        out += _file_problem("model.path", m.path, folder=True,
+                             needs=" (a model folder such as models/coat-tiny, with coat_config.json)")
+        out += _file_problem("model.coat_path", m.coat_path, folder=True)
+        coat_dir = m.coat_path or m.path
+        if not out and not (Path(coat_dir) / "coat_config.json").is_file():
+            out.append(f"model.{'coat_path' if m.coat_path else 'path'}: {coat_dir} has no coat_config.json; "
+                       "point it at a model folder (`edge-coat models` lists them)")
+    if "events" in sections and cfg.events is not None:
+        ev = cfg.events
+        if ev.tls is not None:
+            out += _file_problem("events.tls.cert_file", ev.tls.cert_file)
+            out += _file_problem("events.tls.key_file", ev.tls.key_file)
+            out += _file_problem("events.tls.client_ca_file", ev.tls.client_ca_file)
+            if not out:
+                from edge_coat.events.config import check_tls_files
+
+                try:
+                    check_tls_files(ev.tls)
+                except ValueError as exc:
+                    out.append(str(exc))
+        out += _file_problem("events.tokens_file", ev.tokens_file)
+        if Path(ev.db_path).is_dir():
+            out.append(f"events.db_path: {ev.db_path} is a folder; give the event log file, e.g. "
+                       f"{Path(ev.db_path) / 'events.db'}")
+    curves = []
+    if "worker" in sections and cfg.worker is not None and cfg.worker.receiver.curve is not None:
+        curves.append(("worker.receiver.curve", cfg.worker.receiver.curve))
+    if "capture" in sections and cfg.capture is not None and cfg.capture.sender.curve is not None:
+        curves.append(("capture.sender.curve", cfg.capture.sender.curve))
+    for name, curve in curves:
+        out += _file_problem(f"{name}.secret_key_file", curve.secret_key_file)
+        out += _file_problem(f"{name}.server_public_key_file", curve.server_public_key_file)
+        out += _file_problem(f"{name}.allowed_clients_dir", curve.allowed_clients_dir, folder=True)
+    return out
+
+
 # ---- loading -------------------------------------------------------------------------------------
 
 

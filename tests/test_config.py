@@ -49,10 +49,20 @@ def test_example_config_validates():
 
 
 def test_example_config_check_from_the_command_line():
-    out = subprocess.run([sys.executable, "-m", "edge_coat", "run", "-c", str(EXAMPLE), "--check"],
+    out = subprocess.run([sys.executable, "-m", "edge_coat", "run", "-c", str(EXAMPLE), "--check", "--syntax-only"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "valid" in out.stdout
+
+
+def test_check_names_the_files_missing_on_this_host():
+    """Issue 15, defect 5: --check also looks for the model folder, TLS files, keys and tokens."""
+    out = subprocess.run([sys.executable, "-m", "edge_coat", "run", "-c", str(EXAMPLE), "--check"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "model.path: /opt/edge-coat/models" in out.stderr or "model.path:" in out.stderr
+    assert "events.tls.cert_file:" in out.stderr and "does not exist on this host" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_unknown_field_names_its_path_and_the_allowed_fields():

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge_coat.errors import debug_traceback
+
 HELP = "run the gRPC event service over the durable event log (SQLite file shared with the worker)"
 
 
@@ -51,7 +53,7 @@ def _section(site: dict, name: str, source) -> dict:
 def load_site_config(args: argparse.Namespace):
     """The SiteConfig serve runs on: --config (read, not yet validated) with the command-line overrides
     merged into its sections, then validated whole. Raises ConfigError naming every problem."""
-    from edge_coat.config import ConfigError, read_config, validate_config
+    from edge_coat.config import ConfigError, file_problems, read_config, validate_config
 
     source = args.config
     site = read_config(Path(source)) if source else {"metrics": {"enabled": False}}
@@ -75,6 +77,9 @@ def load_site_config(args: argparse.Namespace):
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
     cfg.require("events", command="edge-coat serve")
+    problems = file_problems(cfg, ("events",))
+    if problems:
+        raise ConfigError(problems, source)
     return cfg
 
 
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_site_config(args)
     except (ValueError, OSError) as exc:  # ConfigError is a ValueError
+        debug_traceback(exc)
         print(f"edge-coat serve: invalid configuration: {exc}", file=sys.stderr)
         return 2
     if args.config:
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         service.start()
     except (OSError, ValueError, RuntimeError) as exc:
+        debug_traceback(exc)
         print(f"edge-coat serve: cannot start: {exc}", file=sys.stderr)
         return 1
     metrics = f", metrics on port {service.metrics_port}" if service.metrics_port is not None else ""

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return run_from_config(args.config, getattr(args, "verbose", 0))
     from pydantic import ValidationError
 
+    from edge_coat.errors import INVALID_INPUT, UserError, flag_problems
     from edge_coat.worker.config import WorkerConfig
     from edge_coat.worker.service import Worker
     from edge_coat.worker.stage import NoopStage
@@ -77,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
             batch={"max_batch": args.max_batch, "max_wait_s": args.max_wait_s},
         )
     except ValidationError as exc:
-        print(f"edge-coat worker: {exc}")
-        return 2
+        raise UserError(flag_problems(exc), INVALID_INPUT) from None
 
     def show(result) -> None:
         w = result.window
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         worker = Worker(cfg, NoopStage(), on_result=show if args.print_windows else None)
     except ValueError as exc:
-        print(f"edge-coat worker: {exc}")
-        return 2
+        raise UserError(str(exc), INVALID_INPUT) from None
     worker.start()
     print(f"worker listening on {worker.endpoint}", flush=True)
     t0 = last = time.monotonic()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,8 @@ class NormalProfile:
         if self.precision is not None:
             arrays["precision"] = self.precision
         tmp = npz.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
+        with _private(tmp) as f:
+            np.savez(f, **arrays)
         tmp.replace(npz)  # atomic: a crash never leaves half a profile
         meta = {
             "stream_id": stream_id, "method": self.method, "pooling": self.pooling, "k": self.k,
@@ -171,7 +173,8 @@ class NormalProfile:
         }
         meta_path = directory / f"{stream_id}.json"
         tmp_meta = meta_path.with_suffix(".tmp.json")
-        tmp_meta.write_text(json.dumps(meta, indent=2))
+        with _private(tmp_meta) as f:
+            f.write(json.dumps(meta, indent=2).encode())
         tmp_meta.replace(meta_path)
         return npz
 
@@ -275,6 +278,12 @@ def _heldout_mahalanobis(z: np.ndarray, excluded: np.ndarray | None = None, fold
         d = z[idx] - train.mean(axis=0)  # (n_fold, F)
         out[idx] = np.sqrt(np.maximum(np.einsum("nf,fg,ng->n", d, prec, d), 0.0))
     return out
+
+
+def _private(path: Path):
+    """A new file opened for binary writing with mode 0600 (a profile describes a site's machines)."""
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _feature_set(saved: object) -> str:

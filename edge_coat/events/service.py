@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 import edge_coat
 from edge_coat.events.auth import AuthError, Principal, TokenAuth
-from edge_coat.events.config import EventsConfig
+from edge_coat.events.config import EventsConfig, check_tls_files
 from edge_coat.events.control import StreamControl
 from edge_coat.events.convert import encode_response, enrollment_to_pb, stream_status_to_pb
 from edge_coat.events.hub import EventHub, ring_event
@@ -193,6 +193,7 @@ def server_credentials(config: EventsConfig) -> grpc.ServerCredentials | None:
     tls = config.tls
     if tls is None:
         return None
+    check_tls_files(tls)
     key, cert = tls.key_file.read_bytes(), tls.cert_file.read_bytes()
     client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
@@ -205,7 +206,7 @@ class EventServer:
     def __init__(self, config: EventsConfig, control: StreamControl | None = None, log: EventLog | None = None):
         self.config = config
         self.control = control
-        self.log = log or EventLog(config.db_path, config.retention, config.synchronous)
+        self.log = log or EventLog(config.db_path, config.retention, config.synchronous, config.file_mode)
         self.auth = TokenAuth.from_file(config.tokens_file)
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

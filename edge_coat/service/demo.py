@@ -274,9 +274,14 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
         while not (svc.sources_ended() and not svc.windows_pending()):
             display.refresh()
             time.sleep(0.25)
+    except grpc.RpcError as exc:
+        raise OSError(f"the demo cannot reach its own event service on 127.0.0.1:{svc.grpc_port} "
+                      f"({exc.code().name}: {exc.details()}); is the loopback interface up?") from None
     finally:
+        # whatever failed above stays the error the user sees: the cleanup must not raise another one
         summary = svc.stop()
-        sub.join(10)
+        if sub.ident is not None:  # it may have failed before the subscriber started
+            sub.join(10)
         client.close()
     display.refresh(force=True)
     return _summarize(opts, display, received, summary, files, out)

@@ -207,7 +207,7 @@ class Service:
         self.detectors = DetectorSet(cfg.detectors)
         self.control = ServiceControl(self)
         ev = cfg.events
-        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         self.bridge = WorkerBridge(self.log, self.control, on_publish=self._notify)
         for sid, spec in cfg.service.enroll_at_start.items():
             state = self.detectors.get_enrollment(sid)["state"]
@@ -245,7 +245,7 @@ class Service:
 
         ev = self.cfg.events
         if self.log is None:
-            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         control = self.control if self.control is not None else LogStreamControl(self.log)
         self.server = EventServer(ev, control=control, log=self.log)
         self.grpc_port = self.server.start()

@@ -181,3 +181,20 @@ def test_a_profile_saved_before_feature_sets_loads_as_thinking(tmp_path):
     meta_path.write_text(json.dumps(old))
     loaded = NormalProfile.load(tmp_path, "fan-1")
     assert loaded.features == "thinking" and loaded.threshold == pytest.approx(prof.threshold)
+
+
+def test_profile_files_are_private(tmp_path):
+    """Issue 15, defect 14: a normal profile describes a site's machines: 0600, whatever the umask."""
+    import os
+    import stat
+
+    rng = np.random.default_rng(0)
+    profile = NormalProfile.fit(rng.standard_normal((12, 4)), k=3)
+    old = os.umask(0o022)
+    try:
+        npz = profile.save(tmp_path, "press-1")
+    finally:
+        os.umask(old)
+    for path in (npz, tmp_path / "press-1.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert NormalProfile.load(tmp_path, "press-1").threshold == profile.threshold
