@@ -35,7 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_coat.capture.config import CaptureConfig
-from edge_coat.detectors.config import DetectorsConfig
+from edge_coat.detectors.config import MAX_ENROLL_SECONDS, MAX_ENROLL_WINDOWS, DetectorsConfig
 from edge_coat.events.config import EventsConfig
 from edge_coat.messages import StreamId
 from edge_coat.model.config import ModelSection
@@ -51,8 +51,9 @@ class EnrollSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    windows: int | None = Field(None, ge=3, le=100_000, description="enroll on the stream's first N windows")
-    seconds: float | None = Field(None, gt=0.0, le=7 * 86400.0, description="or on its first N seconds of audio")
+    windows: int | None = Field(None, ge=3, le=MAX_ENROLL_WINDOWS, description="enroll on the stream's first N windows")
+    seconds: float | None = Field(None, gt=0.0, le=MAX_ENROLL_SECONDS,
+                                  description="or on its first N seconds of audio")
 
     @model_validator(mode="after")
     def _one(self) -> "EnrollSpec":

@@ -47,6 +47,18 @@ def stop_on_signals(command: str) -> threading.Event:
     return stop
 
 
+def reload_tokens_on_sighup(service) -> None:
+    """SIGHUP re-reads the event service's tokens file now (it is also followed by its modification time)."""
+    server = getattr(service, "server", None)
+    if server is None or server.auth.path is None:
+        return
+
+    def on_hup(_signum, _frame):
+        threading.Thread(target=server.auth.reload, name="tokens-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_hup)
+
+
 def start_service(service, command: str) -> int | None:
     """Start ``service``; None when it runs, else the exit code after printing why (2: the config
     does not fit the model, 1: it cannot start)."""

@@ -27,7 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.commands._stage import CONFIG_ERROR, load_site_config, start_service, stop_on_signals
+    from edge_coat.commands._stage import (
+        CONFIG_ERROR,
+        load_site_config,
+        reload_tokens_on_sighup,
+        start_service,
+        stop_on_signals,
+    )
     from edge_coat.service import Service, configure_logging
     from edge_coat.service.service import ROLES
 
@@ -45,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     failed = start_service(service, "run")
     if failed is not None:
         return failed
+    reload_tokens_on_sighup(service)
     print(json.dumps({"ready": True, "grpc_port": service.grpc_port, "metrics_port": service.metrics_port,
                       "worker_endpoint": service.worker_endpoint, "model": service.model_info()}), flush=True)
     while not stop.wait(0.2):

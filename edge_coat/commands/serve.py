@@ -84,7 +84,7 @@ def load_site_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.commands._stage import stop_on_signals
+    from edge_coat.commands._stage import reload_tokens_on_sighup, stop_on_signals
     from edge_coat.service import Service, configure_logging
 
     try:
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         debug_traceback(exc)
         print(f"edge-coat serve: cannot start: {exc}", file=sys.stderr)
         return 1
+    reload_tokens_on_sighup(service)
     metrics = f", metrics on port {service.metrics_port}" if service.metrics_port is not None else ""
     print(f"edge-coat serve: listening on port {service.grpc_port}, log {cfg.events.db_path}{metrics}", flush=True)
     stop.wait()

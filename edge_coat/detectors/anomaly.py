@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_coat.detectors.config import AnomalyConfig
+from edge_coat.detectors.config import AnomalyConfig, check_enrollment_request
 from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
 from edge_coat.detectors.features import fuse, window_features
@@ -150,6 +150,7 @@ class AnomalyDetector:
         check_stream_id(stream_id)
         if windows is not None and seconds is not None:
             raise ValueError("give enrollment windows or seconds, not both")
+        check_enrollment_request(windows, seconds)
         if windows is not None and windows < self.config.min_enroll_windows:
             raise ValueError(f"enrollment needs at least {self.config.min_enroll_windows} windows; got {windows}")
         if seconds is not None and not seconds > 0:

@@ -249,6 +249,16 @@ class EventLog:
                     "bytes": self._meta(cur, "bytes"), "pruned_through": self._meta(cur, "pruned_through"),
                     "pruned_count": self._meta(cur, "pruned_count")}
 
+    def stats_for(self, allows) -> dict:
+        """:meth:`stats` over the streams ``allows(stream_id)`` admits (a scoped client's status): head
+        is the newest id of those streams, oldest the oldest retained one, events their count."""
+        with self._lock:
+            rows = self._db.execute("SELECT stream_id, min(id), max(id), count(*) FROM events "
+                                    "GROUP BY stream_id").fetchall()
+        mine = [r for r in rows if allows(r[0])]
+        return {"head": max((r[2] for r in mine), default=0), "oldest": min((r[1] for r in mine), default=0),
+                "events": sum(r[3] for r in mine)}
+
     # ------------------------------------------------------------------ retention
     def prune(self, now: float | None = None) -> int:
         """Enforce retention (age, count, bytes) by deleting a prefix of ids; return how many were dropped."""
