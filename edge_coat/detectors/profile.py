@@ -21,27 +21,17 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge_coat.messages import check_stream_id
+
 logger = logging.getLogger(__name__)
 
-_STREAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _LOGIT_05 = math.log(19.0)  # logit(0.95): median -> 0.05, threshold -> 0.5
-
-
-def check_stream_id(stream_id: str) -> str:
-    """Return ``stream_id`` if it is safe as a file name and metadata key, else raise ValueError."""
-    if not isinstance(stream_id, str) or not _STREAM_RE.match(stream_id):
-        raise ValueError(
-            f"stream id must be 1-128 characters of letters, digits, '.', '_', ':' or '-' starting with a "
-            f"letter or digit; got {stream_id!r}"
-        )
-    return stream_id
 
 
 def calibrated_threshold(calib: np.ndarray, percentile: float, robust_z: float = 0.0,

@@ -34,7 +34,7 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from edge_coat.messages import SAMPLE_RATE
+from edge_coat.messages import SAMPLE_RATE, is_stream_id
 from edge_coat.transport import wire
 from edge_coat.transport.auth import CountingAuthenticator, secure_server
 from edge_coat.transport.config import ReceiverConfig
@@ -195,7 +195,7 @@ class Receiver:
             self.peers[identity] = peer = _Peer(decoded.hello.client_id, decoded.hello.sender_epoch, now)
             with self._ack_lock:
                 for r in decoded.hello.streams:
-                    if wire.STREAM_ID.match(r.stream_id):
+                    if is_stream_id(r.stream_id):
                         # in the same queue as the audio, so the windowing loop sees it before the replay
                         batch.append(r)
                         if r.stream_id in self._acks:  # it may have missed our last acknowledgement

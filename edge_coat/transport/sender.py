@@ -34,7 +34,7 @@ import numpy as np
 import zmq
 
 from edge_coat.logutil import RateLimitedLog
-from edge_coat.messages import SAMPLE_RATE
+from edge_coat.messages import SAMPLE_RATE, check_stream_id
 from edge_coat.transport import wire
 from edge_coat.transport.auth import secure_client
 from edge_coat.transport.config import SenderConfig
@@ -116,7 +116,7 @@ class Sender:
 
         `gap_samples`: samples the source lost right before this chunk (e.g. an RTSP outage).
         """
-        wire.check_stream_id(stream_id)
+        check_stream_id(stream_id)
         if samples.ndim != 1:
             raise ValueError(f"expected (N,) mono samples at {SAMPLE_RATE} Hz, got shape {samples.shape}")
         if samples.size and not np.isfinite(samples).all():
