@@ -45,11 +45,28 @@ class DetectorSet:
                 records += self.emotion.process(result)
             return records
 
-    def close_stream(self, stream_id: str, ts: float | None = None) -> list[EventRecord]:
-        """End every open episode of a stream that has ended."""
+    def close_stream(self, stream_id: str, ts: float | None = None, reason: str = "stream ended") -> list[EventRecord]:
+        """End every open episode of a stream that has ended (``reason`` goes into the end events)."""
         ts = time.time() if ts is None else ts
         with self._lock:
-            return self.anomaly.close_stream(stream_id, ts) + self.emotion.close_stream(stream_id, ts)
+            return self.anomaly.close_stream(stream_id, ts, reason) + self.emotion.close_stream(stream_id, ts, reason)
+
+    def resume_episodes(self, episodes: list[dict]) -> list[str]:
+        """Continue episodes a previous process left open (``EventLog.open_episodes()``): each dict has
+        stream_id, kind, episode_id, label, peak, started_ts, last_ts. Returns the streams concerned."""
+        detectors = {"anomaly": self.anomaly, "emotion": self.emotion}
+        streams = []
+        with self._lock:
+            for ep in episodes:
+                detector = detectors.get(ep["kind"])
+                if detector is None:
+                    continue
+                detector.resume_episode(ep["stream_id"], ep["episode_id"], ep["label"], ep["peak"], ep["started_ts"],
+                                        ep["last_ts"])
+                seen = self._seen.setdefault(ep["stream_id"], {"windows": 0, "tasks": set()})
+                seen.setdefault("last_window_ts", ep["last_ts"])
+                streams.append(ep["stream_id"])
+        return sorted(set(streams))
 
     # ------------------------------------------------------------------ StreamControl
     def list_streams(self) -> list[dict]:
