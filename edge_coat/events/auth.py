@@ -7,6 +7,7 @@ Tokens file (YAML or JSON)::
         token: "k8s0...long random"        # or token_sha256: "<hex digest>" to keep no secret on disk
         streams: ["call-*"]                 # fnmatch patterns; "*" for every stream
         control: false                      # may start/stop enrollment (default false)
+        ack: false                          # may acknowledge alerts in the web console (default false)
 
 Clients send ``authorization: Bearer <token>`` metadata. Health and reflection stay open (they
 reveal no events); every EventService method checks the token.
@@ -35,6 +36,7 @@ class ClientEntry(BaseModel):
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the token")
     streams: list[str] = Field(min_length=1, description="stream id patterns this client may see ('*': all)")
     control: bool = Field(False, description="may control enrollment on its streams")
+    ack: bool = Field(False, description="may acknowledge alerts on its streams (web console)")
 
     @model_validator(mode="after")
     def _one_token(self) -> "ClientEntry":
@@ -56,12 +58,13 @@ class Principal:
     name: str
     streams: tuple[str, ...]
     control: bool
+    ack: bool = False
 
     def allows(self, stream_id: str) -> bool:
         return any(p == "*" or fnmatch.fnmatchcase(stream_id, p) for p in self.streams)
 
 
-ANONYMOUS = Principal("anonymous", ("*",), True)
+ANONYMOUS = Principal("anonymous", ("*",), True, True)
 
 
 class AuthError(Exception):
@@ -76,7 +79,7 @@ class TokenAuth:
         self._by_digest: dict[bytes, Principal] = {}
         for c in clients or []:
             digest = bytes.fromhex(c.token_sha256) if c.token_sha256 else hashlib.sha256(c.token.encode()).digest()
-            self._by_digest[digest] = Principal(c.name, tuple(c.streams), c.control)
+            self._by_digest[digest] = Principal(c.name, tuple(c.streams), c.control, c.ack)
 
     @classmethod
     def from_file(cls, path: Path | None) -> "TokenAuth":
