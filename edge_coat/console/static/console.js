@@ -198,25 +198,29 @@
     const tiles = [...S.tiles.values()].sort((a, b) => a.stream_id.localeCompare(b.stream_id));
     const alarms = tiles.filter((t) => t.alarm).length;
     $("summary").textContent = `${tiles.length} stream(s) · ${alarms} with an open episode`;
-    box.replaceChildren(...tiles.map((t) => {
+    const old = new Map([...box.children].map((e) => [e.dataset.stream, e]));
+    const els = tiles.map((t) => {  // tiles are updated in place: a page never loses what it points at
       const level = t.level == null ? 0 : Math.max(0, Math.min(100, (t.level + 90) / 0.9));
       const meter = el("span");
       meter.style.width = `${level}%`;
       const enr = t.enrollment || {};
       const badges = [el("span", { class: `badge ${stateClass(t.state)}` }, t.state)];
       if (t.alarm) badges.unshift(el("span", { class: "badge alarm" }, Object.keys(t.episodes).join(" + ")));
-      return el("a", {
-        class: `tile${t.alarm ? " alarm" : ""}`, href: `#/stream/${encodeURIComponent(t.stream_id)}`,
-        dataset: { stream: t.stream_id, state: t.state, alarm: t.alarm ? "1" : "0" },
-      },
-      el("div", { class: "name" }, el("span", {}, t.stream_id), el("span", {}, badges)),
-      el("div", { class: "reading" }, readingText(t)),
-      el("div", { class: "meter", title: `input level ${fmt(t.level, 1)} dBFS` }, meter),
-      el("div", { class: "meta" }, `level ${fmt(t.level, 1)} dBFS · last window ${when(t.last_window_ts)}`),
-      el("div", { class: "meta" }, enr.state === "enrolling"
-        ? `enrolling ${enr.collected || 0}/${enr.target_windows || "?"}`
-        : `profile: ${enr.state || "none"}`));
-    }));
+      const a = old.get(t.stream_id) || el("a", { href: `#/stream/${encodeURIComponent(t.stream_id)}` });
+      a.className = `tile${t.alarm ? " alarm" : ""}`;
+      Object.assign(a.dataset, { stream: t.stream_id, state: t.state, alarm: t.alarm ? "1" : "0" });
+      a.replaceChildren(
+        el("div", { class: "name" }, el("span", {}, t.stream_id), el("span", {}, badges)),
+        el("div", { class: "reading" }, readingText(t)),
+        el("div", { class: "meter", title: `input level ${fmt(t.level, 1)} dBFS` }, meter),
+        el("div", { class: "meta" }, `level ${fmt(t.level, 1)} dBFS · last window ${when(t.last_window_ts)}`),
+        el("div", { class: "meta" }, enr.state === "enrolling"
+          ? `enrolling ${enr.collected || 0}/${enr.target_windows || "?"}`
+          : `profile: ${enr.state || "none"}`));
+      return a;
+    });
+    const same = els.length === box.children.length && els.every((e, i) => box.children[i] === e);
+    if (!same) box.replaceChildren(...els);
   }
 
   // ---------------------------------------------------------------- stream page
@@ -463,8 +467,8 @@
     const dl = el("dl");
     const add = (k, v) => dl.append(el("dt", {}, k), el("dd", {}, v));
     add("time", `${when(ev.window_start_ts)} – ${when(ev.window_end_ts)}`);
-    add("score", fmt(ev.score));
-    for (const [k, v] of Object.entries(ev_.scores || {})) add(k, fmt(v, 3));
+    add("score", fmt(ev.score, 3));
+    for (const [k, v] of Object.entries(ev_.scores || {})) if (k !== "score") add(k, fmt(v, 3));
     for (const [k, v] of Object.entries(ev_.readings || {})) add(k, fmt(v, 1));
     if ((ev_.tags || []).length) add("tags", ev_.tags.map((t) => `${t.label} ${fmt(t.score)}`).join(", "));
     if (ev_.gap_seconds) add("gap", `${fmt(ev_.gap_seconds, 1)} s`);
