@@ -189,12 +189,19 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ plumbing
     def setup(self) -> None:
         ctx = self.console._ssl
+        self.handshake_failed = False
         if ctx is not None:
             self.request.settimeout(self.timeout)
-            self.request = ctx.wrap_socket(self.request, server_side=True)
+            try:
+                self.request = ctx.wrap_socket(self.request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:  # plaintext or a client that gave up: nothing to answer
+                logger.debug("console TLS handshake with %s failed: %s", self.client_address[0], exc)
+                self.handshake_failed = True
         super().setup()
 
     def handle(self) -> None:
+        if self.handshake_failed:
+            return
         try:
             super().handle()
         except (ssl.SSLError, ConnectionError, TimeoutError) as exc:

@@ -407,6 +407,12 @@ class Service:
     def sources_ended(self) -> bool:
         return bool(self.capture_threads) and all(t.ended.is_set() for t in self.capture_threads)
 
+    def ended_streams_closed(self) -> bool:
+        """Every stream whose source ended has had its open episodes closed (their end events written)."""
+        if self.worker is None:
+            return True
+        return all(sid in self._closed_streams for sid, st in list(self.worker.streams.items()) if st.ended)
+
     def windows_pending(self) -> int:
         """Windows cut by the worker that have not been through the model and detectors yet."""
         if self.worker is None:

@@ -431,6 +431,7 @@
       badge.className = `badge ${t.alarm ? "alarm" : stateClass(t.state)}`;
       badge.dataset.state = t.state;
       $("stream-meta").textContent = `level ${fmt(t.level, 1)} dBFS · last window ${when(t.last_window_ts)} · ${t.windows} windows`;
+      $("enrollment").hidden = !(t.tasks || []).includes("anomaly");  // enrollment is the anomaly profile's
       const e = t.enrollment || {};
       const st = $("enroll-status");
       st.dataset.state = e.state || "none";
