@@ -26,6 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_coat.model.config import FAMILIES  # noqa: E402  (after the path edit)
+
 PROMPT = "what is the emotion of the speaker ?"
 
 
@@ -119,7 +121,7 @@ def bench_one(model, waves, repeats: int, decode_tokens: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", default="qwen2_audio", choices=["qwen2_audio", "qwen2_5_omni", "audioflamingo3"])
+    p.add_argument("--family", default="qwen2_audio", choices=FAMILIES)
     p.add_argument("--ks", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--seconds", type=float, nargs="+", default=[5, 10, 30])
     p.add_argument("--batch", type=int, default=1, help="windows per call")

@@ -379,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     report.step("thinking_export", thinking_export)
 
     def thinking_session():
-        from edge_coat.export.config import ThinkingRuntimeConfig
-        from edge_coat.export.runtime import OnnxThinkingBlock
+        from edge_coat.model.config import ThinkingRuntimeConfig
+        from edge_coat.model.runtime import OnnxThinkingBlock
 
         block = OnnxThinkingBlock(state["onnx_path"], ThinkingRuntimeConfig(provider="auto"))
         state["onnx_block"] = block
@@ -398,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     def site_path():
         import numpy as np
 
-        from edge_coat.export.bundle import describe_thinking, export_bundle, load_bundle
-        from edge_coat.export.config import ThinkingRuntimeConfig
+        from edge_coat.export.bundle import export_bundle
         from edge_coat.export.parity import synthetic_waves
+        from edge_coat.model.config import ThinkingRuntimeConfig
+        from edge_coat.model.loading import describe_thinking, load_bundle
         from edge_coat.model.tiny import tiny_coat_model
 
         root = Path(tempfile.mkdtemp(prefix="gpu_check-site-"))

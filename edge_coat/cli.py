@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="On-prem audio analytics with a CoAT audio language model.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (by default: one line naming the problem and the fix)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, default_help in COMMANDS.items():
         module = _load(name)
@@ -69,19 +71,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Parse, run the command, and send every error through :mod:`edge_coat.errors`: one line naming
+    the problem and the fix, a non-zero exit, a traceback only with ``--debug``."""
+    from edge_coat.errors import install_hooks, report
+
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a broken install must still say so in one line
+        return report("", exc, debug)
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    name = args.command or ""
+    install_hooks(name, args.debug)
     if args.command is None:
         parser.print_help()
         return 2
     if args._module is None:
         print(f"edge-coat {args._name}: not built yet in this version.", file=sys.stderr)
         return 2
-    return int(args._module.run(args) or 0)
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"edge-coat {name}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the single error path of every command
+        return report(name, exc, args.debug)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 The data flows one way::
 
-    capture --AudioChunk--> transport --AudioChunk--> worker --Window--> model
+    capture --wire (transport.wire.WireAudio)--> worker --Window--> model
         --WindowResult--> detectors --EventRecord--> events (durable log, gRPC)
 
 Every array field states its shape and dtype. Messages are frozen: a stage never mutates what
@@ -11,34 +11,39 @@ it received, it produces a new message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+from pydantic import AfterValidator
 
 #: The one sample rate every stage after capture works at.
 SAMPLE_RATE = 16_000
 
+#: The stream id rule (**contract**: ``protos/edge_coat/v1/audio.proto`` documents the same words). A stream
+#: id names a profile file, a metric label and a log key, so it may not start with '.' or '-'.
+STREAM_ID_RULE = "1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+_STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
-@dataclass(frozen=True)
-class AudioChunk:
-    """A run of contiguous mono samples from one stream, as sent over the wire.
 
-    Attributes:
-        stream_id: the source's stable name (e.g. ``"press-3"`` or ``"call-8812"``).
-        seq: per-stream sequence number, +1 per chunk, starting at 0.
-        capture_ts: wall-clock time (seconds since the epoch) of the chunk's first sample.
-        samples: shape ``(num_samples,)``, float32 in [-1, 1], 16 kHz mono.
-        gap_samples: samples known to be missing *before* this chunk (capture-side overflow,
-            source outage); 0 on a lossless path.
-        end_of_stream: the source ended; no chunk follows with this stream id and epoch.
-    """
+def is_stream_id(value: object) -> bool:
+    """Whether ``value`` is a valid stream id (`STREAM_ID_RULE`; the whole string, no trailing newline)."""
+    return isinstance(value, str) and _STREAM_ID.fullmatch(value) is not None
 
-    stream_id: str
-    seq: int
-    capture_ts: float
-    samples: np.ndarray  # (num_samples,) float32
-    gap_samples: int = 0
-    end_of_stream: bool = False
+
+def check_stream_id(value: object) -> str:
+    """``value`` if it is a valid stream id, else ValueError naming the rule."""
+    if not is_stream_id(value):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(value[:60]) + "..."
+        raise ValueError(f"stream id must be {STREAM_ID_RULE}; got {shown}")
+    return value  # type: ignore[return-value]
+
+
+#: A stream id, validated once where it enters: a config key or field (pydantic runs `check_stream_id`),
+#: the wire (``transport.wire.decode``), a capture thread, an enrollment request. Every stage after that
+#: takes it as given.
+StreamId = Annotated[str, AfterValidator(check_stream_id)]
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class Window:
         tasks: the tasks this window should be analysed for (e.g. ``("anomaly",)``).
     """
 
-    stream_id: str
+    stream_id: StreamId
     index: int
     start_sample: int
     start_ts: float
@@ -118,7 +123,7 @@ class EventRecord:
         evidence: scores, expert readings, gaps, model name/version; JSON-serialisable values.
     """
 
-    stream_id: str
+    stream_id: StreamId
     kind: str
     phase: str
     episode_id: str

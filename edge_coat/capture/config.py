@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_coat.messages import StreamId
 from edge_coat.transport.config import SenderConfig
 
 
@@ -13,7 +14,7 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uri: str = Field(description="rtsp://..., mic:[DEVICE], gen:sine?freq=440, or a file path")
-    stream_id: str = Field(pattern=r"^[A-Za-z0-9._:\-]{1,128}$", description="stable stream name")
+    stream_id: StreamId = Field(description="stable stream name (messages.STREAM_ID_RULE)")
     chunk_ms: int = Field(100, ge=10, le=2000, description="audio per message, milliseconds")
     realtime: bool = Field(False, description="files: pace reading at real time")
     loop: bool = Field(False, description="files: start again at the end")

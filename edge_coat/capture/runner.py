@@ -11,7 +11,7 @@ import numpy as np
 from edge_coat.capture.sources import Source
 from edge_coat.messages import SAMPLE_RATE
 from edge_coat.transport.sender import Sender
-from edge_coat.transport.wire import check_stream_id
+from edge_coat.messages import check_stream_id
 
 
 class CaptureThread:

@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from edge_coat.errors import debug_traceback
+
 HELP = "stream audio sources (mic, RTSP, files, generated) to a worker over ZeroMQ"
 
 
@@ -51,9 +53,11 @@ def run_from_config(path: Path, verbose: int = 0) -> int:
     try:
         service.start()
     except ValueError as exc:  # open_source: a source URI of no known kind is a config error, not a crash
+        debug_traceback(exc)
         print(f"edge-coat capture: invalid config: capture.sources: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
+        debug_traceback(exc)
         print(f"edge-coat capture: cannot start: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"ready": True, "streams": [sc.stream_id for sc in cfg.capture.sources],
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edge_coat.capture.config import CaptureConfig
     from edge_coat.capture.runner import CaptureThread
+    from edge_coat.errors import INVALID_INPUT, UserError, flag_problems
     from edge_coat.capture.sources import open_source
     from edge_coat.transport.sender import Sender
 
@@ -82,19 +87,17 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         given = [name for name, value in flags.items() if value]
         if given:
-            print(f"edge-coat capture: expected either --config or {', '.join(flags)}, got --config with "
-                  f"{', '.join(given)}", file=sys.stderr)
-            return 2
+            raise UserError(f"expected either --config or {', '.join(flags)}, got --config with "
+                            f"{', '.join(given)}", INVALID_INPUT)
         return run_from_config(args.config, getattr(args, "verbose", 0))
     missing = [name for name, value in flags.items() if not value]
     if missing:
-        print(f"edge-coat capture: expected --config FILE, or --source, --stream-id and --connect; "
-              f"missing {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UserError(f"expected --config FILE, or --source, --stream-id and --connect; "
+                        f"missing {', '.join(missing)}", INVALID_INPUT)
     log = logging.getLogger("capture")
     if len(args.source) != len(args.stream_id):
-        print(f"expected one --stream-id per --source, got {len(args.stream_id)} for {len(args.source)}")
-        return 2
+        raise UserError(f"expected one --stream-id per --source, got {len(args.stream_id)} for {len(args.source)}",
+                        INVALID_INPUT)
     curve = None
     if args.secret_key or args.server_key:
         curve = {"secret_key_file": args.secret_key, "server_public_key_file": args.server_key}
@@ -106,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
                     "curve": curve},
         )
         sources = [(sc, open_source(sc.uri, sc.chunk_ms, sc.realtime, sc.loop)) for sc in cfg.sources]
-    except (ValidationError, ValueError) as exc:
-        print(f"edge-coat capture: {exc}")
-        return 2
+    except ValidationError as exc:
+        raise UserError(flag_problems(exc), INVALID_INPUT) from None
+    except ValueError as exc:
+        raise UserError(str(exc), INVALID_INPUT) from None
     sender = Sender(cfg.sender).start()
     threads = [CaptureThread(sc.stream_id, src, sender).start() for sc, src in sources]
     try:

@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge_coat.errors import debug_traceback
+
 HELP = "run the gRPC event service over the durable event log (SQLite file shared with the worker)"
 
 
@@ -54,7 +56,7 @@ def _section(site: dict, name: str, source) -> dict:
 def load_site_config(args: argparse.Namespace):
     """The SiteConfig serve runs on: --config (read, not yet validated) with the command-line overrides
     merged into its sections, then validated whole. Raises ConfigError naming every problem."""
-    from edge_coat.config import ConfigError, read_config, validate_config
+    from edge_coat.config import ConfigError, file_problems, read_config, validate_config
 
     source = args.config
     site = read_config(Path(source)) if source else {"metrics": {"enabled": False}}
@@ -80,16 +82,20 @@ def load_site_config(args: argparse.Namespace):
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
     cfg.require("events", command="edge-coat serve")
+    problems = file_problems(cfg, ("events",))
+    if problems:
+        raise ConfigError(problems, source)
     return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.commands._stage import stop_on_signals
+    from edge_coat.commands._stage import reload_tokens_on_sighup, stop_on_signals
     from edge_coat.service import Service, configure_logging
 
     try:
         cfg = load_site_config(args)
     except (ValueError, OSError) as exc:  # ConfigError is a ValueError
+        debug_traceback(exc)
         print(f"edge-coat serve: invalid configuration: {exc}", file=sys.stderr)
         return 2
     if args.config:
@@ -99,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         service.start()
     except (OSError, ValueError, RuntimeError) as exc:
+        debug_traceback(exc)
         print(f"edge-coat serve: cannot start: {exc}", file=sys.stderr)
         return 1
+    reload_tokens_on_sighup(service)
     metrics = f", metrics on port {service.metrics_port}" if service.metrics_port is not None else ""
     console = f", console on {service.console.scheme} port {service.console_port}" if service.console else ""
     print(f"edge-coat serve: listening on port {service.grpc_port}, log {cfg.events.db_path}{metrics}{console}",

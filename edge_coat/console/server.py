@@ -497,6 +497,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"event: logout\ndata: {}\n\n")
                     return
                 who = session.principal  # re-authenticated: a narrowed scope applies at once
+            elif c.auth.still_valid(who):  # a bearer token revoked, expired or narrowed since the call began
+                self.wfile.write(b"event: logout\ndata: {}\n\n")
+                return
             chunks = []
             for _ in range(20):  # at most 20 x 500 events per wake-up; the rest on the next turn
                 events, new_cursor = feed.events_after(cursor, who.allows)

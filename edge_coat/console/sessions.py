@@ -6,7 +6,7 @@ checks it with the event service's :class:`~edge_coat.events.auth.TokenAuth` (th
 same stream scopes) and answers with a random session id in an HttpOnly, SameSite=Strict cookie
 (Secure under TLS). The token stays in this process's memory only, and every request
 re-authenticates it, so a token the tokens file no longer accepts (revoked, expired, reloaded) ends
-its sessions at their next request.
+its sessions at their next request (TokenAuth re-reads a changed tokens file by itself).
 
 State-changing requests made with the cookie must carry the session's CSRF token in the
 ``X-CSRF-Token`` header (the page reads it from ``/api/session``); requests that carry the bearer
@@ -39,11 +39,6 @@ class Session:
         return bool(value) and hmac.compare_digest(self.csrf.encode(), value.encode())
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
-    """gRPC-style metadata for a token, as :meth:`TokenAuth.authenticate` reads it."""
-    return [("authorization", f"Bearer {token}")]
-
-
 class Sessions:
     """Session ids -> principals, with an idle timeout. Thread-safe."""
 
@@ -65,8 +60,8 @@ class Sessions:
         else:
             if not token or not token.strip():
                 raise AuthError("no token given")
-            principal = self.auth.authenticate(bearer(token.strip()))
             token = token.strip()
+            principal = self.auth.authenticate_token(token)
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), token, principal)
         with self._lock:
             if len(self._by_id) >= MAX_SESSIONS:
@@ -89,7 +84,7 @@ class Sessions:
                 return None
         if session.token is not None:
             try:
-                session.principal = self.auth.authenticate(bearer(session.token))
+                session.principal = self.auth.authenticate_token(session.token)
             except AuthError:
                 self.logout(session_id)
                 return None

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_coat.detectors.config import AnomalyConfig
+from edge_coat.detectors.config import AnomalyConfig, check_enrollment_request
 from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
 from edge_coat.detectors.features import fuse, window_features
-from edge_coat.detectors.profile import NormalProfile, check_stream_id
-from edge_coat.messages import EventRecord, WindowResult
+from edge_coat.detectors.profile import NormalProfile
+from edge_coat.messages import EventRecord, WindowResult, check_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ class AnomalyDetector:
         check_stream_id(stream_id)
         if windows is not None and seconds is not None:
             raise ValueError("give enrollment windows or seconds, not both")
+        check_enrollment_request(windows, seconds)
         if windows is not None and windows < self.config.min_enroll_windows:
             raise ValueError(f"enrollment needs at least {self.config.min_enroll_windows} windows; got {windows}")
         if seconds is not None and not seconds > 0:
@@ -276,7 +277,10 @@ class AnomalyDetector:
         path = profile.save(cfg.profile_dir, stream_id)
         st.profile, st.enrollment, st.last_error = profile, None, ""
         st.note = f"normal profile of {len(enr.vectors)} windows"
-        if profile.raised:  # say so: a longer enrollment would let the percentile speak
+        if profile.degenerate:  # say so: the operator should enroll on the machine's varied normal sound
+            st.note += (f"; degenerate enrollment ({profile.degenerate}): threshold floored at "
+                        f"{profile.threshold:.2f}; re-enroll on a longer, varied stretch of normal sound")
+        elif profile.raised:  # say so: a longer enrollment would let the percentile speak
             st.note += (f"; tight enrollment: threshold raised from the {profile.percentile:g}th percentile to "
                         f"{profile.threshold / max(profile.median, 1e-12):.2f} x the median normal distance")
         logger.info("normal profile for %s fitted on %d windows, threshold %.3f, saved to %s", stream_id,

@@ -20,6 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MEL_THRESHOLD_FLOORS = (0.0, 1.4)
 
 
+#: Largest enrollment a request may ask for (gRPC StartEnrollment, service.enroll_at_start): a week of
+#: audio or 100,000 windows. Larger asks are refused, not silently run for years.
+MAX_ENROLL_WINDOWS = 100_000
+MAX_ENROLL_SECONDS = 7 * 86400.0
+
+
+def check_enrollment_request(windows: int | None, seconds: float | None) -> None:
+    """ValueError naming the bound when an enrollment target is out of range (NaN, negative, too large)."""
+    import math
+
+    if windows is not None and not 0 < windows <= MAX_ENROLL_WINDOWS:
+        raise ValueError(f"enrollment windows must be between 1 and {MAX_ENROLL_WINDOWS}; got {windows}")
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_ENROLL_SECONDS):
+        raise ValueError(f"enrollment seconds must be > 0 and at most {MAX_ENROLL_SECONDS:g} (a week); got {seconds}")
+
+
 class EpisodeConfig(BaseModel):
     """Hysteresis and cooldown shared by every episode-based detector."""
 

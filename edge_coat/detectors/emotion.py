@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from edge_coat.detectors.config import EmotionConfig
 from edge_coat.detectors.episode import EpisodeTracker
 from edge_coat.detectors.evidence import build_evidence, describe_readings, speech_ratio
-from edge_coat.detectors.profile import check_stream_id
-from edge_coat.messages import EventRecord, WindowResult
+from edge_coat.messages import EventRecord, WindowResult, check_stream_id
 
 logger = logging.getLogger(__name__)
 

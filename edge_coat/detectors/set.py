@@ -8,8 +8,7 @@ import time
 from edge_coat.detectors.anomaly import AnomalyDetector
 from edge_coat.detectors.config import DetectorsConfig
 from edge_coat.detectors.emotion import EmotionDetector
-from edge_coat.detectors.profile import check_stream_id
-from edge_coat.messages import EventRecord, WindowResult
+from edge_coat.messages import EventRecord, WindowResult, check_stream_id
 
 
 class DetectorSet:

@@ -15,7 +15,7 @@ import time
 from typing import Protocol
 
 from edge_coat.events.log import EventLog
-from edge_coat.messages import EventRecord
+from edge_coat.messages import EventRecord, check_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ class LogStreamControl:
         return [{**status, "updated_ts": ts} for _, ts, status in self.log.stream_statuses()]
 
     def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
-        from edge_coat.detectors.profile import check_stream_id
-
         check_stream_id(stream_id)
         ident = self.log.add_command(stream_id, "start_enrollment", {"windows": windows, "seconds": seconds})
         return {"stream_id": stream_id, "state": "pending", "message": f"request {ident} queued for the worker"}

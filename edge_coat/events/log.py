@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -103,20 +104,70 @@ def record_size(record: EventRecord, evidence_json: str) -> int:
     return len(evidence_json) + len(record.text) + len(record.stream_id) + len(record.episode_id) + 64
 
 
-class EventLog:
-    """Append-only event log over one SQLite file. Thread-safe; several processes may open it."""
+class EventLogError(OSError):
+    """The event log file cannot be opened or is not an event log (names the file and the fix)."""
 
-    def __init__(self, path: str | Path, retention: RetentionConfig | None = None, synchronous: str = "NORMAL"):
+
+#: Mode of the event log file (and, as SQLite copies it, of its -wal and -shm files): the events name
+#: streams and describe what happened on them, so only the service's user reads them by default.
+FILE_MODE = 0o600
+
+
+def secure_file(path: Path, mode: int = FILE_MODE) -> None:
+    """Create ``path`` empty with ``mode`` when absent; narrow its mode to ``mode`` when it is wider
+    (a file another tool created 0644). The process's umask can only narrow it further."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.close(fd)
+        return
+    except FileExistsError:
+        pass
+    current = path.stat().st_mode & 0o777
+    if current & ~mode:
+        try:
+            os.chmod(path, current & mode)
+            logger.warning("%s was readable beyond mode %o (%o): narrowed", path, mode, current)
+        except PermissionError:
+            logger.warning("%s has mode %o (wider than %o) and is not ours to change", path, current, mode)
+
+
+class EventLog:
+    """Append-only event log over one SQLite file. Thread-safe; several processes may open it.
+
+    The file (and the -wal/-shm files SQLite creates beside it with the same mode) is made
+    ``file_mode`` (0600; 0640 to let a group read it). A path that is a folder, or a file that is not
+    an SQLite event log, raises :class:`EventLogError` naming it."""
+
+    def __init__(self, path: str | Path, retention: RetentionConfig | None = None, synchronous: str = "NORMAL",
+                 file_mode: int = FILE_MODE):
         self.path = Path(path)
         self.retention = retention or RetentionConfig()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        if self.path.is_dir():
+            raise EventLogError(f"the event log {self.path} is a folder; give a file path such as "
+                                f"{self.path / 'events.db'}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            secure_file(self.path, file_mode)
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    secure_file(side, file_mode)
+        except OSError as exc:
+            raise EventLogError(f"cannot create the event log {self.path}: {exc.strerror or exc}; check the "
+                                "folder exists and is writable by this user") from exc
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise EventLogError(f"{self.path} is not an event log ({exc}); point events.db_path / --db at the "
+                                "event log file, or at a new path to start an empty one") from None
+        except sqlite3.Error as exc:
+            raise EventLogError(f"cannot open the event log {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -239,6 +290,16 @@ class EventLog:
             return {"head": self._head(cur), "oldest": oldest or 0, "events": count,
                     "bytes": self._meta(cur, "bytes"), "pruned_through": self._meta(cur, "pruned_through"),
                     "pruned_count": self._meta(cur, "pruned_count")}
+
+    def stats_for(self, allows) -> dict:
+        """:meth:`stats` over the streams ``allows(stream_id)`` admits (a scoped client's status): head
+        is the newest id of those streams, oldest the oldest retained one, events their count."""
+        with self._lock:
+            rows = self._db.execute("SELECT stream_id, min(id), max(id), count(*) FROM events "
+                                    "GROUP BY stream_id").fetchall()
+        mine = [r for r in rows if allows(r[0])]
+        return {"head": max((r[2] for r in mine), default=0), "oldest": min((r[1] for r in mine), default=0),
+                "events": sum(r[3] for r in mine)}
 
     # ------------------------------------------------------------------ retention
     def prune(self, now: float | None = None) -> int:

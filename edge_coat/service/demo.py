@@ -315,6 +315,10 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
             time.sleep(0.25)
         # with the console the service stays up: the summary counts what the log holds now
         summary = _delivered(svc, received) if opts.console else stop()
+    except grpc.RpcError as exc:
+        stop()
+        raise OSError(f"the demo cannot reach its own event service on 127.0.0.1:{svc.grpc_port} "
+                      f"({exc.code().name}: {exc.details()}); is the loopback interface up?") from None
     except BaseException:
         stop()
         raise

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from edge_coat.config import ConfigError, SiteConfig
+from edge_coat.logutil import RateLimitedLog
 from edge_coat.messages import EventRecord, Window, WindowResult
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class Service:
         self._stopped = False
         self.publish_errors = 0
         self.detector_errors = 0
+        self._refused_log = RateLimitedLog(log, 60.0)  # a broken stream must not flood the log
         #: called on the model thread with each result and the events it caused (demo display, tests)
         self.result_listeners: list[Callable[[WindowResult, list[EventRecord]], None]] = []
 
@@ -210,7 +212,7 @@ class Service:
         self.detectors = DetectorSet(cfg.detectors)
         self.control = ServiceControl(self)
         ev = cfg.events
-        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         self.bridge = WorkerBridge(self.log, self.control, on_publish=self._notify)
         for sid, spec in cfg.service.enroll_at_start.items():
             state = self.detectors.get_enrollment(sid)["state"]
@@ -252,7 +254,7 @@ class Service:
 
         ev = self.cfg.events
         if self.log is None:
-            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         control = self.control if self.control is not None else LogStreamControl(self.log)
         self.server = EventServer(ev, control=control, log=self.log)
         self.grpc_port = self.server.start()
@@ -288,7 +290,8 @@ class Service:
                 records = self.detectors.process(result)
             except ValueError as exc:
                 self.detector_errors += 1
-                log.warning("detectors refused window %d of %s: %s", result.window.index, sid, exc)
+                self._refused_log.warning("detectors refused window %d of %s (%d refused so far): %s",
+                                          result.window.index, sid, self.detector_errors, exc)
                 records = []
             if records:
                 self._publish(records)

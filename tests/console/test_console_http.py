@@ -114,8 +114,12 @@ def test_session_revoked_when_the_token_is_no_longer_accepted(console):
     port = server.port
     cookie, _ = login(port, VIEWER)
     assert request(port, "/api/streams", headers={"Cookie": cookie})[0] == 200
-    server.auth._by_digest.clear()  # as a reload of a tokens file without it would
+    path = server.auth.path
+    clients = json.loads(path.read_text())["clients"]
+    path.write_text(json.dumps({"clients": [c for c in clients if c["name"] != "viewer"]}))
+    assert server.auth.reload()  # (serve also reloads a changed file by itself, and on SIGHUP)
     assert request(port, "/api/streams", headers={"Cookie": cookie})[0] == 401
+    assert request(port, "/api/streams", token=OPS)[0] == 200
 
 
 def test_live_feed_resumes_from_a_cursor_and_filters_by_scope(console):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edge_coat.cli import main
-from edge_coat.export.manifest import (
+from edge_coat.model.manifest import (
     MANIFEST_NAME,
     BundleError,
     build_manifest,

@@ -1,9 +1,16 @@
-"""The thinking block in onnxruntime, behind the torch block's call signature.
+"""The exported parts of a model in onnxruntime, behind the torch parts' call signatures.
 
 ``OnnxThinkingBlock(path, config)`` is an ``nn.Module`` without parameters, so a ``CoatModel`` can
 take it in place of its torch ``ThinkingBlock`` (``model.thinking = OnnxThinkingBlock(...)``):
 ``forward(audio_embeds (B, T, Da), audio_mask (B, T) bool) -> (B, K, D)`` float32 torch tensor on the
 input's device. numpy arrays are accepted too.
+
+``OnnxAudioEncoder(path, adapter, config)`` is ``model.encode_mel``'s runtime for ``encoder.onnx``
+(audio encoder + projector, Qwen2-Audio family; ``edge_coat.export.encoder`` writes it):
+``(mel (B, n_mels, F), mel_mask (B, F)) -> (embeds (B, T, D) float32, mask (B, T) bool)``.
+
+The graph file names and input/output names below are the bundle format: ``edge_coat.export`` writes
+graphs with them, this module reads them.
 
 One ``InferenceSession`` per (file, providers, options) per process, created with explicit
 ``SessionOptions`` and providers and warmed up once. onnxruntime is imported lazily: a machine
@@ -20,13 +27,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_coat.export.config import ThinkingRuntimeConfig
+from edge_coat.model.config import FAMILY_SPECS, EncoderRuntimeConfig, ThinkingRuntimeConfig
 
 log = logging.getLogger(__name__)
 
+THINKING_ONNX = "thinking.onnx"
+ENCODER_ONNX = "encoder.onnx"
 INPUT_EMBEDS = "audio_embeds"
 INPUT_MASK = "audio_mask"
 OUTPUT = "thinking"
+INPUT_MEL = "mel"
+INPUT_MEL_MASK = "mel_mask"
+OUTPUT_EMBEDS = "audio_embeds"
 
 _SESSIONS: dict[tuple, object] = {}
 _SESSIONS_LOCK = threading.Lock()
@@ -181,3 +193,74 @@ class OnnxThinkingBlock(nn.Module):
 def session_count() -> int:
     """How many onnxruntime sessions this process holds (tests check sessions are shared)."""
     return len(_SESSIONS)
+
+
+def supports_onnx_encoder(family: str) -> bool:
+    """Whether bundles of ``family`` carry the audio encoder as ``encoder.onnx`` (``FAMILY_SPECS``)."""
+    spec = FAMILY_SPECS.get(family)
+    return spec is not None and spec.onnx_encoder
+
+
+def require_onnx_encoder(family: str) -> None:
+    if not supports_onnx_encoder(family):
+        names = [f for f, spec in FAMILY_SPECS.items() if spec.onnx_encoder]
+        raise ValueError(f"the ONNX audio encoder is exported for {names} only, got family {family!r}")
+
+
+class OnnxAudioEncoder:
+    """``model.encode_mel``'s runtime in onnxruntime: ``(mel (B, n_mels, F), mel_mask (B, F)) ->
+    (embeds (B, T, D) float32 on the mel's device, mask (B, T) bool)``.
+
+    A plain object, not a module: it has no weights for ``state_dict`` and sits in
+    ``CoatModel.audio_encoder``. Sessions are shared per process (``runtime.get_session``).
+    """
+
+    def __init__(self, path: str | Path, adapter, config: EncoderRuntimeConfig | None = None):
+        self.config = config or EncoderRuntimeConfig()
+        self.path = Path(path)
+        self.adapter = adapter
+        self._session, inputs, outputs = open_checked_session(
+            self.path, self.config, (INPUT_MEL, INPUT_MEL_MASK), OUTPUT_EMBEDS)
+        self.n_mels = int(inputs[INPUT_MEL].shape[1])
+        self.frames = int(inputs[INPUT_MEL].shape[2])
+        self.out_dim = int(outputs[OUTPUT_EMBEDS].shape[2])
+        expected = (adapter.n_mels, adapter.max_frames, adapter.hidden_size)
+        if (self.n_mels, self.frames, self.out_dim) != expected:
+            raise ValueError(
+                f"{self.path}: graph has (n_mels, frames, D) = {(self.n_mels, self.frames, self.out_dim)} but the "
+                f"model's encoder is {expected}; re-export it from this model"
+            )
+        self.provider = self._session.get_providers()[0]
+        if self.config.warmup:
+            self(torch.zeros(1, self.n_mels, self.frames), torch.ones(1, self.frames, dtype=torch.long))
+        log.info("audio encoder: onnxruntime on %s (%d mel bins x %d frames -> %d)", self.provider, self.n_mels,
+                 self.frames, self.out_dim)
+
+    def __call__(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        device = mel.device
+        if mel.ndim != 3 or tuple(mel.shape[1:]) != (self.n_mels, self.frames):
+            raise ValueError(f"mel: expected shape (B, {self.n_mels}, {self.frames}), got {tuple(mel.shape)}")
+        if tuple(mel_mask.shape) != (mel.shape[0], self.frames):
+            raise ValueError(f"mel_mask: expected shape ({mel.shape[0]}, {self.frames}), got {tuple(mel_mask.shape)}")
+        x = np.ascontiguousarray(mel.detach().to("cpu", torch.float32).numpy())  # (B, n_mels, F)
+        m = np.ascontiguousarray(mel_mask.detach().to("cpu", torch.int64).numpy())  # (B, F)
+        embeds = torch.from_numpy(self._session.run([OUTPUT_EMBEDS], {INPUT_MEL: x, INPUT_MEL_MASK: m})[0])  # (B, T, D)
+        lengths = self.adapter.output_lengths(torch.from_numpy(m).sum(-1))  # (B,)
+        mask = torch.arange(embeds.shape[1])[None, :] < lengths[:, None]  # (B, T)
+        return embeds.to(device), mask.to(device)
+
+
+def attach_onnx_encoder(model, path: str | Path, runtime: EncoderRuntimeConfig | None = None) -> OnnxAudioEncoder:
+    """Run ``model``'s audio encoder from the graph at ``path`` (``model.audio_encoder``); returns it."""
+    require_onnx_encoder(model.config.family)
+    encoder = OnnxAudioEncoder(path, model.adapter, runtime)
+    model.audio_encoder = encoder
+    return encoder
+
+
+def describe_encoder(model) -> str:
+    """Where the audio encoder runs, for logs and status ("onnxruntime CPU", "torch cpu")."""
+    enc = getattr(model, "audio_encoder", None)
+    if isinstance(enc, OnnxAudioEncoder):
+        return f"onnxruntime {enc.provider.removesuffix('ExecutionProvider')}"
+    return f"torch {model.device}"
