@@ -158,8 +158,8 @@ class SeriesReader:
 
     def head(self) -> int:
         with self._lock:
-            row = self._db.execute("SELECT max(id) FROM console_points").fetchone()
-        return row[0] or 0
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'console_points'").fetchone()
+        return row[0] if row else 0  # the newest id ever given, even when pruning emptied the table
 
     def stream(self, stream_id: str, since_ts: float, limit: int = 20_000) -> list[Point]:
         """A stream's points whose window ends at or after ``since_ts``, oldest first (the newest ``limit``)."""

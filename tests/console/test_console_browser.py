@@ -58,6 +58,7 @@ def open_console(browser, service, token: str | None, hash_: str = "", width: in
     page = browser.new_page(viewport={"width": width, "height": 820})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.goto(f"http://127.0.0.1:{service.console_port}/{hash_}")
     if token is not None:
         page.fill("#token", token)
