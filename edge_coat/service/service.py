@@ -146,7 +146,10 @@ class Service:
         self.sender = None
         self.capture_threads: list = []
         self.control = None
+        self.console = None  # the web console (serve role, console.enabled)
+        self.series = None  # per-window timeline points for the console (worker role, console.enabled)
         self.grpc_port: int | None = None
+        self.console_port: int | None = None
         self.metrics_port: int | None = None
         self.worker_endpoint: str | None = None
         self.started_ts = 0.0
@@ -225,6 +228,10 @@ class Service:
                                                                      *cfg.worker.streams.values()]
                            for g in sc.tasks.values())
         speech_fn = speech_presence(cfg.service.speech_presence) if needs_speech else None
+        if cfg.console.enabled:
+            from edge_coat.console.series import SeriesRecorder
+
+            self.series = SeriesRecorder(ev.db_path, cfg.console.history_s)
         self.worker = Worker(cfg.worker, _CountingStage(self.stage, self._on_start, self._on_failed), on_result=self._on_result,
                              speech_fn=speech_fn)
         self.worker.start()
@@ -282,6 +289,12 @@ class Service:
         self.server = EventServer(ev, control=control, log=self.log)
         self.grpc_port = self.server.start()
         log.info("event service on port %d", self.grpc_port)
+        if self.cfg.console.enabled:
+            from edge_coat.console.server import ConsoleServer
+
+            self.console = ConsoleServer(self.cfg.console, ev, control=control, auth=self.server.auth,
+                                         on_append=self.server.notify)
+            self.console_port = self.console.start()
 
     def start_capture(self) -> None:
         """Open the configured sources and stream them to the worker (this process's, when it has one)."""
@@ -318,6 +331,8 @@ class Service:
                 records = []
             if records:
                 self._publish(records)
+            if self.series is not None:
+                self._record_point(result)
             for listener in self.result_listeners:
                 try:
                     listener(result, records)
@@ -328,6 +343,20 @@ class Service:
             with self._lock:
                 self._done[sid] += 1
                 self._in_model -= 1
+
+    def _record_point(self, result: WindowResult) -> None:
+        """The window's timeline point for the console (flushed to the log by housekeeping)."""
+        from edge_coat.console.series import window_point
+
+        det = self.cfg.detectors
+        w = result.window
+        try:
+            status = self.detectors.stream_status(w.stream_id)
+        except ValueError:
+            return
+        point = window_point(result, status, det.anomaly.episode.on_threshold, det.emotion.episode.on_threshold,
+                             det.emotion.task)
+        self.series.add(w.stream_id, w.start_ts, w.end_ts, point)
 
     def _on_start(self, windows: list[Window]) -> None:
         with self._lock:
@@ -371,6 +400,8 @@ class Service:
                 self._close_ended_streams()
                 if self._pending:
                     self._publish([])
+                if self.series is not None:
+                    self.series.flush()
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + interval
                     self.bridge.poll()
@@ -416,6 +447,12 @@ class Service:
 
     def sources_ended(self) -> bool:
         return bool(self.capture_threads) and all(t.ended.is_set() for t in self.capture_threads)
+
+    def ended_streams_closed(self) -> bool:
+        """Every stream whose source ended has had its open episodes closed (their end events written)."""
+        if self.worker is None:
+            return True
+        return all(sid in self._closed_streams for sid, st in list(self.worker.streams.items()) if st.ended)
 
     def windows_pending(self) -> int:
         """Windows cut by the worker that have not been through the model and detectors yet."""
@@ -493,9 +530,15 @@ class Service:
                 self._publish(closing)
             try:
                 self.bridge.poll()
+                if self.series is not None:
+                    self.series.flush()
             except Exception:  # noqa: BLE001
                 log.exception("shutdown: writing the final stream statuses failed")
         self._stop.set()
+        if self.console is not None:
+            self.console.stop()
+        if self.series is not None:
+            self.series.close()
         # 5. subscribers get the last events, then NOT_SERVING and a resume cursor
         if self.server is not None:
             self._wait_fanned_out(max(cfg.grace_s, 1.0))
@@ -529,6 +572,10 @@ class Service:
             self.sender.close()
         if self.worker is not None:
             self.worker.close()
+        if self.console is not None:
+            self.console.stop()
+        if self.series is not None:
+            self.series.close()
         if self.server is not None:
             self.server.stop(grace=0.0)
         if self._metrics_httpd is not None:
