@@ -214,9 +214,9 @@
         el("div", { class: "reading" }, readingText(t)),
         el("div", { class: "meter", title: `input level ${fmt(t.level, 1)} dBFS` }, meter),
         el("div", { class: "meta" }, `level ${fmt(t.level, 1)} dBFS · last window ${when(t.last_window_ts)}`),
-        el("div", { class: "meta" }, enr.state === "enrolling"
+        (t.tasks || []).includes("anomaly") ? el("div", { class: "meta" }, enr.state === "enrolling"
           ? `enrolling ${enr.collected || 0}/${enr.target_windows || "?"}`
-          : `profile: ${enr.state || "none"}`));
+          : `profile: ${enr.state || "none"}`) : el("div", { class: "meta" }, (t.tasks || []).join(", ")));
       return a;
     });
     const same = els.length === box.children.length && els.every((e, i) => box.children[i] === e);
@@ -477,6 +477,16 @@
     return el("div", { class: "ev" }, el("strong", {}, `${ev.kind} ${ev.phase} · #${ev.id}`), el("div", {}, ev.text), dl);
   }
 
+  function eventTitle(ev) {  // the row's hover text: the event's evidence, one reading a line
+    const e = ev.evidence || {};
+    const lines = [`${ev.kind} ${ev.phase} #${ev.id}: ${ev.text}`];
+    for (const [k, v] of Object.entries(e.scores || {})) lines.push(`${k}: ${fmt(v, 3)}`);
+    for (const [k, v] of Object.entries(e.readings || {})) lines.push(`${k}: ${fmt(v, 1)}`);
+    if ((e.tags || []).length) lines.push(`tags: ${e.tags.map((t) => `${t.label} ${fmt(t.score)}`).join(", ")}`);
+    if (e.model_name) lines.push(`model: ${e.model_name} ${e.model_version || ""}`);
+    return lines.join("\n");
+  }
+
   function eventRow(ev, withAck, acks) {
     const ackCell = el("td", { class: "ack" });
     if (withAck) {
@@ -507,7 +517,7 @@
       el("td", {}, el("a", { href: `#/stream/${encodeURIComponent(ev.stream_id)}` }, ev.stream_id)),
       el("td", {}, ev.kind), el("td", {}, ev.phase), el("td", { class: "wide" }, ev.label),
       el("td", { class: "num" }, fmt(ev.score)), el("td", {}, ev.text));
-    tr.title = eventDetail(ev).innerText;
+    tr.title = eventTitle(ev);
     if (withAck) tr.append(ackCell);
     return tr;
   }
