@@ -47,7 +47,7 @@ def service(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(service):
+def browser():
     with playwright_api.sync_playwright() as p:
         b = launch(p)
         yield b
