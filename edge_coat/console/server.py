@@ -52,15 +52,18 @@ from edge_coat.console.views import event_json, tile
 from edge_coat.events.auth import ANONYMOUS, AuthError, Principal, TokenAuth
 from edge_coat.events.config import EventsConfig
 from edge_coat.events.log import EventLog
+from edge_coat.logutil import RateLimitedLog
 from edge_coat.messages import EventRecord
 
 logger = logging.getLogger(__name__)
+_REFUSED = RateLimitedLog(logger)  # refused logins come from outside: counted, logged once a minute
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "edge_coat_session"
 MAX_BODY = 64 * 1024
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+LOGIN_DELAY_S = 0.5  # every refused login waits this long before its answer
 ACK_KIND = "ack"
 NOTE_MAX = 500
 
@@ -87,6 +90,7 @@ class ConsoleServer:
         self.auth = auth if auth is not None else TokenAuth.from_file(events.tokens_file)
         self.on_append = on_append  # e.g. EventServer.notify: the gRPC fan-out reads an ack at once
         self.sessions = Sessions(self.auth, config.session_ttl_s)
+        self.refused = 0  # logins refused since start
         self.tls = events.tls is not None
         self.port: int | None = None
         self.log: EventLog | None = None
@@ -385,9 +389,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HttpError(HTTPStatus.BAD_REQUEST, "expected {\"token\": \"...\"}")
             try:
                 session = c.sessions.login(token if isinstance(token, str) else None)
-            except AuthError:
-                logger.info("console: login refused from %s", self.client_address[0])
-                raise HttpError(HTTPStatus.UNAUTHORIZED, "unknown token") from None
+            except AuthError as exc:
+                c.refused += 1
+                _REFUSED.warning("console: login refused from %s: %s", self.client_address[0], exc)
+                time.sleep(LOGIN_DELAY_S)  # a guessing client waits (this thread only)
+                raise HttpError(HTTPStatus.UNAUTHORIZED, "token not accepted") from None
             logger.info("console: %s logged in from %s", session.principal.name, self.client_address[0])
             return self._json(self._session_json(session.principal, session),
                               extra={"Set-Cookie": self._set_cookie(session.id, None)})

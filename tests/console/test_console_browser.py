@@ -47,7 +47,7 @@ def service(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(service):
+def browser():
     with playwright_api.sync_playwright() as p:
         b = launch(p)
         yield b
@@ -80,6 +80,8 @@ def test_refused_without_a_token_and_a_desk_token_sees_only_desk_streams(browser
     page.wait_for_selector(".tile[data-stream='desk-1']", timeout=WAIT_MS)
     shown = page.eval_on_selector_all(".tile", "ts => ts.map(t => t.dataset.stream)")
     assert shown == ["desk-1"]
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, portrait
+    page.screenshot(path=artifact("overview-tablet-desk-token.png"))
     page.goto(f"http://127.0.0.1:{service.console_port}/#/events")
     page.wait_for_selector("#event-table")
     streams = page.eval_on_selector_all("#f-stream option", "os => os.map(o => o.value)")

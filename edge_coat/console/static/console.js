@@ -214,9 +214,9 @@
         el("div", { class: "reading" }, readingText(t)),
         el("div", { class: "meter", title: `input level ${fmt(t.level, 1)} dBFS` }, meter),
         el("div", { class: "meta" }, `level ${fmt(t.level, 1)} dBFS · last window ${when(t.last_window_ts)}`),
-        el("div", { class: "meta" }, enr.state === "enrolling"
+        (t.tasks || []).includes("anomaly") ? el("div", { class: "meta" }, enr.state === "enrolling"
           ? `enrolling ${enr.collected || 0}/${enr.target_windows || "?"}`
-          : `profile: ${enr.state || "none"}`));
+          : `profile: ${enr.state || "none"}`) : el("div", { class: "meta" }, (t.tasks || []).join(", ")));
       return a;
     });
     const same = els.length === box.children.length && els.every((e, i) => box.children[i] === e);
@@ -296,7 +296,9 @@
           this.points.map((p) => (p.threshold == null ? null : p.threshold))];
       }
       if (kind === "level") return [x, this.points.map((p) => p.level)];
-      return [x, ...this.emotionLabels.map((l) => this.points.map((p) => (p.emotion ? p.emotion[l] ?? null : null)))];
+      return [x, ...this.emotionLabels.map((l) => this.points.map((p) => (p.emotion ? p.emotion[l] ?? null : null))),
+        this.points.map((p) => (p.emotion ? p.emotion_score ?? null : null)),  // what the detector tracks
+        this.points.map((p) => (p.emotion ? p.emotion_threshold ?? null : null))];
     }
 
     build() {
@@ -316,8 +318,10 @@
         ], { range: [0, 1] });
       }
       if (this.emotionLabels.length) {
-        this.emotion = this.chart("chart-emotion", "emotion", width, this.emotionLabels.map((l, i) => (
-          { label: l, stroke: EMOTION_COLORS[i % EMOTION_COLORS.length], width: 1.5 })), { range: [0, 1] });
+        this.emotion = this.chart("chart-emotion", "emotion", width, [...this.emotionLabels.map((l, i) => (
+          { label: l, stroke: EMOTION_COLORS[i % EMOTION_COLORS.length], width: 1.5 })),
+        { label: "negative (smoothed)", stroke: "#1d232b", width: 2.5 },
+        { label: "alert threshold", stroke: "#65707d", dash: [6, 4], width: 1 }], { range: [0, 1] });
       }
       this.level = this.chart("chart-level", "level", width, [{ label: "level dBFS", stroke: "#1f5fa8", width: 1.5 }],
         { range: [-90, 0] });
@@ -477,6 +481,16 @@
     return el("div", { class: "ev" }, el("strong", {}, `${ev.kind} ${ev.phase} · #${ev.id}`), el("div", {}, ev.text), dl);
   }
 
+  function eventTitle(ev) {  // the row's hover text: the event's evidence, one reading a line
+    const e = ev.evidence || {};
+    const lines = [`${ev.kind} ${ev.phase} #${ev.id}: ${ev.text}`];
+    for (const [k, v] of Object.entries(e.scores || {})) lines.push(`${k}: ${fmt(v, 3)}`);
+    for (const [k, v] of Object.entries(e.readings || {})) lines.push(`${k}: ${fmt(v, 1)}`);
+    if ((e.tags || []).length) lines.push(`tags: ${e.tags.map((t) => `${t.label} ${fmt(t.score)}`).join(", ")}`);
+    if (e.model_name) lines.push(`model: ${e.model_name} ${e.model_version || ""}`);
+    return lines.join("\n");
+  }
+
   function eventRow(ev, withAck, acks) {
     const ackCell = el("td", { class: "ack" });
     if (withAck) {
@@ -507,7 +521,7 @@
       el("td", {}, el("a", { href: `#/stream/${encodeURIComponent(ev.stream_id)}` }, ev.stream_id)),
       el("td", {}, ev.kind), el("td", {}, ev.phase), el("td", { class: "wide" }, ev.label),
       el("td", { class: "num" }, fmt(ev.score)), el("td", {}, ev.text));
-    tr.title = eventDetail(ev).innerText;
+    tr.title = eventTitle(ev);
     if (withAck) tr.append(ackCell);
     return tr;
   }
