@@ -161,6 +161,7 @@ class Service:
         self._pending: list[EventRecord] = []  # records a log error kept from being written
         self._closed_streams: set[str] = set()
         self._resumed: dict[str, float] = {}  # stream -> monotonic deadline for its resumed episodes
+        self._epochs: dict[str, int] = {}  # stream -> sender epoch of its last window (model thread only)
         self._ended_seen: set[str] = set()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
@@ -321,6 +322,15 @@ class Service:
         if self._resumed:
             with self._lock:
                 self._resumed.pop(sid, None)  # the stream came back: its windows continue the episode
+        epoch = result.window.sender_epoch
+        if epoch and self._epochs.get(sid, epoch) != epoch:
+            # a capture that restarted as a new run (it could not resume): what its last run left open ends
+            closing = self.detectors.close_stream(sid, result.window.start_ts, "new run")
+            if closing:
+                log.info("stream %s: a new capture run: %d open episode(s) ended", sid, len(closing))
+                self._publish(closing)
+        if epoch:
+            self._epochs[sid] = epoch
         try:
             try:
                 records = self.detectors.process(result)
