@@ -7,6 +7,7 @@ Sections mirror the pipeline stages; each stage owns its section's model, compos
     model:      edge_coat.model.config.ModelSection         (which model, quantization, where its parts run)
     detectors:  edge_coat.detectors.config.DetectorsConfig
     events:     edge_coat.events.config.EventsConfig        (event log, gRPC service, TLS, tokens)
+    console:    edge_coat.console.config.ConsoleConfig      (operator web console; off unless enabled)
     metrics:    MetricsConfig                               (Prometheus /metrics: listen for run, roles.* per split process)
     logging:    LoggingConfig                               (level, text or JSON lines)
     service:    ServiceConfig                               (shutdown, enrollment at start)
@@ -35,6 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_coat.capture.config import CaptureConfig
+from edge_coat.console.config import ConsoleConfig
 from edge_coat.detectors.config import MAX_ENROLL_SECONDS, MAX_ENROLL_WINDOWS, DetectorsConfig, EnrollConfig
 from edge_coat.events.config import EventsConfig
 from edge_coat.messages import StreamId
@@ -168,6 +170,8 @@ class SiteConfig(BaseModel):
     model: ModelSection | None = Field(None, description="the model the worker runs")
     detectors: DetectorsConfig = Field(default_factory=DetectorsConfig, description="anomaly and emotion detectors")
     events: EventsConfig | None = Field(None, description="the durable event log and the gRPC event service")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig,
+                                   description="the operator web console next to the event service (off by default)")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="log level and format")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="start-up and shutdown")
@@ -239,6 +243,8 @@ def _port_problems(cfg: SiteConfig) -> list[str]:
         common["worker.receiver.bind"] = int(b[2])
     if cfg.events is not None:
         common["events.listen"] = _port(cfg.events.listen)
+        if cfg.console.enabled:
+            common["console.listen"] = _port(cfg.console.listen)
     split_roles = [role for role, present in (("capture", cfg.capture), ("worker", cfg.worker), ("serve", cfg.events))
                    if present is not None]
     groups = [dict(common), dict(common)]
@@ -303,6 +309,9 @@ def cross_field_problems(cfg: SiteConfig) -> list[str]:
                 out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
                            f"detectors.{name}.min_enroll_windows ({det.min_enroll_windows}); raise windows or "
                            "lower min_enroll_windows")
+    if cfg.console.enabled and cfg.events is None:
+        out.append("console.enabled: the console is a view on the event service; add an events: section "
+                   "(or set console.enabled: false)")
     out += _port_problems(cfg)
     return out
 

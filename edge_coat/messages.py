@@ -225,6 +225,10 @@ class StreamStatus:
     details: dict = field(default_factory=dict)
     updated_ts: float = 0.0
 
+    def of_kind(self, kind: str) -> DetectorStatus | None:
+        """The status of the first detector of type ``kind`` (e.g. "anomaly"), or None."""
+        return next((d for d in self.detectors.values() if d.kind == kind), None)
+
     def enrollment(self) -> EnrollmentStatus:
         """The first enrolling detector's enrollment, or a ``"none"`` status."""
         for d in self.detectors.values():

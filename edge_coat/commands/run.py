@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return failed
     reload_tokens_on_sighup(service)
     print(json.dumps({"ready": True, "grpc_port": service.grpc_port, "metrics_port": service.metrics_port,
-                      "worker_endpoint": service.worker_endpoint, "model": service.model_info()}), flush=True)
+                      "console_port": service.console_port, "worker_endpoint": service.worker_endpoint, "model": service.model_info()}), flush=True)
     while not stop.wait(0.2):
         if args.exit_when_sources_end and service.sources_ended() and not service.windows_pending():
             break

@@ -19,7 +19,11 @@ HELP = "window, gate and analyse incoming streams with the model; emit events"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", type=Path,
                         help="site config: run the model stage, detectors and event log from it (other flags ignored)")
-    parser.add_argument("--bind", default="tcp://0.0.0.0:5555", help="endpoint to bind (default tcp://0.0.0.0:5555)")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                        help="endpoint to bind (default tcp://127.0.0.1:5555: this host only; another address needs "
+                        "--secret-key/--allowed-clients or --insecure)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --bind without CurveZMQ (isolated test networks only)")
     parser.add_argument("--stage", choices=["noop"], default="noop", help="model stage (noop: windowing only)")
     parser.add_argument("--window-s", type=float, default=2.0, help="window length, seconds")
     parser.add_argument("--hop-s", type=float, default=1.0, help="hop between windows, seconds")
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = {t: {"min_rms_dbfs": args.min_rms_dbfs} for t in (args.task or ["anomaly"])}
     try:
         cfg = WorkerConfig(
-            receiver={"bind": args.bind, "curve": curve},
+            receiver={"bind": args.bind, "curve": curve, "insecure": args.insecure},
             default_stream={"window_s": args.window_s, "hop_s": args.hop_s, "tasks": tasks},
             batch={"max_batch": args.max_batch, "max_wait_s": args.max_wait_s},
         )

@@ -286,7 +286,10 @@ class AnomalyDetector:
         path = profile.save(cfg.profile_dir, stream_id)
         st.profile, st.enrollment, st.last_error = profile, None, ""
         st.note = f"normal profile of {len(enr.vectors)} windows"
-        if profile.raised:  # say so: a longer enrollment would let the percentile speak
+        if profile.degenerate:  # say so: the operator should enroll on the machine's varied normal sound
+            st.note += (f"; degenerate enrollment ({profile.degenerate}): threshold floored at "
+                        f"{profile.threshold:.2f}; re-enroll on a longer, varied stretch of normal sound")
+        elif profile.raised:  # say so: a longer enrollment would let the percentile speak
             st.note += (f"; tight enrollment: threshold raised from the {profile.percentile:g}th percentile to "
                         f"{profile.threshold / max(profile.median, 1e-12):.2f} x the median normal distance")
         logger.info("normal profile for %s fitted on %d windows, threshold %.3f, saved to %s", stream_id,

@@ -7,6 +7,7 @@ Tokens file (YAML or JSON)::
         token: "k8s0...long random"        # or token_sha256: "<hex digest>" to keep no secret on disk
         streams: ["call-*"]                 # fnmatch patterns; "*" for every stream
         control: false                      # may start/stop enrollment (default false)
+        ack: false                          # may acknowledge alerts in the web console (default false)
         expires: 2027-06-30T00:00:00Z       # optional: refused from then on (ISO 8601 or Unix seconds)
         revoked: false                      # optional: true refuses the token (as does deleting the entry)
 
@@ -47,6 +48,7 @@ class ClientEntry(BaseModel):
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the token")
     streams: list[str] = Field(min_length=1, description="stream id patterns this client may see ('*': all)")
     control: bool = Field(False, description="may control enrollment on its streams")
+    ack: bool = Field(False, description="may acknowledge alerts on its streams (web console)")
     expires: AwareDatetime | None = Field(
         None, description="refused from this time on (ISO 8601 with a time zone, e.g. 2027-06-30T00:00:00Z)"
     )
@@ -77,6 +79,7 @@ class Principal:
     control: bool
     expires_ts: float | None = field(default=None, compare=False)
     key: bytes = field(default=b"", compare=False, repr=False)
+    ack: bool = False  # may acknowledge alerts on its streams (web console)
 
     def allows(self, stream_id: str) -> bool:
         return any(p == "*" or fnmatch.fnmatchcase(stream_id, p) for p in self.streams)
@@ -86,7 +89,7 @@ class Principal:
         return "*" in self.streams
 
 
-ANONYMOUS = Principal("anonymous", ("*",), True)
+ANONYMOUS = Principal("anonymous", ("*",), True, ack=True)
 
 
 class AuthError(Exception):
@@ -117,7 +120,7 @@ def _table(clients: list[ClientEntry]) -> dict[bytes, Principal]:
             continue
         digest = bytes.fromhex(c.token_sha256) if c.token_sha256 else hashlib.sha256(c.token.encode()).digest()
         expires = c.expires.timestamp() if isinstance(c.expires, datetime) else None
-        out[digest] = Principal(c.name, tuple(c.streams), c.control, expires, digest)
+        out[digest] = Principal(c.name, tuple(c.streams), c.control, expires, digest, c.ack)
     return out
 
 

@@ -231,6 +231,48 @@ class EventLog:
                 cur.execute("COMMIT")
         return [_row_to_event(row) for row in rows]
 
+    def page(self, before: int | None = None, limit: int = 50, *, stream_ids=(), kinds=(), since_ts: float | None = None,
+             until_ts: float | None = None, episode_ids=(), allow=None, max_scan: int = 20_000
+             ) -> tuple[list[StoredEvent], int]:
+        """Newest first: up to ``limit`` events with id < ``before`` (None: from the newest) matching the
+        filters (window end time in [since_ts, until_ts]; ``allow(stream_id)`` for a caller's scope).
+
+        Returns ``(events, next_before)``: pass ``next_before`` to get the next (older) page; 0 when there
+        is none. At most ``max_scan`` rows are examined per call, so a narrow scope over a large log
+        returns a short page with a ``next_before`` to continue from rather than scanning everything.
+        """
+        where, args = ["id < ?"], [before if before is not None else 2**62]
+        for column, values in (("stream_id", stream_ids), ("kind", kinds), ("episode_id", episode_ids)):
+            values = list(values)
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args += values
+        if since_ts is not None:
+            where.append("window_end_ts >= ?")
+            args.append(float(since_ts))
+        if until_ts is not None:
+            where.append("window_end_ts <= ?")
+            args.append(float(until_ts))
+        out: list[StoredEvent] = []
+        scanned, cursor = 0, args[0]
+        chunk = max(limit, 200)
+        while len(out) < limit and scanned < max_scan:
+            with self._lock:
+                rows = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+                                        "ORDER BY id DESC LIMIT ?", [cursor, *args[1:], chunk]).fetchall()
+            if not rows:
+                return out, 0
+            for row in rows:
+                scanned += 1
+                cursor = row[0]
+                if allow is None or allow(row[2]):
+                    out.append(_row_to_event(row))
+                    if len(out) == limit:
+                        break
+            if len(rows) < chunk and len(out) < limit:
+                return out, 0
+        return out, cursor
+
     def head(self) -> int:
         """The newest id ever assigned (0 when nothing was ever stored)."""
         with self._lock:

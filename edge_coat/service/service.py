@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from edge_coat.config import ConfigError, SiteConfig
+from edge_coat.logutil import RateLimitedLog
 from edge_coat.messages import EndOfStream, EnrollmentStatus, EventRecord, StreamStatus, WindowResult
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,10 @@ class Service:
         self.sender = None
         self.capture_threads: list = []
         self.control = None
+        self.console = None  # the web console (serve role, console.enabled)
+        self.series = None  # per-window timeline points for the console (worker role, console.enabled)
         self.grpc_port: int | None = None
+        self.console_port: int | None = None
         self.metrics_port: int | None = None
         self.worker_endpoint: str | None = None
         self.started_ts = 0.0
@@ -143,11 +147,14 @@ class Service:
         self._lock = threading.Lock()
         self._events = collections.Counter()  # (kind, phase) -> n
         self._pending: list[EventRecord] = []  # records a log error kept from being written
+        self._ended: set[str] = set()  # streams whose end went through the detectors (since their last window)
+        self._console_thresholds = (0.5, 0.6, "emotion")  # anomaly / emotion on-thresholds, emotion task
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._stopped = False
         self.publish_errors = 0
         self.detector_errors = 0
+        self._refused_log = RateLimitedLog(log, 60.0)  # a broken stream must not flood the log
         #: called on the model thread with each result and the events it caused (demo display, tests)
         self.result_listeners: list[Callable[[WindowResult, list[EventRecord]], None]] = []
 
@@ -207,6 +214,14 @@ class Service:
                                                                      *cfg.worker.streams.values()]
                            for g in sc.tasks.values())
         speech_fn = speech_presence(cfg.service.speech_presence) if needs_speech else None
+        if cfg.console.enabled:
+            from edge_coat.console.series import SeriesRecorder
+
+            self.series = SeriesRecorder(ev.db_path, cfg.console.history_s)
+            anomaly, emotion = (next(iter(cfg.detectors.of_type(t)), None) for t in ("anomaly", "emotion"))
+            self._console_thresholds = (anomaly.episode.on_threshold if anomaly else 0.5,
+                                        emotion.episode.on_threshold if emotion else 0.6,
+                                        emotion.task if emotion else "emotion")
         self.worker = Worker(cfg.worker, self.stage, on_result=self._on_result, on_end=self._on_end,
                              speech_fn=speech_fn)
         self.worker.start()
@@ -236,6 +251,12 @@ class Service:
         self.server = EventServer(ev, control=control, log=self.log)
         self.grpc_port = self.server.start()
         log.info("event service on port %d", self.grpc_port)
+        if self.cfg.console.enabled:
+            from edge_coat.console.server import ConsoleServer
+
+            self.console = ConsoleServer(self.cfg.console, ev, control=control, auth=self.server.auth,
+                                         on_append=self.server.notify)
+            self.console_port = self.console.start()
 
     def start_capture(self) -> None:
         """Open the configured sources and stream them to the worker (this process's, when it has one)."""
@@ -260,10 +281,14 @@ class Service:
             records = self.detectors.process(result)
         except ValueError as exc:
             self.detector_errors += 1
-            log.warning("detectors refused window %d of %s: %s", result.window.index, sid, exc)
+            self._refused_log.warning("detectors refused window %d of %s (%d refused so far): %s",
+                                      result.window.index, sid, self.detector_errors, exc)
             records = []
         if records:
             self._publish(records)
+        self._ended.discard(sid)
+        if self.series is not None:
+            self._record_point(result)
         for listener in self.result_listeners:
             try:
                 listener(result, records)
@@ -276,6 +301,15 @@ class Service:
         if records:
             log.info("stream %s %s: %d open episode(s) closed", end.stream_id, end.reason, len(records))
             self._publish(records)
+        self._ended.add(end.stream_id)
+
+    def _record_point(self, result: WindowResult) -> None:
+        """The window's timeline point for the console (flushed to the log by housekeeping)."""
+        from edge_coat.console.series import window_point
+
+        w = result.window
+        point = window_point(result, self.detectors.stream_status(w.stream_id), *self._console_thresholds)
+        self.series.add(w.stream_id, w.start_ts, w.end_ts, point)
 
     def _publish(self, records: list[EventRecord]) -> None:
         with self._lock:
@@ -306,6 +340,8 @@ class Service:
             try:
                 if self._pending:
                     self._publish([])
+                if self.series is not None:
+                    self.series.flush()
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + interval
                     self.bridge.poll()
@@ -319,6 +355,12 @@ class Service:
 
     def sources_ended(self) -> bool:
         return bool(self.capture_threads) and all(t.ended.is_set() for t in self.capture_threads)
+
+    def ended_streams_closed(self) -> bool:
+        """Every stream whose source ended has had its open episodes closed (their end events written)."""
+        if self.worker is None:
+            return True
+        return all(sid in self._ended for sid, st in list(self.worker.streams.items()) if st.ended)
 
     def windows_pending(self) -> int:
         """Chunks and windows on their way: captured here and not yet acknowledged by the worker, or
@@ -387,9 +429,15 @@ class Service:
                 self._publish(closing)
             try:
                 self.bridge.poll()
+                if self.series is not None:
+                    self.series.flush()
             except Exception:  # noqa: BLE001
                 log.exception("shutdown: writing the final stream statuses failed")
         self._stop.set()
+        if self.console is not None:
+            self.console.stop()
+        if self.series is not None:
+            self.series.close()
         # 5. subscribers get the last events, then NOT_SERVING and a resume cursor
         if self.server is not None:
             self._wait_fanned_out(max(cfg.grace_s, 1.0))
@@ -423,6 +471,10 @@ class Service:
             self.sender.close()
         if self.worker is not None:
             self.worker.close()
+        if self.console is not None:
+            self.console.stop()
+        if self.series is not None:
+            self.series.close()
         if self.server is not None:
             self.server.stop(grace=0.0)
         if self._metrics_httpd is not None:

@@ -96,6 +96,9 @@ class Receiver:
         self._monitor = self._sock.get_monitor_socket(sum(_HANDSHAKE_EVENTS))
         self._sock.bind(cfg.bind)
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if cfg.open_to_network:
+            log.warning("INSECURE: the worker accepts audio in clear text on %s from any host that reaches it "
+                        "(no CurveZMQ; receiver.insecure is set)", self.endpoint)
         self._thread: threading.Thread | None = None
 
     # ---- consumer side ------------------------------------------------------------------------

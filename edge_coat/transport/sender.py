@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
+from edge_coat.logutil import RateLimitedLog
 from edge_coat.messages import SAMPLE_RATE, check_stream_id
 from edge_coat.transport import wire
 from edge_coat.transport.auth import secure_client
@@ -100,6 +101,7 @@ class Sender:
         self.worker_epoch: int | None = None
         self.connected = threading.Event()
         self.counters = collections.Counter()
+        self._nonfinite_log = RateLimitedLog(log, 60.0)
 
     # ---- called from capture threads -------------------------------------------------------
     def submit(
@@ -117,6 +119,8 @@ class Sender:
         check_stream_id(stream_id)
         if samples.ndim != 1:
             raise ValueError(f"expected (N,) mono samples at {SAMPLE_RATE} Hz, got shape {samples.shape}")
+        if samples.size and not np.isfinite(samples).all():
+            samples = self._sanitize(stream_id, samples)
         if gap_samples < 0:
             raise ValueError(f"gap_samples must be >= 0, got {gap_samples}")
         with self._lock:
@@ -138,6 +142,16 @@ class Sender:
             self._inbox.append((st, _Entry(seq, start, len(samples), frames)))
         self._wake()
         return seq
+
+    def _sanitize(self, stream_id: str, samples: np.ndarray) -> np.ndarray:
+        """(N,) samples with NaN replaced by 0 and +-inf by full scale (a decoder or device glitch):
+        counted in ``nonfinite_samples``, logged at most once a minute, never a numpy warning per chunk."""
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        with self._lock:
+            self.counters["nonfinite_samples"] += bad
+            total = self.counters["nonfinite_samples"]
+        self._nonfinite_log.warning("stream %s: %d NaN/inf sample(s) replaced (%d so far)", stream_id, bad, total)
+        return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
 
     def _wake(self) -> None:
         try:

@@ -205,3 +205,34 @@ def test_profile_files_are_private(tmp_path):
     for path in (npz, tmp_path / "press-1.json"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert NormalProfile.load(tmp_path, "press-1").threshold == profile.threshold
+
+
+def _tone_result(index: int, samples: np.ndarray, p_abnormal: float = 0.1):
+    from dataclasses import replace
+
+    r = window_result("tone-1", index, anomaly=p_abnormal)
+    return replace(r, window=replace(r.window, samples=samples.astype(np.float32)))
+
+
+def test_enrolling_on_a_steady_tone_floors_the_threshold_and_says_so(tmp_path):
+    """Issue 15, defect 8: enrollment on gen:sine?freq=440&amp=0.3 gave threshold 0.000 and then an
+    'abnormal sound (distance 0.00 vs threshold 0.00)' episode that never ended."""
+    t = np.arange(32000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)  # 2 s windows, 1 s hops: every window the same
+    det = DetectorSet(DetectorsConfig(anomaly=AnomalyConfig(profile_dir=tmp_path, features="mel",
+                                                            min_enroll_windows=8)))
+    det.start_enrollment("tone-1", windows=10)
+    for i in range(10):
+        assert det.process(_tone_result(i, tone)) == []
+    enr = det.get_enrollment("tone-1")
+    assert enr.state == "ready" and enr.threshold > 1.0
+    assert "degenerate enrollment" in enr.message and "distinct window" in enr.message
+    assert enr.profile["degenerate"]
+    events = [e for i in range(10, 40) for e in det.process(_tone_result(i, tone))]
+    assert events == []  # the same tone is normal
+    rng = np.random.default_rng(1)
+    events = [e for i in range(40, 50) for e in det.process(_tone_result(i, tone + 0.2 * rng.standard_normal(32000)))]
+    assert events and events[0].phase == "start"
+    events = [e for i in range(50, 70) for e in det.process(_tone_result(i, tone))]
+    assert [e.phase for e in events] == ["end"]  # and it ends when the tone is back
+    assert NormalProfile.load(tmp_path, "tone-1").degenerate  # the reason is saved with the profile
