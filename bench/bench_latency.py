@@ -58,7 +58,8 @@ def site_config(n: int, seconds: float, tmp: Path, args, model_dir: Path):
     sources = [{"uri": f"gen:sine?freq={150 + 37 * i}&amp=0.3&duration={seconds:g}", "stream_id": f"s{i}",
                 "chunk_ms": args.chunk_ms} for i in range(n)]
     return validate_config({
-        "capture": {"sources": sources, "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 60.0}},
+        "capture": {"sources": sources, "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 60.0},
+                    "state_dir": None},  # every run sends its files whole
         "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"},
                    "default_stream": {"window_s": args.window_used, "hop_s": args.hop, "tasks": {"emotion": {}}},
                    "batch": {"max_batch": args.max_batch, "max_wait_s": args.max_wait}},

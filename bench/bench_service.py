@@ -68,7 +68,8 @@ def service_run(stage, model_dir: Path, files: dict[str, Path], tmp: Path) -> tu
 
     cfg = validate_config({
         "capture": {"sources": [{"uri": str(p), "stream_id": sid} for sid, p in files.items()],
-                    "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0}},
+                    "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0},
+                    "state_dir": None},  # every run sends its files whole
         "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"},
                    "default_stream": {"window_s": WINDOW_S, "hop_s": HOP_S, "tasks": {"anomaly": {}}},
                    "batch": {"max_batch": BATCH, "max_wait_s": 0.05}},

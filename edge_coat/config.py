@@ -83,6 +83,11 @@ class ServiceConfig(BaseModel):
         description="speech-presence function for gates with min_speech_ratio: silero VAD, YIN voicing (DSP), "
         "or auto (silero when installed, else voicing)",
     )
+    resume_timeout_s: float = Field(
+        120.0, gt=0.0, le=86400.0,
+        description="after a restart, how long an episode the previous worker left open waits for its stream "
+        "to come back and continue it; then it ends with reason 'interrupted'",
+    )
     enroll_at_start: dict[StreamId, EnrollSpec] = Field(
         default_factory=dict,
         description="stream id -> enroll its normal profile on its first windows, when it has no profile yet",

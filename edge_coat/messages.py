@@ -61,6 +61,8 @@ class Window:
         speech_ratio: fraction of the window judged speech by the gate's VAD, or ``None``
             when the gate did not run one.
         tasks: the tasks this window should be analysed for (e.g. ``("anomaly",)``).
+        sender_epoch: the capture run the window's audio came from (0: unknown). A new one on a known
+            stream is a new run: the detectors end what the previous run left open.
     """
 
     stream_id: StreamId
@@ -73,6 +75,7 @@ class Window:
     rms_dbfs: float = -120.0
     speech_ratio: float | None = None
     tasks: tuple[str, ...] = ()
+    sender_epoch: int = 0
 
     @property
     def duration(self) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_coat.messages import StreamId
@@ -27,3 +29,8 @@ class CaptureConfig(BaseModel):
 
     sources: list[SourceConfig] = Field(min_length=1, description="the sources, one thread each")
     sender: SenderConfig = Field(description="link to the worker")
+    state_dir: Path | None = Field(
+        Path("capture-state"),
+        description="where file sources record how far the worker acknowledged them, so a restarted capture "
+        "resumes there instead of sending the file again (relative: to the working directory; null: off)",
+    )

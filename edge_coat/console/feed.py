@@ -18,8 +18,10 @@ from edge_coat.console.config import ConsoleConfig
 from edge_coat.console.series import Point, SeriesReader
 from edge_coat.console.views import event_json, tiles
 from edge_coat.events.log import CursorError, EventLog
+from edge_coat.logutil import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+_FAILED = RateLimitedLog(logger)
 
 RING_EVENTS = 2000
 RING_POINTS = 20_000
@@ -33,6 +35,7 @@ class Feed:
         self.cond = threading.Condition()
         self.generation = 0
         self.closing = False
+        self.errors = 0  # failed reads of the log since start
         self.head = log.head()
         self._events: collections.deque = collections.deque(maxlen=RING_EVENTS)  # (id, stream_id, json)
         self.point_head = series.head()
@@ -73,10 +76,11 @@ class Feed:
                 if time.monotonic() >= self._next_status:
                     self._refresh_statuses()
                     changed = True
-            except Exception:  # noqa: BLE001 - a locked or busy file: log, retry next round
+            except Exception as exc:  # noqa: BLE001 - a locked or busy file: log, retry next round
                 if self.closing:
                     return
-                logger.exception("console: reading %s failed; retrying", self.log.path)
+                self.errors += 1
+                _FAILED.error("console: reading %s failed (%s: %s); retrying", self.log.path, type(exc).__name__, exc)
                 time.sleep(1.0)
                 continue
             if changed:

@@ -14,8 +14,8 @@ anomaly and emotion are the first two; a new one is one module plus its ``detect
 from edge_coat.detectors.anomaly import AnomalyDetector
 from edge_coat.detectors.config import AnomalyConfig, DetectorConfig, DetectorsConfig, EmotionConfig, EpisodeConfig
 from edge_coat.detectors.emotion import EmotionDetector
-from edge_coat.detectors.registry import Detector, Enrolling, detector_types, register
+from edge_coat.detectors.registry import Detector, Enrolling, Resuming, detector_types, register
 from edge_coat.detectors.set import DetectorSet
 
 __all__ = ["AnomalyConfig", "AnomalyDetector", "Detector", "DetectorConfig", "DetectorSet", "DetectorsConfig",
-           "EmotionConfig", "EmotionDetector", "Enrolling", "EpisodeConfig", "detector_types", "register"]
+           "EmotionConfig", "EmotionDetector", "Enrolling", "EpisodeConfig", "Resuming", "detector_types", "register"]

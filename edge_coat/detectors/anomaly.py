@@ -130,8 +130,9 @@ class AnomalyDetector:
         scores["score"] = fused
         return scores
 
-    def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
-        """The stream ended: end its open episode (an 'end' event with the last evidence)."""
+    def close_stream(self, stream_id: str, ts: float, reason: str = "stream ended") -> list[EventRecord]:
+        """The stream ended (or, ``reason="interrupted"``, never came back after a restart): end its open
+        episode (an 'end' event whose evidence says why)."""
         st = self._streams.get(stream_id)
         if st is None:
             return []
@@ -139,11 +140,16 @@ class AnomalyDetector:
         if transition is None:
             return []
         evidence = {"window": {"start_ts": ts, "end_ts": ts}, "scores": {"peak": transition.peak},
-                    "reason": "stream ended"}
+                    "reason": reason}
         return [EventRecord(stream_id=stream_id, kind=self.kind, phase="end", episode_id=transition.episode_id,
                             label="abnormal", score=transition.peak, window_start_ts=ts, window_end_ts=ts,
-                            text=f"{stream_id}: stream ended during an anomaly (peak score {transition.peak:.2f})",
+                            text=f"{stream_id}: {reason} during an anomaly (peak score {transition.peak:.2f})",
                             evidence=evidence)]
+
+    def resume_episode(self, stream_id: str, episode_id: str, label: str, peak: float, started_ts: float,
+                       last_ts: float) -> None:
+        """Continue an episode opened before a restart (see EpisodeTracker.resume)."""
+        self._stream(check_stream_id(stream_id)).tracker.resume(episode_id, peak, started_ts, last_ts)
 
     # ------------------------------------------------------------------ enrollment
     def start_enrollment(self, stream_id: str, windows: int | None = None,

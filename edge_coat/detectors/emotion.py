@@ -93,8 +93,16 @@ class EmotionDetector:
                             label=st.label, score=float(tr.peak), window_start_ts=result.window.start_ts,
                             window_end_ts=result.window.end_ts, text=text, evidence=evidence)]
 
-    def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
-        """The call ended: close its open episode and forget its smoothing state."""
+    def resume_episode(self, stream_id: str, episode_id: str, label: str, peak: float, started_ts: float,
+                       last_ts: float) -> None:
+        """Continue an episode opened before a restart (the smoothing starts afresh)."""
+        st = self._stream(stream_id)
+        st.tracker.resume(episode_id, peak, started_ts, last_ts)
+        st.label = label
+
+    def close_stream(self, stream_id: str, ts: float, reason: str = "stream ended") -> list[EventRecord]:
+        """The call ended (or never came back after a restart): close its open episode and forget its
+        smoothing state."""
         st = self._streams.pop(stream_id, None)
         if st is None:
             return []
@@ -103,9 +111,10 @@ class EmotionDetector:
             return []
         return [EventRecord(stream_id=stream_id, kind=self.kind, phase="end", episode_id=tr.episode_id,
                             label=st.label, score=float(tr.peak), window_start_ts=ts, window_end_ts=ts,
-                            text=f"{stream_id}: call ended during a {st.label} episode (peak {tr.peak:.2f})",
+                            text=f"{stream_id}: {'call ended' if reason == 'stream ended' else reason} during a "
+                                 f"{st.label} episode (peak {tr.peak:.2f})",
                             evidence={"window": {"start_ts": ts, "end_ts": ts}, "scores": {"peak": tr.peak},
-                                      "reason": "stream ended"})]
+                                      "reason": reason})]
 
     def status(self, stream_id: str) -> DetectorStatus:
         st = self._streams.get(stream_id)

@@ -18,8 +18,9 @@ that defines a config class and a detector class and registers them::
 and the site config names it (``detectors: {loud: {type: loud}}``, or ``detectors: {loud: {}}``: the
 section's name is the default type). Modules inside ``edge_coat/detectors/`` are found by scanning the
 package; modules elsewhere are listed in ``detectors.plugins`` and imported when the config is
-validated. A detector that can enroll a per-stream profile also implements `Enrolling`; the
-enrollment RPCs go to the first enrolling detector of the config.
+validated. A detector that can enroll a per-stream profile also implements `Enrolling` (the enrollment
+RPCs go to the first enrolling detector of the config); one whose episodes can survive a worker restart
+implements `Resuming`.
 
 The events a detector emits carry its type as ``kind``; its status is keyed by its config name.
 """
@@ -50,8 +51,9 @@ class Detector(Protocol):
         """Events caused by one window of a task this detector reads. ValueError on malformed input."""
         ...
 
-    def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
-        """The stream ended (or went idle): end its open episode at ``ts``."""
+    def close_stream(self, stream_id: str, ts: float, reason: str = "stream ended") -> list[EventRecord]:
+        """The stream ended (went idle, a new capture run, interrupted...): end its open episode at ``ts``;
+        ``reason`` says why in the end event."""
         ...
 
     def status(self, stream_id: str) -> DetectorStatus: ...
@@ -69,6 +71,15 @@ class Enrolling(Protocol):
     def enrollment_status(self, stream_id: str) -> EnrollmentStatus: ...
 
     def enroll_from_results(self, stream_id: str, results) -> EnrollmentStatus: ...
+
+
+@runtime_checkable
+class Resuming(Protocol):
+    """Optional capability: continue an episode a previous worker process opened (its start is in the
+    event log, its end is not), so replayed audio updates and ends it instead of starting another."""
+
+    def resume_episode(self, stream_id: str, episode_id: str, label: str, peak: float, started_ts: float,
+                       last_ts: float) -> None: ...
 
 
 @dataclass(frozen=True)

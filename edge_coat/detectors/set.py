@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from edge_coat.detectors.config import DetectorsConfig
-from edge_coat.detectors.registry import Detector, Enrolling, detector_type
+from edge_coat.detectors.registry import Detector, Enrolling, Resuming, detector_type
 from edge_coat.messages import (
     EndOfStream,
     EnrollmentStatus,
@@ -16,6 +16,10 @@ from edge_coat.messages import (
     WindowResult,
     check_stream_id,
 )
+
+
+#: EndOfStream.reason -> the reason written in the end events
+END_REASONS = {"ended": "stream ended", "idle": "stream went idle"}
 
 
 @dataclass
@@ -70,19 +74,36 @@ class DetectorSet:
         """The stream's last window went through: end its open episodes (`EndOfStream` from the worker)."""
         seen = self._seen.get(end.stream_id)
         ts = end.ts or (seen.last_window_ts if seen is not None else 0.0) or time.time()
-        return self.close_stream(end.stream_id, ts)
+        return self.close_stream(end.stream_id, ts, END_REASONS.get(end.reason, end.reason))
 
-    def close_stream(self, stream_id: str, ts: float | None = None) -> list[EventRecord]:
-        """End every open episode of a stream (at ``ts``, default: now)."""
+    def close_stream(self, stream_id: str, ts: float | None = None, reason: str = "stream ended") -> list[EventRecord]:
+        """End every open episode of a stream (at ``ts``, default: now; ``reason`` goes into the end events)."""
         ts = time.time() if ts is None else ts
         with self._lock:
-            return [r for det in self.detectors.values() for r in det.close_stream(stream_id, ts)]
+            return [r for det in self.detectors.values() for r in det.close_stream(stream_id, ts, reason)]
 
     def close_all(self) -> list[EventRecord]:
         """End every open episode of every stream seen, each at its last window (shutdown)."""
         with self._lock:
             last = {sid: s.last_window_ts for sid, s in self._seen.items()}
         return [r for sid, ts in sorted(last.items()) for r in self.close_stream(sid, ts or None)]
+
+    def resume_episodes(self, episodes: list[dict]) -> list[str]:
+        """Continue episodes a previous process left open (``EventLog.open_episodes()``): each dict has
+        stream_id, kind, episode_id, label, peak, started_ts, last_ts; each goes to the detectors of its
+        kind that can resume (`Resuming`). Returns the streams concerned."""
+        streams = []
+        with self._lock:
+            for ep in episodes:
+                takers = [d for d in self.detectors.values() if d.kind == ep["kind"] and isinstance(d, Resuming)]
+                for detector in takers[:1]:
+                    detector.resume_episode(ep["stream_id"], ep["episode_id"], ep["label"], ep["peak"],
+                                            ep["started_ts"], ep["last_ts"])
+                    seen = self._seen.get(ep["stream_id"])
+                    if seen is None:
+                        seen = self._seen[ep["stream_id"]] = _Seen(last_window_ts=ep["last_ts"])
+                    streams.append(ep["stream_id"])
+        return sorted(set(streams))
 
     # ------------------------------------------------------------------ StreamControl
     def list_streams(self) -> list[StreamStatus]:

@@ -56,6 +56,10 @@ CREATE TRIGGER IF NOT EXISTS events_bytes_del AFTER DELETE ON events
 CREATE TABLE IF NOT EXISTS stream_status (
     stream_id TEXT PRIMARY KEY, updated_ts REAL NOT NULL, status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS open_episodes (
+    episode_id TEXT PRIMARY KEY, stream_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL,
+    peak REAL NOT NULL, started_ts REAL NOT NULL, last_ts REAL NOT NULL, event_id INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS commands (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created_ts REAL NOT NULL, stream_id TEXT NOT NULL,
     action TEXT NOT NULL, params TEXT NOT NULL, done_ts REAL, result TEXT
@@ -199,6 +203,7 @@ class EventLog:
                          record_size(r, evidence)),
                     )
                     out.append(StoredEvent(cur.lastrowid, now, r))
+                    _track_episode(cur, r, cur.lastrowid)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -335,6 +340,15 @@ class EventLog:
             logger.info("retention dropped %d events (through id %d)", dropped, cut)
         return dropped
 
+    def open_episodes(self) -> list[dict]:
+        """Episodes whose start is in the log and whose end is not (a worker was killed during them):
+        stream_id, kind, episode_id, label, peak, started_ts, last_ts, event_id, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT episode_id, stream_id, kind, label, peak, started_ts, last_ts, event_id "
+                                    "FROM open_episodes ORDER BY event_id").fetchall()
+        keys = ("episode_id", "stream_id", "kind", "label", "peak", "started_ts", "last_ts", "event_id")
+        return [dict(zip(keys, row)) for row in rows]
+
     # ------------------------------------------------------------------ stream status and commands
     def put_stream_status(self, status: StreamStatus) -> None:
         """Store a stream's status (the worker, for a ``serve`` process reading the same file)."""
@@ -388,6 +402,19 @@ class EventLog:
     def _head(cur) -> int:
         row = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return row[0] if row else 0
+
+
+def _track_episode(cur, r: EventRecord, event_id: int) -> None:
+    """Keep ``open_episodes`` in step with the events, in their transaction: a start or update
+    opens or refreshes the row, an end removes it."""
+    if r.phase == "end":
+        cur.execute("DELETE FROM open_episodes WHERE episode_id = ?", (r.episode_id,))
+        return
+    started = r.evidence.get("episode_started_ts") if isinstance(r.evidence, dict) else None
+    cur.execute("INSERT OR REPLACE INTO open_episodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.episode_id, r.stream_id, r.kind, r.label, float(r.score),
+                 float(started if isinstance(started, (int, float)) else r.window_start_ts),
+                 float(r.window_end_ts), event_id))
 
 
 def _check_record(r: EventRecord) -> None:

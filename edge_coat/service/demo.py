@@ -158,7 +158,8 @@ def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]
                                   "tasks": {"emotion": {"min_rms_dbfs": -50.0, "min_speech_ratio": 0.3}}}
     site = {
         "capture": {"sources": [{"uri": str(files[s]), "stream_id": s, "realtime": opts.realtime} for s in streams],
-                    "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0}},
+                    "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0},
+                    "state_dir": str(opts.workdir / "capture-state")},
         "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"}, "default_stream": next(iter(streams.values())),
                    "streams": streams, "batch": {"max_batch": 8, "max_wait_s": 0.05}},
         "model": {"path": str(model), "torch_threads": opts.threads,

@@ -148,6 +148,8 @@ class Service:
         self._events = collections.Counter()  # (kind, phase) -> n
         self._pending: list[EventRecord] = []  # records a log error kept from being written
         self._ended: set[str] = set()  # streams whose end went through the detectors (since their last window)
+        self._resumed: dict[str, float] = {}  # stream -> monotonic deadline for its resumed episodes
+        self._epochs: dict[str, int] = {}  # stream -> sender epoch of its last window (model thread only)
         self._console_thresholds = (0.5, 0.6, "emotion")  # anomaly / emotion on-thresholds, emotion task
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
@@ -202,6 +204,7 @@ class Service:
         ev = cfg.events
         self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         self.bridge = WorkerBridge(self.log, self.control, on_publish=self._notify)
+        self._resume_open_episodes()
         for sid, spec in cfg.service.enroll_at_start.items():
             state = self.detectors.get_enrollment(sid).state
             if state in ("none", "stale"):
@@ -227,6 +230,34 @@ class Service:
         self.worker.start()
         self.worker_endpoint = self.worker.endpoint
         log.info("worker listening on %s", self.worker_endpoint)
+
+    def _resume_open_episodes(self) -> None:
+        """Episodes a killed worker left open (a start in the log, no end) continue here: the replayed
+        audio updates and ends them as one episode, not a dangling start and a second one. A stream that
+        does not come back within ``service.resume_timeout_s`` has them ended with reason 'interrupted'."""
+        episodes = self.log.open_episodes()
+        if not episodes:
+            return
+        streams = self.detectors.resume_episodes(episodes)
+        deadline = time.monotonic() + self.cfg.service.resume_timeout_s
+        with self._lock:
+            self._resumed = {sid: deadline for sid in streams}
+        log.info("resumed %d open episode(s) of %s left by the previous worker", len(episodes), ", ".join(streams))
+
+    def _close_interrupted(self, everything: bool = False) -> None:
+        """End the resumed episodes of streams that did not come back in time (all of them: ``everything``)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [sid for sid, deadline in self._resumed.items() if everything or now >= deadline]
+            for sid in due:
+                del self._resumed[sid]
+        for sid in due:
+            status = self.detectors.stream_status(sid)
+            records = self.detectors.close_stream(sid, status.last_window_ts or time.time(), "interrupted")
+            if records:
+                log.warning("stream %s did not come back after the restart: %d episode(s) ended as interrupted",
+                            sid, len(records))
+                self._publish(records)
 
     def _check_stage(self) -> None:
         check = getattr(self.stage, "check_window", None)
@@ -260,8 +291,7 @@ class Service:
 
     def start_capture(self) -> None:
         """Open the configured sources and stream them to the worker (this process's, when it has one)."""
-        from edge_coat.capture.runner import CaptureThread
-        from edge_coat.capture.sources import open_source
+        from edge_coat.capture.runner import start_capture_threads
         from edge_coat.transport.sender import Sender
 
         cap = self.cfg.capture
@@ -269,14 +299,30 @@ class Service:
         if self.worker_endpoint is not None:
             # the config check made sure the endpoint reaches the bind; use the bound one (port 0 in tests)
             sender_cfg = sender_cfg.model_copy(update={"endpoint": self.worker_endpoint.replace("0.0.0.0", "127.0.0.1")})
-        sources = [(sc, open_source(sc.uri, sc.chunk_ms, sc.realtime, sc.loop)) for sc in cap.sources]
-        self.sender = Sender(sender_cfg).start()
-        self.capture_threads = [CaptureThread(sc.stream_id, src, self.sender).start() for sc, src in sources]
-        log.info("capturing %d source(s) -> %s", len(sources), sender_cfg.endpoint)
+        self.sender = Sender(sender_cfg)
+        try:
+            self.capture_threads = start_capture_threads(cap.sources, self.sender, cap.state_dir)
+        except BaseException:
+            self.sender = None
+            raise
+        self.sender.start()
+        log.info("capturing %d source(s) -> %s", len(cap.sources), sender_cfg.endpoint)
 
     # ---- the result path (model thread) --------------------------------------------------------------
     def _on_result(self, result: WindowResult) -> None:
         sid = result.window.stream_id
+        if self._resumed:
+            with self._lock:
+                self._resumed.pop(sid, None)  # the stream came back: its windows continue the episode
+        epoch = result.window.sender_epoch
+        if epoch and self._epochs.get(sid, epoch) != epoch:
+            # a capture that restarted as a new run (it could not resume): what its last run left open ends
+            closing = self.detectors.close_stream(sid, result.window.start_ts, "new run")
+            if closing:
+                log.info("stream %s: a new capture run: %d open episode(s) ended", sid, len(closing))
+                self._publish(closing)
+        if epoch:
+            self._epochs[sid] = epoch
         try:
             records = self.detectors.process(result)
         except ValueError as exc:
@@ -338,6 +384,8 @@ class Service:
         next_status = 0.0
         while not self._stop.wait(0.2):
             try:
+                if self._resumed:
+                    self._close_interrupted()
                 if self._pending:
                     self._publish([])
                 if self.series is not None:
@@ -407,6 +455,8 @@ class Service:
             t.stop()
         if self.sender is not None:
             acked = self.sender.wait_acked(max(0.0, deadline - time.monotonic()))
+            for t in self.capture_threads:
+                t.record_progress()  # a file's state file says how far the worker acknowledged it
             if not acked:
                 summary["lost_audio"] = True
                 log.warning("shutdown: captured audio not acknowledged by the worker within %.0f s",
@@ -424,6 +474,7 @@ class Service:
                 self._housekeeper.join(10.0)
             self.worker.close()
             # 3. open episodes end; 4. the last events and statuses are in the log
+            self._close_interrupted(everything=True)
             closing = self.detectors.close_all()
             if closing or self._pending:
                 self._publish(closing)

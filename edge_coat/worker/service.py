@@ -386,6 +386,7 @@ class Worker:
                 rms_dbfs=level,
                 speech_ratio=speech,
                 tasks=tasks,
+                sender_epoch=st.epoch or 0,
             ))
             st.inflight.append(raw.start)
         c["windows"] += len(out)

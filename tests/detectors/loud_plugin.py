@@ -49,13 +49,13 @@ class LoudDetector:
                             text=f"{w.stream_id}: loud ({w.rms_dbfs:.0f} dBFS)",
                             evidence=build_evidence(result, {"score": score}, self.top_tags))]
 
-    def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
+    def close_stream(self, stream_id: str, ts: float, reason: str = "stream ended") -> list[EventRecord]:
         tr = self._tracker(stream_id).close(ts)
         if tr is None:
             return []
         return [EventRecord(stream_id=stream_id, kind=self.kind, phase="end", episode_id=tr.episode_id, label="loud",
-                            score=tr.peak, window_start_ts=ts, window_end_ts=ts, text=f"{stream_id}: stream ended loud",
-                            evidence={"reason": "stream ended"})]
+                            score=tr.peak, window_start_ts=ts, window_end_ts=ts, text=f"{stream_id}: {reason} while loud",
+                            evidence={"reason": reason})]
 
     def status(self, stream_id: str) -> DetectorStatus:
         tracker = self._tracker(stream_id)

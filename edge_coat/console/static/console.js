@@ -296,7 +296,9 @@
           this.points.map((p) => (p.threshold == null ? null : p.threshold))];
       }
       if (kind === "level") return [x, this.points.map((p) => p.level)];
-      return [x, ...this.emotionLabels.map((l) => this.points.map((p) => (p.emotion ? p.emotion[l] ?? null : null)))];
+      return [x, ...this.emotionLabels.map((l) => this.points.map((p) => (p.emotion ? p.emotion[l] ?? null : null))),
+        this.points.map((p) => (p.emotion ? p.emotion_score ?? null : null)),  // what the detector tracks
+        this.points.map((p) => (p.emotion ? p.emotion_threshold ?? null : null))];
     }
 
     build() {
@@ -316,8 +318,10 @@
         ], { range: [0, 1] });
       }
       if (this.emotionLabels.length) {
-        this.emotion = this.chart("chart-emotion", "emotion", width, this.emotionLabels.map((l, i) => (
-          { label: l, stroke: EMOTION_COLORS[i % EMOTION_COLORS.length], width: 1.5 })), { range: [0, 1] });
+        this.emotion = this.chart("chart-emotion", "emotion", width, [...this.emotionLabels.map((l, i) => (
+          { label: l, stroke: EMOTION_COLORS[i % EMOTION_COLORS.length], width: 1.5 })),
+        { label: "negative (smoothed)", stroke: "#1d232b", width: 2.5 },
+        { label: "alert threshold", stroke: "#65707d", dash: [6, 4], width: 1 }], { range: [0, 1] });
       }
       this.level = this.chart("chart-level", "level", width, [{ label: "level dBFS", stroke: "#1f5fa8", width: 1.5 }],
         { range: [-90, 0] });
