@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge_coat.capture.config import CaptureConfig
 from edge_coat.console.config import ConsoleConfig
-from edge_coat.detectors.config import MAX_ENROLL_SECONDS, MAX_ENROLL_WINDOWS, DetectorsConfig
+from edge_coat.detectors.config import MAX_ENROLL_SECONDS, MAX_ENROLL_WINDOWS, DetectorsConfig, EnrollConfig
 from edge_coat.events.config import EventsConfig
 from edge_coat.messages import StreamId
 from edge_coat.model.config import ModelSection
@@ -304,11 +304,16 @@ def cross_field_problems(cfg: SiteConfig) -> list[str]:
             side = "capture.sender.curve" if cfg.capture.sender.curve is None else "worker.receiver.curve"
             out.append(f"{side}: CurveZMQ is set on one end of the capture->worker link only; set both "
                        "capture.sender.curve and worker.receiver.curve, or neither (loopback tests only)")
-    min_enroll = cfg.detectors.anomaly.min_enroll_windows
-    for sid, spec in cfg.service.enroll_at_start.items():
-        if spec.windows is not None and spec.windows < min_enroll:
-            out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
-                       f"detectors.anomaly.min_enroll_windows ({min_enroll}); raise windows or lower min_enroll_windows")
+    enrolling = [(n, c) for n, c in cfg.detectors.instances.items() if isinstance(c, EnrollConfig)]
+    if cfg.service.enroll_at_start and not enrolling:
+        out.append("service.enroll_at_start: no configured detector enrolls a profile; add one (e.g. "
+                   "detectors.anomaly) or remove enroll_at_start")
+    for name, det in enrolling[:1]:
+        for sid, spec in cfg.service.enroll_at_start.items():
+            if spec.windows is not None and spec.windows < det.min_enroll_windows:
+                out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
+                           f"detectors.{name}.min_enroll_windows ({det.min_enroll_windows}); raise windows or "
+                           "lower min_enroll_windows")
     if cfg.console.enabled and cfg.events is None:
         out.append("console.enabled: the console is a view on the event service; add an events: section "
                    "(or set console.enabled: false)")
@@ -456,6 +461,10 @@ def _field_at(loc: tuple):
         origin = typing.get_origin(ann)
         if origin in (dict, list, tuple):
             cls = _unwrap(typing.get_args(ann)[-1])  # skip the key / index
+            i += 1
+            continue
+        if ann is DetectorsConfig and part not in ann.model_fields:  # detectors.<name>: its type's config
+            cls = owner = DetectorsConfig.config_class(part)
             i += 1
             continue
         if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(part, str):

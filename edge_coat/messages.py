@@ -12,7 +12,7 @@ it received, it produces a new message.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Annotated
 
 import numpy as np
@@ -136,3 +136,125 @@ class EventRecord:
     window_end_ts: float
     text: str
     evidence: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Follows a stream's last window through the worker's queues (never dropped, never reordered
+    ahead of a window of its stream), so the detectors close the stream's episodes after judging its
+    last window, in order, without the service polling counters.
+
+    Attributes:
+        stream_id: the stream that ended.
+        ts: capture wall-clock time just after the stream's last sample (0.0 when none was seen).
+        reason: ``"ended"`` (the source sent end-of-stream) or ``"idle"`` (silent for
+            ``worker.stream_idle_s`` and forgotten).
+    """
+
+    stream_id: StreamId
+    ts: float
+    reason: str = "ended"
+
+
+@dataclass(frozen=True)
+class EnrollmentStatus:
+    """Where a stream's enrollment (a detector's normal profile) stands.
+
+    Attributes:
+        state: ``"none"``, ``"pending"`` (queued for a worker in another process), ``"enrolling"``,
+            ``"ready"`` or ``"stale"`` (a profile that no longer fits the model's windows).
+        collected / target_windows / target_seconds: progress of an enrollment under way.
+        threshold: distance threshold of the fitted profile (0.0 without one).
+        message: one line for a person; last_error: the last refused request or failed fit.
+        profile: summary of the fitted profile (method, features, n, threshold, ...), JSON values.
+    """
+
+    stream_id: StreamId
+    state: str = "none"
+    collected: int = 0
+    target_windows: int = 0
+    target_seconds: float = 0.0
+    threshold: float = 0.0
+    message: str = ""
+    last_error: str = ""
+    profile: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DetectorStatus:
+    """One detector's state on one stream.
+
+    Attributes:
+        kind: the detector's type (the events' ``kind``): ``"anomaly"``, ``"emotion"``, a plugin's.
+        active_episode: id of the open episode, ``""`` when none.
+        label: label of the open (or last) episode.
+        last_score: the last window's score, None before the first.
+        windows: windows this detector judged (or collected for enrollment).
+        note: one line for a person (e.g. "no normal profile: model judgement only").
+        enrollment: for detectors that enroll (the `Enrolling` capability), else None.
+        details: kind-specific values, JSON-ready (``model_only``, ``speech_windows``, ...).
+    """
+
+    kind: str
+    active_episode: str = ""
+    label: str = ""
+    last_score: float | None = None
+    windows: int = 0
+    note: str = ""
+    enrollment: EnrollmentStatus | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """What the worker knows about one stream (``ListStreams``, ``edge-coat status``, the shared log).
+
+    Attributes:
+        last_window_ts: capture time at the end of the last window judged.
+        windows / tasks: windows that reached the detectors and the tasks they carried.
+        detectors: detector name (its ``detectors:`` config key) -> its status on this stream.
+        details: what the process adds: ``model`` (runtime, providers), ``pipeline`` (the worker's
+            counters), ``capture`` (a local source's state); JSON values.
+        updated_ts: when the worker reported it (0.0 in the worker itself).
+    """
+
+    stream_id: StreamId
+    last_window_ts: float = 0.0
+    windows: int = 0
+    tasks: tuple[str, ...] = ()
+    model_name: str = ""
+    model_version: str = ""
+    detectors: dict[str, DetectorStatus] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    updated_ts: float = 0.0
+
+    def of_kind(self, kind: str) -> DetectorStatus | None:
+        """The status of the first detector of type ``kind`` (e.g. "anomaly"), or None."""
+        return next((d for d in self.detectors.values() if d.kind == kind), None)
+
+    def enrollment(self) -> EnrollmentStatus:
+        """The first enrolling detector's enrollment, or a ``"none"`` status."""
+        for d in self.detectors.values():
+            if d.enrollment is not None:
+                return d.enrollment
+        return EnrollmentStatus(self.stream_id, message="no detector of this stream enrolls")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the shared log stores it); `from_dict` reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StreamStatus":
+        """Inverse of `to_dict`; keys it does not know (a newer or older writer's) are ignored."""
+        detectors = {}
+        for name, d in (data.get("detectors") or {}).items():
+            enr = d.get("enrollment")
+            detectors[name] = DetectorStatus(**{**_known(DetectorStatus, d),
+                                                "enrollment": EnrollmentStatus(**_known(EnrollmentStatus, enr))
+                                                if enr else None})
+        return cls(**{**_known(cls, data), "tasks": tuple(data.get("tasks") or ()), "detectors": detectors})
+
+
+def _known(cls, data: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     for s in status.streams:
         seen = time.strftime("%H:%M:%S", time.localtime(s.last_window_ts)) if s.last_window_ts else "never"
         model = f"{s.model_name} {s.model_version}".strip() or "?"
-        episodes = ", ".join(e for e in (s.anomaly_episode, s.emotion_episode) if e) or "none"
+        episodes = ", ".join(f"{name} {d.active_episode}" for name, d in sorted(s.detectors.items())
+                             if d.active_episode) or "none"
         print(f"  {s.stream_id}: last window {seen}, {s.windows} windows, model {model}; enrollment "
               f"{s.enrollment.state} ({s.enrollment.message}); open episodes: {episodes}")
     return 0

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_coat.messages import WindowResult
+from edge_coat.messages import StreamStatus, WindowResult
 
 logger = logging.getLogger(__name__)
 
@@ -79,25 +79,25 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def window_point(result: WindowResult, status: dict, anomaly_threshold: float, emotion_threshold: float,
+def window_point(result: WindowResult, status: StreamStatus, anomaly_threshold: float, emotion_threshold: float,
                  emotion_task: str = "emotion") -> dict:
     """The point of one window from the model's result and the detectors' status right after it.
 
     ``status`` is the detectors' stream status (``DetectorSet.stream_status``): the anomaly score of
-    this window is its ``anomaly.last_score`` unless the stream is enrolling.
+    this window is its anomaly detector's ``last_score`` unless the stream is enrolling.
     """
     w = result.window
-    anomaly = status.get("anomaly") or {}
-    emotion = status.get("emotion") or {}
-    enrolling = (anomaly.get("enrollment") or {}).get("state") == "enrolling"
+    anomaly = status.of_kind("anomaly")
+    emotion = status.of_kind("emotion")
+    enrolling = anomaly is not None and anomaly.enrollment is not None and anomaly.enrollment.state == "enrolling"
     point = {"level": _finite(w.rms_dbfs), "gap": float(w.gap_seconds), "enrolling": enrolling}
     if "anomaly" in w.tasks or "anomaly" in result.label_probs:
-        point["anomaly"] = None if enrolling else _finite(anomaly.get("last_score"))
+        point["anomaly"] = None if enrolling or anomaly is None else _finite(anomaly.last_score)
         point["threshold"] = anomaly_threshold
     probs = result.label_probs.get(emotion_task)
     if probs:
         point["emotion"] = {k: round(float(v), 4) for k, v in probs.items()}
-        point["emotion_score"] = _finite(emotion.get("last_score"))
+        point["emotion_score"] = _finite(emotion.last_score) if emotion is not None else None
         point["emotion_threshold"] = emotion_threshold
     return point
 

@@ -48,12 +48,12 @@ from edge_coat.console.config import ConsoleConfig
 from edge_coat.console.feed import Feed
 from edge_coat.console.series import SeriesReader
 from edge_coat.console.sessions import Session, Sessions
-from edge_coat.console.views import event_json, tile
+from edge_coat.console.views import enrollment_json, event_json, tile
 from edge_coat.events.auth import ANONYMOUS, AuthError, Principal, TokenAuth
 from edge_coat.events.config import EventsConfig
 from edge_coat.events.log import EventLog
 from edge_coat.logutil import RateLimitedLog
-from edge_coat.messages import EventRecord
+from edge_coat.messages import EventRecord, StreamStatus
 
 logger = logging.getLogger(__name__)
 _REFUSED = RateLimitedLog(logger)  # refused logins come from outside: counted, logged once a minute
@@ -430,10 +430,10 @@ class _Handler(BaseHTTPRequestHandler):
         if statuses:
             out = dict(statuses[0])
         else:
-            out = tile({"stream_id": sid}, c.feed.latest.get(sid), time.time(), c.config.stale_after_s)
+            out = tile(StreamStatus(stream_id=sid), c.feed.latest.get(sid), time.time(), c.config.stale_after_s)
         if c.control is not None:
             try:
-                out["enrollment"] = {k: v for k, v in c.control.get_enrollment(sid).items() if k != "profile"}
+                out["enrollment"] = enrollment_json(c.control.get_enrollment(sid))
             except ValueError:
                 pass
         return out
@@ -457,7 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
         logger.info("console: %s started enrollment of %s (windows=%s)", who.name, sid, windows)
         c.feed.poke()
-        return {k: v for k, v in status.items() if k != "profile"}
+        return enrollment_json(status)
 
     def _events(self, who: Principal, query: dict) -> dict:
         c = self.console

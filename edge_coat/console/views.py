@@ -1,29 +1,39 @@
 """What the console's pages show, as JSON-ready dicts: stream tiles and events.
 
-Stream statuses arrive as the detectors' (and the service's) status dicts, from the worker in this
-process or from the log file a separate worker writes (:mod:`edge_coat.events.control`); this module
-is the one place that reads them, so a change of the status shape is one change here.
+Stream statuses arrive typed (`messages.StreamStatus`), from the worker in this process or from the log
+file a separate worker writes (:mod:`edge_coat.events.control`); this module is the one place that turns
+them into tiles, so a change of what a tile shows is one change here.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from edge_coat.console.series import Point
 from edge_coat.events.convert import event_to_dict, event_to_pb
 from edge_coat.events.log import StoredEvent
+from edge_coat.messages import EnrollmentStatus, StreamStatus
 
 #: tile states, most urgent first
 STATES = ("ended", "gap", "enrolling", "no profile", "live")
 
 
-def tile(status: dict, point: Point | None, now: float, stale_after_s: float) -> dict:
+def enrollment_json(status: EnrollmentStatus | None) -> dict:
+    """An enrollment status for the page (without the profile's summary)."""
+    if status is None:
+        return {"state": "none"}
+    out = asdict(status)
+    out.pop("profile", None)
+    return out
+
+
+def tile(status: StreamStatus, point: Point | None, now: float, stale_after_s: float) -> dict:
     """One stream's tile: state, level, current reading, last window time, open episodes, enrollment."""
-    anomaly = status.get("anomaly") or {}
-    emotion = status.get("emotion") or {}
-    enrollment = dict(anomaly.get("enrollment") or {"state": "none"})
-    enrollment.pop("profile", None)
-    pipeline = status.get("pipeline") or {}
-    tasks = list(status.get("tasks") or [])
-    last_ts = float(status.get("last_window_ts") or 0.0)
+    anomaly = status.of_kind("anomaly")
+    enrollment = enrollment_json(anomaly.enrollment if anomaly is not None else None)
+    pipeline = status.details.get("pipeline") or {}
+    tasks = list(status.tasks)
+    last_ts = float(status.last_window_ts or 0.0)
     data = point.data if point is not None else {}
     if point is not None:
         last_ts = max(last_ts, point.end_ts)
@@ -41,8 +51,7 @@ def tile(status: dict, point: Point | None, now: float, stale_after_s: float) ->
         state = "no profile"
     else:
         state = "live"
-    episodes = {kind: ep for kind, ep in (("anomaly", anomaly.get("active_episode")),
-                                          ("emotion", emotion.get("active_episode"))) if ep}
+    episodes = {d.kind: d.active_episode for d in status.detectors.values() if d.active_episode}
     reading = None
     if data.get("anomaly") is not None:
         reading = {"kind": "anomaly", "label": "anomaly score", "value": data["anomaly"],
@@ -50,19 +59,21 @@ def tile(status: dict, point: Point | None, now: float, stale_after_s: float) ->
     elif data.get("emotion"):
         label, p = max(data["emotion"].items(), key=lambda kv: kv[1])
         reading = {"kind": "emotion", "label": label, "value": p}
-    elif anomaly.get("last_score") is not None:
-        reading = {"kind": "anomaly", "label": "anomaly score", "value": anomaly["last_score"]}
-    return {"stream_id": status.get("stream_id", point.stream_id if point else ""), "state": state,
+    elif anomaly is not None and anomaly.last_score is not None:
+        reading = {"kind": "anomaly", "label": "anomaly score", "value": anomaly.last_score}
+    return {"stream_id": status.stream_id, "state": state,
             "level": data.get("level"), "reading": reading, "last_window_ts": last_ts or None,
-            "windows": int(status.get("windows", 0) or 0), "tasks": sorted(tasks), "episodes": episodes,
-            "alarm": bool(episodes), "enrollment": enrollment, "model_only": bool(anomaly.get("model_only", False))}
+            "windows": int(status.windows), "tasks": sorted(tasks), "episodes": episodes,
+            "alarm": bool(episodes), "enrollment": enrollment,
+            "model_only": bool(anomaly.details.get("model_only", False)) if anomaly is not None else False}
 
 
-def tiles(statuses: list[dict], latest: dict[str, Point], allows, now: float, stale_after_s: float) -> list[dict]:
+def tiles(statuses: list[StreamStatus], latest: dict[str, Point], allows, now: float,
+          stale_after_s: float) -> list[dict]:
     """Tiles of the streams a caller may see: every stream with a status, and any with points only."""
-    by_id = {s.get("stream_id", ""): s for s in statuses}
+    by_id = {s.stream_id: s for s in statuses}
     for sid in latest:
-        by_id.setdefault(sid, {"stream_id": sid})
+        by_id.setdefault(sid, StreamStatus(stream_id=sid))
     return [tile(by_id[sid], latest.get(sid), now, stale_after_s) for sid in sorted(by_id) if sid and allows(sid)]
 
 

@@ -31,7 +31,8 @@ from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
 from edge_coat.detectors.features import fuse, window_features
 from edge_coat.detectors.profile import NormalProfile
-from edge_coat.messages import EventRecord, WindowResult, check_stream_id
+from edge_coat.detectors.registry import register
+from edge_coat.messages import DetectorStatus, EnrollmentStatus, EventRecord, WindowResult, check_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,10 @@ class _Stream:
     last_error: str = ""
 
 
+@register(AnomalyConfig, default=True)
 class AnomalyDetector:
-    """Anomaly episodes per stream. Not thread-safe: call from the worker's detector loop."""
-
-    kind = "anomaly"
+    """Anomaly episodes per stream (a `Detector` with the `Enrolling` capability). Not thread-safe: the
+    DetectorSet calls it under its lock."""
 
     def __init__(self, config: AnomalyConfig | None = None, top_tags: int = 5) -> None:
         self.config = config or AnomalyConfig()
@@ -79,7 +80,7 @@ class AnomalyDetector:
     # ------------------------------------------------------------------ per-window
     def process(self, result: WindowResult) -> list[EventRecord]:
         cfg = self.config
-        stream_id = check_stream_id(result.window.stream_id)
+        stream_id = result.window.stream_id
         st = self._stream(stream_id)
         st.windows += 1
         st.last_ts = result.window.end_ts
@@ -104,7 +105,7 @@ class AnomalyDetector:
         when there is nothing to judge. Raises ValueError on malformed input.
         """
         cfg = self.config
-        stream_id = check_stream_id(result.window.stream_id)
+        stream_id = result.window.stream_id
         st = self._stream(stream_id)
         p_abnormal = _p_abnormal(result, cfg.task, cfg.abnormal_label)
         scores: dict[str, float] = {}
@@ -151,7 +152,8 @@ class AnomalyDetector:
         self._stream(check_stream_id(stream_id)).tracker.resume(episode_id, peak, started_ts, last_ts)
 
     # ------------------------------------------------------------------ enrollment
-    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
+    def start_enrollment(self, stream_id: str, windows: int | None = None,
+                         seconds: float | None = None) -> EnrollmentStatus:
         """Treat the stream's next ``windows`` windows (or ``seconds`` of audio) as normal and fit on them."""
         check_stream_id(stream_id)
         if windows is not None and seconds is not None:
@@ -171,7 +173,7 @@ class AnomalyDetector:
         logger.info("enrollment started on %s (windows=%s seconds=%s)", stream_id, windows, seconds)
         return self.enrollment_status(stream_id)
 
-    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict:
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> EnrollmentStatus:
         """Stop collecting; with ``commit`` fit the profile on what was collected (if enough)."""
         st = self._stream(check_stream_id(stream_id))
         enr = st.enrollment
@@ -189,7 +191,7 @@ class AnomalyDetector:
             st.last_error = "enrollment discarded"
         return self.enrollment_status(stream_id)
 
-    def enroll_from_results(self, stream_id: str, results) -> dict:
+    def enroll_from_results(self, stream_id: str, results) -> EnrollmentStatus:
         """Fit a profile from normal WindowResults computed elsewhere (e.g. files); replaces any profile."""
         st = self._stream(check_stream_id(stream_id))
         enr = _Enrollment(target_windows=None, target_seconds=None)
@@ -207,28 +209,35 @@ class AnomalyDetector:
         self._fit(stream_id, st, enr)
         return self.enrollment_status(stream_id)
 
-    def enrollment_status(self, stream_id: str) -> dict:
+    def enrollment_status(self, stream_id: str) -> EnrollmentStatus:
         st = self._stream(check_stream_id(stream_id))
-        status = {"stream_id": stream_id, "state": "none", "collected": 0, "target_windows": 0,
-                  "target_seconds": 0.0, "threshold": 0.0, "message": st.note}
+        state, message, profile = "none", st.note, {}
         if st.profile is not None:
-            status.update(state="ready", threshold=st.profile.threshold, profile=st.profile.summary())
-        if st.note.startswith("profile stale"):
-            status["state"] = "stale"
+            state, profile = "ready", st.profile.summary()
+        if self._stale(st):
+            state = "stale"
+        collected = target_windows = 0
+        target_seconds = 0.0
         if st.enrollment is not None:
             enr = st.enrollment
-            status.update(state="enrolling", collected=len(enr.vectors), target_windows=enr.target_windows or 0,
-                          target_seconds=enr.target_seconds or 0.0,
-                          message=f"collecting normal windows ({len(enr.vectors)} so far)")
-        if st.last_error:
-            status["last_error"] = st.last_error
-        return status
+            state, collected = "enrolling", len(enr.vectors)
+            target_windows, target_seconds = enr.target_windows or 0, enr.target_seconds or 0.0
+            message = f"collecting normal windows ({collected} so far)"
+        return EnrollmentStatus(stream_id=stream_id, state=state, collected=collected, target_windows=target_windows,
+                                target_seconds=target_seconds,
+                                threshold=st.profile.threshold if st.profile is not None else 0.0,
+                                message=message, last_error=st.last_error, profile=profile)
 
-    def status(self, stream_id: str) -> dict:
+    def status(self, stream_id: str) -> DetectorStatus:
         st = self._stream(check_stream_id(stream_id))
-        return {"enrollment": self.enrollment_status(stream_id), "active_episode": st.tracker.episode_id
-                if st.tracker.active else "", "last_score": st.last_score, "windows": st.windows,
-                "model_only": st.profile is None or st.note.startswith("profile stale")}
+        return DetectorStatus(kind=self.kind, active_episode=st.tracker.episode_id if st.tracker.active else "",
+                              label="abnormal", last_score=st.last_score, windows=st.windows, note=st.note,
+                              enrollment=self.enrollment_status(stream_id),
+                              details={"model_only": st.profile is None or self._stale(st)})
+
+    @staticmethod
+    def _stale(st: _Stream) -> bool:
+        return st.note.startswith("profile stale")
 
     # ------------------------------------------------------------------ internals
     def _stream(self, stream_id: str) -> _Stream:
@@ -304,7 +313,7 @@ class AnomalyDetector:
         return ""
 
     def _mark_stale(self, stream_id: str, st: _Stream, problem: str) -> None:
-        if not st.note.startswith("profile stale"):
+        if not self._stale(st):
             logger.warning("profile of %s does not fit its windows (%s): model judgement only until re-enrolled",
                            stream_id, problem)
         st.note = f"profile stale: {problem}; re-enroll. Model judgement only"
@@ -313,7 +322,7 @@ class AnomalyDetector:
         evidence = build_evidence(result, scores, self.top_tags)
         evidence["scores"]["peak"] = tr.peak
         evidence["episode_started_ts"] = tr.started_ts
-        evidence["profile"] = "ready" if st.profile is not None and not st.note.startswith("profile stale") \
+        evidence["profile"] = "ready" if st.profile is not None and not self._stale(st) \
             else st.note
         detail = describe_readings(evidence)
         basis = (f"distance {scores['distance']:.2f} vs normal threshold {scores['threshold_distance']:.2f}"

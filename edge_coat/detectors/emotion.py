@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from edge_coat.detectors.config import EmotionConfig
 from edge_coat.detectors.episode import EpisodeTracker
 from edge_coat.detectors.evidence import build_evidence, describe_readings, speech_ratio
-from edge_coat.messages import EventRecord, WindowResult, check_stream_id
+from edge_coat.detectors.registry import register
+from edge_coat.messages import DetectorStatus, EventRecord, WindowResult
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,9 @@ class _Stream:
     skipped_windows: int = 0
 
 
+@register(EmotionConfig, default=True)
 class EmotionDetector:
-    """Emotion episodes per stream. Not thread-safe: call from the worker's detector loop."""
-
-    kind = "emotion"
+    """Emotion episodes per stream (a `Detector`). Not thread-safe: the DetectorSet calls it under its lock."""
 
     def __init__(self, config: EmotionConfig | None = None, top_tags: int = 5) -> None:
         self.config = config or EmotionConfig()
@@ -55,7 +55,7 @@ class EmotionDetector:
         if not probs:
             return []
         _check_distribution(probs, cfg.task)
-        stream_id = check_stream_id(result.window.stream_id)
+        stream_id = result.window.stream_id
         st = self._stream(stream_id)
         if not self.is_speech(result):
             st.skipped_windows += 1
@@ -96,7 +96,7 @@ class EmotionDetector:
     def resume_episode(self, stream_id: str, episode_id: str, label: str, peak: float, started_ts: float,
                        last_ts: float) -> None:
         """Continue an episode opened before a restart (the smoothing starts afresh)."""
-        st = self._stream(check_stream_id(stream_id))
+        st = self._stream(stream_id)
         st.tracker.resume(episode_id, peak, started_ts, last_ts)
         st.label = label
 
@@ -116,13 +116,14 @@ class EmotionDetector:
                             evidence={"window": {"start_ts": ts, "end_ts": ts}, "scores": {"peak": tr.peak},
                                       "reason": reason})]
 
-    def status(self, stream_id: str) -> dict:
+    def status(self, stream_id: str) -> DetectorStatus:
         st = self._streams.get(stream_id)
         if st is None:
-            return {"active_episode": "", "last_score": None, "speech_windows": 0}
-        return {"active_episode": st.tracker.episode_id if st.tracker.active else "", "label": st.label,
-                "last_score": st.last_score, "speech_windows": st.speech_windows,
-                "skipped_windows": st.skipped_windows}
+            return DetectorStatus(kind=self.kind, details={"speech_windows": 0, "skipped_windows": 0})
+        return DetectorStatus(kind=self.kind, active_episode=st.tracker.episode_id if st.tracker.active else "",
+                              label=st.label, last_score=st.last_score,
+                              windows=st.speech_windows + st.skipped_windows,
+                              details={"speech_windows": st.speech_windows, "skipped_windows": st.skipped_windows})
 
     def _stream(self, stream_id: str) -> _Stream:
         st = self._streams.get(stream_id)

@@ -23,11 +23,11 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge_coat.events.config import RetentionConfig
-from edge_coat.messages import EventRecord
+from edge_coat.messages import EventRecord, StreamStatus
 
 logger = logging.getLogger(__name__)
 
@@ -350,15 +350,26 @@ class EventLog:
         return [dict(zip(keys, row)) for row in rows]
 
     # ------------------------------------------------------------------ stream status and commands
-    def put_stream_status(self, stream_id: str, status: dict) -> None:
+    def put_stream_status(self, status: StreamStatus) -> None:
+        """Store a stream's status (the worker, for a ``serve`` process reading the same file)."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO stream_status VALUES (?, ?, ?)",
-                             (stream_id, time.time(), json.dumps(status, default=_jsonable)))
+                             (status.stream_id, time.time(), json.dumps(status.to_dict(), default=_jsonable)))
 
-    def stream_statuses(self) -> list[tuple[str, float, dict]]:
+    def stream_statuses(self) -> list[StreamStatus]:
+        """Every stored status, ``updated_ts`` set to when it was stored. A row another version of the worker
+        wrote in another shape is listed with its stream id and time only (and a warning)."""
         with self._lock:
             rows = self._db.execute("SELECT stream_id, updated_ts, status FROM stream_status ORDER BY stream_id")
-            return [(s, ts, json.loads(st)) for s, ts, st in rows.fetchall()]
+            rows = rows.fetchall()
+        out = []
+        for sid, ts, text in rows:
+            try:
+                out.append(replace(StreamStatus.from_dict(json.loads(text)), updated_ts=ts))
+            except (TypeError, ValueError, AttributeError) as exc:
+                logger.warning("stored status of stream %s cannot be read (%s): listed without details", sid, exc)
+                out.append(StreamStatus(stream_id=sid, updated_ts=ts))
+        return out
 
     def add_command(self, stream_id: str, action: str, params: dict) -> int:
         with self._lock:

@@ -150,8 +150,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
         if self.control is None:
             return []
         statuses = await asyncio.to_thread(self.control.list_streams)
-        return [stream_status_to_pb(s, float(s.get("updated_ts", 0.0) or 0.0))
-                for s in statuses if who.allows(s.get("stream_id", ""))]
+        return [stream_status_to_pb(s) for s in statuses if who.allows(s.stream_id)]
 
     # ------------------------------------------------------------------ enrollment
     async def StartEnrollment(self, request, context):

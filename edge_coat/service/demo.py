@@ -302,7 +302,7 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
         return summary
 
     try:
-        enroll_windows = max(cfg.detectors.anomaly.min_enroll_windows,
+        enroll_windows = max(cfg.detectors["anomaly"].min_enroll_windows,
                              int((opts.enroll_s - opts.window_s) / opts.hop_s) + 1)
         status = client.start_enrollment(MACHINE_STREAM, windows=enroll_windows)
         if not tty:

@@ -201,6 +201,11 @@ class Sender:
             }
         return {"connected": self.connected.is_set(), "inbox": len(self._inbox), **self.counters, "streams": streams}
 
+    def unacked(self) -> int:
+        """Chunks submitted and not yet acknowledged by the worker (still queued, in flight or in its windows)."""
+        with self._lock:
+            return sum(st.next_seq - 1 - st.acked_seq for st in self._streams.values())
+
     def wait_acked(self, timeout: float) -> bool:
         """True once every submitted chunk is acknowledged (tests, clean shutdown)."""
         deadline = time.monotonic() + timeout

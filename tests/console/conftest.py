@@ -14,7 +14,8 @@ from edge_coat.console.series import SeriesRecorder
 from edge_coat.console.server import ConsoleServer
 from edge_coat.events.config import EventsConfig
 from edge_coat.events.log import EventLog
-from edge_coat.messages import EventRecord
+from edge_coat.messages import EnrollmentStatus, EventRecord, StreamStatus
+from tests.console.statuses import typed_status
 
 OPS = "ops-token-0123456789abcdef"        # every stream, may enroll and acknowledge
 VIEWER = "viewer-token-0123456789abcdef"  # every stream, read-only
@@ -45,21 +46,21 @@ class FakeControl:
                        "emotion": {"active_episode": ""}, "pipeline": {"active": True}},
         }
 
-    def list_streams(self) -> list[dict]:
+    def list_streams(self) -> list[StreamStatus]:
         now = time.time()
-        return [{**s, "last_window_ts": now} for s in self.streams.values()]
+        return [typed_status({**s, "last_window_ts": now}) for s in self.streams.values()]
 
-    def start_enrollment(self, stream_id, windows=None, seconds=None) -> dict:
+    def start_enrollment(self, stream_id, windows=None, seconds=None) -> EnrollmentStatus:
         if windows is not None and windows < 3:
             raise ValueError(f"enrollment needs at least 3 windows; got {windows}")
         self.requests.append((stream_id, windows))
-        return {"stream_id": stream_id, "state": "enrolling", "collected": 0, "target_windows": windows or 0}
+        return EnrollmentStatus(stream_id, state="enrolling", collected=0, target_windows=windows or 0)
 
-    def stop_enrollment(self, stream_id, commit=True) -> dict:
-        return {"stream_id": stream_id, "state": "ready"}
+    def stop_enrollment(self, stream_id, commit=True) -> EnrollmentStatus:
+        return EnrollmentStatus(stream_id, state="ready")
 
-    def get_enrollment(self, stream_id) -> dict:
-        return {"stream_id": stream_id, "state": "ready"}
+    def get_enrollment(self, stream_id) -> EnrollmentStatus:
+        return EnrollmentStatus(stream_id, state="ready")
 
 
 def event(stream: str, kind: str, phase: str, n: int, ts: float, score: float = 0.9) -> EventRecord:

@@ -20,15 +20,16 @@ from edge_coat.events.log import EventLog
 from edge_coat.service import Service
 
 from .conftest import OPS, VIEWER, event, request, tokens
+from .statuses import typed_status
 
 
 def worker_writes(db) -> EventLog:
     """What `edge-coat worker` leaves in the log file: statuses, a point per window, an event."""
     log = EventLog(db)
     now = time.time()
-    log.put_stream_status("press-3", {"stream_id": "press-3", "windows": 12, "tasks": ["anomaly"], "last_window_ts": now,
-                                      "anomaly": {"enrollment": {"stream_id": "press-3", "state": "none"}},
-                                      "pipeline": {"active": True}})
+    log.put_stream_status(typed_status({"stream_id": "press-3", "windows": 12, "tasks": ["anomaly"], "last_window_ts": now,
+                                        "anomaly": {"enrollment": {"stream_id": "press-3", "state": "none"}},
+                                        "pipeline": {"active": True}}))
     rec = SeriesRecorder(db, 3600)
     rec.add("press-3", now - 1, now, {"level": -30.0, "gap": 0.0, "anomaly": 0.2, "threshold": 0.5})
     rec.flush()

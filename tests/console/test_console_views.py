@@ -8,17 +8,18 @@ import numpy as np
 
 from edge_coat.console.series import Point, SeriesReader, SeriesRecorder, window_point
 from edge_coat.console.views import tile
-from edge_coat.messages import Window, WindowResult
+from edge_coat.messages import StreamStatus, Window, WindowResult
+from tests.console.statuses import typed_status
 
 NOW = 1_000_000.0
 
 
-def status(**kw) -> dict:
+def status(**kw) -> StreamStatus:
     base = {"stream_id": "s", "windows": 5, "tasks": ["anomaly"], "last_window_ts": NOW - 1,
             "anomaly": {"enrollment": {"state": "ready"}, "active_episode": "", "last_score": 0.2},
             "emotion": {}, "pipeline": {"active": True}}
     base.update(kw)
-    return base
+    return typed_status(base)
 
 
 def test_tile_states_most_urgent_first():

@@ -51,7 +51,7 @@ def test_out_of_range_fields_are_refused(make_server):
             with pytest.raises(grpc.RpcError) as err:
                 c.start_enrollment("press-1", **kwargs)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, kwargs
-        assert det.get_enrollment("press-1")["state"] == "none"  # nothing started
+        assert det.get_enrollment("press-1").state == "none"  # nothing started
 
 
 def test_junk_request_bodies_are_counted_not_logged_per_call(make_server, caplog):
