@@ -80,8 +80,8 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return f"permission denied: {exc.filename or exc}; check the file's owner and mode", FAILED
     if isinstance(exc, OSError):
         return f"cannot continue: {exc}", FAILED
-    if isinstance(exc, (ValueError, TypeError)) and type(exc).__module__.startswith(("edge_coat", "builtins")):
-        return str(exc), INVALID_INPUT
+    if isinstance(exc, ValueError) and type(exc).__module__.startswith(("edge_coat", "builtins")):
+        return str(exc), INVALID_INPUT  # the project's checks raise ValueError naming what was expected
     if isinstance(exc, MemoryError):
         return "out of memory; lower the batch size or the number of streams", FAILED
     return (f"unexpected error: {type(exc).__name__}: {exc}. Rerun with `edge-coat --debug ...` for the traceback "

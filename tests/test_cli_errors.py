@@ -165,3 +165,22 @@ def test_demo_without_loopback_names_the_real_error(site):
     assert "Traceback" not in out.stdout + out.stderr
     assert "loopback" in out.stderr
     assert "cannot join thread" not in out.stderr
+
+
+def test_explain_maps_library_errors_to_one_line_and_an_exit_code():
+    import errno
+    import sqlite3
+
+    import zmq
+
+    from edge_coat.config import ConfigError
+    from edge_coat.errors import UserError, explain
+
+    assert explain(ConfigError(["x: bad"]))[1] == 2
+    assert explain(UserError("fix it", 2)) == ("fix it", 2)
+    message, code = explain(zmq.ZMQError(errno.EADDRINUSE))
+    assert "address already in use" in message and code == 1
+    assert "not a usable SQLite database" in explain(sqlite3.DatabaseError("file is not a database"))[0]
+    assert explain(FileNotFoundError(2, "No such file", "/x"))[1] == 2
+    message, code = explain(TypeError("unsupported operand"))  # a bug, not bad input
+    assert code == 1 and "--debug" in message and "report it" in message

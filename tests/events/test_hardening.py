@@ -155,3 +155,50 @@ def test_status_is_scoped_to_the_token(make_server, writer, tmp_path):
     with client(server, DESK) as c:
         st = c.get_status()
         assert (st.oldest, st.head, st.events_stored) == (2, 4, 2)
+
+
+def test_sighup_reloads_the_tokens_of_a_running_serve(tmp_path):
+    """Defect 13: `edge-coat serve` re-reads its tokens file on SIGHUP (here a change the file watch
+    cannot see: same inode, size and modification time)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    tokens = tmp_path / "tokens.json"
+    other = {"name": "ops", "token": AGENT, "streams": ["*"], "control": True}  # same length as ADMIN's entry
+    tokens.write_text(json.dumps({"clients": [OPS]}))
+    before = tokens.stat()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_coat", "serve", "--db", str(tmp_path / "ev.db"),
+                             "--listen", "127.0.0.1:0", "--insecure", "--tokens", str(tokens)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        port = int(re.search(r"listening on port (\d+)", proc.stdout.readline()).group(1))
+        server = type("S", (), {"port": port})
+        with client(server, ADMIN) as c:
+            assert c.get_status().head == 0
+        with open(tokens, "r+") as f:  # rewrite in place: the watch sees nothing change
+            text = json.dumps({"clients": [other]})
+            assert len(text) == before.st_size
+            f.write(text)
+        os.utime(tokens, ns=(before.st_atime_ns, before.st_mtime_ns))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while True:
+            with client(server, ADMIN) as c:
+                try:
+                    c.get_status()
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+                    break
+            assert time.monotonic() < deadline, "SIGHUP did not reload the tokens"
+            time.sleep(0.1)
+        with client(server, AGENT) as c:
+            assert c.get_status().head == 0
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err
