@@ -422,7 +422,7 @@ class Service:
         with self._lock:
             events = {"by_kind": dict(self._events), "pending": len(self._pending)}
         out: dict = {"uptime_s": time.time() - self.started_ts if self.started_ts else 0.0, "roles": list(self.roles),
-                     "events": events}
+                     "events": events, "rejected": self._rejected()}
         if self.worker is not None:
             out["worker"] = self.worker.stats()
             stage_stats = getattr(self.stage, "stats", None)
@@ -439,6 +439,26 @@ class Service:
         if self.capture_threads:
             out["capture"] = {t.stream_id: t.status() for t in self.capture_threads}
             out["sender"] = self.sender.stats()
+        return out
+
+    def _rejected(self) -> dict[tuple[str, str], int]:
+        """(edge, reason) -> inputs refused at the edges of this process (issue 15: counted, not printed):
+        wire messages the worker dropped, gRPC bodies that did not parse, windows the detectors refused,
+        NaN/inf samples a capture source gave, token file reloads that failed."""
+        out: dict[tuple[str, str], int] = {}
+        if self.worker is not None:
+            messages = self.worker.receiver.stats()["messages"]
+            for reason in ("malformed", "oversized", "bad_version", "bad_format", "out_of_range", "unexpected_kind",
+                           "unannounced"):
+                out[("wire", reason)] = int(messages.get(reason, 0))
+            out[("detectors", "refused_window")] = self.detector_errors
+        if self.server is not None:
+            from edge_coat.events.service import malformed_requests
+
+            out[("grpc", "malformed_body")] = sum(malformed_requests.values())
+            out[("tokens", "reload_failed")] = self.server.auth.reload_errors
+        if self.sender is not None:
+            out[("capture", "nonfinite_samples")] = int(self.sender.counters.get("nonfinite_samples", 0))
         return out
 
     # ---- stop ----------------------------------------------------------------------------------------------
