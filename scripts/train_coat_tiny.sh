@@ -102,9 +102,9 @@ for row in coat:coat$S: coat-nothink:coat$S:--no-thinking no-experts:no-experts$
 done
 
 log "reference baselines"
-"$PY" bench/reference_baselines.py --data "$DATA/ravdess" --task emotion --run "$OUT/coat" \
+"$PY" -m bench.accuracy.reference_baselines --data "$DATA/ravdess" --task emotion --run "$OUT/coat" \
   --teacher-cache "$CACHE" --json "$OUT/results/references-emotion.json" | tee "$OUT/results/references-emotion.txt"
-"$PY" bench/reference_baselines.py --data "$DATA/urbansound8k" --task events --run "$OUT/coat" \
+"$PY" -m bench.accuracy.reference_baselines --data "$DATA/urbansound8k" --task events --run "$OUT/coat" \
   --teacher-cache "$CACHE" --json "$OUT/results/references-events.json" | tee "$OUT/results/references-events.txt"
 
 log "probes"

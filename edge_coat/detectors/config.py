@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serial
 
 
 
-#: threshold floors (robust z, ratio to the median) of the mel profile, from bench/anomaly_threshold.py on
+#: threshold floors (robust z, ratio to the median) of the mel profile, from bench/tuning/anomaly_threshold.py on
 #: generated dev machines (seed 55, never the held-out 99). Streams (1 s / 2 s windows, 12 / 20 s
 #: enrollments, default episodes): the bare 99th percentile gave 112 / 105 false alarms per hour and, by
 #: alarming before the fault, missed 3-5 of 10 faults of each type; ratio 1.4 gave 0 / 0 with every
@@ -127,7 +127,7 @@ class AnomalyConfig(EnrollConfig):
     threshold_z: float | None = Field(
         None, ge=0.0, le=50.0,
         description="the threshold is at least median + this * 1.4826 * MAD of the held-out enrollment distances "
-        "(None: 0, i.e. off, for either features; measured in bench/anomaly_threshold.py)",
+        "(None: 0, i.e. off, for either features; measured in bench/tuning/anomaly_threshold.py)",
     )
     threshold_min_ratio: float | None = Field(
         None, ge=1.0, le=10.0,

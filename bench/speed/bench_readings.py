@@ -6,8 +6,8 @@ Per setting (window seconds x batch size), each round times both paths on the sa
 per round, so a loaded machine moves both sides alike. Also reported: how far the two agree on these
 windows (pitch relative difference, voiced-ratio difference).
 
-    python bench/bench_readings.py                     # 5 s and 10 s windows, batch 1 and 8, 7 rounds
-    python bench/bench_readings.py --seconds 5 --batches 1 --rounds 3
+    python -m bench.speed.bench_readings                     # 5 s and 10 s windows, batch 1 and 8, 7 rounds
+    python -m bench.speed.bench_readings --seconds 5 --batches 1 --rounds 3
 
 Prints a table and writes bench/results/bench_readings.json.
 """
@@ -21,13 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import RESULTS, finish, fmt, machine, summary  # noqa: E402
-
-from edge_coat.experts import get_expert  # noqa: E402
-from edge_coat.experts.dsp import pitch_readings  # noqa: E402
-from edge_coat.messages import SAMPLE_RATE  # noqa: E402
+from bench.common import RESULTS, finish, fmt, machine, summary
+from edge_coat.experts import get_expert
+from edge_coat.experts.dsp import pitch_readings
+from edge_coat.messages import SAMPLE_RATE
 
 
 def windows(seconds: float, n: int, seed: int = 0) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ Latency = client receive time - the time the log stored the event (same host clo
 run on the same server is the baseline. Server CPU is read from /proc for the server process alone
 (all its threads), from the first write to the end of the drain; client CPU is reported separately.
 
-    python bench/bench_events.py [--subscribers 1000] [--rate 1000] [--seconds 5] [--client-procs 4]
+    python -m bench.speed.bench_events [--subscribers 1000] [--rate 1000] [--seconds 5] [--client-procs 4]
                                  [--before /tmp/events-before] [--profile]
 
 Prints a table and writes bench/results/bench_events.json (``--profile``: py-spy samples of the server
@@ -41,11 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edge_coat.events.log import EventLog  # noqa: E402
-from edge_coat.messages import EventRecord  # noqa: E402
+from bench.common import REPO
+from edge_coat.events.log import EventLog
+from edge_coat.messages import EventRecord
 
 SUBSCRIBE = "/edge_coat.v1.EventService/Subscribe"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -219,7 +217,7 @@ def fanout(serve: subprocess.Popen, db: Path, port: int, subscribers: int, rate:
         spec = {"port": port, "n": n, "start": start, "end": start + total, "channels": max(1, min(channels, n)),
                 "sample": [k for k in range(n) if (first + k) % every == 0], "lat_path": str(tmp / f"lat{i}.npy")}
         first += n
-        clients.append(subprocess.Popen([sys.executable, __file__, "--client", json.dumps(spec)], cwd=REPO,
+        clients.append(subprocess.Popen([sys.executable, "-m", "bench.speed.bench_events", "--client", json.dumps(spec)], cwd=REPO,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     for c in clients:
         line = c.stdout.readline()

@@ -20,8 +20,8 @@ time limit still leaves what it measured. A budget (``--budget-s``) skips what w
 
 Usage::
 
-    python bench/gpu_check.py                    # the real check, on a CUDA machine (~3-6 min)
-    python bench/gpu_check.py --tiny             # tiny config on the CPU (~30 s), what the tests run
+    python -m bench.speed.gpu_check                    # the real check, on a CUDA machine (~3-6 min)
+    python -m bench.speed.gpu_check --tiny             # tiny config on the CPU (~30 s), what the tests run
 
 Needs on the GPU machine: torch with CUDA, transformers 5.x, bitsandbytes, accelerate, onnx,
 onnxscript, onnxruntime (onnxruntime-gpu for the CUDA provider), pydantic, and this repository on
@@ -33,7 +33,7 @@ no bitsandbytes, no pydantic) carry these wheels (~59 MB, downloaded for cp312 m
 ``pip download --no-deps``): bitsandbytes==0.50.2, transformers==5.24.0, pydantic, pydantic-core,
 annotated-types, typing-inspection; then run
 ``pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. python3
-bench/gpu_check.py``. That image's onnxruntime has no CUDA provider and onnxruntime-gpu's CUDA 12 /
+bench/speed/gpu_check.py``. That image's onnxruntime has no CUDA provider and onnxruntime-gpu's CUDA 12 /
 cuDNN libraries are too large to carry: the report then shows the thinking block on the CPU provider
 (``thinking_onnx``) next to the torch block on the GPU (``thinking_torch``).
 """
@@ -52,9 +52,8 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench.common import REPO
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 #: Qwen2-Audio-7B(-Instruct)'s published shape.
@@ -76,7 +75,7 @@ class Report:
         self.path = path
         self.t0 = time.perf_counter()
         self.budget_s = budget_s
-        self.data: dict = {"script": "bench/gpu_check.py", "started": dt.datetime.now(dt.timezone.utc).isoformat(),
+        self.data: dict = {"script": "bench/speed/gpu_check.py", "started": dt.datetime.now(dt.timezone.utc).isoformat(),
                            "steps": {}, "results": [], "errors": []}
 
     def elapsed(self) -> float:

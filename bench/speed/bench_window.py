@@ -17,10 +17,10 @@ call pair, and the per-part medians. Window: ``--window`` seconds, up to the mod
 ``max_window_seconds`` (30 s); a window longer than the encoder's input (coat-tiny: 5 s) is encoded in
 encoder-length chunks, and a shorter one costs what a full encoder input costs (the encoder pads).
 
-    python bench/bench_window.py                       # 10 s windows, batches 1 and 8, 30 calls each
-    python bench/bench_window.py --window 10 5 --batches 1 4 8 --calls 50
-    python bench/bench_window.py --model DIR --baseline encoder-torch   # ONNX encoder vs torch, same run
-    python bench/bench_window.py --model DIR --baseline previous        # vs encoder in torch + cached scoring
+    python -m bench.speed.bench_window                       # 10 s windows, batches 1 and 8, 30 calls each
+    python -m bench.speed.bench_window --window 10 5 --batches 1 4 8 --calls 50
+    python -m bench.speed.bench_window --model DIR --baseline encoder-torch   # ONNX encoder vs torch, same run
+    python -m bench.speed.bench_window --model DIR --baseline previous        # vs encoder in torch + cached scoring
 
 Prints a table and writes bench/results/bench_window.json.
 """
@@ -35,12 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_streams import audio_pool, make_window  # noqa: E402
-from common import RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary  # noqa: E402
-
-from edge_coat.messages import SAMPLE_RATE  # noqa: E402
+from bench.common import RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary
+from bench.speed.bench_streams import audio_pool, make_window
+from edge_coat.messages import SAMPLE_RATE
 
 PARTS = ("encode", "thinking", "llm", "total")
 

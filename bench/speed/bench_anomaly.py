@@ -6,8 +6,8 @@ against an enrolled profile with ``features="mel"`` (log-mel statistics + kNN) a
 ``features="thinking"`` (pooled latents + kNN). Ratios detector / model are taken per round, so a
 loaded machine moves both sides alike.
 
-    python bench/bench_anomaly.py                 # 15 rounds, 40 enrollment windows
-    python bench/bench_anomaly.py --rounds 5 --enroll 20
+    python -m bench.speed.bench_anomaly                 # 15 rounds, 40 enrollment windows
+    python -m bench.speed.bench_anomaly --rounds 5 --enroll 20
 
 Prints a table and writes bench/results/bench_anomaly.json.
 """
@@ -22,12 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import RESULTS, default_model, finish, fmt, machine, summary  # noqa: E402
-
-from edge_coat.data.factory import render_clip  # noqa: E402
-from edge_coat.messages import SAMPLE_RATE, Window, WindowResult  # noqa: E402
+from bench.common import RESULTS, default_model, finish, fmt, machine, summary
+from edge_coat.data.factory import render_clip
+from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
 
 
 def as_result(model, wave: np.ndarray, index: int) -> WindowResult:

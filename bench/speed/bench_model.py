@@ -9,8 +9,8 @@ tokens per second after the prefill, with and without thinking (it should not di
 is just K + 2 positions longer). Runs are interleaved (with, without, with, ...) and summarised by
 the median and the interquartile range, so the ratio is measured in one run on the same machine.
 
-    python bench/bench_model.py                      # K = 8 16 32, windows 5 10 30 s
-    python bench/bench_model.py --family qwen2_5_omni --repeats 15 --out /tmp/bench_model.json
+    python -m bench.speed.bench_model                      # K = 8 16 32, windows 5 10 30 s
+    python -m bench.speed.bench_model --family qwen2_5_omni --repeats 15 --out /tmp/bench_model.json
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge_coat.model.config import FAMILIES  # noqa: E402  (after the path edit)
+from bench.common import RESULTS
+from edge_coat.model.config import FAMILIES
 
 PROMPT = "what is the emotion of the speaker ?"
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--decode-tokens", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="torch threads (this VM computes like one core)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "bench_model.json")
+    p.add_argument("--out", type=Path, default=RESULTS / "bench_model.json")
     args = p.parse_args(argv)
 
     import torch

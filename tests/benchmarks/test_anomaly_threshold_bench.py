@@ -1,15 +1,10 @@
-"""bench/anomaly_threshold.py's measurements on small generated audio: a clip's episode starts per threshold
+"""bench/tuning/anomaly_threshold.py's measurements on small generated audio: a clip's episode starts per threshold
 rule, and the dev folder's clip-level counts."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import anomaly_threshold  # noqa: E402
+from bench.tuning import anomaly_threshold
 
 
 def test_a_clip_with_a_fault_gives_delays_and_false_alarms_per_rule():

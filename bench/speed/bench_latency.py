@@ -22,9 +22,9 @@ Window: ``--window`` (capped at the model's ``max_window_seconds``) with a 2 s h
 ``max_batch`` 8. Repeated ``--repeats`` times, 1 stream and ``--many`` streams interleaved; reported:
 median [min..max] of the per-run p50 and p99, and the ratio many / 1 per repeat.
 
-    python bench/bench_latency.py                       # 1 vs 8 streams, 21 s each, 3 repeats (~3 min)
-    python bench/bench_latency.py --many 16 --seconds 31
-    python bench/bench_latency.py --quick               # smoke run (~40 s)
+    python -m bench.speed.bench_latency                       # 1 vs 8 streams, 21 s each, 3 repeats (~3 min)
+    python -m bench.speed.bench_latency --many 16 --seconds 31
+    python -m bench.speed.bench_latency --quick               # smoke run (~40 s)
 
 Prints a table and writes bench/results/bench_latency.json.
 """
@@ -41,9 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from bench.common import (
     RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary,
 )
 

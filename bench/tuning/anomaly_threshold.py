@@ -27,9 +27,9 @@ Also, with ``--dev DIR`` (the seed-55 development folder; make it with ``python 
 eval --task anomaly`` (per machine type, the first half of its normal clips enroll, one vector per clip),
 the share of test clips whose profile score reaches 0.5 per rule, normal and per fault.
 
-    python bench/anomaly_threshold.py                 # 5 machines x 2 instances, both scenarios (~3 min)
-    python bench/anomaly_threshold.py --instances 1   # quicker
-    python bench/anomaly_threshold.py --dev runs/anomaly-dev
+    python -m bench.tuning.anomaly_threshold                 # 5 machines x 2 instances, both scenarios (~3 min)
+    python -m bench.tuning.anomaly_threshold --instances 1   # quicker
+    python -m bench.tuning.anomaly_threshold --dev runs/anomaly-dev
 
 Prints a table per scenario and writes bench/results/anomaly_threshold.json.
 """
@@ -38,22 +38,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import RESULTS, finish, machine  # noqa: E402
-
-from edge_coat.data.factory import MACHINES, faults_for, render_clip  # noqa: E402
-from edge_coat.detectors.config import AnomalyConfig  # noqa: E402
-from edge_coat.detectors.episode import EpisodeTracker  # noqa: E402
-from edge_coat.detectors.features import mel_statistics  # noqa: E402
-from edge_coat.detectors.profile import NormalProfile, calibrated_threshold  # noqa: E402
-from edge_coat.messages import SAMPLE_RATE  # noqa: E402
+from bench.common import RESULTS, finish, machine
+from edge_coat.data.factory import MACHINES, faults_for, render_clip
+from edge_coat.detectors.config import AnomalyConfig
+from edge_coat.detectors.episode import EpisodeTracker
+from edge_coat.detectors.features import mel_statistics
+from edge_coat.detectors.profile import NormalProfile, calibrated_threshold
+from edge_coat.messages import SAMPLE_RATE
 
 SCENARIOS = ((1.0, 0.5, 12.0), (2.0, 1.0, 20.0))  # (window s, hop s, enrollment s): service test, demo
 NORMAL_S = 120.0

@@ -20,9 +20,9 @@ window allows) until a level fails, then bisection to ``--resolution``; the whol
 interleaved; reported: median [min..max] streams per setting and the ratio batched / unbatched per repeat.
 The per-stage time the stage reports (encode, thinking, llm, readings) over the search says what limits it.
 
-    python bench/bench_streams.py                       # max_batch 1, 4 and 8, 3 repeats (~15 min)
-    python bench/bench_streams.py --batches 1 8 16 --hops 5
-    python bench/bench_streams.py --quick               # smoke run (~1 min)
+    python -m bench.speed.bench_streams                       # max_batch 1, 4 and 8, 3 repeats (~15 min)
+    python -m bench.speed.bench_streams --batches 1 8 16 --hops 5
+    python -m bench.speed.bench_streams --quick               # smoke run (~1 min)
 
 Prints a table and writes bench/results/bench_streams.json.
 """
@@ -39,13 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from bench.common import (
     RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary,
 )
-
-from edge_coat.messages import SAMPLE_RATE, Window  # noqa: E402
+from edge_coat.messages import SAMPLE_RATE, Window
 
 log = logging.getLogger("bench_streams")
 STAGE_PARTS = ("encode", "thinking", "llm", "readings")

@@ -14,12 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import bench_streams  # noqa: E402
-import common  # noqa: E402
-import run_all  # noqa: E402
+from bench import common, run_all
+from bench.speed import bench_streams
 
 
 def _script(path: Path, body: str) -> str:

@@ -18,9 +18,9 @@ measured in the same run; ``--repeat N`` gives medians and [min, max] spreads. A
 when it is zero-loss, the load generators never fell a tick behind, and the capture-to-window p99
 stays under ``--max-p99-ms``. ``--profile DIR`` samples each worker with py-spy (bench/PROFILE.md).
 
-    python bench/bench_transport.py --streams 250 1000 2000 --seconds 6
+    python -m bench.speed.bench_transport --streams 250 1000 2000 --seconds 6
     git worktree add --detach /tmp/before <commit> && \\
-        python bench/bench_transport.py --streams 250 1000 2000 --repeat 2 --baseline-code /tmp/before
+        python -m bench.speed.bench_transport --streams 250 1000 2000 --repeat 2 --baseline-code /tmp/before
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import RESULTS, REPO
+
 CHUNK = 1600  # samples: 100 ms at 16 kHz
 TICK = CHUNK / 16000
 HEARTBEAT_S = 1.0
@@ -197,7 +198,6 @@ def _loadgen_proc(endpoint: str, ids: list[str], seconds: float, start_at: float
     """One raw DEALER client: Hello, then every stream's 100 ms chunk each tick, heartbeats, acks."""
     import zmq
 
-    sys.path.insert(0, str(REPO))
     from edge_coat.v1 import audio_pb2 as pb
 
     ctx = zmq.Context()
@@ -392,7 +392,7 @@ def main() -> int:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="force the worker process's GIL switch interval (s; sys.setswitchinterval) after it started, "
                     "for every code measured (default: whatever the worker sets, Python's own is 0.005)")
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_transport.json")
+    ap.add_argument("--json", type=Path, default=RESULTS / "bench_transport.json")
     args = ap.parse_args()
     codes = [("current", str(REPO))]
     if args.baseline_code is not None:

@@ -1,17 +1,12 @@
-"""bench/reference_baselines.py --task anomaly (log-mel features only) and bench/bench_anomaly.py, on generated audio."""
+"""bench/accuracy/reference_baselines.py --task anomaly (log-mel features only) and bench/speed/bench_anomaly.py, on generated audio."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import reference_baselines  # noqa: E402
+from bench.accuracy import reference_baselines
 
 
 @pytest.mark.slow  # ~30 s on the shared VM: rendering the clips, librosa's first use, leave-one-out fits
@@ -36,7 +31,7 @@ def test_anomaly_references_per_scorer_and_fault(tmp_path, capsys):
 
 
 def test_bench_anomaly_times_both_feature_sets_against_the_model_call(tmp_path):
-    import bench_anomaly
+    from bench.speed import bench_anomaly
 
     from edge_coat.model.tiny import tiny_coat_model
 

@@ -1,8 +1,7 @@
-"""bench/gpu_check.py: the tiny CPU run end to end, and that one failing step keeps the others."""
+"""bench/speed/gpu_check.py: the tiny CPU run end to end, and that one failing step keeps the others."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_tiny_run_on_cpu_writes_every_stage(tmp_path):
     out = tmp_path / "gpu_check.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out), "--batches", "2",
-                           "--repeats", "1", "--decode-tokens", "2"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "bench.speed.gpu_check", "--tiny", "--out", str(out), "--batches", "2",
+                           "--repeats", "1", "--decode-tokens", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["errors"] == [] and report["tiny"] is True and report["quantization"] == "fp32"
@@ -35,15 +34,9 @@ def test_tiny_run_on_cpu_writes_every_stage(tmp_path):
     assert "prefill +T" in proc.stdout
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_failing_step_is_recorded_and_the_rest_still_runs(tmp_path):
-    gpu_check = _load_script()
+    from bench.speed import gpu_check
+
     path = tmp_path / "r.json"
     report = gpu_check.Report(path, budget_s=60.0)
 

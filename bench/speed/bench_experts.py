@@ -7,8 +7,8 @@ run: a plain numpy magnitude STFT of the clip (512-point, 10 ms hop), so numbers
 or a quiet machine compare. The teacher cache row is a hit (load from disk) for all experts at
 once, against computing them.
 
-    python bench/bench_experts.py                         # 10 s clip, 7 rounds
-    python bench/bench_experts.py --seconds 30 --rounds 5 --out /tmp/bench_experts.json
+    python -m bench.speed.bench_experts                         # 10 s clip, 7 rounds
+    python -m bench.speed.bench_experts --seconds 30 --rounds 5 --out /tmp/bench_experts.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS
+
 
 
 def _median_iqr(xs: list[float]) -> tuple[float, float]:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per expert (default 7)")
     p.add_argument("--experts", nargs="+", help="expert names (default: the five defaults)")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_experts.json")
+    p.add_argument("--out", type=Path, default=RESULTS / "bench_experts.json")
     args = p.parse_args(argv)
 
     import torch

@@ -7,7 +7,7 @@ enrollment), the SQLite event log and the gRPC server with one subscriber. The r
 service adds on top of the model; audio seconds per wall second say how many real-time streams of
 this kind the machine carries.
 
-    python bench/bench_service.py [--model DIR] [--streams 4] [--seconds 30] [--repeats 3]
+    python -m bench.speed.bench_service [--model DIR] [--streams 4] [--seconds 30] [--repeats 3]
 
 Prints a table and writes bench/results/bench_service.json. Default model: a random tiny one (its
 speed, not its judgement, is what is measured).
@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge_coat.messages import SAMPLE_RATE, Window  # noqa: E402
+from bench.common import RESULTS
+from edge_coat.messages import SAMPLE_RATE, Window
 
 WINDOW_S, HOP_S, BATCH = 2.0, 1.0, 8
 
@@ -120,7 +119,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_service.json")
+    p.add_argument("--out", type=Path, default=RESULTS / "bench_service.json")
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ repeat pair: < 1 means onnxruntime is faster) with the max abs difference of the
 
 Not shipped in bundles yet: this measures whether it is worth it (see BENCHMARKS.md, issue 4).
 
-    python bench/bench_decoder_onnx.py [--model DIR] [--window 10] [--batches 1 8] [--repeats 10]
+    python -m bench.speed.bench_decoder_onnx [--model DIR] [--window 10] [--batches 1 8] [--repeats 10]
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import RESULTS, default_model, finish, fmt, machine, summary  # noqa: E402
+from bench.common import RESULTS, default_model, finish, fmt, machine, summary
 
 
 def main(argv: list[str] | None = None) -> int:

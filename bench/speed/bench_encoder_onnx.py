@@ -6,7 +6,7 @@ for two sizes: the tiny test config and a "small" config (4 layers, width 256, 1
 windows) whose compute is dominated by the matmuls, like the real 32-layer encoder's. Prints a table
 and writes JSON (ratios ort/torch: < 1 means onnxruntime is faster).
 
-    python bench/bench_encoder_onnx.py [--out bench/results/encoder_onnx.json] [--repeats 5]
+    python -m bench.speed.bench_encoder_onnx [--out bench/results/encoder_onnx.json] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench.common import REPO
+
 
 SIZES = {
     "tiny": dict(audio_dim=32, audio_layers=1, n_mels=32, max_seconds=5),

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import bench_readings  # noqa: E402
+from bench.speed import bench_readings
 
 
 def test_bench_readings_writes_both_paths_and_their_agreement(tmp_path):

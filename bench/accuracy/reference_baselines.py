@@ -1,8 +1,8 @@
 """Simple reference classifiers for the coat-tiny model card, on the model's own held-out split.
 
-    python bench/reference_baselines.py --data ../shared/data/ravdess --task emotion --holdout-speakers 14,15,16
-    python bench/reference_baselines.py --data ../shared/data/urbansound8k --task events --run runs/coat-tiny
-    python bench/reference_baselines.py --data runs/coat-tiny/data/factory-test --task anomaly [--loudness-norm -26]
+    python -m bench.accuracy.reference_baselines --data ../shared/data/ravdess --task emotion --holdout-speakers 14,15,16
+    python -m bench.accuracy.reference_baselines --data ../shared/data/urbansound8k --task events --run runs/coat-tiny
+    python -m bench.accuracy.reference_baselines --data runs/coat-tiny/data/factory-test --task anomaly [--loudness-norm -26]
 
 Features (each standardised, then logistic regression whose C is chosen by group-wise CV on the
 training part only; the held-out part is touched once, for the reported scores):
@@ -36,13 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edge_coat.data.folder import DatasetFolder  # noqa: E402
-from edge_coat.train.data import group_of, parse_list  # noqa: E402
-from edge_coat.train.metrics import classification_metrics  # noqa: E402
-from edge_coat.train.report import format_table, write_json  # noqa: E402
+from bench.common import REPO
+from edge_coat.data.folder import DatasetFolder
+from edge_coat.train.data import group_of, parse_list
+from edge_coat.train.metrics import classification_metrics
+from edge_coat.train.report import format_table, write_json
 
 log = logging.getLogger("reference_baselines")
 
