@@ -80,6 +80,8 @@ CASES = [
     ("worker: port taken (defect 2)", ["worker", "--stage", "noop", "--bind", "tcp://127.0.0.1:{port}",
                                        "--duration-s", "1"]),
     ("worker: bad endpoint", ["worker", "--bind", "nonsense", "--duration-s", "1"]),
+    ("worker: open bind without CurveZMQ (defect 12)", ["worker", "--bind", "tcp://0.0.0.0:{port}", "--duration-s",
+                                                        "1"]),
     ("worker: key file missing", ["worker", "--bind", "tcp://127.0.0.1:0", "--secret-key", "{d}/absent.key_secret",
                                   "--duration-s", "1"]),
     ("serve: db is a folder (defect 4)", ["serve", "--db", "{d}/folder.db", "--insecure", "--listen", "127.0.0.1:0"]),
