@@ -1,5 +1,10 @@
 """Helpers shared by the benchmark scripts: the machine, summaries, JSON output, the default model.
 
+The scripts are modules of the ``bench`` package, run from the repository root (``python -m
+bench.speed.bench_streams``, ``python -m bench.run_all``), so they import this module and ``edge_coat``
+without editing ``sys.path``. Layout: ``bench/speed/`` (speed benchmarks, run by ``run_all``),
+``bench/accuracy/`` (accuracy references), ``bench/tuning/`` (the measurements behind defaults).
+
 * :func:`machine` describes where a figure was measured (``nproc``, CPU model, load average, versions);
   every result JSON carries it, at the start and at the end of the run, since this VM is shared.
 * :func:`summary` is the one way a repeated figure is reported: median, min/max, interquartile range, n.
@@ -23,8 +28,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results"
 EMBEDDED = REPO / "models" / "coat-tiny"

@@ -6,13 +6,13 @@ recorded as that bench's failure, and the next one runs) with its JSON written u
 before and after, its headline figures and its whole JSON) and bench/results/all.md (a markdown table,
 also printed). ``--quick`` runs each bench with small settings: a smoke run of the whole suite.
 
-    python bench/run_all.py                      # the full suite (about an hour on the 2-vCPU VM)
-    python bench/run_all.py --quick              # every bench, small settings (a few minutes)
-    python bench/run_all.py --only streams latency
-    python bench/run_all.py --skip events transport --out-dir /tmp/bench
+    python -m bench.run_all                      # the full suite (about an hour on the 2-vCPU VM)
+    python -m bench.run_all --quick              # every bench, small settings (a few minutes)
+    python -m bench.run_all --only streams latency
+    python -m bench.run_all --skip events transport --out-dir /tmp/bench
 
-bench/gpu_check.py runs only where torch sees a CUDA device (it is skipped, and said so, elsewhere);
-bench/reference_baselines.py is an accuracy reference, not a speed bench, and is not run here.
+bench/speed/gpu_check.py runs only where torch sees a CUDA device (it is skipped, and said so, elsewhere);
+bench/accuracy/reference_baselines.py is an accuracy reference, not a speed bench, and is not run here.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import REPO, RESULTS, load_average, machine, write_json  # noqa: E402
+from bench.common import REPO, RESULTS, load_average, machine, write_json
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class Bench:
     """One benchmark script: its arguments (full and quick), how it is told where to write its JSON."""
 
     name: str
-    script: str
+    script: str  # module under bench/ ("speed.bench_streams"), or a script path ending in .py
     full: tuple[str, ...] = ()
     quick: tuple[str, ...] = ()
     out_flag: str = "--out"
@@ -47,33 +45,33 @@ class Bench:
 
 
 BENCHES: tuple[Bench, ...] = (
-    Bench("streams", "bench_streams.py", ("--budget-s", "90"), ("--quick",),
+    Bench("streams", "speed.bench_streams", ("--budget-s", "90"), ("--quick",),
           what="streams per core in real time, batched vs unbatched"),
-    Bench("streams_no_readings", "bench_streams.py",
+    Bench("streams_no_readings", "speed.bench_streams",
           ("--readings", "--batches", "1", "4", "--budget-s", "90", "--repeats", "2"),
           ("--quick", "--readings", "--batches", "1"),
           what="the same without the pitch reading (what the DSP reading costs)"),
-    Bench("latency", "bench_latency.py", (), ("--quick",),
+    Bench("latency", "speed.bench_latency", (), ("--quick",),
           what="end-to-end latency capture -> gRPC subscriber, 1 vs many streams"),
-    Bench("model", "bench_model.py", ("--ks", "8", "16", "--seconds", "5", "10", "--repeats", "7"),
+    Bench("model", "speed.bench_model", ("--ks", "8", "16", "--seconds", "5", "10", "--repeats", "7"),
           ("--ks", "8", "--seconds", "5", "--repeats", "3", "--decode-tokens", "4"),
           what="CoAT prefill vs the base model (no thinking), decode speed"),
-    Bench("service", "bench_service.py", (), ("--streams", "2", "--seconds", "8", "--repeats", "1"),
+    Bench("service", "speed.bench_service", (), ("--streams", "2", "--seconds", "8", "--repeats", "1"),
           what="whole service vs bare model stage on the same windows"),
-    Bench("transport", "bench_transport.py", ("--streams", "250", "1000", "--seconds", "6"),
+    Bench("transport", "speed.bench_transport", ("--streams", "250", "1000", "--seconds", "6"),
           ("--streams", "50", "--seconds", "2", "--warmup", "1"), out_flag="--json",
           what="worker ingest: concurrent streams with zero loss (no-op model)"),
-    Bench("events", "bench_events.py", (),
+    Bench("events", "speed.bench_events", (),
           ("--subscribers", "20", "--rate", "50", "--seconds", "2", "--client-procs", "1", "--drain", "20",
            "--skip-write-rate"),
           what="event log write rate and gRPC fan-out latency"),
-    Bench("experts", "bench_experts.py", (), ("--seconds", "5", "--rounds", "3"),
+    Bench("experts", "speed.bench_experts", (), ("--seconds", "5", "--rounds", "3"),
           what="audio experts, x real time vs an STFT baseline"),
-    Bench("readings", "bench_readings.py", (), ("--seconds", "5", "--batches", "1", "--rounds", "3"),
+    Bench("readings", "speed.bench_readings", (), ("--seconds", "5", "--batches", "1", "--rounds", "3"),
           what="per-window pitch evidence: batched 8 kHz YIN vs the 10 ms pitch expert"),
-    Bench("encoder_onnx", "bench_encoder_onnx.py", (), ("--repeats", "3", "--batches", "1"),
+    Bench("encoder_onnx", "speed.bench_encoder_onnx", (), ("--repeats", "3", "--batches", "1"),
           what="audio encoder in onnxruntime vs torch"),
-    Bench("gpu_check", "gpu_check.py", (), ("--tiny",), needs_gpu=True,
+    Bench("gpu_check", "speed.gpu_check", (), ("--tiny",), needs_gpu=True,
           what="7B-shaped model in NF4 on a GPU, per stage"),
 )
 
@@ -160,10 +158,10 @@ def has_cuda() -> bool:
 
 def run_bench(b: Bench, quick: bool, out_dir: Path, timeout: float, python: str) -> dict:
     out = out_dir / f"{b.name}.json"
-    script = REPO / "bench" / b.script  # an absolute b.script stays as it is
-    cmd = [python, str(script), *(b.quick if quick else b.full), b.out_flag, str(out)]
-    shown = " ".join(["python", str(script.relative_to(REPO)) if script.is_relative_to(REPO) else str(script),
-                      *cmd[2:]])
+    # a module under bench/ runs as `python -m bench.<module>` from the repository root; a path (tests) as it is
+    target = [b.script] if b.script.endswith(".py") else ["-m", f"bench.{b.script}"]
+    cmd = [python, *target, *(b.quick if quick else b.full), b.out_flag, str(out)]
+    shown = " ".join(["python", *cmd[1:]])
     rec = {"name": b.name, "what": b.what, "command": shown, "json": str(out), "load_before": load_average()}
     if b.needs_gpu and not has_cuda():
         rec.update(status="skipped", reason="no CUDA device here; run it on a GPU machine (see its docstring)",

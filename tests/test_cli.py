@@ -13,12 +13,17 @@ def test_help_lists_contract_subcommands():
     assert CONTRACT <= set(COMMANDS)
 
 
-def test_unbuilt_command_says_so_and_fails(capsys, monkeypatch):
-    import edge_coat.cli as cli
+def test_every_command_module_has_its_help_and_arguments():
+    import importlib
 
-    monkeypatch.setattr(cli, "_load", lambda name: None)
-    assert main(["demo"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    for name in COMMANDS:
+        module = importlib.import_module(f"edge_coat.commands.{name}")
+        assert module.HELP and callable(module.add_arguments) and callable(module.run), name
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
 
 
 def test_console_entry_point_runs():

@@ -19,7 +19,7 @@ def minimal() -> dict:
     return {
         "capture": {"sources": [{"uri": "gen:sine", "stream_id": "s1"}],
                     "sender": {"endpoint": "tcp://127.0.0.1:5555", "buffer_s": 30}},
-        "worker": {"receiver": {"bind": "tcp://0.0.0.0:5555"}},
+        "worker": {"receiver": {"bind": "tcp://127.0.0.1:5555"}},
         "model": {"path": "models/coat-tiny"},
         "events": {"db_path": "events.db", "insecure": True},
     }
@@ -49,10 +49,20 @@ def test_example_config_validates():
 
 
 def test_example_config_check_from_the_command_line():
-    out = subprocess.run([sys.executable, "-m", "edge_coat", "run", "-c", str(EXAMPLE), "--check"],
+    out = subprocess.run([sys.executable, "-m", "edge_coat", "run", "-c", str(EXAMPLE), "--check", "--syntax-only"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "valid" in out.stdout
+
+
+def test_check_names_the_files_missing_on_this_host():
+    """Issue 15, defect 5: --check also looks for the model folder, TLS files, keys and tokens."""
+    out = subprocess.run([sys.executable, "-m", "edge_coat", "run", "-c", str(EXAMPLE), "--check"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "model.path: /opt/edge-coat/models" in out.stderr or "model.path:" in out.stderr
+    assert "events.tls.cert_file:" in out.stderr and "does not exist on this host" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_unknown_field_names_its_path_and_the_allowed_fields():
@@ -225,3 +235,29 @@ def test_read_config_returns_the_raw_mapping_and_names_the_file_on_errors(tmp_pa
     with pytest.raises(ConfigError, match="expected a mapping of sections at the top level, got list") as info:
         read_config(str(path))
     assert info.value.source == path
+
+
+@pytest.mark.parametrize("bind, ok", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://[::1]:5555", True), ("tcp://localhost:5555", True),
+    ("ipc:///run/edge-coat/worker", True), ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False),
+    ("tcp://10.0.0.5:5555", False), ("tcp://eth0:5555", False),
+])
+def test_worker_binds_beyond_loopback_only_with_curve_or_insecure(bind, ok):
+    """Issue 15, defect 12: no default left open."""
+    data = minimal()
+    data.pop("capture")
+    data["worker"]["receiver"]["bind"] = bind
+    if ok:
+        validate_config(data)
+        return
+    (problem,) = problems(data)
+    assert problem.startswith("worker.receiver") and "curve" in problem and "insecure: true" in problem
+    data["worker"]["receiver"]["insecure"] = True
+    assert validate_config(data).worker.receiver.open_to_network
+
+
+def test_worker_command_defaults_to_loopback(capsys):
+    from edge_coat.cli import build_parser
+
+    args = build_parser().parse_args(["worker"])
+    assert args.bind.startswith("tcp://127.0.0.1:") and not args.insecure

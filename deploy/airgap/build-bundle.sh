@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build an air-gapped install bundle on a CONNECTED machine of the site's kind (same CPU
 # architecture and Python minor version as the site): one folder (optionally one .tar) with
-#   wheelhouse/   the project wheel and every dependency as a wheel (no compiler needed on site)
+#   wheelhouse/   the project wheel and every dependency as a wheel (no compiler needed on site); the
+#                 project wheel carries the web console's page and chart library (checked below)
 #   models/       the model bundle folder(s) (default: every folder under the project's models/)
 #   deploy/       systemd units, Kubernetes manifests, these scripts, deploy/README.md
 #   install.sh    deploy/airgap/install-bundle.sh, to run on the site
@@ -74,6 +75,18 @@ shopt -s nullglob
 built=("$work"/project/*.whl)
 [ ${#built[@]} -eq 1 ] || die "expected one project wheel, got: ${built[*]:-none}"
 wheel=$(basename "${built[0]}")
+# The web console's page and chart library (vendored from npm, see scripts/fetch_ui_assets.sh) are
+# package data: the site has no CDN, so a wheel without them would serve a console with no charts.
+if [ -d "$PROJECT/edge_coat/console/static" ]; then
+  "$PYTHON" - "${built[0]}" <<'PY' || die "the project wheel lacks the console's assets (package-data in pyproject.toml)"
+import sys, zipfile
+names = set(zipfile.ZipFile(sys.argv[1]).namelist())
+need = ["edge_coat/console/static/index.html", "edge_coat/console/static/console.js",
+        "edge_coat/console/static/vendor/uplot/uPlot.iife.min.js", "edge_coat/console/static/vendor/uplot/LICENSE"]
+missing = [n for n in need if n not in names]
+sys.exit(f"missing from the wheel: {missing}" if missing else 0)
+PY
+fi
 # Wheel file name: {distribution}-{version}(-{build})?-{python}-{abi}-{platform}.whl
 NAME=${wheel%%-*}
 VERSION=$(echo "$wheel" | cut -d- -f2)

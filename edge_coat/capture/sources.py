@@ -126,12 +126,18 @@ class GeneratedSource(Source):
 class FileSource(Source):
     """A file decoded by PyAV; optional real-time pacing and looping."""
 
-    def __init__(self, path: str | Path, chunk_ms: int = 100, realtime: bool = False, loop: bool = False):
+    def __init__(self, path: str | Path, chunk_ms: int = 100, realtime: bool = False, loop: bool = False,
+                 start_sample: int = 0):
         super().__init__()
         self.path = Path(path)
         if not self.path.is_file():
             raise ValueError(f"expected an audio file, but {self.path} does not exist")
+        if start_sample < 0 or (loop and start_sample):
+            raise ValueError(f"start_sample must be >= 0 (and 0 when looping); got {start_sample}")
         self.chunk_ms, self.realtime, self.loop = chunk_ms, realtime, loop
+        #: resume here (16 kHz samples into the decoded file, a chunk boundary): a restarted capture
+        #: continues where the worker's acknowledgements ended instead of sending the file again
+        self.start_sample = start_sample
 
     def _decode(self) -> Iterator[np.ndarray]:
         try:
@@ -153,11 +159,15 @@ class FileSource(Source):
             raise ValueError(f"cannot decode {self.path} as audio: {exc}") from exc
 
     def blocks(self) -> Iterator[Captured]:
-        t0, out_pos = time.time(), 0
+        skip = self.start_sample
+        t0, out_pos = time.time() - skip / SAMPLE_RATE, skip
         self.online.set()
         while not self._stop.is_set():
             chunker = _Chunker(SAMPLE_RATE * self.chunk_ms // 1000)
             for x in self._decode():
+                if skip:  # decoded (and resampled) from the start, as the first run was: same samples
+                    cut = min(skip, len(x))
+                    x, skip = x[cut:], skip - cut
                 for b in chunker.push(x):
                     yield Captured(b, t0 + out_pos / SAMPLE_RATE)
                     out_pos += len(b)

@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from edge_coat.errors import debug_traceback
+
 HELP = "stream audio sources (mic, RTSP, files, generated) to a worker over ZeroMQ"
 
 
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["s16le", "f32le"], default="s16le", help="PCM format on the wire")
     parser.add_argument("--secret-key", type=Path, help="this client's *.key_secret (enables CurveZMQ)")
     parser.add_argument("--server-key", type=Path, help="the worker's public *.key (with --secret-key)")
+    parser.add_argument("--state-dir", type=Path,
+                        help="files: record how far the worker acknowledged each file here and resume from it on a "
+                        "restart (default: no record; every run sends its files whole)")
     parser.add_argument("--status-every", type=float, default=10.0, help="log status every N s (0: never)")
 
 
@@ -51,9 +56,11 @@ def run_from_config(path: Path, verbose: int = 0) -> int:
     try:
         service.start()
     except ValueError as exc:  # open_source: a source URI of no known kind is a config error, not a crash
+        debug_traceback(exc)
         print(f"edge-coat capture: invalid config: capture.sources: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
+        debug_traceback(exc)
         print(f"edge-coat capture: cannot start: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"ready": True, "streams": [sc.stream_id for sc in cfg.capture.sources],
@@ -74,27 +81,25 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from edge_coat.capture.config import CaptureConfig
-    from edge_coat.capture.runner import CaptureThread
-    from edge_coat.capture.sources import open_source
+    from edge_coat.capture.runner import start_capture_threads
+    from edge_coat.errors import INVALID_INPUT, UserError, flag_problems
     from edge_coat.transport.sender import Sender
 
     flags = {"--source": args.source, "--stream-id": args.stream_id, "--connect": args.connect}
     if args.config is not None:
         given = [name for name, value in flags.items() if value]
         if given:
-            print(f"edge-coat capture: expected either --config or {', '.join(flags)}, got --config with "
-                  f"{', '.join(given)}", file=sys.stderr)
-            return 2
+            raise UserError(f"expected either --config or {', '.join(flags)}, got --config with "
+                            f"{', '.join(given)}", INVALID_INPUT)
         return run_from_config(args.config, getattr(args, "verbose", 0))
     missing = [name for name, value in flags.items() if not value]
     if missing:
-        print(f"edge-coat capture: expected --config FILE, or --source, --stream-id and --connect; "
-              f"missing {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UserError(f"expected --config FILE, or --source, --stream-id and --connect; "
+                        f"missing {', '.join(missing)}", INVALID_INPUT)
     log = logging.getLogger("capture")
     if len(args.source) != len(args.stream_id):
-        print(f"expected one --stream-id per --source, got {len(args.stream_id)} for {len(args.source)}")
-        return 2
+        raise UserError(f"expected one --stream-id per --source, got {len(args.stream_id)} for {len(args.source)}",
+                        INVALID_INPUT)
     curve = None
     if args.secret_key or args.server_key:
         curve = {"secret_key_file": args.secret_key, "server_public_key_file": args.server_key}
@@ -104,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
                       "loop": args.loop} for u, s in zip(args.source, args.stream_id)],
             sender={"endpoint": args.connect, "buffer_s": args.buffer_s, "sample_format": args.format,
                     "curve": curve},
+            state_dir=args.state_dir,
         )
-        sources = [(sc, open_source(sc.uri, sc.chunk_ms, sc.realtime, sc.loop)) for sc in cfg.sources]
-    except (ValidationError, ValueError) as exc:
-        print(f"edge-coat capture: {exc}")
-        return 2
-    sender = Sender(cfg.sender).start()
-    threads = [CaptureThread(sc.stream_id, src, sender).start() for sc, src in sources]
+        sender = Sender(cfg.sender)
+        threads = start_capture_threads(cfg.sources, sender, cfg.state_dir)
+    except ValidationError as exc:
+        raise UserError(flag_problems(exc), INVALID_INPUT) from None
+    except ValueError as exc:
+        raise UserError(str(exc), INVALID_INPUT) from None
+    sender.start()
     try:
         last = time.monotonic()
         while not all(t.ended.is_set() for t in threads):
@@ -120,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
                 log.info("status: %s link: %s", {t.stream_id: t.status() for t in threads},
                          {k: v for k, v in sender.stats().items() if k != "streams"})
         sender.wait_acked(10.0)
+        for t in threads:
+            t.record_progress()
     except KeyboardInterrupt:
         pass
     finally:

@@ -20,13 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", metavar="NAME", help="instead: print a new client token entry for a tokens file")
     parser.add_argument("--streams", default="*", help="with --token: comma-separated stream patterns")
     parser.add_argument("--control", action="store_true", help="with --token: may control enrollment")
+    parser.add_argument("--ack", action="store_true", help="with --token: may acknowledge alerts in the web console")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.token:
         token = secrets.token_urlsafe(32)
         entry = {"name": args.token, "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
-                 "streams": [s.strip() for s in args.streams.split(",") if s.strip()], "control": args.control}
+                 "streams": [s.strip() for s in args.streams.split(",") if s.strip()], "control": args.control,
+                 "ack": args.ack}
         print(f"token for {args.token} (give it to the client; it is not stored): {token}")
         print("add to the tokens file under 'clients:':")
         print(json.dumps(entry))

@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-speech", action="store_true", help="leave out the synthetic speech stream")
     parser.add_argument("--workdir", type=Path, help="keep the scene, event log and profiles here (default: temp)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--console", action="store_true",
+                        help="also serve the web console, keep the service up after the summary and print the "
+                        "console's URL with a read-only token (Ctrl-C ends)")
+    parser.add_argument("--console-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="where the console listens with --console (default: a free port on loopback)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +49,14 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose == 0:
         logging.getLogger().setLevel(logging.ERROR)  # the demo's own display says what happens
     workdir = args.workdir or default_workdir()
+    wait = None
+    if args.console:
+        from edge_coat.commands._stage import stop_on_signals
+
+        wait = stop_on_signals("demo").wait
     opts = DemoOptions(model=args.model, workdir=workdir, scene_s=args.scene_s, onset_s=onset, enroll_s=enroll,
-                       realtime=args.realtime, speech=not args.no_speech, threads=args.threads)
+                       realtime=args.realtime, speech=not args.no_speech, threads=args.threads,
+                       console=args.console, console_listen=args.console_listen, console_wait=wait)
     try:
         result = run_demo(opts)
     except (ValueError, OSError) as exc:

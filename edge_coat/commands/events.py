@@ -29,10 +29,22 @@ def make_client(args: argparse.Namespace):
                        cert_file=args.cert, key_file=args.key, insecure=args.insecure)
 
 
+def cursor_value(text: str) -> int:
+    """An event id for --from: a whole number from 0 (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an event id (a whole number >= 0), got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an event id >= 0 (0: every retained event), got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(parser)
     parser.add_argument("--follow", action="store_true", help="keep following live events (default: replay and exit)")
-    parser.add_argument("--from", dest="from_cursor", type=int, help="resume after this event id (0: all retained)")
+    parser.add_argument("--from", dest="from_cursor", type=cursor_value, metavar="EVENT_ID",
+                        help="resume after this event id (0: all retained)")
     parser.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
     parser.add_argument("--kind", action="append", default=[], help="only this kind (repeatable)")
     parser.add_argument("--min-score", type=float, default=0.0, help="only events scoring at least this")

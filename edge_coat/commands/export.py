@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_coat.export.bundle import export_bundle
-    from edge_coat.export.manifest import BundleError
+    from edge_coat.model.manifest import BundleError
     from edge_coat.export.parity import ParityError, load_real_waves
 
     real = None

@@ -19,8 +19,9 @@ def run(args: argparse.Namespace) -> int:
 
     for name in args.names:
         if (args.dir / f"{name}.key_secret").exists() and not args.force:
-            print(f"{args.dir / name}.key_secret exists; use --force to overwrite")
-            return 1
+            from edge_coat.errors import UserError
+
+            raise UserError(f"{args.dir / name}.key_secret exists; use --force to overwrite")
         public, secret = create_keypair(args.dir, name)
         print(f"{name}: public {public}  secret {secret}")
     print(

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge_coat.model.config import FAMILIES
+
 HELP = "list and verify model bundles, or write the manifest of a locally copied checkpoint"
-
-_FAMILIES = ("qwen2_audio", "qwen2_5_omni", "audioflamingo3")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="models_action", metavar="ACTION", required=True)
@@ -27,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("directory", help="folder to describe")
     p.add_argument("--name", required=True, help="bundle name, e.g. qwen2-audio-7b-instruct")
     p.add_argument("--role", choices=("model", "base", "coat"), default="base", help="what the folder holds")
-    p.add_argument("--family", choices=_FAMILIES, required=True, help="base model family")
+    p.add_argument("--family", choices=FAMILIES, required=True, help="base model family")
     p.add_argument("--base-model", default="", help="upstream checkpoint name, e.g. Qwen/Qwen2-Audio-7B-Instruct")
     p.add_argument("--license", required=True, help="license of the weights, e.g. Apache-2.0")
     p.add_argument("--provenance", action="append", default=[], help="a training dataset and its license (repeat)")
@@ -45,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.export.manifest import MANIFEST_NAME, BundleError, build_manifest, list_bundles, verify, write_manifest
+    from edge_coat.model.manifest import MANIFEST_NAME, BundleError, build_manifest, list_bundles, verify, write_manifest
 
     action = args.models_action
     if action == "import-whisper":

@@ -4,12 +4,13 @@ It is the serve role of the service (``Service(cfg, roles=("serve",))``): the ev
 file the worker writes, /metrics on ``metrics.roles.serve`` (subscribers, events read from the log by
 kind and phase, the log head), and a graceful stop on SIGTERM/SIGINT (the last events fanned out, health
 NOT_SERVING, subscribers closed with a resume cursor). With ``-c/--config`` the whole site config is
-validated; the flags below override its ``events:`` (and ``--grace``, ``--metrics-listen`` its
-``service.grace_s`` and ``metrics.roles.serve``) before validation. Without ``--config`` the flags are
-the whole config and /metrics is off unless ``--metrics-listen`` is given.
+validated; the flags below override its ``events:`` (and ``--grace``, ``--metrics-listen``,
+``--console-listen`` its ``service.grace_s``, ``metrics.roles.serve`` and ``console``) before
+validation. Without ``--config`` the flags are the whole config and /metrics is off unless
+``--metrics-listen`` is given (the console, unless ``--console-listen`` is).
 
-Prints ``edge-coat serve: listening on port N, log PATH[, metrics on port M]`` once it serves, and a
-JSON line ``{"stopped": true, ...}`` after the stop. Exit 2: invalid config; 1: could not start.
+Prints ``edge-coat serve: listening on port N, log PATH[, metrics on port M][, console on http(s) port
+C]`` once it serves, and a JSON line ``{"stopped": true, ...}`` after the stop. Exit 2: invalid config; 1: could not start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from edge_coat.errors import debug_traceback
 
 HELP = "run the gRPC event service over the durable event log (SQLite file shared with the worker)"
 
@@ -37,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds given to clients on shutdown (overrides service.grace_s, default 3)")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
                         help="serve /metrics here (overrides metrics.roles.serve; turns metrics on)")
+    parser.add_argument("--console-listen", metavar="HOST:PORT",
+                        help="serve the operator web console here (overrides console.listen; turns it on)")
 
 
 def _section(site: dict, name: str, source) -> dict:
@@ -51,7 +56,7 @@ def _section(site: dict, name: str, source) -> dict:
 def load_site_config(args: argparse.Namespace):
     """The SiteConfig serve runs on: --config (read, not yet validated) with the command-line overrides
     merged into its sections, then validated whole. Raises ConfigError naming every problem."""
-    from edge_coat.config import ConfigError, read_config, validate_config
+    from edge_coat.config import ConfigError, file_problems, read_config, validate_config
 
     source = args.config
     site = read_config(Path(source)) if source else {"metrics": {"enabled": False}}
@@ -70,21 +75,27 @@ def load_site_config(args: argparse.Namespace):
         metrics = _section(site, "metrics", source)
         roles = metrics.get("roles") if isinstance(metrics.get("roles"), dict) else {}
         site["metrics"] = {**metrics, "enabled": True, "roles": {**roles, "serve": args.metrics_listen}}
+    if getattr(args, "console_listen", None):
+        site["console"] = {**_section(site, "console", source), "enabled": True, "listen": args.console_listen}
     try:
         cfg = validate_config(site)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
     cfg.require("events", command="edge-coat serve")
+    problems = file_problems(cfg, ("events",))
+    if problems:
+        raise ConfigError(problems, source)
     return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_coat.commands._stage import stop_on_signals
+    from edge_coat.commands._stage import reload_tokens_on_sighup, stop_on_signals
     from edge_coat.service import Service, configure_logging
 
     try:
         cfg = load_site_config(args)
     except (ValueError, OSError) as exc:  # ConfigError is a ValueError
+        debug_traceback(exc)
         print(f"edge-coat serve: invalid configuration: {exc}", file=sys.stderr)
         return 2
     if args.config:
@@ -94,10 +105,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         service.start()
     except (OSError, ValueError, RuntimeError) as exc:
+        debug_traceback(exc)
         print(f"edge-coat serve: cannot start: {exc}", file=sys.stderr)
         return 1
+    reload_tokens_on_sighup(service)
     metrics = f", metrics on port {service.metrics_port}" if service.metrics_port is not None else ""
-    print(f"edge-coat serve: listening on port {service.grpc_port}, log {cfg.events.db_path}{metrics}", flush=True)
+    console = f", console on {service.console.scheme} port {service.console_port}" if service.console else ""
+    print(f"edge-coat serve: listening on port {service.grpc_port}, log {cfg.events.db_path}{metrics}{console}",
+          flush=True)
     stop.wait()
     summary = service.stop()
     print(json.dumps({"stopped": True, **summary}), flush=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge_coat.model.config import FAMILIES
+
 HELP = "train CoAT (thinking block, expert heads, LLM or LoRA) on dataset folders; checkpoints and --resume"
 
 
@@ -16,7 +18,7 @@ def add_arguments(parser) -> None:
                    help="share of the remaining groups per folder kept to calibrate the temperature (default 0: T=1)")
     m = parser.add_argument_group("model")
     src = m.add_mutually_exclusive_group(required=True)
-    src.add_argument("--init", dest="init_family", choices=("qwen2_audio", "qwen2_5_omni", "audioflamingo3"),
+    src.add_argument("--init", dest="init_family", choices=FAMILIES,
                      help="build a new model of this family (tokenizer from the tasks' vocabulary)")
     src.add_argument("--model", dest="init_model", help="continue training this model directory")
     m.add_argument("--size", dest="init_size", default="tiny", choices=("test", "tiny", "small"),

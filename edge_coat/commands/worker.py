@@ -19,7 +19,11 @@ HELP = "window, gate and analyse incoming streams with the model; emit events"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", type=Path,
                         help="site config: run the model stage, detectors and event log from it (other flags ignored)")
-    parser.add_argument("--bind", default="tcp://0.0.0.0:5555", help="endpoint to bind (default tcp://0.0.0.0:5555)")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                        help="endpoint to bind (default tcp://127.0.0.1:5555: this host only; another address needs "
+                        "--secret-key/--allowed-clients or --insecure)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --bind without CurveZMQ (isolated test networks only)")
     parser.add_argument("--stage", choices=["noop"], default="noop", help="model stage (noop: windowing only)")
     parser.add_argument("--window-s", type=float, default=2.0, help="window length, seconds")
     parser.add_argument("--hop-s", type=float, default=1.0, help="hop between windows, seconds")
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return run_from_config(args.config, getattr(args, "verbose", 0))
     from pydantic import ValidationError
 
+    from edge_coat.errors import INVALID_INPUT, UserError, flag_problems
     from edge_coat.worker.config import WorkerConfig
     from edge_coat.worker.service import Worker
     from edge_coat.worker.stage import NoopStage
@@ -69,16 +74,21 @@ def run(args: argparse.Namespace) -> int:
     curve = None
     if args.secret_key or args.allowed_clients:
         curve = {"secret_key_file": args.secret_key, "allowed_clients_dir": args.allowed_clients}
+    from edge_coat.transport.config import is_loopback_endpoint
+
+    if curve is None and not args.insecure and not is_loopback_endpoint(args.bind):
+        raise UserError(f"--bind {args.bind} accepts audio from other hosts without CurveZMQ; give --secret-key and "
+                        "--allowed-clients (edge-coat keys), bind tcp://127.0.0.1:PORT, or add --insecure (isolated "
+                        "test networks only)", INVALID_INPUT)
     tasks = {t: {"min_rms_dbfs": args.min_rms_dbfs} for t in (args.task or ["anomaly"])}
     try:
         cfg = WorkerConfig(
-            receiver={"bind": args.bind, "curve": curve},
+            receiver={"bind": args.bind, "curve": curve, "insecure": args.insecure},
             default_stream={"window_s": args.window_s, "hop_s": args.hop_s, "tasks": tasks},
             batch={"max_batch": args.max_batch, "max_wait_s": args.max_wait_s},
         )
     except ValidationError as exc:
-        print(f"edge-coat worker: {exc}")
-        return 2
+        raise UserError(flag_problems(exc), INVALID_INPUT) from None
 
     def show(result) -> None:
         w = result.window
@@ -89,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         worker = Worker(cfg, NoopStage(), on_result=show if args.print_windows else None)
     except ValueError as exc:
-        print(f"edge-coat worker: {exc}")
-        return 2
+        raise UserError(str(exc), INVALID_INPUT) from None
     worker.start()
     print(f"worker listening on {worker.endpoint}", flush=True)
     t0 = last = time.monotonic()

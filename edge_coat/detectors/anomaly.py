@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_coat.detectors.config import AnomalyConfig
+from edge_coat.detectors.config import AnomalyConfig, check_enrollment_request
 from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
 from edge_coat.detectors.features import fuse, window_features
-from edge_coat.detectors.profile import NormalProfile, check_stream_id
-from edge_coat.messages import EventRecord, WindowResult
+from edge_coat.detectors.profile import NormalProfile
+from edge_coat.detectors.registry import register
+from edge_coat.messages import DetectorStatus, EnrollmentStatus, EventRecord, WindowResult, check_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,10 @@ class _Stream:
     last_error: str = ""
 
 
+@register(AnomalyConfig, default=True)
 class AnomalyDetector:
-    """Anomaly episodes per stream. Not thread-safe: call from the worker's detector loop."""
-
-    kind = "anomaly"
+    """Anomaly episodes per stream (a `Detector` with the `Enrolling` capability). Not thread-safe: the
+    DetectorSet calls it under its lock."""
 
     def __init__(self, config: AnomalyConfig | None = None, top_tags: int = 5) -> None:
         self.config = config or AnomalyConfig()
@@ -79,7 +80,7 @@ class AnomalyDetector:
     # ------------------------------------------------------------------ per-window
     def process(self, result: WindowResult) -> list[EventRecord]:
         cfg = self.config
-        stream_id = check_stream_id(result.window.stream_id)
+        stream_id = result.window.stream_id
         st = self._stream(stream_id)
         st.windows += 1
         st.last_ts = result.window.end_ts
@@ -104,7 +105,7 @@ class AnomalyDetector:
         when there is nothing to judge. Raises ValueError on malformed input.
         """
         cfg = self.config
-        stream_id = check_stream_id(result.window.stream_id)
+        stream_id = result.window.stream_id
         st = self._stream(stream_id)
         p_abnormal = _p_abnormal(result, cfg.task, cfg.abnormal_label)
         scores: dict[str, float] = {}
@@ -129,8 +130,9 @@ class AnomalyDetector:
         scores["score"] = fused
         return scores
 
-    def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
-        """The stream ended: end its open episode (an 'end' event with the last evidence)."""
+    def close_stream(self, stream_id: str, ts: float, reason: str = "stream ended") -> list[EventRecord]:
+        """The stream ended (or, ``reason="interrupted"``, never came back after a restart): end its open
+        episode (an 'end' event whose evidence says why)."""
         st = self._streams.get(stream_id)
         if st is None:
             return []
@@ -138,18 +140,25 @@ class AnomalyDetector:
         if transition is None:
             return []
         evidence = {"window": {"start_ts": ts, "end_ts": ts}, "scores": {"peak": transition.peak},
-                    "reason": "stream ended"}
+                    "reason": reason}
         return [EventRecord(stream_id=stream_id, kind=self.kind, phase="end", episode_id=transition.episode_id,
                             label="abnormal", score=transition.peak, window_start_ts=ts, window_end_ts=ts,
-                            text=f"{stream_id}: stream ended during an anomaly (peak score {transition.peak:.2f})",
+                            text=f"{stream_id}: {reason} during an anomaly (peak score {transition.peak:.2f})",
                             evidence=evidence)]
 
+    def resume_episode(self, stream_id: str, episode_id: str, label: str, peak: float, started_ts: float,
+                       last_ts: float) -> None:
+        """Continue an episode opened before a restart (see EpisodeTracker.resume)."""
+        self._stream(check_stream_id(stream_id)).tracker.resume(episode_id, peak, started_ts, last_ts)
+
     # ------------------------------------------------------------------ enrollment
-    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
+    def start_enrollment(self, stream_id: str, windows: int | None = None,
+                         seconds: float | None = None) -> EnrollmentStatus:
         """Treat the stream's next ``windows`` windows (or ``seconds`` of audio) as normal and fit on them."""
         check_stream_id(stream_id)
         if windows is not None and seconds is not None:
             raise ValueError("give enrollment windows or seconds, not both")
+        check_enrollment_request(windows, seconds)
         if windows is not None and windows < self.config.min_enroll_windows:
             raise ValueError(f"enrollment needs at least {self.config.min_enroll_windows} windows; got {windows}")
         if seconds is not None and not seconds > 0:
@@ -164,7 +173,7 @@ class AnomalyDetector:
         logger.info("enrollment started on %s (windows=%s seconds=%s)", stream_id, windows, seconds)
         return self.enrollment_status(stream_id)
 
-    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict:
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> EnrollmentStatus:
         """Stop collecting; with ``commit`` fit the profile on what was collected (if enough)."""
         st = self._stream(check_stream_id(stream_id))
         enr = st.enrollment
@@ -182,7 +191,7 @@ class AnomalyDetector:
             st.last_error = "enrollment discarded"
         return self.enrollment_status(stream_id)
 
-    def enroll_from_results(self, stream_id: str, results) -> dict:
+    def enroll_from_results(self, stream_id: str, results) -> EnrollmentStatus:
         """Fit a profile from normal WindowResults computed elsewhere (e.g. files); replaces any profile."""
         st = self._stream(check_stream_id(stream_id))
         enr = _Enrollment(target_windows=None, target_seconds=None)
@@ -200,28 +209,35 @@ class AnomalyDetector:
         self._fit(stream_id, st, enr)
         return self.enrollment_status(stream_id)
 
-    def enrollment_status(self, stream_id: str) -> dict:
+    def enrollment_status(self, stream_id: str) -> EnrollmentStatus:
         st = self._stream(check_stream_id(stream_id))
-        status = {"stream_id": stream_id, "state": "none", "collected": 0, "target_windows": 0,
-                  "target_seconds": 0.0, "threshold": 0.0, "message": st.note}
+        state, message, profile = "none", st.note, {}
         if st.profile is not None:
-            status.update(state="ready", threshold=st.profile.threshold, profile=st.profile.summary())
-        if st.note.startswith("profile stale"):
-            status["state"] = "stale"
+            state, profile = "ready", st.profile.summary()
+        if self._stale(st):
+            state = "stale"
+        collected = target_windows = 0
+        target_seconds = 0.0
         if st.enrollment is not None:
             enr = st.enrollment
-            status.update(state="enrolling", collected=len(enr.vectors), target_windows=enr.target_windows or 0,
-                          target_seconds=enr.target_seconds or 0.0,
-                          message=f"collecting normal windows ({len(enr.vectors)} so far)")
-        if st.last_error:
-            status["last_error"] = st.last_error
-        return status
+            state, collected = "enrolling", len(enr.vectors)
+            target_windows, target_seconds = enr.target_windows or 0, enr.target_seconds or 0.0
+            message = f"collecting normal windows ({collected} so far)"
+        return EnrollmentStatus(stream_id=stream_id, state=state, collected=collected, target_windows=target_windows,
+                                target_seconds=target_seconds,
+                                threshold=st.profile.threshold if st.profile is not None else 0.0,
+                                message=message, last_error=st.last_error, profile=profile)
 
-    def status(self, stream_id: str) -> dict:
+    def status(self, stream_id: str) -> DetectorStatus:
         st = self._stream(check_stream_id(stream_id))
-        return {"enrollment": self.enrollment_status(stream_id), "active_episode": st.tracker.episode_id
-                if st.tracker.active else "", "last_score": st.last_score, "windows": st.windows,
-                "model_only": st.profile is None or st.note.startswith("profile stale")}
+        return DetectorStatus(kind=self.kind, active_episode=st.tracker.episode_id if st.tracker.active else "",
+                              label="abnormal", last_score=st.last_score, windows=st.windows, note=st.note,
+                              enrollment=self.enrollment_status(stream_id),
+                              details={"model_only": st.profile is None or self._stale(st)})
+
+    @staticmethod
+    def _stale(st: _Stream) -> bool:
+        return st.note.startswith("profile stale")
 
     # ------------------------------------------------------------------ internals
     def _stream(self, stream_id: str) -> _Stream:
@@ -276,7 +292,10 @@ class AnomalyDetector:
         path = profile.save(cfg.profile_dir, stream_id)
         st.profile, st.enrollment, st.last_error = profile, None, ""
         st.note = f"normal profile of {len(enr.vectors)} windows"
-        if profile.raised:  # say so: a longer enrollment would let the percentile speak
+        if profile.degenerate:  # say so: the operator should enroll on the machine's varied normal sound
+            st.note += (f"; degenerate enrollment ({profile.degenerate}): threshold floored at "
+                        f"{profile.threshold:.2f}; re-enroll on a longer, varied stretch of normal sound")
+        elif profile.raised:  # say so: a longer enrollment would let the percentile speak
             st.note += (f"; tight enrollment: threshold raised from the {profile.percentile:g}th percentile to "
                         f"{profile.threshold / max(profile.median, 1e-12):.2f} x the median normal distance")
         logger.info("normal profile for %s fitted on %d windows, threshold %.3f, saved to %s", stream_id,
@@ -294,7 +313,7 @@ class AnomalyDetector:
         return ""
 
     def _mark_stale(self, stream_id: str, st: _Stream, problem: str) -> None:
-        if not st.note.startswith("profile stale"):
+        if not self._stale(st):
             logger.warning("profile of %s does not fit its windows (%s): model judgement only until re-enrolled",
                            stream_id, problem)
         st.note = f"profile stale: {problem}; re-enroll. Model judgement only"
@@ -303,7 +322,7 @@ class AnomalyDetector:
         evidence = build_evidence(result, scores, self.top_tags)
         evidence["scores"]["peak"] = tr.peak
         evidence["episode_started_ts"] = tr.started_ts
-        evidence["profile"] = "ready" if st.profile is not None and not st.note.startswith("profile stale") \
+        evidence["profile"] = "ready" if st.profile is not None and not self._stale(st) \
             else st.note
         detail = describe_readings(evidence)
         basis = (f"distance {scores['distance']:.2f} vs normal threshold {scores['threshold_distance']:.2f}"

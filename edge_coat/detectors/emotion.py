@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from edge_coat.detectors.config import EmotionConfig
 from edge_coat.detectors.episode import EpisodeTracker
 from edge_coat.detectors.evidence import build_evidence, describe_readings, speech_ratio
-from edge_coat.detectors.profile import check_stream_id
-from edge_coat.messages import EventRecord, WindowResult
+from edge_coat.detectors.registry import register
+from edge_coat.messages import DetectorStatus, EventRecord, WindowResult
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,9 @@ class _Stream:
     skipped_windows: int = 0
 
 
+@register(EmotionConfig, default=True)
 class EmotionDetector:
-    """Emotion episodes per stream. Not thread-safe: call from the worker's detector loop."""
-
-    kind = "emotion"
+    """Emotion episodes per stream (a `Detector`). Not thread-safe: the DetectorSet calls it under its lock."""
 
     def __init__(self, config: EmotionConfig | None = None, top_tags: int = 5) -> None:
         self.config = config or EmotionConfig()
@@ -56,7 +55,7 @@ class EmotionDetector:
         if not probs:
             return []
         _check_distribution(probs, cfg.task)
-        stream_id = check_stream_id(result.window.stream_id)
+        stream_id = result.window.stream_id
         st = self._stream(stream_id)
         if not self.is_speech(result):
             st.skipped_windows += 1
@@ -94,8 +93,16 @@ class EmotionDetector:
                             label=st.label, score=float(tr.peak), window_start_ts=result.window.start_ts,
                             window_end_ts=result.window.end_ts, text=text, evidence=evidence)]
 
-    def close_stream(self, stream_id: str, ts: float) -> list[EventRecord]:
-        """The call ended: close its open episode and forget its smoothing state."""
+    def resume_episode(self, stream_id: str, episode_id: str, label: str, peak: float, started_ts: float,
+                       last_ts: float) -> None:
+        """Continue an episode opened before a restart (the smoothing starts afresh)."""
+        st = self._stream(stream_id)
+        st.tracker.resume(episode_id, peak, started_ts, last_ts)
+        st.label = label
+
+    def close_stream(self, stream_id: str, ts: float, reason: str = "stream ended") -> list[EventRecord]:
+        """The call ended (or never came back after a restart): close its open episode and forget its
+        smoothing state."""
         st = self._streams.pop(stream_id, None)
         if st is None:
             return []
@@ -104,17 +111,19 @@ class EmotionDetector:
             return []
         return [EventRecord(stream_id=stream_id, kind=self.kind, phase="end", episode_id=tr.episode_id,
                             label=st.label, score=float(tr.peak), window_start_ts=ts, window_end_ts=ts,
-                            text=f"{stream_id}: call ended during a {st.label} episode (peak {tr.peak:.2f})",
+                            text=f"{stream_id}: {'call ended' if reason == 'stream ended' else reason} during a "
+                                 f"{st.label} episode (peak {tr.peak:.2f})",
                             evidence={"window": {"start_ts": ts, "end_ts": ts}, "scores": {"peak": tr.peak},
-                                      "reason": "stream ended"})]
+                                      "reason": reason})]
 
-    def status(self, stream_id: str) -> dict:
+    def status(self, stream_id: str) -> DetectorStatus:
         st = self._streams.get(stream_id)
         if st is None:
-            return {"active_episode": "", "last_score": None, "speech_windows": 0}
-        return {"active_episode": st.tracker.episode_id if st.tracker.active else "", "label": st.label,
-                "last_score": st.last_score, "speech_windows": st.speech_windows,
-                "skipped_windows": st.skipped_windows}
+            return DetectorStatus(kind=self.kind, details={"speech_windows": 0, "skipped_windows": 0})
+        return DetectorStatus(kind=self.kind, active_episode=st.tracker.episode_id if st.tracker.active else "",
+                              label=st.label, last_score=st.last_score,
+                              windows=st.speech_windows + st.skipped_windows,
+                              details={"speech_windows": st.speech_windows, "skipped_windows": st.skipped_windows})
 
     def _stream(self, stream_id: str) -> _Stream:
         st = self._streams.get(stream_id)

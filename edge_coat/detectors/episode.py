@@ -79,6 +79,14 @@ class EpisodeTracker:
             return Transition("update", self.episode_id or "", self._peak, self._started_ts)
         return None
 
+    def resume(self, episode_id: str, peak: float, started_ts: float, last_emit_ts: float) -> None:
+        """Continue an episode a previous process opened (its start is in the event log, its end is
+        not): the next windows update and end it instead of starting a second one."""
+        self.active = True
+        self.episode_id = episode_id
+        self._peak, self._started_ts, self._last_emit_ts = float(peak), float(started_ts), float(last_emit_ts)
+        self._on_run, self._on_since, self._off_run = 0, None, 0
+
     def close(self, end_ts: float) -> Transition | None:
         """End the open episode now (stream ended, profile replaced); None when none is open."""
         if not self.active:

@@ -20,27 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge_coat.messages import check_stream_id
+
 logger = logging.getLogger(__name__)
 
-_STREAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _LOGIT_05 = math.log(19.0)  # logit(0.95): median -> 0.05, threshold -> 0.5
-
-
-def check_stream_id(stream_id: str) -> str:
-    """Return ``stream_id`` if it is safe as a file name and metadata key, else raise ValueError."""
-    if not isinstance(stream_id, str) or not _STREAM_RE.match(stream_id):
-        raise ValueError(
-            f"stream id must be 1-128 characters of letters, digits, '.', '_', ':' or '-' starting with a "
-            f"letter or digit; got {stream_id!r}"
-        )
-    return stream_id
 
 
 def calibrated_threshold(calib: np.ndarray, percentile: float, robust_z: float = 0.0,
@@ -98,6 +89,7 @@ class NormalProfile:
     features: str = "thinking"  # what the vectors are: "thinking" (pooled latents) or "mel" (detectors.features)
     robust_z: float = 0.0  # threshold >= median + robust_z * 1.4826 * MAD of calib
     min_ratio: float = 1.0  # threshold >= min_ratio * median of calib
+    degenerate: str = ""  # why the enrollment was degenerate and its threshold floored ("" when it was not)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -117,9 +109,23 @@ class NormalProfile:
             raise ValueError(f"Mahalanobis profile needs at least 5 enrollment windows; got {n}")
         if method not in ("knn", "mahalanobis"):
             raise ValueError(f"method must be 'knn' or 'mahalanobis'; got {method!r}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("enrollment vectors contain NaN or inf")
         excluded = _overlaps(spans, n)  # (N, N) bool, the diagonal included
         mean = x.mean(axis=0)  # (F,)
         scale = np.maximum(x.std(axis=0), 1e-6)  # (F,)
+        distinct = int(np.unique(x.astype(np.float32), axis=0).shape[0])
+        degenerate = ""
+        if distinct < max(3, min(k + 1, n)):
+            degenerate = f"only {distinct} distinct window(s) of {n}"
+        elif float(np.median(x.std(axis=0))) <= 1e-9 * (float(np.sqrt(np.mean(mean**2))) + 1e-12):
+            degenerate = "no variance across the windows"
+        if degenerate:
+            # A steady tone (or silence) gives the same vector every window: every held-out distance is 0,
+            # so is the percentile, and any new window would sit "at the threshold". Floor the scale at 1 %
+            # of the vectors' magnitude and the threshold at sqrt(F), i.e. an RMS deviation of one floored
+            # unit per feature: the same steady sound scores ~0.05, a different one far beyond.
+            scale = np.maximum(scale, 0.01 * float(np.sqrt(np.mean(mean**2))) + 1e-6)
         z = (x - mean) / scale  # (N, F)
         precision = None
         if method == "knn":
@@ -128,11 +134,20 @@ class NormalProfile:
             calib = _heldout_mahalanobis(z, excluded)
             precision = _shrunk_precision(z)
         threshold = calibrated_threshold(calib, percentile, robust_z, min_ratio)
+        if not degenerate and threshold <= 1e-9:
+            degenerate = "zero held-out distances"
+            scale = np.maximum(scale, 0.01 * float(np.sqrt(np.mean(mean**2))) + 1e-6)
+            z = (x - mean) / scale
+            calib = _loo_knn_distances(z, k, excluded) if method == "knn" else _heldout_mahalanobis(z, excluded)
+            threshold = calibrated_threshold(calib, percentile, robust_z, min_ratio)
+        if degenerate:
+            threshold = max(threshold, math.sqrt(x.shape[1]))
+            logger.warning("degenerate enrollment (%s): threshold floored at %.3f", degenerate, threshold)
         median = float(np.median(calib))
         return cls(method=method, pooling=pooling, k=k, percentile=percentile, mean=mean, scale=scale, data=z,
                    calib=calib, threshold=threshold, median=median, precision=precision, model_name=model_name,
                    model_version=model_version, created_ts=time.time(), latent_shape=tuple(latent_shape),
-                   features=features, robust_z=robust_z, min_ratio=min_ratio)
+                   features=features, robust_z=robust_z, min_ratio=min_ratio, degenerate=degenerate)
 
     @property
     def raised(self) -> bool:
@@ -169,7 +184,8 @@ class NormalProfile:
         if self.precision is not None:
             arrays["precision"] = self.precision
         tmp = npz.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
+        with _private(tmp) as f:
+            np.savez(f, **arrays)
         tmp.replace(npz)  # atomic: a crash never leaves half a profile
         meta = {
             "stream_id": stream_id, "method": self.method, "pooling": self.pooling, "k": self.k,
@@ -177,11 +193,12 @@ class NormalProfile:
             "n": int(self.data.shape[0]), "dim": int(self.data.shape[1]),
             "latent_shape": list(self.latent_shape), "model_name": self.model_name,
             "model_version": self.model_version, "created_ts": self.created_ts, "features": self.features,
-            "robust_z": self.robust_z, "min_ratio": self.min_ratio,
+            "robust_z": self.robust_z, "min_ratio": self.min_ratio, "degenerate": self.degenerate,
         }
         meta_path = directory / f"{stream_id}.json"
         tmp_meta = meta_path.with_suffix(".tmp.json")
-        tmp_meta.write_text(json.dumps(meta, indent=2))
+        with _private(tmp_meta) as f:
+            f.write(json.dumps(meta, indent=2).encode())
         tmp_meta.replace(meta_path)
         return npz
 
@@ -204,13 +221,14 @@ class NormalProfile:
                        created_ts=float(meta.get("created_ts", 0.0)),
                        latent_shape=tuple(meta.get("latent_shape", (0, 0))),
                        features=_feature_set(meta.get("features")),
-                       robust_z=float(meta.get("robust_z", 0.0)), min_ratio=float(meta.get("min_ratio", 1.0)))
+                       robust_z=float(meta.get("robust_z", 0.0)), min_ratio=float(meta.get("min_ratio", 1.0)),
+                       degenerate=str(meta.get("degenerate", "")))
 
     def summary(self) -> dict:
         return {"method": self.method, "features": self.features, "pooling": self.pooling, "n": int(self.data.shape[0]),
                 "threshold": self.threshold, "percentile": self.percentile, "robust_z": self.robust_z,
                 "min_ratio": self.min_ratio, "median": self.median, "model_name": self.model_name,
-                "model_version": self.model_version, "created_ts": self.created_ts}
+                "model_version": self.model_version, "created_ts": self.created_ts, "degenerate": self.degenerate}
 
 
 def _knn_distances(queries: np.ndarray, data: np.ndarray, k: int, *, leave_one_out: bool) -> np.ndarray:
@@ -285,6 +303,12 @@ def _heldout_mahalanobis(z: np.ndarray, excluded: np.ndarray | None = None, fold
         d = z[idx] - train.mean(axis=0)  # (n_fold, F)
         out[idx] = np.sqrt(np.maximum(np.einsum("nf,fg,ng->n", d, prec, d), 0.0))
     return out
+
+
+def _private(path: Path):
+    """A new file opened for binary writing with mode 0600 (a profile describes a site's machines)."""
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _feature_set(saved: object) -> str:

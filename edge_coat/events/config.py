@@ -45,6 +45,10 @@ class EventsConfig(BaseModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description="retention of the log")
     tls: TlsConfig | None = Field(None, description="TLS/mTLS certificates; required unless insecure")
     tokens_file: Path | None = Field(None, description="YAML/JSON file of client tokens and their stream scopes")
+    group_readable: bool = Field(
+        False, description="event log files mode 0640 (the owner's group may read them, e.g. a backup user) "
+        "instead of 0600",
+    )
     insecure: bool = Field(
         False, description="allow plaintext gRPC (and no tokens when tokens_file is unset): tests and demos only"
     )
@@ -70,8 +74,38 @@ class EventsConfig(BaseModel):
                                  "unauthenticated clients (tests and demos only)")
         return self
 
+    @property
+    def file_mode(self) -> int:
+        """Mode of the event log file and its -wal/-shm files."""
+        return 0o640 if self.group_readable else 0o600
+
     def warn_if_insecure(self) -> None:
         if self.insecure and self.tls is None:
             logger.warning("events service is in INSECURE mode: plaintext gRPC on %s", self.listen)
         if self.insecure and self.tokens_file is None:
             logger.warning("events service is in INSECURE mode: no tokens, every client sees every stream")
+
+
+def check_tls_files(tls) -> None:
+    """Raise ValueError naming the file and the fix when the certificate, key or client CA cannot be used
+    (gRPC itself only says "Failed to bind to address")."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    except FileNotFoundError as exc:
+        raise ValueError(f"events.tls: {exc.filename} does not exist; fix the path") from None
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise ValueError(f"events.tls: the key {tls.key_file} does not belong to the certificate "
+                             f"{tls.cert_file}; give the key made with that certificate (`edge-coat certs` "
+                             "writes both)") from None
+        raise ValueError(f"events.tls: cannot use the certificate {tls.cert_file} with the key {tls.key_file} "
+                         f"({exc.reason or exc}); both must be PEM files, the key unencrypted") from None
+    if tls.client_ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(tls.client_ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"events.tls.client_ca_file: {tls.client_ca_file} is not a usable PEM CA "
+                             f"certificate ({exc}); give the CA that signs the client certificates") from None

@@ -11,11 +11,11 @@ The service calls a :class:`StreamControl`. Two implementations:
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import asdict, replace
 from typing import Protocol
 
 from edge_coat.events.log import EventLog
-from edge_coat.messages import EventRecord
+from edge_coat.messages import EnrollmentStatus, EventRecord, StreamStatus, check_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +23,11 @@ logger = logging.getLogger(__name__)
 class StreamControl(Protocol):
     """What the event service needs from the worker side. Raise ValueError on bad requests."""
 
-    def list_streams(self) -> list[dict]: ...
-    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict: ...
-    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict: ...
-    def get_enrollment(self, stream_id: str) -> dict: ...
+    def list_streams(self) -> list[StreamStatus]: ...
+    def start_enrollment(self, stream_id: str, windows: int | None = None,
+                         seconds: float | None = None) -> EnrollmentStatus: ...
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> EnrollmentStatus: ...
+    def get_enrollment(self, stream_id: str) -> EnrollmentStatus: ...
 
 
 class LogStreamControl:
@@ -35,29 +36,30 @@ class LogStreamControl:
     def __init__(self, log: EventLog) -> None:
         self.log = log
 
-    def list_streams(self) -> list[dict]:
-        return [{**status, "updated_ts": ts} for _, ts, status in self.log.stream_statuses()]
+    def list_streams(self) -> list[StreamStatus]:
+        return self.log.stream_statuses()
 
-    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
-        from edge_coat.detectors.profile import check_stream_id
-
+    def start_enrollment(self, stream_id: str, windows: int | None = None,
+                         seconds: float | None = None) -> EnrollmentStatus:
         check_stream_id(stream_id)
         ident = self.log.add_command(stream_id, "start_enrollment", {"windows": windows, "seconds": seconds})
-        return {"stream_id": stream_id, "state": "pending", "message": f"request {ident} queued for the worker"}
+        return EnrollmentStatus(stream_id, state="pending", message=f"request {ident} queued for the worker")
 
-    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict:
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> EnrollmentStatus:
+        check_stream_id(stream_id)
         ident = self.log.add_command(stream_id, "stop_enrollment", {"commit": commit})
-        return {"stream_id": stream_id, "state": "pending", "message": f"request {ident} queued for the worker"}
+        return EnrollmentStatus(stream_id, state="pending", message=f"request {ident} queued for the worker")
 
-    def get_enrollment(self, stream_id: str) -> dict:
+    def get_enrollment(self, stream_id: str) -> EnrollmentStatus:
+        check_stream_id(stream_id)
         pending = [c for c in self.log.pending_commands() if c[1] == stream_id]
         if pending:
-            return {"stream_id": stream_id, "state": "pending",
-                    "message": f"request {pending[-1][0]} ({pending[-1][2]}) not yet applied by the worker"}
-        for sid, _, status in self.log.stream_statuses():
-            if sid == stream_id:
-                return (status.get("anomaly") or {}).get("enrollment") or {"stream_id": stream_id, "state": "none"}
-        return {"stream_id": stream_id, "state": "none", "message": "stream not seen by the worker"}
+            return EnrollmentStatus(stream_id, state="pending",
+                                    message=f"request {pending[-1][0]} ({pending[-1][2]}) not yet applied by the worker")
+        for status in self.list_streams():
+            if status.stream_id == stream_id:
+                return status.enrollment()
+        return EnrollmentStatus(stream_id, message="stream not seen by the worker")
 
 
 class WorkerBridge:
@@ -83,9 +85,9 @@ class WorkerBridge:
         for ident, stream_id, action, params in self.log.pending_commands():
             try:
                 if action == "start_enrollment":
-                    result = self.detectors.start_enrollment(stream_id, **params)
+                    result = asdict(self.detectors.start_enrollment(stream_id, **params))
                 elif action == "stop_enrollment":
-                    result = self.detectors.stop_enrollment(stream_id, **params)
+                    result = asdict(self.detectors.stop_enrollment(stream_id, **params))
                 else:
                     raise ValueError(f"unknown request {action!r}")
             except ValueError as exc:
@@ -95,9 +97,10 @@ class WorkerBridge:
             self.log.finish_command(ident, result)
             applied += 1
         for status in self.detectors.list_streams():
-            error = self._errors.get(status["stream_id"])
-            enrollment = (status.get("anomaly") or {}).get("enrollment")
-            if error and enrollment is not None:
-                enrollment["message"] = f"{enrollment.get('message', '')} (last request refused: {error})"
-            self.log.put_stream_status(status["stream_id"], {**status, "reported_ts": time.time()})
+            error = self._errors.get(status.stream_id)
+            if error:
+                status = replace(status, detectors={
+                    name: replace(d, enrollment=replace(d.enrollment, last_error=f"last request refused: {error}"))
+                    if d.enrollment is not None else d for name, d in status.detectors.items()})
+            self.log.put_stream_status(status)
         return applied

@@ -8,6 +8,7 @@ import time
 from google.protobuf import json_format, struct_pb2
 
 from edge_coat.events.log import StoredEvent
+from edge_coat.messages import DetectorStatus, EnrollmentStatus, StreamStatus
 from edge_coat.v1 import events_pb2 as pb
 
 # evidence keys that have typed fields in pb.Evidence; everything else goes to ``details``
@@ -66,28 +67,36 @@ def event_to_dict(event: pb.Event) -> dict:
                                    unquote_int64_if_possible=True)
 
 
-def enrollment_to_pb(status: dict) -> pb.EnrollmentStatus:
+def enrollment_to_pb(status: EnrollmentStatus) -> pb.EnrollmentStatus:
     return pb.EnrollmentStatus(
-        stream_id=str(status.get("stream_id", "")), state=str(status.get("state", "none")),
-        collected=int(status.get("collected", 0)), target_windows=int(status.get("target_windows", 0) or 0),
-        target_seconds=float(status.get("target_seconds", 0.0) or 0.0),
-        threshold=float(status.get("threshold", 0.0) or 0.0),
-        message=str(status.get("message", "") or status.get("last_error", "")))
+        stream_id=status.stream_id, state=status.state, collected=status.collected,
+        target_windows=status.target_windows, target_seconds=status.target_seconds, threshold=status.threshold,
+        message=status.message if not status.last_error else f"{status.message} (last error: {status.last_error})")
 
 
-def stream_status_to_pb(status: dict, updated_ts: float = 0.0) -> pb.StreamStatus:
-    """A DetectorSet stream status dict (see DetectorSet.stream_status) -> pb.StreamStatus."""
-    anomaly = status.get("anomaly") or {}
-    emotion = status.get("emotion") or {}
-    enrollment = dict(anomaly.get("enrollment") or {"state": "none", "message": "no anomaly task seen"})
-    enrollment.setdefault("stream_id", status.get("stream_id", ""))
+def detector_status_to_pb(status: DetectorStatus) -> pb.DetectorStatus:
+    out = pb.DetectorStatus(kind=status.kind, active_episode=status.active_episode, label=status.label,
+                            windows=status.windows, note=status.note, details=to_struct(status.details))
+    if status.last_score is not None and math.isfinite(status.last_score):
+        out.last_score = status.last_score
+    if status.enrollment is not None:
+        out.enrollment.CopyFrom(enrollment_to_pb(status.enrollment))
+    return out
+
+
+def stream_status_to_pb(status: StreamStatus) -> pb.StreamStatus:
+    """A `messages.StreamStatus` -> pb.StreamStatus (the deprecated per-kind fields filled for old clients)."""
+    anomaly = status.detectors.get("anomaly")
+    emotion = status.detectors.get("emotion")
     return pb.StreamStatus(
-        stream_id=str(status.get("stream_id", "")), last_window_ts=float(status.get("last_window_ts", 0.0) or 0.0),
-        windows=int(status.get("windows", 0)), model_name=str(status.get("model_name", "")),
-        model_version=str(status.get("model_version", "")), enrollment=enrollment_to_pb(enrollment),
-        anomaly_episode=str(anomaly.get("active_episode", "") or ""),
-        emotion_episode=str(emotion.get("active_episode", "") or ""),
-        model_only=bool(anomaly.get("model_only", True)), updated_ts=updated_ts, details=to_struct(status))
+        stream_id=status.stream_id, last_window_ts=status.last_window_ts, windows=status.windows,
+        model_name=status.model_name, model_version=status.model_version,
+        enrollment=enrollment_to_pb(status.enrollment()),
+        anomaly_episode=anomaly.active_episode if anomaly else "",
+        emotion_episode=emotion.active_episode if emotion else "",
+        model_only=bool(anomaly.details.get("model_only", True)) if anomaly else True,
+        updated_ts=status.updated_ts, details=to_struct(status.details),
+        detectors={name: detector_status_to_pb(d) for name, d in status.detectors.items()}, tasks=status.tasks)
 
 
 def _num(v) -> bool:

@@ -204,6 +204,8 @@ class EventHub:
         key = (who.streams, frozenset(stream_ids), frozenset(kinds), float(min_score))
         filt = self._filters.get(key)
         if filt is None:
+            if len(self._filters) >= 4096:  # clients choosing filters must not grow this without bound
+                self._filters.clear()
             filt = self._filters[key] = Filter(who, key[1], key[2], key[3])
         return filt
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
@@ -22,8 +23,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import edge_coat
+from edge_coat.detectors.config import check_enrollment_request
 from edge_coat.events.auth import AuthError, Principal, TokenAuth
-from edge_coat.events.config import EventsConfig
+from edge_coat.logutil import RateLimitedLog
+from edge_coat.events.config import EventsConfig, check_tls_files
 from edge_coat.events.control import StreamControl
 from edge_coat.events.convert import encode_response, enrollment_to_pb, stream_status_to_pb
 from edge_coat.events.hub import EventHub, ring_event
@@ -43,22 +46,30 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self.hub, self.auth, self.control, self.config = hub, auth, control, config
         self.started = time.time()
 
-    async def _principal(self, context) -> Principal:
+    async def _principal(self, context, request=None) -> Principal:
+        """The caller, checked before anything else about the request; then a request body that did
+        not parse (see :func:`_safe_deserializer`) is refused as INVALID_ARGUMENT."""
         try:
-            return self.auth.authenticate(context.invocation_metadata())
+            who = self.auth.authenticate(context.invocation_metadata())
         except AuthError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if request is MALFORMED:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request body is not a valid message")
+        return who
 
     # ------------------------------------------------------------------ Subscribe
     async def Subscribe(self, request, context):
-        who = await self._principal(context)
+        who = await self._principal(context, request)
         denied = [s for s in request.stream_ids if not who.allows(s)]
         if denied:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"client {who.name!r} may not see stream(s) {', '.join(sorted(denied))}")
-        if request.min_score < 0 or request.min_score > 1:
+        if not 0.0 <= request.min_score <= 1.0:  # NaN fails this too
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"min_score must be in [0, 1]; got {request.min_score}")
+        if len(request.stream_ids) > 1000 or len(request.kinds) > 100:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "at most 1000 stream_ids and 100 kinds per subscription")
         hub, cfg = self.hub, self.config
         filt = hub.filter_for(who, request.stream_ids, request.kinds, request.min_score)
         cursor = request.from_cursor if request.HasField("from_cursor") else hub.head
@@ -73,6 +84,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     sorted(filt.streams) or "*", sorted(filt.kinds) or "*", filt.min_score)
         try:
             while not hub.closing:
+                revoked = self.auth.still_valid(who)
+                if revoked:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                        f"{revoked}; subscription closed at cursor {cursor}")
                 changed = hub.changed()
                 if cursor < hub.head:
                     batch = hub.after(cursor, cfg.max_batch)
@@ -115,12 +130,17 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
     # ------------------------------------------------------------------ status
     async def ListStreams(self, request, context):
-        who = await self._principal(context)
+        who = await self._principal(context, request)
         return pb.ListStreamsResponse(streams=await self._streams(who))
 
     async def GetStatus(self, request, context):
-        who = await self._principal(context)
-        stats = await asyncio.to_thread(self.hub.log.stats)
+        """The log's head, oldest and count, over the streams the caller may see (a scoped token learns
+        nothing of the others' events), and the statuses of those streams."""
+        who = await self._principal(context, request)
+        if who.sees_everything:
+            stats = await asyncio.to_thread(self.hub.log.stats)
+        else:
+            stats = await asyncio.to_thread(self.hub.log.stats_for, who.allows)
         return pb.ServiceStatus(version=edge_coat.__version__,
                                 head=stats["head"], oldest=stats["oldest"], events_stored=stats["events"],
                                 subscribers=self.hub.subscribers, uptime_s=time.time() - self.started,
@@ -130,28 +150,31 @@ class EventServicer(pb_grpc.EventServiceServicer):
         if self.control is None:
             return []
         statuses = await asyncio.to_thread(self.control.list_streams)
-        return [stream_status_to_pb(s, float(s.get("updated_ts", 0.0) or 0.0))
-                for s in statuses if who.allows(s.get("stream_id", ""))]
+        return [stream_status_to_pb(s) for s in statuses if who.allows(s.stream_id)]
 
     # ------------------------------------------------------------------ enrollment
     async def StartEnrollment(self, request, context):
-        await self._may_control(request.stream_id, context)
-        return await self._call(context, "start_enrollment", request.stream_id,
-                                windows=request.windows or None, seconds=request.seconds or None)
+        await self._may_control(request.stream_id, context, request)
+        windows, seconds = request.windows or None, request.seconds or None
+        try:
+            check_enrollment_request(windows, seconds)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return await self._call(context, "start_enrollment", request.stream_id, windows=windows, seconds=seconds)
 
     async def StopEnrollment(self, request, context):
-        await self._may_control(request.stream_id, context)
+        await self._may_control(request.stream_id, context, request)
         return await self._call(context, "stop_enrollment", request.stream_id, commit=not request.discard)
 
     async def GetEnrollment(self, request, context):
-        who = await self._principal(context)
+        who = await self._principal(context, request)
         if not who.allows(request.stream_id):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"client {who.name!r} may not see stream {request.stream_id!r}")
         return await self._call(context, "get_enrollment", request.stream_id)
 
-    async def _may_control(self, stream_id: str, context) -> None:
-        who = await self._principal(context)
+    async def _may_control(self, stream_id: str, context, request=None) -> None:
+        who = await self._principal(context, request)
         if not (who.control and who.allows(stream_id)):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"client {who.name!r} may not control enrollment of stream {stream_id!r}")
@@ -183,9 +206,34 @@ def _service_handlers(servicer: EventServicer) -> dict:
 
     collect = _Collect()
     pb_grpc.add_EventServiceServicer_to_server(servicer, collect)
-    handlers = dict(collect.handlers)
+    handlers = {name: h._replace(request_deserializer=_safe_deserializer(name, h.request_deserializer))
+                for name, h in collect.handlers.items()}
     handlers["Subscribe"] = handlers["Subscribe"]._replace(response_serializer=None)
     return handlers
+
+
+#: What a request body that does not parse becomes (the handler refuses it after the token check).
+MALFORMED = object()
+#: request bodies that did not parse, by method (the service's counters)
+malformed_requests: collections.Counter = collections.Counter()
+
+
+def _safe_deserializer(method: str, parse):
+    """``parse`` that never raises: gRPC logs a full traceback for every body its deserializer fails on,
+    before any token is checked, so an unauthenticated client could flood the log. A body that does not
+    parse becomes :data:`MALFORMED`, is counted, and is logged at most once a minute."""
+    limiter = RateLimitedLog(logger, 60.0)
+
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and whatever protobuf raises on junk
+            malformed_requests[method] += 1
+            limiter.warning("%s: %d request body(ies) that did not parse so far (last: %d bytes, %s)", method,
+                            malformed_requests[method], len(data or b""), type(exc).__name__)
+            return MALFORMED
+
+    return deserialize
 
 
 def server_credentials(config: EventsConfig) -> grpc.ServerCredentials | None:
@@ -193,6 +241,7 @@ def server_credentials(config: EventsConfig) -> grpc.ServerCredentials | None:
     tls = config.tls
     if tls is None:
         return None
+    check_tls_files(tls)
     key, cert = tls.key_file.read_bytes(), tls.cert_file.read_bytes()
     client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
@@ -205,7 +254,7 @@ class EventServer:
     def __init__(self, config: EventsConfig, control: StreamControl | None = None, log: EventLog | None = None):
         self.config = config
         self.control = control
-        self.log = log or EventLog(config.db_path, config.retention, config.synchronous)
+        self.log = log or EventLog(config.db_path, config.retention, config.synchronous, config.file_mode)
         self.auth = TokenAuth.from_file(config.tokens_file)
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,27 +1,21 @@
-"""ONNX export of the thinking block, its onnxruntime runtime, and verifiable model bundles.
+"""Writing model bundles: ONNX export of the thinking block (and the Qwen2-Audio encoder), parity
+checks against torch, and verified bundle folders with their manifest.
+
+Loading a bundle, the onnxruntime sessions and the manifest format live next to the model
+(``edge_coat.model.loading``, ``edge_coat.model.runtime``, ``edge_coat.model.manifest``): this package
+only writes, and checks what it wrote.
 
 Public API::
 
-    from edge_coat.export.manifest import verify, build_manifest, write_manifest, read_manifest, list_bundles
-    verify(dir, check_hashes=True) -> Manifest            # BundleError(ValueError) names every bad file
-    build_manifest(dir, name=..., role="model"|"base"|"coat", family=..., license=..., ...) -> Manifest
-    write_manifest(dir, manifest) -> Path;  read_manifest(dir) -> Manifest
-    list_bundles(root, check_hashes=False) -> list[BundleListing]
-
-    from edge_coat.export.bundle import export_bundle, load_bundle, attach_onnx_thinking, runtime_status
+    from edge_coat.export.bundle import export_bundle
     export_bundle(model_dir, out_dir, *, coat_dir=None, coat_only=False, name=None, license="",
                   data_provenance=None, base_model="", real_waves=None, tolerance=1e-4, force=False) -> Manifest
         # exports thinking.onnx, checks parity (random 1 s / 30 s at batch 1 and 7, generated and optional
         # real windows through the encoder), records it in manifest.json; ParityError -> nothing written
-    load_bundle(model_dir, *, coat_dir=None, quantization="fp32", device=None,
-                runtime=ThinkingRuntimeConfig()) -> CoatModel   # verifies manifests first; ONNX block swapped in
-    attach_onnx_thinking(model, onnx_path, runtime=None) -> OnnxThinkingBlock
-    runtime_status(model) -> {"quantization", "thinking", "family"}
 
-    from edge_coat.export.runtime import OnnxThinkingBlock
-    OnnxThinkingBlock(path, ThinkingRuntimeConfig(...))(audio_embeds (B, T, Da), audio_mask (B, T)) -> (B, K, D)
-
-    from edge_coat.export.config import ThinkingRuntimeConfig   # site-config section model.thinking
+    from edge_coat.export.onnx_export import export_thinking, save_onnx
+    from edge_coat.export.encoder import export_encoder, encoder_parity
+    from edge_coat.export.parity import check_parity, ParityError
 
 Command line: ``edge-coat export`` and ``edge-coat models {verify,list,manifest}``. Site procedure:
 deploy/MODELS.md.

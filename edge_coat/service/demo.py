@@ -9,6 +9,11 @@
 5. Show progress and events live (a redrawn table on a terminal, plain lines otherwise).
 6. Stop gracefully (open episodes end) and print what was expected against what was seen.
 
+With ``console`` (``edge-coat demo --console``) the service also serves the operator web console and
+stays up after the summary, which then prints the console's URL and a read-only token, until
+``console_wait`` returns (Ctrl-C on the command line). The event service then requires tokens: the
+demo's own client uses a second one, with control, that is not printed.
+
 Exit status: 0 when the expected anomaly was detected after the fault's onset; 1 when it was missed
 (false alarms and emotion alerts are reported but do not change the status: the demo's promise is the
 anomaly); 2 when the demo cannot run (no model, bad arguments).
@@ -17,12 +22,14 @@ anomaly); 2 when the demo cannot run (no model, bad arguments).
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +63,9 @@ class DemoOptions:
     speech: bool = True
     threads: int = 1
     seed: int = 0
+    console: bool = False  # serve the web console and stay up after the summary until console_wait returns
+    console_listen: str = "127.0.0.1:0"
+    console_wait: Callable[[], object] | None = None
 
 
 @dataclass
@@ -123,6 +133,20 @@ def synthesize_speech(workdir: Path) -> Path | None:
 # ---- the service config --------------------------------------------------------------------------------
 
 
+def demo_tokens(workdir: Path) -> tuple[str, str]:
+    """A tokens file in ``workdir`` with the demo client's token (control) and a read-only viewer's."""
+    import json
+
+    demo, viewer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    path = workdir / "tokens.json"
+    path.write_text(json.dumps({"clients": [
+        {"name": "demo", "token": demo, "streams": ["*"], "control": True, "ack": True},
+        {"name": "viewer", "token": viewer, "streams": ["*"]},
+    ]}))
+    path.chmod(0o600)
+    return demo, viewer
+
+
 def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]) -> dict:
     model = Path(opts.model)
     streams = {}
@@ -132,9 +156,10 @@ def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]
     if "emotion" in model_tasks and SPEECH_STREAM in files:
         streams[SPEECH_STREAM] = {"window_s": opts.window_s, "hop_s": opts.hop_s,
                                   "tasks": {"emotion": {"min_rms_dbfs": -50.0, "min_speech_ratio": 0.3}}}
-    return {
+    site = {
         "capture": {"sources": [{"uri": str(files[s]), "stream_id": s, "realtime": opts.realtime} for s in streams],
-                    "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0}},
+                    "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0},
+                    "state_dir": str(opts.workdir / "capture-state")},
         "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"}, "default_stream": next(iter(streams.values())),
                    "streams": streams, "batch": {"max_batch": 8, "max_wait_s": 0.05}},
         "model": {"path": str(model), "torch_threads": opts.threads,
@@ -148,6 +173,10 @@ def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]
         "metrics": {"enabled": True, "listen": "127.0.0.1:0"},
         "service": {"drain_timeout_s": 120.0, "grace_s": 1.0},
     }
+    if opts.console:
+        site["events"]["tokens_file"] = str(opts.workdir / "tokens.json")
+        site["console"] = {"enabled": True, "listen": opts.console_listen}
+    return site
 
 
 def model_tasks(model_dir: Path) -> set[str]:
@@ -238,6 +267,7 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
                          "the demo needs one")
     print(f"edge-coat demo: generating the scene in {opts.workdir} ...", file=out, flush=True)
     files = write_scene(opts)
+    token, viewer = demo_tokens(opts.workdir) if opts.console else (None, None)
     cfg = validate_config(demo_config(opts, files, tasks))
     svc = Service(cfg)
     svc.start(capture=False)
@@ -247,9 +277,11 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
               f"encoder on {info.get('encoder', 'torch')}, thinking on {info['thinking']})  "
               f"gRPC 127.0.0.1:{svc.grpc_port}  "
               f"metrics http://127.0.0.1:{svc.metrics_port}/metrics")
+    if svc.console is not None:  # watch it live (with --realtime) or browse it after the summary
+        header += f"\nconsole {_console_line(svc, viewer)}"
     display = Display(out, tty, durations, header)
     svc.result_listeners.append(display.on_result)
-    client = EventClient(f"127.0.0.1:{svc.grpc_port}", insecure=True)
+    client = EventClient(f"127.0.0.1:{svc.grpc_port}", insecure=True, token=token)
     received: list = []
 
     def subscribe():
@@ -261,8 +293,16 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
             pass  # the service shut down (UNAVAILABLE with a resume cursor)
 
     sub = threading.Thread(target=subscribe, name="demo-subscriber", daemon=True)
+
+    def stop() -> dict:
+        summary = svc.stop()
+        if sub.ident is not None:
+            sub.join(10)
+        client.close()
+        return summary
+
     try:
-        enroll_windows = max(cfg.detectors.anomaly.min_enroll_windows,
+        enroll_windows = max(cfg.detectors["anomaly"].min_enroll_windows,
                              int((opts.enroll_s - opts.window_s) / opts.hop_s) + 1)
         status = client.start_enrollment(MACHINE_STREAM, windows=enroll_windows)
         if not tty:
@@ -274,12 +314,42 @@ def run_demo(opts: DemoOptions, out=None) -> DemoResult:
         while not (svc.sources_ended() and not svc.windows_pending()):
             display.refresh()
             time.sleep(0.25)
-    finally:
-        summary = svc.stop()
-        sub.join(10)
-        client.close()
+        # with the console the service stays up: the summary counts what the log holds now
+        summary = _delivered(svc, received) if opts.console else stop()
+    except grpc.RpcError as exc:
+        stop()
+        raise OSError(f"the demo cannot reach its own event service on 127.0.0.1:{svc.grpc_port} "
+                      f"({exc.code().name}: {exc.details()}); is the loopback interface up?") from None
+    except BaseException:
+        stop()
+        raise
     display.refresh(force=True)
-    return _summarize(opts, display, received, summary, files, out)
+    result = _summarize(opts, display, received, summary, files, out)
+    if opts.console:
+        try:
+            print(f"\nconsole: {_console_line(svc, viewer)}\n"
+                  "  (paste the token into the console's login form; Ctrl-C stops the demo)", file=out, flush=True)
+            if opts.console_wait is not None:
+                opts.console_wait()
+        finally:
+            stop()
+    return result
+
+
+def _console_line(svc, token: str) -> str:
+    """The console's URL and the read-only token (never in the URL itself)."""
+    return f"{svc.console.scheme}://127.0.0.1:{svc.console_port}/  read-only token: {token}"
+
+
+def _delivered(svc, received: list, timeout: float = 10.0) -> dict:
+    """Wait until the subscriber has every event the log holds; the summary's numbers, service still up."""
+    deadline = time.monotonic() + timeout
+    while not svc.ended_streams_closed() and time.monotonic() < deadline:  # the episodes' end events
+        time.sleep(0.05)
+    head = svc.log.head()
+    while len(received) < head and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"log_head": head}
 
 
 def _duration(path: Path) -> float:

@@ -51,5 +51,9 @@ def configure_logging(cfg: LoggingConfig, verbose: int = 0) -> None:
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
     formatter = JsonFormatter() if cfg.format == "json" else logging.Formatter(TEXT_FORMAT)
+    from edge_coat.errors import debug_enabled, one_line_tracebacks
+
     for handler in root.handlers:
         handler.setFormatter(formatter)
+        if not debug_enabled():
+            one_line_tracebacks(handler)

@@ -26,6 +26,9 @@ subscribers                                    gauge      live gRPC subscribers
 capture_online{stream} / capture_audio_seconds_total{stream} / capture_buffered_seconds{stream}
 capture_connected                              gauge      the capture link to the worker is up
 uptime_seconds                                 gauge
+input_rejected_total{edge,reason}              counter    inputs refused at the edges: wire messages
+                                                          (malformed, out_of_range, ...), gRPC bodies,
+                                                          detector-refused windows, NaN/inf samples
 =============================================  =========  ==========================================
 """
 
@@ -62,6 +65,11 @@ class ServiceCollector(Collector):
         yield from self._model(s.get("stage") or {}, s.get("model") or {})
         yield from self._events(s.get("events") or {})
         yield from self._capture(s.get("capture") or {}, s.get("sender"))
+        rejected = CounterMetricFamily(P + "input_rejected", "inputs refused at the edges of this process",
+                                       labels=["edge", "reason"])
+        for (edge, reason), n in sorted((s.get("rejected") or {}).items()):
+            rejected.add_metric([edge, reason], float(n))
+        yield rejected
         up = GaugeMetricFamily(P + "uptime_seconds", "seconds since the service started")
         up.add_metric([], float(s.get("uptime_s", 0.0)))
         yield up

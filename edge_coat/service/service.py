@@ -6,9 +6,11 @@ service over the log). ``edge-coat run`` takes all three; ``edge-coat worker --c
 alone (a separate ``serve`` process reads the same log file).
 
 Threads: the worker's own (receiver, windowing, model); detectors run on the model thread through the
-result callback, so an event is in the durable log before the next batch starts; a housekeeping thread
-closes the episodes of ended streams, applies enrollment requests queued in the log and writes stream
-statuses; the gRPC server runs on its own event loop; /metrics on a prometheus_client HTTP thread.
+result callback, so an event is in the durable log before the next batch starts; a stream's end
+(`messages.EndOfStream`) reaches the detectors on the same thread right after its last window's result,
+and closes its open episodes; a housekeeping thread applies enrollment requests queued in the log, writes
+stream statuses and retries unwritten events; the gRPC server runs on its own event loop; /metrics on a
+prometheus_client HTTP thread.
 
 Graceful stop (:meth:`Service.stop`, on SIGTERM/SIGINT in ``run``):
 
@@ -28,9 +30,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from edge_coat.config import ConfigError, SiteConfig
-from edge_coat.messages import EventRecord, Window, WindowResult
+from edge_coat.logutil import RateLimitedLog
+from edge_coat.messages import EndOfStream, EnrollmentStatus, EventRecord, StreamStatus, WindowResult
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +72,6 @@ def stop_time_s(cfg: SiteConfig, roles: Iterable[str] = ROLES) -> float:
     return out
 
 
-class _CountingStage:
-    """Wraps the model stage to count windows entering it and those whose batch raised (they never
-    reach the callback)."""
-
-    def __init__(self, stage, on_start: Callable[[list[Window]], None], on_failed: Callable[[list[Window]], None]):
-        self.stage, self.on_start, self.on_failed = stage, on_start, on_failed
-
-    def process(self, windows: list[Window]) -> list[WindowResult]:
-        self.on_start(windows)
-        try:
-            return self.stage.process(windows)
-        except BaseException:
-            self.on_failed(windows)
-            raise
-
-
 class ServiceControl:
     """The event service's StreamControl for this process: the detectors' enrollment control, and stream
     statuses enriched with what the service knows (model, quantization, thinking runtime, providers, the
@@ -92,30 +80,33 @@ class ServiceControl:
     def __init__(self, service: "Service"):
         self.service = service
 
-    def list_streams(self) -> list[dict]:
+    def list_streams(self) -> list[StreamStatus]:
         svc = self.service
-        statuses = {s["stream_id"]: s for s in svc.detectors.list_streams()}
+        statuses = {s.stream_id: s for s in svc.detectors.list_streams()}
         worker_streams = svc.worker.stats()["streams"] if svc.worker is not None else {}
-        for sid in worker_streams:
-            statuses.setdefault(sid, {"stream_id": sid, "windows": 0,
-                                      "anomaly": {"enrollment": svc.detectors.get_enrollment(sid)}})
+        for sid in worker_streams:  # streams whose windows have not reached the detectors (yet)
+            if sid not in statuses:
+                statuses[sid] = svc.detectors.stream_status(sid)
         model = svc.model_info()
         capture = {t.stream_id: t.status() for t in svc.capture_threads}
-        for sid, status in statuses.items():
-            status["model"] = model
+        out = []
+        for sid in sorted(statuses):
+            details = {"model": model}
             if sid in worker_streams:
-                status["pipeline"] = {k: v for k, v in worker_streams[sid].items() if k != "recent_gaps"}
+                details["pipeline"] = {k: v for k, v in worker_streams[sid].items() if k != "recent_gaps"}
             if sid in capture:
-                status["capture"] = capture[sid]
-        return [statuses[s] for s in sorted(statuses)]
+                details["capture"] = capture[sid]
+            out.append(replace(statuses[sid], details=details))
+        return out
 
-    def start_enrollment(self, stream_id: str, windows: int | None = None, seconds: float | None = None) -> dict:
+    def start_enrollment(self, stream_id: str, windows: int | None = None,
+                         seconds: float | None = None) -> EnrollmentStatus:
         return self.service.detectors.start_enrollment(stream_id, windows=windows, seconds=seconds)
 
-    def stop_enrollment(self, stream_id: str, commit: bool = True) -> dict:
+    def stop_enrollment(self, stream_id: str, commit: bool = True) -> EnrollmentStatus:
         return self.service.detectors.stop_enrollment(stream_id, commit=commit)
 
-    def get_enrollment(self, stream_id: str) -> dict:
+    def get_enrollment(self, stream_id: str) -> EnrollmentStatus:
         return self.service.detectors.get_enrollment(stream_id)
 
 
@@ -145,23 +136,27 @@ class Service:
         self.sender = None
         self.capture_threads: list = []
         self.control = None
+        self.console = None  # the web console (serve role, console.enabled)
+        self.series = None  # per-window timeline points for the console (worker role, console.enabled)
         self.grpc_port: int | None = None
+        self.console_port: int | None = None
         self.metrics_port: int | None = None
         self.worker_endpoint: str | None = None
         self.started_ts = 0.0
         self._metrics_httpd = None
         self._lock = threading.Lock()
         self._events = collections.Counter()  # (kind, phase) -> n
-        self._done = collections.Counter()  # stream -> windows through detectors (or failed)
-        self._in_model = 0  # windows handed to the model stage and not yet through the detectors
         self._pending: list[EventRecord] = []  # records a log error kept from being written
-        self._closed_streams: set[str] = set()
-        self._ended_seen: set[str] = set()
+        self._ended: set[str] = set()  # streams whose end went through the detectors (since their last window)
+        self._resumed: dict[str, float] = {}  # stream -> monotonic deadline for its resumed episodes
+        self._epochs: dict[str, int] = {}  # stream -> sender epoch of its last window (model thread only)
+        self._console_thresholds = (0.5, 0.6, "emotion")  # anomaly / emotion on-thresholds, emotion task
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._stopped = False
         self.publish_errors = 0
         self.detector_errors = 0
+        self._refused_log = RateLimitedLog(log, 60.0)  # a broken stream must not flood the log
         #: called on the model thread with each result and the events it caused (demo display, tests)
         self.result_listeners: list[Callable[[WindowResult, list[EventRecord]], None]] = []
 
@@ -207,10 +202,11 @@ class Service:
         self.detectors = DetectorSet(cfg.detectors)
         self.control = ServiceControl(self)
         ev = cfg.events
-        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+        self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         self.bridge = WorkerBridge(self.log, self.control, on_publish=self._notify)
+        self._resume_open_episodes()
         for sid, spec in cfg.service.enroll_at_start.items():
-            state = self.detectors.get_enrollment(sid)["state"]
+            state = self.detectors.get_enrollment(sid).state
             if state in ("none", "stale"):
                 self.detectors.start_enrollment(sid, windows=spec.windows, seconds=spec.seconds)
                 log.info("stream %s enrolls its normal profile on its first %s", sid,
@@ -221,11 +217,47 @@ class Service:
                                                                      *cfg.worker.streams.values()]
                            for g in sc.tasks.values())
         speech_fn = speech_presence(cfg.service.speech_presence) if needs_speech else None
-        self.worker = Worker(cfg.worker, _CountingStage(self.stage, self._on_start, self._on_failed), on_result=self._on_result,
+        if cfg.console.enabled:
+            from edge_coat.console.series import SeriesRecorder
+
+            self.series = SeriesRecorder(ev.db_path, cfg.console.history_s)
+            anomaly, emotion = (next(iter(cfg.detectors.of_type(t)), None) for t in ("anomaly", "emotion"))
+            self._console_thresholds = (anomaly.episode.on_threshold if anomaly else 0.5,
+                                        emotion.episode.on_threshold if emotion else 0.6,
+                                        emotion.task if emotion else "emotion")
+        self.worker = Worker(cfg.worker, self.stage, on_result=self._on_result, on_end=self._on_end,
                              speech_fn=speech_fn)
         self.worker.start()
         self.worker_endpoint = self.worker.endpoint
         log.info("worker listening on %s", self.worker_endpoint)
+
+    def _resume_open_episodes(self) -> None:
+        """Episodes a killed worker left open (a start in the log, no end) continue here: the replayed
+        audio updates and ends them as one episode, not a dangling start and a second one. A stream that
+        does not come back within ``service.resume_timeout_s`` has them ended with reason 'interrupted'."""
+        episodes = self.log.open_episodes()
+        if not episodes:
+            return
+        streams = self.detectors.resume_episodes(episodes)
+        deadline = time.monotonic() + self.cfg.service.resume_timeout_s
+        with self._lock:
+            self._resumed = {sid: deadline for sid in streams}
+        log.info("resumed %d open episode(s) of %s left by the previous worker", len(episodes), ", ".join(streams))
+
+    def _close_interrupted(self, everything: bool = False) -> None:
+        """End the resumed episodes of streams that did not come back in time (all of them: ``everything``)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [sid for sid, deadline in self._resumed.items() if everything or now >= deadline]
+            for sid in due:
+                del self._resumed[sid]
+        for sid in due:
+            status = self.detectors.stream_status(sid)
+            records = self.detectors.close_stream(sid, status.last_window_ts or time.time(), "interrupted")
+            if records:
+                log.warning("stream %s did not come back after the restart: %d episode(s) ended as interrupted",
+                            sid, len(records))
+                self._publish(records)
 
     def _check_stage(self) -> None:
         check = getattr(self.stage, "check_window", None)
@@ -245,16 +277,21 @@ class Service:
 
         ev = self.cfg.events
         if self.log is None:
-            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous)
+            self.log = EventLog(ev.db_path, ev.retention, ev.synchronous, ev.file_mode)
         control = self.control if self.control is not None else LogStreamControl(self.log)
         self.server = EventServer(ev, control=control, log=self.log)
         self.grpc_port = self.server.start()
         log.info("event service on port %d", self.grpc_port)
+        if self.cfg.console.enabled:
+            from edge_coat.console.server import ConsoleServer
+
+            self.console = ConsoleServer(self.cfg.console, ev, control=control, auth=self.server.auth,
+                                         on_append=self.server.notify)
+            self.console_port = self.console.start()
 
     def start_capture(self) -> None:
         """Open the configured sources and stream them to the worker (this process's, when it has one)."""
-        from edge_coat.capture.runner import CaptureThread
-        from edge_coat.capture.sources import open_source
+        from edge_coat.capture.runner import start_capture_threads
         from edge_coat.transport.sender import Sender
 
         cap = self.cfg.capture
@@ -262,43 +299,63 @@ class Service:
         if self.worker_endpoint is not None:
             # the config check made sure the endpoint reaches the bind; use the bound one (port 0 in tests)
             sender_cfg = sender_cfg.model_copy(update={"endpoint": self.worker_endpoint.replace("0.0.0.0", "127.0.0.1")})
-        sources = [(sc, open_source(sc.uri, sc.chunk_ms, sc.realtime, sc.loop)) for sc in cap.sources]
-        self.sender = Sender(sender_cfg).start()
-        self.capture_threads = [CaptureThread(sc.stream_id, src, self.sender).start() for sc, src in sources]
-        log.info("capturing %d source(s) -> %s", len(sources), sender_cfg.endpoint)
+        self.sender = Sender(sender_cfg)
+        try:
+            self.capture_threads = start_capture_threads(cap.sources, self.sender, cap.state_dir)
+        except BaseException:
+            self.sender = None
+            raise
+        self.sender.start()
+        log.info("capturing %d source(s) -> %s", len(cap.sources), sender_cfg.endpoint)
 
     # ---- the result path (model thread) --------------------------------------------------------------
     def _on_result(self, result: WindowResult) -> None:
         sid = result.window.stream_id
-        try:
-            try:
-                records = self.detectors.process(result)
-            except ValueError as exc:
-                self.detector_errors += 1
-                log.warning("detectors refused window %d of %s: %s", result.window.index, sid, exc)
-                records = []
-            if records:
-                self._publish(records)
-            for listener in self.result_listeners:
-                try:
-                    listener(result, records)
-                except Exception:  # noqa: BLE001 - a display bug must not stop the model loop
-                    log.exception("result listener failed")
-        finally:
-            # counted last: a stream's episodes are closed only after its last window's events are written
+        if self._resumed:
             with self._lock:
-                self._done[sid] += 1
-                self._in_model -= 1
+                self._resumed.pop(sid, None)  # the stream came back: its windows continue the episode
+        epoch = result.window.sender_epoch
+        if epoch and self._epochs.get(sid, epoch) != epoch:
+            # a capture that restarted as a new run (it could not resume): what its last run left open ends
+            closing = self.detectors.close_stream(sid, result.window.start_ts, "new run")
+            if closing:
+                log.info("stream %s: a new capture run: %d open episode(s) ended", sid, len(closing))
+                self._publish(closing)
+        if epoch:
+            self._epochs[sid] = epoch
+        try:
+            records = self.detectors.process(result)
+        except ValueError as exc:
+            self.detector_errors += 1
+            self._refused_log.warning("detectors refused window %d of %s (%d refused so far): %s",
+                                      result.window.index, sid, self.detector_errors, exc)
+            records = []
+        if records:
+            self._publish(records)
+        self._ended.discard(sid)
+        if self.series is not None:
+            self._record_point(result)
+        for listener in self.result_listeners:
+            try:
+                listener(result, records)
+            except Exception:  # noqa: BLE001 - a display bug must not stop the model loop
+                log.exception("result listener failed")
 
-    def _on_start(self, windows: list[Window]) -> None:
-        with self._lock:
-            self._in_model += len(windows)
+    def _on_end(self, end: EndOfStream) -> None:
+        """The stream's last window went through the detectors: close its open episodes."""
+        records = self.detectors.end_stream(end)
+        if records:
+            log.info("stream %s %s: %d open episode(s) closed", end.stream_id, end.reason, len(records))
+            self._publish(records)
+        self._ended.add(end.stream_id)
 
-    def _on_failed(self, windows: list[Window]) -> None:
-        with self._lock:
-            for w in windows:
-                self._done[w.stream_id] += 1
-            self._in_model -= len(windows)
+    def _record_point(self, result: WindowResult) -> None:
+        """The window's timeline point for the console (flushed to the log by housekeeping)."""
+        from edge_coat.console.series import window_point
+
+        w = result.window
+        point = window_point(result, self.detectors.stream_status(w.stream_id), *self._console_thresholds)
+        self.series.add(w.stream_id, w.start_ts, w.end_ts, point)
 
     def _publish(self, records: list[EventRecord]) -> None:
         with self._lock:
@@ -327,46 +384,17 @@ class Service:
         next_status = 0.0
         while not self._stop.wait(0.2):
             try:
-                self._close_ended_streams()
+                if self._resumed:
+                    self._close_interrupted()
                 if self._pending:
                     self._publish([])
+                if self.series is not None:
+                    self.series.flush()
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + interval
                     self.bridge.poll()
             except Exception:  # noqa: BLE001 - keep the service up; the next round retries
                 log.exception("housekeeping round failed")
-
-    def _close_ended_streams(self) -> None:
-        """End the open episodes of streams whose source ended, once their last window went through."""
-        wstats = self.worker.stats()
-        # When the batch queue dropped windows (overload), a stream's count never catches up: then close
-        # once nothing is queued or inside the model (the last results have been through the detectors).
-        with self._lock:
-            in_model = self._in_model
-        idle = (wstats["batch_dropped"] > 0 and wstats["queues"]["batch"] == 0 and wstats["queues"]["ingest"] == 0
-                and in_model == 0)
-        for sid, st in list(self.worker.streams.items()):
-            if not st.ended:
-                self._closed_streams.discard(sid)
-                self._ended_seen.discard(sid)
-                continue
-            if sid in self._closed_streams:
-                continue
-            if sid not in self._ended_seen:
-                # the windowing thread flags the end before it counts the last chunk's windows: judge the
-                # counts one round (0.2 s) after the end was first seen
-                self._ended_seen.add(sid)
-                continue
-            made = wstats["streams"].get(sid, {}).get("windows_processed", 0)
-            with self._lock:
-                done = self._done[sid]
-            if done >= made or idle:
-                self._closed_streams.add(sid)
-                status = self.detectors.stream_status(sid)
-                records = self.detectors.close_stream(sid, status.get("last_window_ts") or time.time())
-                if records:
-                    log.info("stream %s ended: %d open episode(s) closed", sid, len(records))
-                    self._publish(records)
 
     # ---- state -------------------------------------------------------------------------------------------
     def model_info(self) -> dict:
@@ -376,22 +404,25 @@ class Service:
     def sources_ended(self) -> bool:
         return bool(self.capture_threads) and all(t.ended.is_set() for t in self.capture_threads)
 
-    def windows_pending(self) -> int:
-        """Windows cut by the worker that have not been through the model and detectors yet."""
+    def ended_streams_closed(self) -> bool:
+        """Every stream whose source ended has had its open episodes closed (their end events written)."""
         if self.worker is None:
-            return 0
-        w = self.worker.stats()
-        made = sum(s["windows_processed"] for s in w["streams"].values())
-        with self._lock:
-            done = sum(self._done.values())
-        return max(0, made - done - w["batch_dropped"]) + w["queues"]["ingest"]
+            return True
+        return all(sid in self._ended for sid, st in list(self.worker.streams.items()) if st.ended)
+
+    def windows_pending(self) -> int:
+        """Chunks and windows on their way: captured here and not yet acknowledged by the worker, or
+        received by this process's worker and not yet through the model and detectors (a chunk is
+        acknowledged only once its windows went through)."""
+        pending = self.sender.unacked() if self.sender is not None else 0
+        return pending + (self.worker.unfinished() if self.worker is not None else 0)
 
     def stats(self) -> dict:
         """Everything the metrics collector and the status need, as plain data."""
         with self._lock:
             events = {"by_kind": dict(self._events), "pending": len(self._pending)}
         out: dict = {"uptime_s": time.time() - self.started_ts if self.started_ts else 0.0, "roles": list(self.roles),
-                     "events": events}
+                     "events": events, "rejected": self._rejected()}
         if self.worker is not None:
             out["worker"] = self.worker.stats()
             stage_stats = getattr(self.stage, "stats", None)
@@ -410,6 +441,26 @@ class Service:
             out["sender"] = self.sender.stats()
         return out
 
+    def _rejected(self) -> dict[tuple[str, str], int]:
+        """(edge, reason) -> inputs refused at the edges of this process (issue 15: counted, not printed):
+        wire messages the worker dropped, gRPC bodies that did not parse, windows the detectors refused,
+        NaN/inf samples a capture source gave, token file reloads that failed."""
+        out: dict[tuple[str, str], int] = {}
+        if self.worker is not None:
+            messages = self.worker.receiver.stats()["messages"]
+            for reason in ("malformed", "oversized", "bad_version", "bad_format", "out_of_range", "unexpected_kind",
+                           "unannounced"):
+                out[("wire", reason)] = int(messages.get(reason, 0))
+            out[("detectors", "refused_window")] = self.detector_errors
+        if self.server is not None:
+            from edge_coat.events.service import malformed_requests
+
+            out[("grpc", "malformed_body")] = sum(malformed_requests.values())
+            out[("tokens", "reload_failed")] = self.server.auth.reload_errors
+        if self.sender is not None:
+            out[("capture", "nonfinite_samples")] = int(self.sender.counters.get("nonfinite_samples", 0))
+        return out
+
     # ---- stop ----------------------------------------------------------------------------------------------
     def stop(self) -> dict:
         """Graceful stop (see the module docstring); returns a summary. Safe to call twice."""
@@ -424,6 +475,8 @@ class Service:
             t.stop()
         if self.sender is not None:
             acked = self.sender.wait_acked(max(0.0, deadline - time.monotonic()))
+            for t in self.capture_threads:
+                t.record_progress()  # a file's state file says how far the worker acknowledged it
             if not acked:
                 summary["lost_audio"] = True
                 log.warning("shutdown: captured audio not acknowledged by the worker within %.0f s",
@@ -431,9 +484,8 @@ class Service:
             self.sender.close()
         # 2. in-flight windows finish
         if self.worker is not None:
-            while self.windows_pending() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            summary["windows_unfinished"] = self.windows_pending()
+            self.worker.wait_idle(max(0.0, deadline - time.monotonic()))
+            summary["windows_unfinished"] = self.worker.unfinished()
             if summary["windows_unfinished"]:
                 log.warning("shutdown: %d window(s) still unfinished after %.0f s", summary["windows_unfinished"],
                             cfg.drain_timeout_s)
@@ -442,16 +494,21 @@ class Service:
                 self._housekeeper.join(10.0)
             self.worker.close()
             # 3. open episodes end; 4. the last events and statuses are in the log
-            closing = []
-            for status in self.detectors.list_streams():
-                closing += self.detectors.close_stream(status["stream_id"], status.get("last_window_ts") or time.time())
+            self._close_interrupted(everything=True)
+            closing = self.detectors.close_all()
             if closing or self._pending:
                 self._publish(closing)
             try:
                 self.bridge.poll()
+                if self.series is not None:
+                    self.series.flush()
             except Exception:  # noqa: BLE001
                 log.exception("shutdown: writing the final stream statuses failed")
         self._stop.set()
+        if self.console is not None:
+            self.console.stop()
+        if self.series is not None:
+            self.series.close()
         # 5. subscribers get the last events, then NOT_SERVING and a resume cursor
         if self.server is not None:
             self._wait_fanned_out(max(cfg.grace_s, 1.0))
@@ -485,6 +542,10 @@ class Service:
             self.sender.close()
         if self.worker is not None:
             self.worker.close()
+        if self.console is not None:
+            self.console.stop()
+        if self.series is not None:
+            self.series.close()
         if self.server is not None:
             self.server.stop(grace=0.0)
         if self._metrics_httpd is not None:

@@ -7,6 +7,22 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint is reachable from this host only (tcp on a loopback address, ipc, inproc)."""
+    import ipaddress
+
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: may face the network
+
+
 class CurveConfig(BaseModel):
     """CurveZMQ keys. Absent (``None`` in the parent) means plain TCP: only for loopback tests."""
 
@@ -65,7 +81,11 @@ class ReceiverConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bind: str = Field(description="endpoint to bind, e.g. tcp://0.0.0.0:5555 or tcp://127.0.0.1:0")
+    bind: str = Field(description="endpoint to bind, e.g. tcp://127.0.0.1:5555, or tcp://0.0.0.0:5555 with curve")
+    insecure: bool = Field(
+        False, description="allow a non-loopback bind without CurveZMQ: audio in clear text from any client that "
+        "reaches the port (isolated test networks only; logged as a warning at start)",
+    )
     max_chunk_s: float = Field(2.0, gt=0.0, le=60.0, description="largest chunk accepted, seconds (else 'oversized')")
     max_gap_s: float = Field(
         7 * 86400.0, gt=0.0, description="largest jump forward in a stream's timeline accepted, seconds (else 'forged')"
@@ -88,3 +108,18 @@ class ReceiverConfig(BaseModel):
     )
     link: LinkConfig = Field(default_factory=LinkConfig, description="heartbeats and peer expiry")
     curve: CurveConfig | None = Field(default=None, description="CurveZMQ keys; None = plain TCP")
+
+    @model_validator(mode="after")
+    def _secure_by_default(self) -> "ReceiverConfig":
+        if self.curve is None and not self.insecure and not is_loopback_endpoint(self.bind):
+            raise ValueError(
+                f"the bind address {self.bind} accepts audio from other hosts but curve is not set; set curve "
+                "(keys from `edge-coat keys`), bind tcp://127.0.0.1:PORT, or set insecure: true (isolated test "
+                "networks only)"
+            )
+        return self
+
+    @property
+    def open_to_network(self) -> bool:
+        """A non-loopback bind without CurveZMQ (allowed only with ``insecure``)."""
+        return self.curve is None and not is_loopback_endpoint(self.bind)

@@ -34,7 +34,7 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from edge_coat.messages import SAMPLE_RATE
+from edge_coat.messages import SAMPLE_RATE, is_stream_id
 from edge_coat.transport import wire
 from edge_coat.transport.auth import CountingAuthenticator, secure_server
 from edge_coat.transport.config import ReceiverConfig
@@ -96,6 +96,9 @@ class Receiver:
         self._monitor = self._sock.get_monitor_socket(sum(_HANDSHAKE_EVENTS))
         self._sock.bind(cfg.bind)
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if cfg.open_to_network:
+            log.warning("INSECURE: the worker accepts audio in clear text on %s from any host that reaches it "
+                        "(no CurveZMQ; receiver.insecure is set)", self.endpoint)
         self._thread: threading.Thread | None = None
 
     # ---- consumer side ------------------------------------------------------------------------
@@ -192,7 +195,7 @@ class Receiver:
             self.peers[identity] = peer = _Peer(decoded.hello.client_id, decoded.hello.sender_epoch, now)
             with self._ack_lock:
                 for r in decoded.hello.streams:
-                    if wire.STREAM_ID.match(r.stream_id):
+                    if is_stream_id(r.stream_id):
                         # in the same queue as the audio, so the windowing loop sees it before the replay
                         batch.append(r)
                         if r.stream_id in self._acks:  # it may have missed our last acknowledgement

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from edge_coat.messages import SAMPLE_RATE
+from edge_coat.logutil import RateLimitedLog
+from edge_coat.messages import SAMPLE_RATE, check_stream_id
 from edge_coat.transport import wire
 from edge_coat.transport.auth import secure_client
 from edge_coat.transport.config import SenderConfig
@@ -56,8 +57,9 @@ class _Entry:
 class _StreamState:
     """Sequence/timeline counters and the replay buffer of one stream."""
 
-    def __init__(self, stream_id: str):
+    def __init__(self, stream_id: str, epoch: int):
         self.stream_id = stream_id
+        self.epoch = epoch  # the sender's, or the one a resumed stream continues (see Sender.resume_stream)
         self.next_seq = 0
         self.next_sample = 0
         self.buffer: collections.deque[_Entry] = collections.deque()
@@ -100,6 +102,7 @@ class Sender:
         self.worker_epoch: int | None = None
         self.connected = threading.Event()
         self.counters = collections.Counter()
+        self._nonfinite_log = RateLimitedLog(log, 60.0)
 
     # ---- called from capture threads -------------------------------------------------------
     def submit(
@@ -114,19 +117,21 @@ class Sender:
 
         `gap_samples`: samples the source lost right before this chunk (e.g. an RTSP outage).
         """
-        wire.check_stream_id(stream_id)
+        check_stream_id(stream_id)
         if samples.ndim != 1:
             raise ValueError(f"expected (N,) mono samples at {SAMPLE_RATE} Hz, got shape {samples.shape}")
+        if samples.size and not np.isfinite(samples).all():
+            samples = self._sanitize(stream_id, samples)
         if gap_samples < 0:
             raise ValueError(f"gap_samples must be >= 0, got {gap_samples}")
         with self._lock:
             st = self._streams.get(stream_id)
             if st is None:
-                st = self._streams[stream_id] = _StreamState(stream_id)
+                st = self._streams[stream_id] = _StreamState(stream_id, self.epoch)
             seq = st.next_seq
             start = st.next_sample + gap_samples
             frames = wire.encode_audio(
-                stream_id, self.epoch, seq, start, capture_ts, samples, self._format, gap_samples, end_of_stream
+                stream_id, st.epoch, seq, start, capture_ts, samples, self._format, gap_samples, end_of_stream
             )
             st.next_seq += 1
             st.next_sample = start + len(samples)
@@ -138,6 +143,41 @@ class Sender:
             self._inbox.append((st, _Entry(seq, start, len(samples), frames)))
         self._wake()
         return seq
+
+    def resume_stream(self, stream_id: str, sender_epoch: int, next_seq: int, next_sample: int) -> None:
+        """Continue a stream a previous capture process sent, as that process: same sender epoch,
+        sequence and timeline from its first unacknowledged chunk. The worker drops what it already has
+        (by sequence) and carries on with no gap; a restarted worker starts the stream there (Hello).
+        Call before the stream's first :meth:`submit`."""
+        check_stream_id(stream_id)
+        if next_seq < 0 or next_sample < 0:
+            raise ValueError(f"a resume point needs next_seq, next_sample >= 0; got {next_seq}, {next_sample}")
+        with self._lock:
+            if stream_id in self._streams:
+                raise ValueError(f"stream {stream_id!r} already started in this sender; resume it before submitting")
+            st = self._streams[stream_id] = _StreamState(stream_id, sender_epoch)
+            st.next_seq, st.next_sample = next_seq, next_sample
+            st.acked_seq, st.acked_end = next_seq - 1, next_sample
+
+    def progress(self, stream_id: str) -> dict | None:
+        """Where a stream stands: its sender epoch, the last acknowledged sequence and the timeline
+        position the acknowledged audio ends at, and how many chunks were submitted (None: unknown)."""
+        with self._lock:
+            st = self._streams.get(stream_id)
+            if st is None:
+                return None
+            return {"sender_epoch": st.epoch, "acked_seq": st.acked_seq, "acked_sample": st.acked_end,
+                    "next_seq": st.next_seq}
+
+    def _sanitize(self, stream_id: str, samples: np.ndarray) -> np.ndarray:
+        """(N,) samples with NaN replaced by 0 and +-inf by full scale (a decoder or device glitch):
+        counted in ``nonfinite_samples``, logged at most once a minute, never a numpy warning per chunk."""
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        with self._lock:
+            self.counters["nonfinite_samples"] += bad
+            total = self.counters["nonfinite_samples"]
+        self._nonfinite_log.warning("stream %s: %d NaN/inf sample(s) replaced (%d so far)", stream_id, bad, total)
+        return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
 
     def _wake(self) -> None:
         try:
@@ -160,6 +200,11 @@ class Sender:
                 for sid, st in self._streams.items()
             }
         return {"connected": self.connected.is_set(), "inbox": len(self._inbox), **self.counters, "streams": streams}
+
+    def unacked(self) -> int:
+        """Chunks submitted and not yet acknowledged by the worker (still queued, in flight or in its windows)."""
+        with self._lock:
+            return sum(st.next_seq - 1 - st.acked_seq for st in self._streams.values())
 
     def wait_acked(self, timeout: float) -> bool:
         """True once every submitted chunk is acknowledged (tests, clean shutdown)."""
@@ -283,7 +328,7 @@ class Sender:
             with self._lock:
                 for a in msg.ack.streams:
                     st = self._streams.get(a.stream_id)
-                    if st is None or a.sender_epoch != self.epoch or a.sequence <= st.acked_seq:
+                    if st is None or a.sender_epoch != st.epoch or a.sequence <= st.acked_seq:
                         continue
                     st.acked_seq = a.sequence
                     while st.buffer and st.buffer[0].seq <= a.sequence:
@@ -296,7 +341,7 @@ class Sender:
         """Hello with each stream's resume point (first unacknowledged chunk)."""
         with self._lock:
             resumes = [
-                pb.StreamResume(stream_id=st.stream_id, sender_epoch=self.epoch,
+                pb.StreamResume(stream_id=st.stream_id, sender_epoch=st.epoch,
                                 next_sequence=st.acked_seq + 1, next_sample=st.acked_end)
                 for st in self._streams.values()
             ]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64ge_coat/v1/events.proto\x12\x0c\x65\x64ge_coat.v1\x1a\x1cgoogle/protobuf/struct.proto\"#\n\x03Tag\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x91\x03\n\x08\x45vidence\x12\x17\n\x0fwindow_start_ts\x18\x01 \x01(\x01\x12\x15\n\rwindow_end_ts\x18\x02 \x01(\x01\x12\x32\n\x06scores\x18\x03 \x03(\x0b\x32\".edge_coat.v1.Evidence.ScoresEntry\x12\x36\n\x08readings\x18\x04 \x03(\x0b\x32$.edge_coat.v1.Evidence.ReadingsEntry\x12\x1f\n\x04tags\x18\x05 \x03(\x0b\x32\x11.edge_coat.v1.Tag\x12\x13\n\x0bgap_seconds\x18\x06 \x01(\x01\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12(\n\x07\x64\x65tails\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rReadingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf1\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x12\n\nepisode_id\x18\x05 \x01(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x17\n\x0fwindow_start_ts\x18\x08 \x01(\x01\x12\x15\n\rwindow_end_ts\x18\t \x01(\x01\x12\x12\n\ncreated_ts\x18\n \x01(\x01\x12\x0c\n\x04text\x18\x0b \x01(\t\x12(\n\x08\x65vidence\x18\x0c \x01(\x0b\x32\x16.edge_coat.v1.Evidence\"r\n\x10SubscribeRequest\x12\x12\n\nstream_ids\x18\x01 \x03(\t\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x11\n\tmin_score\x18\x03 \x01(\x01\x12\x18\n\x0b\x66rom_cursor\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_from_cursor\"~\n\x11SubscribeResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.edge_coat.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x0c\n\x04head\x18\x03 \x01(\x04\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12\x13\n\x0bserver_time\x18\x05 \x01(\x01\"\x9b\x01\n\x10\x45nrollmentStatus\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\tcollected\x18\x03 \x01(\r\x12\x16\n\x0etarget_windows\x18\x04 \x01(\r\x12\x16\n\x0etarget_seconds\x18\x05 \x01(\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xad\x02\n\x0cStreamStatus\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x16\n\x0elast_window_ts\x18\x02 \x01(\x01\x12\x0f\n\x07windows\x18\x03 \x01(\x04\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x32\n\nenrollment\x18\x06 \x01(\x0b\x32\x1e.edge_coat.v1.EnrollmentStatus\x12\x17\n\x0f\x61nomaly_episode\x18\x07 \x01(\t\x12\x17\n\x0f\x65motion_episode\x18\x08 \x01(\t\x12\x12\n\nmodel_only\x18\t \x01(\x08\x12\x12\n\nupdated_ts\x18\n \x01(\x01\x12(\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\"\x14\n\x12ListStreamsRequest\"B\n\x13ListStreamsResponse\x12+\n\x07streams\x18\x01 \x03(\x0b\x32\x1a.edge_coat.v1.StreamStatus\"\x12\n\x10GetStatusRequest\"\xa9\x01\n\rServiceStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\x04\x12\x0e\n\x06oldest\x18\x03 \x01(\x04\x12\x15\n\revents_stored\x18\x04 \x01(\x04\x12\x13\n\x0bsubscribers\x18\x05 \x01(\r\x12\x10\n\x08uptime_s\x18\x06 \x01(\x01\x12+\n\x07streams\x18\x07 \x03(\x0b\x32\x1a.edge_coat.v1.StreamStatus\"M\n\x16StartEnrollmentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07windows\x18\x02 \x01(\r\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\";\n\x15StopEnrollmentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x02 \x01(\x08\")\n\x14GetEnrollmentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t2\x81\x04\n\x0c\x45ventService\x12N\n\tSubscribe\x12\x1e.edge_coat.v1.SubscribeRequest\x1a\x1f.edge_coat.v1.SubscribeResponse0\x01\x12R\n\x0bListStreams\x12 .edge_coat.v1.ListStreamsRequest\x1a!.edge_coat.v1.ListStreamsResponse\x12H\n\tGetStatus\x12\x1e.edge_coat.v1.GetStatusRequest\x1a\x1b.edge_coat.v1.ServiceStatus\x12W\n\x0fStartEnrollment\x12$.edge_coat.v1.StartEnrollmentRequest\x1a\x1e.edge_coat.v1.EnrollmentStatus\x12U\n\x0eStopEnrollment\x12#.edge_coat.v1.StopEnrollmentRequest\x1a\x1e.edge_coat.v1.EnrollmentStatus\x12S\n\rGetEnrollment\x12\".edge_coat.v1.GetEnrollmentRequest\x1a\x1e.edge_coat.v1.EnrollmentStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64ge_coat/v1/events.proto\x12\x0c\x65\x64ge_coat.v1\x1a\x1cgoogle/protobuf/struct.proto\"#\n\x03Tag\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x91\x03\n\x08\x45vidence\x12\x17\n\x0fwindow_start_ts\x18\x01 \x01(\x01\x12\x15\n\rwindow_end_ts\x18\x02 \x01(\x01\x12\x32\n\x06scores\x18\x03 \x03(\x0b\x32\".edge_coat.v1.Evidence.ScoresEntry\x12\x36\n\x08readings\x18\x04 \x03(\x0b\x32$.edge_coat.v1.Evidence.ReadingsEntry\x12\x1f\n\x04tags\x18\x05 \x03(\x0b\x32\x11.edge_coat.v1.Tag\x12\x13\n\x0bgap_seconds\x18\x06 \x01(\x01\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12(\n\x07\x64\x65tails\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rReadingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf1\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x12\n\nepisode_id\x18\x05 \x01(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x17\n\x0fwindow_start_ts\x18\x08 \x01(\x01\x12\x15\n\rwindow_end_ts\x18\t \x01(\x01\x12\x12\n\ncreated_ts\x18\n \x01(\x01\x12\x0c\n\x04text\x18\x0b \x01(\t\x12(\n\x08\x65vidence\x18\x0c \x01(\x0b\x32\x16.edge_coat.v1.Evidence\"r\n\x10SubscribeRequest\x12\x12\n\nstream_ids\x18\x01 \x03(\t\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x11\n\tmin_score\x18\x03 \x01(\x01\x12\x18\n\x0b\x66rom_cursor\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_from_cursor\"~\n\x11SubscribeResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.edge_coat.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x0c\n\x04head\x18\x03 \x01(\x04\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12\x13\n\x0bserver_time\x18\x05 \x01(\x01\"\x9b\x01\n\x10\x45nrollmentStatus\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\tcollected\x18\x03 \x01(\r\x12\x16\n\x0etarget_windows\x18\x04 \x01(\r\x12\x16\n\x0etarget_seconds\x18\x05 \x01(\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xea\x01\n\x0e\x44\x65tectorStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_episode\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x17\n\nlast_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07windows\x18\x05 \x01(\x04\x12\x0c\n\x04note\x18\x06 \x01(\t\x12\x32\n\nenrollment\x18\x07 \x01(\x0b\x32\x1e.edge_coat.v1.EnrollmentStatus\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructB\r\n\x0b_last_score\"\xd6\x03\n\x0cStreamStatus\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x16\n\x0elast_window_ts\x18\x02 \x01(\x01\x12\x0f\n\x07windows\x18\x03 \x01(\x04\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x32\n\nenrollment\x18\x06 \x01(\x0b\x32\x1e.edge_coat.v1.EnrollmentStatus\x12\x1b\n\x0f\x61nomaly_episode\x18\x07 \x01(\tB\x02\x18\x01\x12\x1b\n\x0f\x65motion_episode\x18\x08 \x01(\tB\x02\x18\x01\x12\x16\n\nmodel_only\x18\t \x01(\x08\x42\x02\x18\x01\x12\x12\n\nupdated_ts\x18\n \x01(\x01\x12(\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12<\n\tdetectors\x18\x0c \x03(\x0b\x32).edge_coat.v1.StreamStatus.DetectorsEntry\x12\r\n\x05tasks\x18\r \x03(\t\x1aN\n\x0e\x44\x65tectorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.edge_coat.v1.DetectorStatus:\x02\x38\x01\"\x14\n\x12ListStreamsRequest\"B\n\x13ListStreamsResponse\x12+\n\x07streams\x18\x01 \x03(\x0b\x32\x1a.edge_coat.v1.StreamStatus\"\x12\n\x10GetStatusRequest\"\xa9\x01\n\rServiceStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\x04\x12\x0e\n\x06oldest\x18\x03 \x01(\x04\x12\x15\n\revents_stored\x18\x04 \x01(\x04\x12\x13\n\x0bsubscribers\x18\x05 \x01(\r\x12\x10\n\x08uptime_s\x18\x06 \x01(\x01\x12+\n\x07streams\x18\x07 \x03(\x0b\x32\x1a.edge_coat.v1.StreamStatus\"M\n\x16StartEnrollmentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07windows\x18\x02 \x01(\r\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\";\n\x15StopEnrollmentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x02 \x01(\x08\")\n\x14GetEnrollmentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t2\x81\x04\n\x0c\x45ventService\x12N\n\tSubscribe\x12\x1e.edge_coat.v1.SubscribeRequest\x1a\x1f.edge_coat.v1.SubscribeResponse0\x01\x12R\n\x0bListStreams\x12 .edge_coat.v1.ListStreamsRequest\x1a!.edge_coat.v1.ListStreamsResponse\x12H\n\tGetStatus\x12\x1e.edge_coat.v1.GetStatusRequest\x1a\x1b.edge_coat.v1.ServiceStatus\x12W\n\x0fStartEnrollment\x12$.edge_coat.v1.StartEnrollmentRequest\x1a\x1e.edge_coat.v1.EnrollmentStatus\x12U\n\x0eStopEnrollment\x12#.edge_coat.v1.StopEnrollmentRequest\x1a\x1e.edge_coat.v1.EnrollmentStatus\x12S\n\rGetEnrollment\x12\".edge_coat.v1.GetEnrollmentRequest\x1a\x1e.edge_coat.v1.EnrollmentStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVIDENCE_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_EVIDENCE_READINGSENTRY']._loaded_options = None
   _globals['_EVIDENCE_READINGSENTRY']._serialized_options = b'8\001'
+  _globals['_STREAMSTATUS_DETECTORSENTRY']._loaded_options = None
+  _globals['_STREAMSTATUS_DETECTORSENTRY']._serialized_options = b'8\001'
+  _globals['_STREAMSTATUS'].fields_by_name['anomaly_episode']._loaded_options = None
+  _globals['_STREAMSTATUS'].fields_by_name['anomaly_episode']._serialized_options = b'\030\001'
+  _globals['_STREAMSTATUS'].fields_by_name['emotion_episode']._loaded_options = None
+  _globals['_STREAMSTATUS'].fields_by_name['emotion_episode']._serialized_options = b'\030\001'
+  _globals['_STREAMSTATUS'].fields_by_name['model_only']._loaded_options = None
+  _globals['_STREAMSTATUS'].fields_by_name['model_only']._serialized_options = b'\030\001'
   _globals['_TAG']._serialized_start=73
   _globals['_TAG']._serialized_end=108
   _globals['_EVIDENCE']._serialized_start=111
@@ -52,22 +60,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBERESPONSE']._serialized_end=1000
   _globals['_ENROLLMENTSTATUS']._serialized_start=1003
   _globals['_ENROLLMENTSTATUS']._serialized_end=1158
-  _globals['_STREAMSTATUS']._serialized_start=1161
-  _globals['_STREAMSTATUS']._serialized_end=1462
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=1464
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=1484
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=1486
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=1552
-  _globals['_GETSTATUSREQUEST']._serialized_start=1554
-  _globals['_GETSTATUSREQUEST']._serialized_end=1572
-  _globals['_SERVICESTATUS']._serialized_start=1575
-  _globals['_SERVICESTATUS']._serialized_end=1744
-  _globals['_STARTENROLLMENTREQUEST']._serialized_start=1746
-  _globals['_STARTENROLLMENTREQUEST']._serialized_end=1823
-  _globals['_STOPENROLLMENTREQUEST']._serialized_start=1825
-  _globals['_STOPENROLLMENTREQUEST']._serialized_end=1884
-  _globals['_GETENROLLMENTREQUEST']._serialized_start=1886
-  _globals['_GETENROLLMENTREQUEST']._serialized_end=1927
-  _globals['_EVENTSERVICE']._serialized_start=1930
-  _globals['_EVENTSERVICE']._serialized_end=2443
+  _globals['_DETECTORSTATUS']._serialized_start=1161
+  _globals['_DETECTORSTATUS']._serialized_end=1395
+  _globals['_STREAMSTATUS']._serialized_start=1398
+  _globals['_STREAMSTATUS']._serialized_end=1868
+  _globals['_STREAMSTATUS_DETECTORSENTRY']._serialized_start=1790
+  _globals['_STREAMSTATUS_DETECTORSENTRY']._serialized_end=1868
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=1870
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=1890
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=1892
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=1958
+  _globals['_GETSTATUSREQUEST']._serialized_start=1960
+  _globals['_GETSTATUSREQUEST']._serialized_end=1978
+  _globals['_SERVICESTATUS']._serialized_start=1981
+  _globals['_SERVICESTATUS']._serialized_end=2150
+  _globals['_STARTENROLLMENTREQUEST']._serialized_start=2152
+  _globals['_STARTENROLLMENTREQUEST']._serialized_end=2229
+  _globals['_STOPENROLLMENTREQUEST']._serialized_start=2231
+  _globals['_STOPENROLLMENTREQUEST']._serialized_end=2290
+  _globals['_GETENROLLMENTREQUEST']._serialized_start=2292
+  _globals['_GETENROLLMENTREQUEST']._serialized_end=2333
+  _globals['_EVENTSERVICE']._serialized_start=2336
+  _globals['_EVENTSERVICE']._serialized_end=2849
 # @@protoc_insertion_point(module_scope)

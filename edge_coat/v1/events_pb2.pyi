@@ -123,8 +123,35 @@ class EnrollmentStatus(_message.Message):
     message: str
     def __init__(self, stream_id: _Optional[str] = ..., state: _Optional[str] = ..., collected: _Optional[int] = ..., target_windows: _Optional[int] = ..., target_seconds: _Optional[float] = ..., threshold: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
+class DetectorStatus(_message.Message):
+    __slots__ = ("kind", "active_episode", "label", "last_score", "windows", "note", "enrollment", "details")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_EPISODE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    LAST_SCORE_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    ENROLLMENT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    active_episode: str
+    label: str
+    last_score: float
+    windows: int
+    note: str
+    enrollment: EnrollmentStatus
+    details: _struct_pb2.Struct
+    def __init__(self, kind: _Optional[str] = ..., active_episode: _Optional[str] = ..., label: _Optional[str] = ..., last_score: _Optional[float] = ..., windows: _Optional[int] = ..., note: _Optional[str] = ..., enrollment: _Optional[_Union[EnrollmentStatus, _Mapping]] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
 class StreamStatus(_message.Message):
-    __slots__ = ("stream_id", "last_window_ts", "windows", "model_name", "model_version", "enrollment", "anomaly_episode", "emotion_episode", "model_only", "updated_ts", "details")
+    __slots__ = ("stream_id", "last_window_ts", "windows", "model_name", "model_version", "enrollment", "anomaly_episode", "emotion_episode", "model_only", "updated_ts", "details", "detectors", "tasks")
+    class DetectorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: DetectorStatus
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[DetectorStatus, _Mapping]] = ...) -> None: ...
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_WINDOW_TS_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +163,8 @@ class StreamStatus(_message.Message):
     MODEL_ONLY_FIELD_NUMBER: _ClassVar[int]
     UPDATED_TS_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    DETECTORS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     last_window_ts: float
     windows: int
@@ -147,7 +176,9 @@ class StreamStatus(_message.Message):
     model_only: bool
     updated_ts: float
     details: _struct_pb2.Struct
-    def __init__(self, stream_id: _Optional[str] = ..., last_window_ts: _Optional[float] = ..., windows: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., enrollment: _Optional[_Union[EnrollmentStatus, _Mapping]] = ..., anomaly_episode: _Optional[str] = ..., emotion_episode: _Optional[str] = ..., model_only: _Optional[bool] = ..., updated_ts: _Optional[float] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    detectors: _containers.MessageMap[str, DetectorStatus]
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stream_id: _Optional[str] = ..., last_window_ts: _Optional[float] = ..., windows: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., enrollment: _Optional[_Union[EnrollmentStatus, _Mapping]] = ..., anomaly_episode: _Optional[str] = ..., emotion_episode: _Optional[str] = ..., model_only: _Optional[bool] = ..., updated_ts: _Optional[float] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., detectors: _Optional[_Mapping[str, DetectorStatus]] = ..., tasks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListStreamsRequest(_message.Message):
     __slots__ = ()

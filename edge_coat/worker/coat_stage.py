@@ -23,18 +23,18 @@ scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and int
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from edge_coat.experts.dsp import pitch_readings
 from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
-from edge_coat.model.config import ModelStageConfig
+from edge_coat.model.config import ModelSection
+from edge_coat.model.loading import bundle_identity, load_model
+from edge_coat.model.runtime import describe_encoder
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +68,6 @@ class LatencyHistogram:
             acc += c
             cumulative.append(acc)
         return {"buckets": list(self.buckets), "cumulative": cumulative, "sum": self.sum, "count": self.count}
-
-
-def bundle_identity(path: Path, fallback_name: str = "") -> tuple[str, str]:
-    """(name, version) from a bundle's manifest.json, else the folder name and 'unversioned'."""
-    manifest = Path(path) / "manifest.json"
-    if manifest.is_file():
-        try:
-            data = json.loads(manifest.read_text())
-            return fallback_name or str(data.get("name") or Path(path).name), str(data.get("version") or "unversioned")
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s (%s)", manifest, exc)
-    return fallback_name or Path(path).name, "unversioned"
-
-
-def load_model(cfg: ModelStageConfig):
-    """Load the model a ``model:`` section names (a verified bundle; thinking block per ``cfg.thinking``)."""
-    from edge_coat.export.bundle import load_bundle
-    from edge_coat.export.config import ThinkingRuntimeConfig
-
-    if not Path(cfg.path).is_dir():
-        raise ValueError(f"model.path: expected a model folder, but {cfg.path} does not exist or is not a folder")
-    runtime = getattr(cfg, "thinking", None) or ThinkingRuntimeConfig()
-    return load_bundle(cfg.path, coat_dir=cfg.coat_path, quantization=cfg.quantization, device=cfg.device,
-                       runtime=runtime, encoder_runtime=getattr(cfg, "encoder", None))
 
 
 class _Timers:
@@ -131,17 +107,17 @@ class CoatStage:
 
     name = "coat"
 
-    def __init__(self, cfg: ModelStageConfig, *, model=None, readings: Sequence[str] | None = None):
+    def __init__(self, cfg: ModelSection, *, model=None, readings: Sequence[str] | None = None):
         self.cfg = cfg
-        if getattr(cfg, "torch_threads", 0):
+        if cfg.torch_threads:
             import torch
 
             torch.set_num_threads(cfg.torch_threads)
         self.model = model if model is not None else load_model(cfg)
-        self.model_name, self.model_version = bundle_identity(cfg.path, getattr(cfg, "name", ""))
+        self.model_name, self.model_version = bundle_identity(cfg.path, cfg.name)
         self.tasks = dict(self.model.config.tasks)
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
-        self.readings = tuple(readings if readings is not None else getattr(cfg, "readings", ("pitch",)))
+        self.readings = tuple(readings if readings is not None else cfg.readings)
         self._experts = self._load_experts(self.readings)
         self._timers = _Timers(self.model)
         self._lock = threading.Lock()
@@ -162,8 +138,6 @@ class CoatStage:
             thinking, providers = f"onnxruntime {provider.removesuffix('ExecutionProvider')}", [provider]
         else:
             thinking, providers = f"torch {self.model.device}", []
-        from edge_coat.export.encoder import describe_encoder
-
         encoder = describe_encoder(self.model)
         return {"name": self.model_name, "version": self.model_version, "family": self.model.config.family,
                 "quantization": str(self.model.quantization), "thinking": thinking,

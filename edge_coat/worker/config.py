@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge_coat.messages import StreamId
 from edge_coat.transport.config import ReceiverConfig
 
 
@@ -59,7 +60,7 @@ class WorkerConfig(BaseModel):
 
     receiver: ReceiverConfig = Field(description="the ROUTER socket the capture clients connect to")
     default_stream: StreamConfig = Field(default_factory=StreamConfig, description="settings of streams not listed")
-    streams: dict[str, StreamConfig] = Field(default_factory=dict, description="per-stream overrides by stream id")
+    streams: dict[StreamId, StreamConfig] = Field(default_factory=dict, description="per-stream overrides by stream id")
     batch: BatchConfig = Field(default_factory=BatchConfig, description="batching before the model stage")
     stream_idle_s: float = Field(
         600.0, gt=0.0, description="a stream silent this long is forgotten (it may join again later)"

@@ -9,6 +9,15 @@ Threads, each touching only its own data plus queues:
 * ``model``: takes batches (up to ``max_batch`` windows, or fewer after ``max_wait_s``) across
   streams and calls ``ModelStage.process``; results go to the callback.
 
+End of a stream: when a stream's source sends end-of-stream (or the stream is forgotten after
+``stream_idle_s`` of silence), an `EndOfStream` item joins the batch queue behind the stream's last
+window. The model thread hands it to ``on_end`` only after the results of every window before it went
+to ``on_result``, so the detectors close the stream's episodes after judging its last window. It is
+never dropped by the queue's drop-oldest (it holds no audio).
+
+`Worker.unfinished` counts what is still on its way (ingest queue, the windowing thread's hands, the
+batch queue, the batch in the model thread); `Worker.wait_idle` waits for it to reach zero.
+
 Backpressure: both queues are bounded and drop their OLDEST item when full, counting it (a chunk
 dropped there becomes a reported gap of its stream). A slow model therefore costs windows, never a
 stalled socket or a frozen stream; and the newest audio, the one an operator cares about, wins.
@@ -28,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
+from edge_coat.messages import SAMPLE_RATE, EndOfStream, Window, WindowResult
 from edge_coat.transport.receiver import Receiver
 from edge_coat.v1 import audio_pb2 as pb
 from edge_coat.worker.config import WorkerConfig
@@ -39,6 +48,8 @@ from edge_coat.worker.windowing import BufferPool, StreamState
 log = logging.getLogger(__name__)
 
 ResultFn = Callable[[WindowResult], None]
+EndFn = Callable[[EndOfStream], None]
+Item = Window | EndOfStream
 
 
 def _tune_gc(gen0: int) -> None:
@@ -51,32 +62,50 @@ def _tune_gc(gen0: int) -> None:
 
 
 class BatchQueue:
-    """Bounded FIFO of windows with batch-taking (max batch / max wait) and drop-oldest."""
+    """Bounded FIFO of windows (and `EndOfStream` items) with batch-taking (max batch / max wait) and
+    drop-oldest window. Items taken count as unfinished until `task_done`."""
 
     def __init__(self, max_batch: int, max_wait_s: float, capacity: int):
         self.max_batch, self.max_wait_s, self.capacity = max_batch, max_wait_s, capacity
-        self._q: collections.deque[tuple[float, Window]] = collections.deque()
+        self._q: collections.deque[tuple[float, Item]] = collections.deque()
         self._cv = threading.Condition()
+        self._taken = 0  # taken and not yet done
         self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._q)
 
-    def put_many(self, windows: list[Window]) -> list[Window]:
-        """Queue `windows`; returns the ones dropped to make room (oldest first)."""
+    def unfinished(self) -> int:
+        """Items queued plus items taken and not yet `task_done`."""
+        with self._cv:
+            return len(self._q) + self._taken
+
+    def put_many(self, items: list[Item]) -> list[Window]:
+        """Queue `items`; returns the windows dropped to make room (oldest first; an `EndOfStream`
+        item is never dropped)."""
         now = time.monotonic()
         dropped = []
         with self._cv:
-            for w in windows:
+            for item in items:
                 if len(self._q) >= self.capacity:
-                    dropped.append(self._q.popleft()[1])
-                    self.dropped += 1
-                self._q.append((now, w))
+                    w = self._drop_oldest_window()
+                    if w is not None:
+                        dropped.append(w)
+                        self.dropped += 1
+                self._q.append((now, item))
             self._cv.notify()
         return dropped
 
-    def take(self, timeout: float) -> list[Window]:
-        """Up to max_batch windows once max_batch are there or the oldest has waited max_wait_s;
+    def _drop_oldest_window(self) -> Window | None:
+        q = self._q
+        for i, (_, item) in enumerate(q):
+            if item.__class__ is not EndOfStream:  # almost always i == 0
+                del q[i]
+                return item
+        return None
+
+    def take(self, timeout: float) -> list[Item]:
+        """Up to max_batch items once max_batch are there or the oldest has waited max_wait_s;
         [] after `timeout` s with nothing."""
         deadline = time.monotonic() + timeout
         with self._cv:
@@ -84,6 +113,7 @@ class BatchQueue:
                 now = time.monotonic()
                 if len(self._q) >= self.max_batch or (self._q and now - self._q[0][0] >= self.max_wait_s):
                     n = min(self.max_batch, len(self._q))
+                    self._taken += n
                     return [self._q.popleft()[1] for _ in range(n)]
                 if now >= deadline:
                     return []
@@ -92,15 +122,19 @@ class BatchQueue:
                     wait = min(wait, self._q[0][0] + self.max_wait_s - now)
                 self._cv.wait(max(wait, 0.0005))
 
+    def task_done(self, n: int) -> None:
+        with self._cv:
+            self._taken -= n
+
 
 class Worker:
     """Receives streams and feeds windows to a model stage in batches.
 
     Use::
 
-        worker = Worker(cfg, stage=NoopStage(), on_result=print).start()
+        worker = Worker(cfg, stage=NoopStage(), on_result=print, on_end=print).start()
         ...
-        worker.stats(); worker.close()
+        worker.stats(); worker.wait_idle(10.0); worker.close()
     """
 
     def __init__(
@@ -110,10 +144,12 @@ class Worker:
         on_result: ResultFn | None = None,
         speech_fn: SpeechFn | None = None,
         on_window: Callable[[Window, float], None] | None = None,
+        on_end: EndFn | None = None,
     ):
         self.cfg = cfg
         self.stage = stage
         self.on_result = on_result
+        self.on_end = on_end  # (EndOfStream) after the results of the stream's last window
         self.on_window = on_window  # (window, monotonic time it became ready): benchmarks, taps
         self.speech_fn = speech_fn
         Gate(cfg.default_stream, speech_fn)  # fail now, not at the first stream, on a bad gate config
@@ -130,6 +166,8 @@ class Worker:
         self._finished: collections.deque[tuple[str, int]] = collections.deque()  # (stream, window start)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._ingesting = 0  # chunks the windowing thread drained and has not queued the windows of yet
+        self._rounds = 0  # windowing loop iterations completed (see wait_idle)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "Worker":
@@ -152,6 +190,28 @@ class Worker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # ---- progress -----------------------------------------------------------------------------
+    def unfinished(self) -> int:
+        """Chunks and windows still on their way: the ingest queue, the windowing thread's drained
+        chunks, the batch queue and the batch in the model thread (with its callbacks)."""
+        return self.receiver.queue_depth() + self._ingesting + self.batches.unfinished()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing received is unfinished; False after ``timeout`` s. Zero is confirmed after
+        one more windowing round, so chunks drained at the moment of the first look are not missed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.unfinished() == 0:
+                seen = self._rounds
+                while self._rounds <= seen and time.monotonic() < deadline and self._threads \
+                        and self._threads[0].is_alive():
+                    time.sleep(0.005)
+                if self.unfinished() == 0:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     # ---- statistics ---------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -202,14 +262,17 @@ class Worker:
             chunks = self.receiver.drain(0.05)
             now = time.monotonic()
             if chunks:
+                self._ingesting = len(chunks)
                 step = self.cfg.ingest_slice  # each slice's windows go on without waiting for the whole drain
                 for i in range(0, len(chunks), step):
                     self._ingest(chunks[i:i + step], now)
+                self._ingesting = 0
             if self._finished:
                 self._ack(self._release(self._finished_windows()))
             if now >= next_housekeeping:
                 self._forget_idle(now)
                 next_housekeeping = now + 1.0
+            self._rounds += 1
 
     def _ingest(self, chunks: list, now: float) -> None:
         """Sequence checks, ring buffers and gates for one drained batch; windows to the batch
@@ -220,7 +283,7 @@ class Worker:
         """
         streams, counts, totals = self.streams, self._counts, self.totals
         touched: dict[str, StreamState] = {}
-        ready: list[Window] = []
+        ready: list[Item] = []
         n_ok = 0
         resume_cls = pb.StreamResume
         for a in chunks:
@@ -250,20 +313,22 @@ class Worker:
             st.last_seen = now
             if st.ring.pos0 != st.ack_pos or st.ended:  # else its acknowledgement cannot have moved
                 touched[sid] = st
-            if st.ended:  # this chunk ended it (accept took `end_of_stream`)
-                log.info("stream %s ended", sid)
             if raws:
                 try:
                     ready.extend(self._gate(st, raws))
                 except Exception:  # noqa: BLE001 - e.g. a failing speech function: lose windows, not the loop
                     totals["gate_errors"] += 1
                     log.exception("gate failed on stream %s", sid)
+            if st.ended:  # this chunk ended it (accept took `end_of_stream`): the end follows its windows
+                log.info("stream %s ended", sid)
+                ready.append(EndOfStream(sid, st.end_ts, "ended"))
         totals["ok"] += n_ok
         if ready:
             if self.on_window is not None:
                 t = time.monotonic()
                 for w in ready:
-                    self.on_window(w, t)
+                    if w.__class__ is Window:
+                        self.on_window(w, t)
             touched.update(self._release(self.batches.put_many(ready)))
         self._ack(touched)
 
@@ -321,6 +386,7 @@ class Worker:
                 rms_dbfs=level,
                 speech_ratio=speech,
                 tasks=tasks,
+                sender_epoch=st.epoch or 0,
             ))
             st.inflight.append(raw.start)
         c["windows"] += len(out)
@@ -330,6 +396,8 @@ class Worker:
         for sid, st in list(self.streams.items()):
             if now - st.last_seen > self.cfg.stream_idle_s:
                 log.info("stream %s idle for %.0f s: forgotten", sid, now - st.last_seen)
+                if not st.ended:  # an ended stream's end is already queued
+                    self._ack(self._release(self.batches.put_many([EndOfStream(sid, st.end_ts, "idle")])))
                 c = self._counts[sid]  # keep what it did for the stats of its next life
                 c["samples_in"] += st.samples_in
                 c["gap_samples"] += st.gap_samples
@@ -341,11 +409,32 @@ class Worker:
     # ---- model thread ---------------------------------------------------------------------------
     def _model_loop(self) -> None:
         while not self._stop.is_set():
-            batch = self.batches.take(0.1)
-            if batch:
-                self._run_batch(batch)
-                # done with, even when it failed (counted): the windows' audio may be acknowledged now
-                self._finished.extend((w.stream_id, w.start_sample) for w in batch)
+            items = self.batches.take(0.1)
+            if not items:
+                continue
+            start = 0
+            for i, item in enumerate([*items, None]):  # windows in runs, each end after its run
+                if item is not None and item.__class__ is not EndOfStream:
+                    continue
+                batch = items[start:i]
+                start = i + 1
+                if batch:
+                    self._run_batch(batch)
+                    # done with, even when it failed (counted): the windows' audio may be acknowledged now
+                    self._finished.extend((w.stream_id, w.start_sample) for w in batch)
+                if item is not None:
+                    self._end(item)
+            self.batches.task_done(len(items))
+
+    def _end(self, end: EndOfStream) -> None:
+        self.totals["streams_ended" if end.reason == "ended" else "streams_idle_ended"] += 1
+        if self.on_end is None:
+            return
+        try:
+            self.on_end(end)
+        except Exception:  # noqa: BLE001 - a consumer bug must not stop the model loop
+            self.totals["callback_errors"] += 1
+            log.exception("end-of-stream callback failed for stream %s", end.stream_id)
 
     def _run_batch(self, batch: list[Window]) -> None:
         try:

@@ -12,11 +12,11 @@ T0 = 1_700_000_000.0
 
 def window_result(stream: str, index: int, *, anomaly: float | None = None, emotion: dict | None = None,
                   thinking: np.ndarray | None = None, speech_ratio: float | None = None,
-                  rms_dbfs: float = -20.0, gap: float = 0.0) -> WindowResult:
+                  rms_dbfs: float = -20.0, gap: float = 0.0, tasks: tuple[str, ...] = ()) -> WindowResult:
     start = T0 + index * HOP
     window = Window(stream_id=stream, index=index, start_sample=index * 16000, start_ts=start, end_ts=start + 2.0,
                     samples=np.zeros(32000, dtype=np.float32), gap_seconds=gap, rms_dbfs=rms_dbfs,
-                    speech_ratio=speech_ratio)
+                    speech_ratio=speech_ratio, tasks=tasks)
     probs = {}
     if anomaly is not None:
         probs["anomaly"] = {"normal": 1.0 - anomaly, "abnormal": anomaly}

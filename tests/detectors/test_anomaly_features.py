@@ -62,7 +62,7 @@ def test_enrolled_mel_profile_separates_faults_persists_and_reloads(tmp_path):
     for i in range(10):
         assert det.process(result("pump-1", i, pump(100 + i))) == []
     status = det.enrollment_status("pump-1")
-    assert status["state"] == "ready" and status["profile"]["features"] == "mel"
+    assert status.state == "ready" and status.profile["features"] == "mel"
     assert json.loads((tmp_path / "profiles" / "pump-1.json").read_text())["features"] == "mel"
 
     normal = [det.score(result("pump-1", 20 + i, pump(200 + i)))["profile_score"] for i in range(4)]
@@ -90,9 +90,9 @@ def test_profile_of_other_features_is_stale_until_re_enrolled(tmp_path):
     scores = det.score(result("pump-2", 9, pump(509), p_abnormal=0.7))
     assert scores == {"p_abnormal": 0.7, "score": 0.7}  # the model's judgement only
     status = det.enrollment_status("pump-2")
-    assert status["state"] == "stale" and "'thinking' features" in status["message"]
+    assert status.state == "stale" and "'thinking' features" in status.message
     det.enroll_from_results("pump-2", [result("pump-2", i, pump(600 + i)) for i in range(8)])
-    assert det.enrollment_status("pump-2")["state"] == "ready"
+    assert det.enrollment_status("pump-2").state == "ready"
     assert "profile_score" in det.score(result("pump-2", 9, pump(509)))
 
 

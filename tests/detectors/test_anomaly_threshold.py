@@ -73,8 +73,8 @@ def test_tight_enrollment_raises_no_false_alarm_on_more_normal_audio(tmp_path, f
     det = detector(tmp_path)
     assert run_stream(det, normal) == []
     status = det.enrollment_status("m1")
-    assert status["state"] == "ready"
-    assert "threshold raised" in status["message"], status["message"]  # the floor, not the percentile, set it
+    assert status.state == "ready"
+    assert "threshold raised" in status.message, status.message  # the floor, not the percentile, set it
     profile = NormalProfile.load(tmp_path / "profiles", "m1")
     assert profile.min_ratio == MEL_THRESHOLD_FLOORS[1] and profile.raised
     assert profile.threshold == pytest.approx(MEL_THRESHOLD_FLOORS[1] * profile.median)

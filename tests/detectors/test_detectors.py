@@ -36,9 +36,12 @@ def test_stream_without_profile_says_so_and_reports_the_model_judgement(tmp_path
     for i, p in enumerate([0.1, 0.9, 0.95, 0.9, 0.1, 0.1]):
         phases += [(r.phase, r.score) for r in det.process(window_result("press-1", i, anomaly=p))]
     status = det.stream_status("press-1")
-    assert status["anomaly"]["enrollment"]["state"] == "none"
-    assert "no normal profile" in status["anomaly"]["enrollment"]["message"]
-    assert status["anomaly"]["model_only"] is True
+    anomaly = status.detectors["anomaly"]
+    assert anomaly.kind == "anomaly" and anomaly.enrollment.state == "none"
+    assert "no normal profile" in anomaly.enrollment.message and "no normal profile" in anomaly.note
+    assert anomaly.details["model_only"] is True
+    assert status.enrollment() == anomaly.enrollment
+    assert status.detectors["emotion"].enrollment is None
     assert phases == [("start", 0.95), ("end", 0.95)]
 
 
@@ -47,17 +50,17 @@ def test_enrollment_is_persisted_reloaded_and_separates_abnormal_latents(tmp_pat
     rng = np.random.default_rng(0)
     det = make_set(tmp_path, method=method)
     status = det.start_enrollment("press-2", windows=40)
-    assert status["state"] == "enrolling"
+    assert status.state == "enrolling"
     for i, lat in enumerate(normal_latents(rng, 40)):
         # the model's own judgement is noisy; enrollment windows never raise events
         assert det.process(window_result("press-2", i, anomaly=0.9, thinking=lat)) == []
-    assert det.get_enrollment("press-2")["state"] == "ready"
+    assert det.get_enrollment("press-2").state == "ready"
     meta = json.loads((tmp_path / "profiles" / "press-2.json").read_text())
     assert meta["n"] == 40 and meta["method"] == method
 
     # a fresh detector (worker restart) reloads the profile from disk
     det2 = make_set(tmp_path, method=method)
-    assert det2.get_enrollment("press-2")["state"] == "ready"
+    assert det2.get_enrollment("press-2").state == "ready"
     events = []
     normal = normal_latents(rng, 10)
     abnormal = normal_latents(rng, 6) + 4.0  # shifted: far from the profile
@@ -96,7 +99,7 @@ def test_stale_profile_falls_back_to_model_judgement(tmp_path):
     wrong = rng.normal(size=(K, D + 1)).astype(np.float32)
     det.process(window_result("press-3", 50, anomaly=0.2, thinking=wrong))
     status = det.get_enrollment("press-3")
-    assert status["state"] == "stale" and "re-enroll" in status["message"]
+    assert status.state == "stale" and "re-enroll" in status.message
 
 
 def test_enrollment_errors_are_clear(tmp_path):
@@ -111,7 +114,7 @@ def test_enrollment_errors_are_clear(tmp_path):
         det.process(window_result("press-4", i, anomaly=0.1, thinking=lat))
     with pytest.raises(ValueError, match="has 5 enrollment windows"):
         det.stop_enrollment("press-4", commit=True)
-    assert det.stop_enrollment("press-4", commit=False)["state"] == "none"
+    assert det.stop_enrollment("press-4", commit=False).state == "none"
 
 
 def test_emotion_one_alert_per_episode_with_an_end(tmp_path):
@@ -149,8 +152,12 @@ def test_bad_input_gets_a_clear_value_error(tmp_path):
     det = make_set(tmp_path)
     with pytest.raises(ValueError, match="sum to 1"):
         det.process(window_result("call-3", 0, emotion={"angry": 0.9, "neutral": 0.9}))
+    # stream ids are checked where they enter (wire, config, control requests; tests/test_stream_id.py):
+    # an enrollment request for a path-like id is refused, and no profile file is written for it
     with pytest.raises(ValueError, match="stream id"):
-        det.process(window_result("../etc", 0, anomaly=0.1))
+        det.start_enrollment("../etc", windows=8)
+    with pytest.raises(ValueError, match="stream id"):
+        det.stream_status("-pump")
     with pytest.raises(ValueError, match=r"shape \(K, D\)"):
         det.process(window_result("press-5", 0, anomaly=0.1, thinking=np.zeros(8, dtype=np.float32)))
     with pytest.raises(ValueError, match="WindowResult"):
@@ -181,3 +188,51 @@ def test_a_profile_saved_before_feature_sets_loads_as_thinking(tmp_path):
     meta_path.write_text(json.dumps(old))
     loaded = NormalProfile.load(tmp_path, "fan-1")
     assert loaded.features == "thinking" and loaded.threshold == pytest.approx(prof.threshold)
+
+
+def test_profile_files_are_private(tmp_path):
+    """Issue 15, defect 14: a normal profile describes a site's machines: 0600, whatever the umask."""
+    import os
+    import stat
+
+    rng = np.random.default_rng(0)
+    profile = NormalProfile.fit(rng.standard_normal((12, 4)), k=3)
+    old = os.umask(0o022)
+    try:
+        npz = profile.save(tmp_path, "press-1")
+    finally:
+        os.umask(old)
+    for path in (npz, tmp_path / "press-1.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert NormalProfile.load(tmp_path, "press-1").threshold == profile.threshold
+
+
+def _tone_result(index: int, samples: np.ndarray, p_abnormal: float = 0.1):
+    from dataclasses import replace
+
+    r = window_result("tone-1", index, anomaly=p_abnormal)
+    return replace(r, window=replace(r.window, samples=samples.astype(np.float32)))
+
+
+def test_enrolling_on_a_steady_tone_floors_the_threshold_and_says_so(tmp_path):
+    """Issue 15, defect 8: enrollment on gen:sine?freq=440&amp=0.3 gave threshold 0.000 and then an
+    'abnormal sound (distance 0.00 vs threshold 0.00)' episode that never ended."""
+    t = np.arange(32000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)  # 2 s windows, 1 s hops: every window the same
+    det = DetectorSet(DetectorsConfig(anomaly=AnomalyConfig(profile_dir=tmp_path, features="mel",
+                                                            min_enroll_windows=8)))
+    det.start_enrollment("tone-1", windows=10)
+    for i in range(10):
+        assert det.process(_tone_result(i, tone)) == []
+    enr = det.get_enrollment("tone-1")
+    assert enr.state == "ready" and enr.threshold > 1.0
+    assert "degenerate enrollment" in enr.message and "distinct window" in enr.message
+    assert enr.profile["degenerate"]
+    events = [e for i in range(10, 40) for e in det.process(_tone_result(i, tone))]
+    assert events == []  # the same tone is normal
+    rng = np.random.default_rng(1)
+    events = [e for i in range(40, 50) for e in det.process(_tone_result(i, tone + 0.2 * rng.standard_normal(32000)))]
+    assert events and events[0].phase == "start"
+    events = [e for i in range(50, 70) for e in det.process(_tone_result(i, tone))]
+    assert [e.phase for e in events] == ["end"]  # and it ends when the tone is back
+    assert NormalProfile.load(tmp_path, "tone-1").degenerate  # the reason is saved with the profile

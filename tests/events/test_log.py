@@ -59,3 +59,36 @@ def test_bad_records_are_refused_with_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="EventRecord"):
         log.append({"stream_id": "x"})
     assert log.head() == 0
+
+
+def test_log_files_are_private_and_a_folder_or_junk_is_named(tmp_path):
+    """Issue 15, defects 14 and 4: events.db, -wal and -shm are 0600 (0640 when group-readable), a
+    wider existing file is narrowed, and a folder or a file that is not SQLite raises EventLogError."""
+    import os
+    import stat
+
+    from edge_coat.events.log import EventLogError
+
+    old = os.umask(0o022)  # the usual umask, which would leave 0644
+    try:
+        log = EventLog(tmp_path / "events.db")
+        log.append(record("a"))
+        names = ["events.db", "events.db-wal", "events.db-shm"]
+        assert all((tmp_path / n).exists() for n in names)
+        assert {n: stat.S_IMODE((tmp_path / n).stat().st_mode) for n in names} == {n: 0o600 for n in names}
+        log.close()
+        wide = tmp_path / "wide.db"
+        wide.touch(mode=0o644)
+        os.chmod(wide, 0o644)
+        EventLog(wide).close()
+        assert stat.S_IMODE(wide.stat().st_mode) == 0o600
+        EventLog(tmp_path / "group.db", file_mode=0o640).close()
+        assert stat.S_IMODE((tmp_path / "group.db").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+    (tmp_path / "folder.db").mkdir()
+    with pytest.raises(EventLogError, match="is a folder"):
+        EventLog(tmp_path / "folder.db")
+    (tmp_path / "junk.db").write_bytes(os.urandom(4096))
+    with pytest.raises(EventLogError, match="is not an event log"):
+        EventLog(tmp_path / "junk.db")

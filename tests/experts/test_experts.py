@@ -178,21 +178,3 @@ def test_pool_segments():
     assert short.shape == (4, 2) and np.isfinite(short).all()
     with pytest.raises(ValueError, match=r"\(T, D\)"):
         pool_segments(np.zeros(5), 2)
-
-
-def test_experts_config_validates_names_and_weights(tmp_path):
-    from pydantic import ValidationError
-
-    from edge_coat.experts.config import ExpertsConfig
-
-    cfg = ExpertsConfig(weights={"sound_tags": 0.5}, cache_dir=tmp_path)
-    assert cfg.names == list(DEFAULT_EXPERTS)
-    assert cfg.weight("sound_tags") == 0.5 and cfg.weight("pitch_prosody") == 1.0
-    with pytest.raises(ValidationError, match="unknown expert"):
-        ExpertsConfig(names=["pitch_prosody", "crepe"])
-    with pytest.raises(ValidationError, match="add them to names or drop the weights"):
-        ExpertsConfig(names=["pitch_prosody"], weights={"sound_tags": 1.0})
-    with pytest.raises(ValidationError, match=r"\[0, 1000\]"):
-        ExpertsConfig(weights={"sound_tags": -1.0})
-    with pytest.raises(ValidationError, match="Extra inputs"):
-        ExpertsConfig(nmes=["pitch_prosody"])

@@ -9,16 +9,11 @@ import pytest
 import torch
 
 from edge_coat.config import ModelSection
-from edge_coat.export.bundle import load_bundle, runtime_status
-from edge_coat.export.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
-from edge_coat.export.encoder import (
-    ENCODER_ONNX,
-    OnnxAudioEncoder,
-    attach_onnx_encoder,
-    encoder_parity,
-    random_mels,
-)
+from edge_coat.model.loading import load_bundle, runtime_status
+from edge_coat.model.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
+from edge_coat.export.encoder import encoder_parity, random_mels
 from edge_coat.export.parity import ParityError, load_real_waves
+from edge_coat.model.runtime import ENCODER_ONNX, OnnxAudioEncoder, attach_onnx_encoder
 
 CPU = ThinkingRuntimeConfig(provider="cpu")
 ENC_CPU = EncoderRuntimeConfig(provider="cpu")
@@ -53,7 +48,7 @@ def test_bundle_carries_the_encoder_and_its_parity(bundles):
 def test_other_families_keep_the_torch_encoder_and_say_so(bundles, family, caplog):
     manifest, folder = bundles[family]
     assert not (folder / ENCODER_ONNX).exists() and [r.component for r in manifest.parity] == ["thinking"]
-    with caplog.at_level(logging.INFO, logger="edge_coat.export.bundle"):
+    with caplog.at_level(logging.INFO, logger="edge_coat.model.loading"):
         model = load_bundle(folder, runtime=CPU)
     assert runtime_status(model)["encoder"] == "torch cpu" and model.audio_encoder is None
     assert f"audio encoder: torch (the ONNX encoder is exported for the Qwen2-Audio family only; {family}" in caplog.text

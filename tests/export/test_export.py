@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from edge_coat.export.bundle import attach_onnx_thinking, export_bundle, load_bundle, runtime_status
-from edge_coat.export.config import ThinkingRuntimeConfig
-from edge_coat.export.manifest import BundleError, verify
+from edge_coat.export.bundle import export_bundle
 from edge_coat.export.parity import ParityError, audio_inputs, check_parity, load_real_waves, synthetic_waves
-from edge_coat.export.runtime import OnnxThinkingBlock, session_count
-from edge_coat.model.config import FAMILIES
+from edge_coat.model.config import FAMILIES, ThinkingRuntimeConfig
+from edge_coat.model.loading import attach_onnx_thinking, load_bundle, runtime_status
+from edge_coat.model.manifest import BundleError, verify
+from edge_coat.model.runtime import OnnxThinkingBlock, session_count
 
 CPU = ThinkingRuntimeConfig(provider="cpu")
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from edge_coat.cli import main
-from edge_coat.export.bundle import load_bundle, runtime_status
-from edge_coat.export.config import ThinkingRuntimeConfig
-from edge_coat.export.lora import save_lora
-from edge_coat.export.manifest import BundleError, read_manifest
-from edge_coat.export.runtime import OnnxThinkingBlock
+from edge_coat.model.loading import load_bundle, runtime_status
+from edge_coat.model.config import ThinkingRuntimeConfig
+from edge_coat.model.lora import save_lora
+from edge_coat.model.manifest import BundleError, read_manifest
+from edge_coat.model.runtime import OnnxThinkingBlock
 
 COAT_FILES = {"coat_config.json", "coat.safetensors"}
 

@@ -50,6 +50,7 @@ def site_dict(tmp: Path, model_dir: Path, sources: dict[str, Path], *, enroll: d
             "sources": [{"uri": str(p), "stream_id": sid, "chunk_ms": 100, "realtime": realtime}
                         for sid, p in sources.items()],
             "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 30.0},
+            "state_dir": str(tmp / "capture-state"),
         },
         "worker": {
             "receiver": {"bind": "tcp://127.0.0.1:0"},

@@ -9,6 +9,8 @@ model (skipped until models/coat-tiny exists) checks the verdict itself.
 from __future__ import annotations
 
 import io
+import json
+import urllib.error
 
 import pytest
 
@@ -46,3 +48,31 @@ def test_demo_with_the_embedded_model_catches_the_fault(coat_tiny_dir, tmp_path)
     assert result.expected_anomaly_seen, out.getvalue()
     assert result.false_alarms == 0, out.getvalue()
     assert result.stored == len(result.events)
+
+
+def test_demo_console_stays_up_after_the_summary_with_a_read_only_token(tiny_model_dir, tmp_path):
+    import re
+    import urllib.request
+
+    out = io.StringIO()
+    seen = {}
+
+    def operator():  # what a person does while the demo waits: open the console with the printed token
+        text = out.getvalue()
+        url, token = re.search(r"console: (http://\S+)  read-only token: (\S+)", text).groups()
+        assert token not in url  # no secret in the URL
+        req = urllib.request.Request(url + "api/streams", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            seen["streams"] = [t["stream_id"] for t in json.loads(r.read())["streams"]]
+        req = urllib.request.Request(url + "api/streams/pump-1/enrollment", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError as exc:
+            seen["enroll"] = exc.code
+
+    opts = DemoOptions(model=tiny_model_dir, workdir=tmp_path / "demo", scene_s=20.0, onset_s=12.0, enroll_s=8.0,
+                       develop_s=2.0, speech=False, console=True, console_wait=operator)
+    result = run_demo(opts, out)
+    assert "summary:" in out.getvalue() and result.stored == len(result.events)
+    assert seen == {"streams": [MACHINE_STREAM], "enroll": 403}  # read-only: may look, may not enroll

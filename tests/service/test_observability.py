@@ -72,3 +72,48 @@ def test_metrics_scrape_survives_a_failing_stats_function():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_inputs_refused_at_the_edges_are_counted_in_metrics(tmp_path):
+    """Issue 15: input validation at the edges shows as counters, never a line per input."""
+    import time
+
+    import numpy as np
+    import zmq
+
+    from edge_coat.config import validate_config
+    from edge_coat.service import Service
+    from edge_coat.transport import wire
+    from edge_coat.v1 import audio_pb2 as pb
+    from tests.chaos.worker_proc import LoudnessStage
+
+    cfg = validate_config({
+        "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"}},
+        "events": {"db_path": str(tmp_path / "events.db"), "listen": "127.0.0.1:0", "insecure": True},
+        "detectors": {"anomaly": {"profile_dir": str(tmp_path / "profiles")}},
+        "metrics": {"enabled": True, "listen": "127.0.0.1:0"},
+    })
+    svc = Service(cfg, stage=LoudnessStage(), roles=("worker", "serve")).start()
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    try:
+        dealer.connect(svc.worker_endpoint)
+        header = pb.Frame(protocol_version=wire.PROTOCOL_VERSION, audio=pb.AudioHeader(
+            stream_id="a", sender_epoch=1, sequence=0, start_sample=0, capture_ts=1.0, sample_rate=16000,
+            channels=1, sample_format=wire.F32, num_frames=2)).SerializeToString()
+        for _ in range(5):
+            dealer.send_multipart([header, np.array([0.0, 1e30], "<f4").tobytes()])
+        dealer.send_multipart([b"\xff\x00junk"])
+        url = f"http://127.0.0.1:{svc.metrics_port}/metrics"
+        deadline = time.monotonic() + 10
+        while True:
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            if 'edge_coat_input_rejected_total{edge="wire",reason="out_of_range"} 5.0' in text:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        assert 'edge_coat_input_rejected_total{edge="wire",reason="malformed"} 1.0' in text
+        assert 'edge_coat_input_rejected_total{edge="grpc",reason="malformed_body"}' in text
+    finally:
+        dealer.close()
+        svc.stop()

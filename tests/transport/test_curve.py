@@ -57,7 +57,26 @@ def test_curve_admits_known_client_and_counts_rejections(keys):
 def test_keys_command_refuses_to_overwrite(tmp_path, capsys):
     assert main(["keys", "w", "--dir", str(tmp_path)]) == 0
     assert main(["keys", "w", "--dir", str(tmp_path)]) == 1
-    assert "exists" in capsys.readouterr().out
+    assert "exists; use --force" in capsys.readouterr().err
     with pytest.raises(ValueError, match="public-only"):
         from edge_coat.transport.auth import load_keypair
         load_keypair(tmp_path / "w.key")
+
+
+def test_an_open_bind_logs_a_warning_at_start(caplog):
+    """Issue 15, defect 12: a non-loopback bind without CurveZMQ needs `insecure` and says so at start."""
+    import logging
+
+    from edge_coat.transport.config import ReceiverConfig
+    from edge_coat.transport.receiver import Receiver
+
+    caplog.set_level(logging.WARNING, logger="edge_coat.transport.receiver")
+    receiver = Receiver(ReceiverConfig(bind="tcp://0.0.0.0:0", insecure=True))
+    try:
+        assert any("INSECURE" in r.getMessage() for r in caplog.records)
+    finally:
+        receiver.close()
+    caplog.clear()
+    receiver = Receiver(ReceiverConfig(bind="tcp://127.0.0.1:0"))
+    receiver.close()
+    assert not any("INSECURE" in r.getMessage() for r in caplog.records)

@@ -204,8 +204,6 @@ def test_decode_rejects_with_reasons():
     with pytest.raises(wire.WireError) as e:
         wire.decode([b"\xff\xff"], 100)
     assert e.value.reason == "malformed"
-    with pytest.raises(ValueError, match="stream id"):
-        wire.check_stream_id("bad id with spaces")
 
 
 def test_a_replayed_chunk_is_acknowledged_again():
@@ -283,3 +281,39 @@ def test_audio_is_acknowledged_only_once_its_windows_went_through_the_model():
     finally:
         stage.open.set()
         worker.close()
+
+
+def test_sample_values_are_checked_at_both_ends():
+    """Issue 15, defect 9: F32 samples beyond [-1, 1] (1e30), NaN or inf are refused by the worker with a
+    counter (they would overflow the gate and give NaN probabilities); a capture source's NaN becomes 0
+    and inf full scale, counted, with no numpy warning (S16 and F32)."""
+    import warnings
+
+    header = pb.Frame(protocol_version=wire.PROTOCOL_VERSION, audio=pb.AudioHeader(
+        stream_id="a", sender_epoch=1, sequence=0, start_sample=0, capture_ts=1.0, sample_rate=16000, channels=1,
+        sample_format=wire.F32, num_frames=4)).SerializeToString()
+    for bad in (1e30, float("nan"), float("inf"), -1.5):
+        with pytest.raises(wire.WireError) as e:
+            wire.decode([header, np.array([0.0, bad, 0.0, 0.0], "<f4").tobytes()], 100)
+        assert e.value.reason == "out_of_range"
+    assert isinstance(wire.decode([header, np.array([0, 1, -1, 0.5], "<f4").tobytes()], 100), wire.WireAudio)
+
+    for fmt in ("s16le", "f32le"):
+        got = Collector()
+        worker = make_worker(collector=got)
+        sender = Sender(sender_config(worker.endpoint, sample_format=fmt)).start()
+        try:
+            x = signal(WINDOW, 3)
+            x[10], x[20], x[30] = np.nan, np.inf, -np.inf
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a RuntimeWarning reaching the terminal fails the test
+                _send(sender, "nan-source", x, 0, len(x), eos_at_end=True)
+            assert sender.wait_acked(10.0)
+            assert wait_for(lambda: got.get("nan-source"))
+            assert sender.stats()["nonfinite_samples"] == 3
+            w = got.get("nan-source")[0].samples
+            assert np.isfinite(w).all() and w[10] == 0.0 and w[20] > 0.99 and w[30] < -0.99
+            assert worker.receiver.stats()["messages"].get("out_of_range", 0) == 0
+        finally:
+            sender.close()
+            worker.close()

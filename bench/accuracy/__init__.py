@@ -1,0 +1,1 @@
+"""Accuracy references: what simple baselines score on the same data as the model."""

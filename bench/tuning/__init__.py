@@ -1,0 +1,1 @@
+"""Tuning scripts: the measurements behind a default (e.g. the anomaly threshold floor)."""

@@ -1,0 +1,266 @@
+"""The exported parts of a model in onnxruntime, behind the torch parts' call signatures.
+
+``OnnxThinkingBlock(path, config)`` is an ``nn.Module`` without parameters, so a ``CoatModel`` can
+take it in place of its torch ``ThinkingBlock`` (``model.thinking = OnnxThinkingBlock(...)``):
+``forward(audio_embeds (B, T, Da), audio_mask (B, T) bool) -> (B, K, D)`` float32 torch tensor on the
+input's device. numpy arrays are accepted too.
+
+``OnnxAudioEncoder(path, adapter, config)`` is ``model.encode_mel``'s runtime for ``encoder.onnx``
+(audio encoder + projector, Qwen2-Audio family; ``edge_coat.export.encoder`` writes it):
+``(mel (B, n_mels, F), mel_mask (B, F)) -> (embeds (B, T, D) float32, mask (B, T) bool)``.
+
+The graph file names and input/output names below are the bundle format: ``edge_coat.export`` writes
+graphs with them, this module reads them.
+
+One ``InferenceSession`` per (file, providers, options) per process, created with explicit
+``SessionOptions`` and providers and warmed up once. onnxruntime is imported lazily: a machine
+that runs the block in torch never needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_coat.model.config import FAMILY_SPECS, EncoderRuntimeConfig, ThinkingRuntimeConfig
+
+log = logging.getLogger(__name__)
+
+THINKING_ONNX = "thinking.onnx"
+ENCODER_ONNX = "encoder.onnx"
+INPUT_EMBEDS = "audio_embeds"
+INPUT_MASK = "audio_mask"
+OUTPUT = "thinking"
+INPUT_MEL = "mel"
+INPUT_MEL_MASK = "mel_mask"
+OUTPUT_EMBEDS = "audio_embeds"
+
+_SESSIONS: dict[tuple, object] = {}
+_SESSIONS_LOCK = threading.Lock()
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+
+
+def import_onnxruntime():
+    """``onnxruntime``, or a RuntimeError that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise RuntimeError(
+            "the ONNX thinking block needs onnxruntime, which is not installed: "
+            "pip install 'edge-coat[cpu]' (CPU) or 'edge-coat[gpu]' (CUDA; never both), "
+            "or set model.thinking.backend: torch"
+        ) from exc
+    return onnxruntime
+
+
+def resolve_providers(config: ThinkingRuntimeConfig) -> list:
+    """Explicit provider list for ``config.provider`` given what this onnxruntime build offers."""
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    if config.provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return [("CUDAExecutionProvider", {"device_id": config.device_id}), "CPUExecutionProvider"]
+    if config.provider == "cuda":
+        raise RuntimeError(
+            f"thinking provider 'cuda' requested but this onnxruntime offers only {available}: "
+            "install onnxruntime-gpu (and not onnxruntime) on a CUDA machine, or set provider: cpu"
+        )
+    return ["CPUExecutionProvider"]
+
+
+def get_session(path: str | Path, config: ThinkingRuntimeConfig):
+    """The process-wide session for ``path`` under ``config`` (created and cached on first use)."""
+    ort = import_onnxruntime()
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    st = path.stat()
+    providers = resolve_providers(config)
+    key = (str(path), st.st_size, st.st_mtime_ns, repr(providers), config.intra_op_threads,
+           config.inter_op_threads, config.graph_optimization)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is not None:
+            return session
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = config.intra_op_threads
+        opts.inter_op_num_threads = config.inter_op_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.graph_optimization])
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        active = session.get_providers()
+        if config.provider == "cuda" and active[0] != "CUDAExecutionProvider":
+            # onnxruntime-gpu without usable CUDA libraries silently falls back to the CPU.
+            raise RuntimeError(f"thinking provider 'cuda' requested but onnxruntime could only start {active}")
+        if config.provider == "auto" and len(providers) > 1 and active[0] != "CUDAExecutionProvider":
+            log.warning("onnxruntime offers CUDA but the session fell back to %s", active)
+        log.info("onnxruntime %s session for %s on %s (intra %d, inter %d threads, optimisation %s)",
+                 ort.__version__, path.name, active[0], config.intra_op_threads, config.inter_op_threads,
+                 config.graph_optimization)
+        _SESSIONS[key] = session
+        return session
+
+
+def open_checked_session(path: Path, config, input_names: tuple[str, ...], output_name: str):
+    """(session, inputs by name, outputs by name) for an exported graph, after checking that it has
+    exactly ``input_names`` and an ``output_name`` output (a clear error names what it has instead)."""
+    session = get_session(path, config)
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if set(inputs) != set(input_names) or output_name not in outputs:
+        raise ValueError(
+            f"{path}: expected inputs ({', '.join(input_names)}) and output {output_name}, "
+            f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}; export it with edge-coat export"
+        )
+    return session, inputs, outputs
+
+
+class OnnxThinkingBlock(nn.Module):
+    """Drop-in for ``ThinkingBlock`` running an exported ``thinking.onnx`` in onnxruntime."""
+
+    def __init__(self, path: str | Path, config: ThinkingRuntimeConfig | None = None):
+        super().__init__()
+        self.config = config or ThinkingRuntimeConfig()
+        self.path = Path(path)
+        self._session, inputs, outputs = open_checked_session(
+            self.path, self.config, (INPUT_EMBEDS, INPUT_MASK), OUTPUT)
+        self.audio_dim = int(inputs[INPUT_EMBEDS].shape[2])
+        self.num_queries = int(outputs[OUTPUT].shape[1])
+        self.out_dim = int(outputs[OUTPUT].shape[2])
+        self.provider = self._session.get_providers()[0]
+        if self.config.warmup:
+            self(np.zeros((1, 4, self.audio_dim), np.float32), np.ones((1, 4), bool))
+        log.info("thinking block: onnxruntime on %s (K=%d, %d -> %d)", self.provider, self.num_queries,
+                 self.audio_dim, self.out_dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The exported graph computes in fp32 (what ``CoatModel.think`` casts the audio to)."""
+        return torch.float32
+
+    def extra_repr(self) -> str:
+        return f"path={self.path.name}, provider={self.provider}, K={self.num_queries}"
+
+    def _check(self, shape: tuple, mask_shape: tuple) -> None:
+        if len(shape) != 3 or shape[2] != self.audio_dim or shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"audio_embeds: expected shape (B, T, {self.audio_dim}), got {tuple(shape)}")
+        if tuple(mask_shape) != tuple(shape[:2]):
+            raise ValueError(f"audio_mask: expected shape {tuple(shape[:2])} (B, T), got {tuple(mask_shape)}")
+
+    def forward(self, audio_embeds, audio_mask) -> torch.Tensor:
+        """audio_embeds (B, T, Da), audio_mask (B, T) bool (True = valid) -> (B, K, D) float32."""
+        self._check(tuple(audio_embeds.shape), tuple(audio_mask.shape))
+        if isinstance(audio_embeds, torch.Tensor):
+            device = audio_embeds.device
+            if device.type == "cuda" and self.provider == "CUDAExecutionProvider":
+                return self._run_cuda(audio_embeds, torch.as_tensor(audio_mask, device=device))
+            x = audio_embeds.detach().to("cpu", torch.float32).numpy()
+        else:
+            device = torch.device("cpu")
+            x = np.asarray(audio_embeds, dtype=np.float32)
+        m = audio_mask.detach().cpu().numpy() if isinstance(audio_mask, torch.Tensor) else np.asarray(audio_mask)
+        m = m.astype(bool, copy=False)
+        empty = np.flatnonzero(~m.any(axis=1))
+        if empty.size:
+            raise ValueError(f"audio_mask: windows {empty.tolist()} have no valid frame; expected at least one each")
+        out = self._session.run([OUTPUT], {INPUT_EMBEDS: np.ascontiguousarray(x), INPUT_MASK: np.ascontiguousarray(m)})
+        return torch.from_numpy(out[0]).to(device)  # (B, K, D)
+
+    def _run_cuda(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Zero-copy path: bind torch CUDA memory to the session's inputs and output."""
+        x = x.detach().to(torch.float32).contiguous()  # (B, T, Da)
+        m = m.detach().to(torch.bool).contiguous()  # (B, T)
+        if not bool(m.any(dim=1).all()):
+            raise ValueError("audio_mask: some windows have no valid frame; expected at least one each")
+        out = torch.empty((x.shape[0], self.num_queries, self.out_dim), dtype=torch.float32, device=x.device)
+        idx = x.device.index or 0
+        binding = self._session.io_binding()
+        binding.bind_input(INPUT_EMBEDS, "cuda", idx, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_input(INPUT_MASK, "cuda", idx, np.bool_, tuple(m.shape), m.data_ptr())
+        binding.bind_output(OUTPUT, "cuda", idx, np.float32, tuple(out.shape), out.data_ptr())
+        torch.cuda.synchronize(x.device)  # onnxruntime runs on its own stream
+        self._session.run_with_iobinding(binding)
+        return out  # (B, K, D)
+
+
+def session_count() -> int:
+    """How many onnxruntime sessions this process holds (tests check sessions are shared)."""
+    return len(_SESSIONS)
+
+
+def supports_onnx_encoder(family: str) -> bool:
+    """Whether bundles of ``family`` carry the audio encoder as ``encoder.onnx`` (``FAMILY_SPECS``)."""
+    spec = FAMILY_SPECS.get(family)
+    return spec is not None and spec.onnx_encoder
+
+
+def require_onnx_encoder(family: str) -> None:
+    if not supports_onnx_encoder(family):
+        names = [f for f, spec in FAMILY_SPECS.items() if spec.onnx_encoder]
+        raise ValueError(f"the ONNX audio encoder is exported for {names} only, got family {family!r}")
+
+
+class OnnxAudioEncoder:
+    """``model.encode_mel``'s runtime in onnxruntime: ``(mel (B, n_mels, F), mel_mask (B, F)) ->
+    (embeds (B, T, D) float32 on the mel's device, mask (B, T) bool)``.
+
+    A plain object, not a module: it has no weights for ``state_dict`` and sits in
+    ``CoatModel.audio_encoder``. Sessions are shared per process (``runtime.get_session``).
+    """
+
+    def __init__(self, path: str | Path, adapter, config: EncoderRuntimeConfig | None = None):
+        self.config = config or EncoderRuntimeConfig()
+        self.path = Path(path)
+        self.adapter = adapter
+        self._session, inputs, outputs = open_checked_session(
+            self.path, self.config, (INPUT_MEL, INPUT_MEL_MASK), OUTPUT_EMBEDS)
+        self.n_mels = int(inputs[INPUT_MEL].shape[1])
+        self.frames = int(inputs[INPUT_MEL].shape[2])
+        self.out_dim = int(outputs[OUTPUT_EMBEDS].shape[2])
+        expected = (adapter.n_mels, adapter.max_frames, adapter.hidden_size)
+        if (self.n_mels, self.frames, self.out_dim) != expected:
+            raise ValueError(
+                f"{self.path}: graph has (n_mels, frames, D) = {(self.n_mels, self.frames, self.out_dim)} but the "
+                f"model's encoder is {expected}; re-export it from this model"
+            )
+        self.provider = self._session.get_providers()[0]
+        if self.config.warmup:
+            self(torch.zeros(1, self.n_mels, self.frames), torch.ones(1, self.frames, dtype=torch.long))
+        log.info("audio encoder: onnxruntime on %s (%d mel bins x %d frames -> %d)", self.provider, self.n_mels,
+                 self.frames, self.out_dim)
+
+    def __call__(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        device = mel.device
+        if mel.ndim != 3 or tuple(mel.shape[1:]) != (self.n_mels, self.frames):
+            raise ValueError(f"mel: expected shape (B, {self.n_mels}, {self.frames}), got {tuple(mel.shape)}")
+        if tuple(mel_mask.shape) != (mel.shape[0], self.frames):
+            raise ValueError(f"mel_mask: expected shape ({mel.shape[0]}, {self.frames}), got {tuple(mel_mask.shape)}")
+        x = np.ascontiguousarray(mel.detach().to("cpu", torch.float32).numpy())  # (B, n_mels, F)
+        m = np.ascontiguousarray(mel_mask.detach().to("cpu", torch.int64).numpy())  # (B, F)
+        embeds = torch.from_numpy(self._session.run([OUTPUT_EMBEDS], {INPUT_MEL: x, INPUT_MEL_MASK: m})[0])  # (B, T, D)
+        lengths = self.adapter.output_lengths(torch.from_numpy(m).sum(-1))  # (B,)
+        mask = torch.arange(embeds.shape[1])[None, :] < lengths[:, None]  # (B, T)
+        return embeds.to(device), mask.to(device)
+
+
+def attach_onnx_encoder(model, path: str | Path, runtime: EncoderRuntimeConfig | None = None) -> OnnxAudioEncoder:
+    """Run ``model``'s audio encoder from the graph at ``path`` (``model.audio_encoder``); returns it."""
+    require_onnx_encoder(model.config.family)
+    encoder = OnnxAudioEncoder(path, model.adapter, runtime)
+    model.audio_encoder = encoder
+    return encoder
+
+
+def describe_encoder(model) -> str:
+    """Where the audio encoder runs, for logs and status ("onnxruntime CPU", "torch cpu")."""
+    enc = getattr(model, "audio_encoder", None)
+    if isinstance(enc, OnnxAudioEncoder):
+        return f"onnxruntime {enc.provider.removesuffix('ExecutionProvider')}"
+    return f"torch {model.device}"

@@ -1,0 +1,45 @@
+"""bench/accuracy/reference_baselines.py --task anomaly (log-mel features only) and bench/speed/bench_anomaly.py, on generated audio."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.accuracy import reference_baselines
+
+
+@pytest.mark.slow  # ~30 s on the shared VM: rendering the clips, librosa's first use, leave-one-out fits
+def test_anomaly_references_per_scorer_and_fault(tmp_path, capsys):
+    from edge_coat.data.factory import write_dataset
+
+    data = tmp_path / "factory"
+    write_dataset(data, 28, seed=3, duration_s=0.5, machines=("pump",), faults=("squeal", "bearing"),
+                  severity_range=(0.8, 1.0), onset_range=(0.0, 0.1))
+    out = tmp_path / "ref.json"
+    rc = reference_baselines.main(["--data", str(data), "--task", "anomaly", "--features", "logmel",
+                                   "--teacher-cache", str(tmp_path / "cache"), "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["task"] == "anomaly" and set(doc["results"]) == {"logmel/knn", "logmel/mahalanobis", "logmel/gmm"}
+    for name, r in doc["results"].items():
+        assert r["features"] == 128 and set(r["by_fault"]) == {"squeal", "bearing"}
+        assert r["auc"] >= 0.9, name  # loud faults from the start of the clip
+    assert "logmel/knn" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown anomaly scorer"):
+        reference_baselines.anomaly_scores(reference_baselines.np.zeros((6, 2)), [0, 1, 2, 3], [4], "svm")
+
+
+def test_bench_anomaly_times_both_feature_sets_against_the_model_call(tmp_path):
+    from bench.speed import bench_anomaly
+
+    from edge_coat.model.tiny import tiny_coat_model
+
+    model_dir = tiny_coat_model("qwen2_audio", max_seconds=1).save_pretrained(tmp_path / "m")
+    out = tmp_path / "anomaly.json"
+    assert bench_anomaly.main(["--rounds", "2", "--enroll", "8", "--seconds", "1", "--model", str(model_dir),
+                               "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["seconds"] == 1.0 and data["ms"]["model"]["n"] == 2
+    for features in ("mel", "thinking"):
+        assert data["ms"][features]["median"] > 0 and data["ratio_to_model"][features]["n"] == 2
