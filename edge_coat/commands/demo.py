@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene-s", type=float, default=60.0, help="length of the machine scene, seconds")
     parser.add_argument("--onset-s", type=float, help="when the fault starts developing (default: half the scene)")
     parser.add_argument("--no-speech", action="store_true", help="leave out the synthetic speech stream")
+    parser.add_argument("--caller", type=Path, metavar="FILE",
+                        help="a real call recording (WAV/FLAC/MP3, any rate) on the desk stream instead of synthetic "
+                        "speech; the summary says whether an emotion alert fired")
     parser.add_argument("--workdir", type=Path, help="keep the scene, event log and profiles here (default: temp)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--console", action="store_true",
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         wait = stop_on_signals("demo").wait
     opts = DemoOptions(model=args.model, workdir=workdir, scene_s=args.scene_s, onset_s=onset, enroll_s=enroll,
                        realtime=args.realtime, speech=not args.no_speech, threads=args.threads,
-                       console=args.console, console_listen=args.console_listen, console_wait=wait)
+                       console=args.console, console_listen=args.console_listen, console_wait=wait,
+                       caller=args.caller)
     try:
         result = run_demo(opts)
     except (ValueError, OSError) as exc:

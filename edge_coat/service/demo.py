@@ -66,6 +66,7 @@ class DemoOptions:
     console: bool = False  # serve the web console and stay up after the summary until console_wait returns
     console_listen: str = "127.0.0.1:0"
     console_wait: Callable[[], object] | None = None
+    caller: Path | None = None  # a real recording (any rate/channels) put on the desk stream instead of espeak-ng
 
 
 @dataclass
@@ -96,11 +97,34 @@ def write_scene(opts: DemoOptions) -> dict[str, Path]:
                          severity=0.9, develop_s=opts.develop_s, seed=opts.seed)
     files = {MACHINE_STREAM: opts.workdir / f"{MACHINE_STREAM}.wav"}
     sf.write(str(files[MACHINE_STREAM]), scene.wave, SAMPLE_RATE, subtype="PCM_16")
-    if opts.speech:
+    if opts.caller is not None:
+        files[SPEECH_STREAM] = caller_recording(opts.caller, opts.workdir)
+    elif opts.speech:
         speech = synthesize_speech(opts.workdir)
         if speech is not None:
             files[SPEECH_STREAM] = speech
     return files
+
+
+def caller_recording(path: Path, workdir: Path) -> Path:
+    """A user's own call recording as the desk stream: decoded (WAV, FLAC, MP3, ...; any rate and channel
+    count), downmixed and resampled to 16 kHz mono. Raises ValueError naming the file when it cannot."""
+    import soundfile as sf
+
+    from edge_coat.data.folder import AudioReadError, load_audio
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--caller {path}: no such file")
+    try:
+        wave = load_audio(path)  # (N,) float32, 16 kHz mono
+    except AudioReadError as exc:
+        raise ValueError(f"--caller: {exc}; give a WAV, FLAC or MP3 file") from None
+    if wave.shape[0] < 2 * SAMPLE_RATE:
+        raise ValueError(f"--caller {path}: {wave.shape[0] / SAMPLE_RATE:.1f} s is too short; give at least 2 s")
+    out = workdir / f"{SPEECH_STREAM}.wav"
+    sf.write(str(out), wave, SAMPLE_RATE, subtype="PCM_16")
+    return out
 
 
 def synthesize_speech(workdir: Path) -> Path | None:
@@ -197,6 +221,7 @@ class Display:
         self.first_ts: dict[str, float] = {}
         self.done_s: dict[str, float] = {s: 0.0 for s in durations}
         self.score: dict[str, str] = {}
+        self.emotion: list[tuple[float, str, float]] = []  # (window start s, top emotion, probability)
         self.events: list = []
         self._last_progress = 0.0
 
@@ -212,6 +237,10 @@ class Display:
             if probs:
                 label, p = max(probs.items(), key=lambda kv: kv[1])
                 self.score[w.stream_id] = f"{label} {p:.2f}"
+            emotion = result.label_probs.get("emotion")
+            if emotion and w.stream_id == SPEECH_STREAM:
+                label, p = max(emotion.items(), key=lambda kv: kv[1])
+                self.emotion.append((self.rel(w.stream_id, w.start_ts), label, p))
 
     def on_event(self, event) -> None:
         with self.lock:
@@ -374,8 +403,12 @@ def _summarize(opts, display: Display, received: list, summary: dict, files: dic
         (f"{MACHINE_STREAM}: no anomaly on its normal sound", f"{len(before)} false alarm(s)",
          "ok" if not before else "false alarm"),
     ]
-    if SPEECH_STREAM in display.durations:
-        rows.append((f"{SPEECH_STREAM}: no emotion alert on calm speech", f"{len(emotion)} alert(s)",
+    if SPEECH_STREAM in display.durations and opts.caller is not None:
+        seen = ", ".join(f"{e.text[:60]} at {display.rel(e.stream_id, e.window_start_ts):.0f} s" for e in emotion)
+        rows.append((f"{SPEECH_STREAM}: your recording {opts.caller.name}: emotion alert?",
+                     f"yes: {seen}" if emotion else "no alert", "fired" if emotion else "none"))
+    elif SPEECH_STREAM in display.durations:
+        rows.append((f"{SPEECH_STREAM}: synthetic speech carries no emotion (espeak-ng)", f"{len(emotion)} alert(s)",
                      "ok" if not emotion else "unexpected (informational)"))
     elif opts.speech:
         rows.append((f"{SPEECH_STREAM}: speech stream", "skipped (no espeak-ng or no emotion task)", "-"))
@@ -383,6 +416,12 @@ def _summarize(opts, display: Display, received: list, summary: dict, files: dic
                  "ok" if len(received) == stored else "MISMATCH"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["", "summary:"] + [f"  {r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}" for r in rows]
+    if display.emotion:
+        shown = display.emotion if len(display.emotion) <= 12 else display.emotion[:: -(-len(display.emotion) // 12)]
+        lines.append(f"  {SPEECH_STREAM} emotion per window (start: top reading): "
+                     + ", ".join(f"{t:.0f}s {label} {p:.2f}" for t, label, p in shown))
+        if opts.caller is None:
+            lines.append("  (espeak-ng speaks without emotion; try your own call: edge-coat demo --caller FILE)")
     lines.append(f"  events log: {opts.workdir / 'events.db'}")
     for line in lines:
         print(line, file=out, flush=True)

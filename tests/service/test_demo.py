@@ -76,3 +76,38 @@ def test_demo_console_stays_up_after_the_summary_with_a_read_only_token(tiny_mod
     result = run_demo(opts, out)
     assert "summary:" in out.getvalue() and result.stored == len(result.events)
     assert seen == {"streams": [MACHINE_STREAM], "enroll": 403}  # read-only: may look, may not enroll
+
+
+def test_demo_caller_recording_goes_on_the_desk_stream_with_its_readings(tiny_model_dir, tmp_path):
+    """--caller FILE: a user's own recording (here 8 kHz stereo FLAC) is decoded onto the desk stream; the
+    summary says whether an emotion alert fired and lists the per-window emotion readings."""
+    import numpy as np
+    import soundfile as sf
+
+    from edge_coat.service.demo import SPEECH_STREAM
+
+    rng = np.random.default_rng(5)
+    t = np.arange(6 * 8000) / 8000
+    voice = 0.3 * np.sin(2 * np.pi * (180 + 40 * np.sin(2 * np.pi * 3 * t)) * t) * (rng.random(t.size) > 0.1)
+    call = tmp_path / "call.flac"
+    sf.write(str(call), np.stack([voice, 0.5 * voice], axis=1), 8000)
+    out = io.StringIO()
+    opts = DemoOptions(model=tiny_model_dir, workdir=tmp_path / "demo", scene_s=20.0, onset_s=12.0, enroll_s=7.0,
+                       develop_s=2.0, caller=call)
+    result = run_demo(opts, out)
+    text = out.getvalue()
+    desk = [e for e in result.events if e.stream_id == SPEECH_STREAM]
+    assert f"your recording {call.name}: emotion alert?" in text
+    assert ("fired" in text) == any(e.kind == "emotion" and e.phase == "start" for e in desk)
+    assert f"{SPEECH_STREAM} emotion per window" in text
+    assert "espeak-ng speaks without emotion" not in text
+
+
+def test_demo_caller_errors_are_one_line(tmp_path, capsys, tiny_model_dir):
+    (tmp_path / "junk.wav").write_bytes(b"RIFF not audio at all")
+    assert main(["demo", "--model", str(tiny_model_dir), "--caller", str(tmp_path / "junk.wav"),
+                 "--workdir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "--caller" in err and "junk.wav" in err and "Traceback" not in err
+    assert main(["demo", "--model", str(tiny_model_dir), "--caller", str(tmp_path / "absent.wav")]) == 2
+    assert "no such file" in capsys.readouterr().err
