@@ -1,8 +1,8 @@
-"""Render the model card's measured table from the JSON that scripts/train_coat_tiny.sh writes.
+"""Render the model card's measured tables from the JSON that scripts/train_coat_tiny.sh writes.
 
-    python scripts/coat_tiny_table.py runs/coat-tiny/results > table.md
+    python scripts/coat_tiny_table.py runs/coat-tiny-1/results > table.md
 
-Every number comes from `edge-coat eval`, bench/accuracy/reference_baselines.py or `edge-coat probe` JSON;
+Every number comes from `edge-coat eval` or `python -m bench.accuracy.reference_baselines` JSON;
 nothing is typed in by hand. A missing result is shown as "not run".
 """
 
@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-ROWS = (("coat", "CoAT"), ("coat-nothink", "same weights, `--no-thinking`"),
-        ("no-experts", "trained without expert losses"))
+MODELS = (("coat", "CoAT (coat-tiny 1.0)"), ("coat-nothink", "same weights, `--no-thinking`"),
+          ("no-experts", "trained without expert losses"))
+REFS = (("mfcc_prosody", "MFCC+prosody + LR"), ("whisper", "frozen Whisper (same tower) + LR"), ("yamnet", "YAMNet + LR"))
 
 
 def _load(results: Path, name: str) -> dict | None:
@@ -22,68 +23,69 @@ def _load(results: Path, name: str) -> dict | None:
 
 
 def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+    return "not run" if x is None else f"{x:.3f}"
 
 
-def classification(results: Path, task: str) -> list[str]:
-    out = ["| model | n | accuracy | UA | macro F1 |", "|---|---|---|---|---|"]
-    for key, title in ROWS:
-        d = _load(results, f"{task}-{key}")
-        if d is None:
-            out.append(f"| {title} | not run | | | |")
-            continue
-        m = d["metrics"]
-        out.append(f"| {title} | {d['n']} | {_f(m['accuracy'])} | {_f(m['ua'])} | {_f(m['macro_f1'])} |")
-    refs = _load(results, f"references-{task}")
-    if refs is not None:
-        for name, r in refs["results"].items():
-            m = r["metrics"]
-            out.append(f"| reference: {name} + logistic regression | {refs['n_test']} | {_f(m['accuracy'])} "
-                       f"| {_f(m['ua'])} | {_f(m['macro_f1'])} |")
+def _metric(doc: dict | None, key: str):
+    return None if doc is None else doc["metrics"].get(key)
+
+
+def _ref(doc: dict | None, kind: str, key: str):
+    if doc is None or kind not in doc.get("results", {}):
+        return None
+    return doc["results"][kind]["metrics"].get(key)
+
+
+def emotion_table(results: Path) -> list[str]:
+    cols = [("emotion", "RAVDESS 8-class UA (spk 14-16)", "ua"), ("emotion-tel", "RAVDESS telephone UA", "ua"),
+            ("emotion-emovo", "EMOVO UA (f3, m3)", "ua"), ("emotion-turev", "TurEV UA (1984)", "ua")]
+    out = ["| model | " + " | ".join(c[1] for c in cols) + " | angry-vs-rest AUC (RAVDESS) |",
+           "|---|" + "---|" * (len(cols) + 1)]
+    for key, title in MODELS:
+        cells = [_f(_metric(_load(results, f"{c[0]}-{key}"), c[2])) for c in cols]
+        doc = _load(results, f"emotion-{key}")
+        angry = None if doc is None else doc["per_class"].get("angry", {}).get("auc_vs_rest")
+        out.append(f"| {title} | " + " | ".join(cells) + f" | {_f(angry)} |")
+    for kind, title in REFS[:2]:
+        cells = [_f(_ref(_load(results, f"ref-{c[0]}"), kind, c[2])) for c in cols]
+        out.append(f"| {title} | " + " | ".join(cells) + " | n/a |")
     return out
 
 
-def confusion(results: Path, task: str, key: str = "coat") -> list[str]:
-    d = _load(results, f"{task}-{key}")
-    if d is None:
-        return []
-    labels, cm = d["metrics"]["labels"], d["metrics"]["confusion"]
-    out = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    out += [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(labels, cm)]
+def loco_table(results: Path) -> list[str]:
+    out = ["| held-out corpus (trained on the other two) | CoAT UA | MFCC+prosody + LR UA | frozen Whisper + LR UA |",
+           "|---|---|---|---|"]
+    for held in ("ravdess", "emovo", "turev"):
+        ref = _load(results, f"ref-loco-{held}")
+        out.append(f"| {held} | {_f(_metric(_load(results, f'loco-{held}'), 'ua'))} | "
+                   f"{_f(_ref(ref, 'mfcc_prosody', 'ua'))} | {_f(_ref(ref, 'whisper', 'ua'))} |")
     return out
 
 
-def anomaly(results: Path) -> list[str]:
-    """The detector's fused score (AUC, pAUC), then the model's own P(abnormal) alone ("model AUC"), which
-    is where the three rows differ when the profile features (mel) do not depend on the weights."""
-    out = ["| model | test clips (normal/abnormal) | AUC | pAUC | AUC loudness-normalised | pAUC loudness-normalised "
-           "| model alone: AUC / loudness-normalised |",
-           "|---|---|---|---|---|---|---|"]
-    for key, title in ROWS:
-        a, b = _load(results, f"anomaly-{key}"), _load(results, f"anomaly-loudnorm-{key}")
-        if a is None:
-            out.append(f"| {title} | not run | | | | | |")
-            continue
-        m, mb = a["metrics"], (b or {}).get("metrics", {})
-        out.append(f"| {title} | {m['n_test_normal']}/{m['n_test_abnormal']} | {_f(m['auc'])} | {_f(m['pauc'])} "
-                   f"| {_f(mb.get('auc'))} | {_f(mb.get('pauc'))} | {_f(m.get('auc_model'))} / {_f(mb.get('auc_model'))} |")
-    a = _load(results, "anomaly-coat")
-    if a is not None and "features" in a["metrics"]:
-        m = a["metrics"]
-        out.append("")
-        out.append(f"Detector: profile features `{m['features']}`, {m['method']} k={m['k']}, fused with the model's "
-                   f"P(abnormal) at weight {m['model_weight']}; the profile distance alone: AUC {_f(m.get('auc_distance'))}, "
-                   f"pAUC {_f(m.get('pauc_distance'))}; {m['n_enroll']} normal clips enrolled.")
+def events_table(results: Path) -> list[str]:
+    out = ["| model | accuracy | UA |", "|---|---|---|"]
+    for key, title in MODELS:
+        doc = _load(results, f"events-{key}")
+        out.append(f"| {title} | {_f(_metric(doc, 'accuracy'))} | {_f(_metric(doc, 'ua'))} |")
+    ref = _load(results, "ref-events")
+    for kind, title in REFS:
+        out.append(f"| {title} | {_f(_ref(ref, kind, 'accuracy'))} | {_f(_ref(ref, kind, 'ua'))} |")
     return out
 
 
-def probes(results: Path, task: str) -> list[str]:
-    d = _load(results, f"probe-{task}")
-    if d is None:
-        return []
-    out = ["| target | metric | layer | thinking positions | audio positions |", "|---|---|---|---|---|"]
-    for row in d["results"]:
-        out.append(f"| {row['target']} | {row['metric']} | {row['layer']} | {_f(row['thinking'])} | {_f(row['audio'])} |")
+def anomaly_table(results: Path) -> list[str]:
+    out = ["| model | held-out set | profile | AUC (fused) | AUC distance only | AUC model P(abnormal) alone |",
+           "|---|---|---|---|---|---|"]
+    for key, title in MODELS:
+        for folder, name in (("factory-test", "seed 99, known machines/faults"),
+                             ("factory-novel-machine", "new machine (compressor)"),
+                             ("factory-novel-fault", "new fault (squeal)")):
+            for feat in ("mel", "thinking"):
+                doc = _load(results, f"anomaly-{folder}-{feat}-{key}")
+                if doc is None and key != "coat":
+                    continue
+                out.append(f"| {title} | {name} | {feat} | {_f(_metric(doc, 'auc'))} | "
+                           f"{_f(_metric(doc, 'auc_distance'))} | {_f(_metric(doc, 'auc_model'))} |")
     return out
 
 
@@ -92,15 +94,12 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     results = Path(argv[0])
-    parts = [
-        "### Emotion, held-out RAVDESS speakers 14, 15, 16 (8 classes, chance 0.125)", *classification(results, "emotion"),
-        "", "Confusion matrix (CoAT):", "", *confusion(results, "emotion"),
-        "", "### Anomaly, held-out generated clips (seed 99, never trained on)", *anomaly(results),
-        "", "### Sound events, held-out UrbanSound8K source recordings (10 classes)", *classification(results, "events"),
-        "", "### Probes: out-of-fold R^2 / accuracy of linear probes, thinking vs audio positions (held-out speakers)",
-        *probes(results, "emotion"),
-    ]
-    print("\n".join(parts))
+    for title, rows in (("Emotion (held-out speakers; loudness as recorded)", emotion_table(results)),
+                        ("Leave-one-corpus-out emotion (predictions restricted to the corpus's labels)", loco_table(results)),
+                        ("UrbanSound8K fold 1, held-out recordings", events_table(results)),
+                        ("Machine anomalies, loudness-normalised to -26 dBFS", anomaly_table(results))):
+        print(f"### {title}\n")
+        print("\n".join(rows) + "\n")
     return 0
 
 

@@ -21,6 +21,7 @@ encoder-length chunks, and a shorter one costs what a full encoder input costs (
     python -m bench.speed.bench_window --window 10 5 --batches 1 4 8 --calls 50
     python -m bench.speed.bench_window --model DIR --baseline encoder-torch   # ONNX encoder vs torch, same run
     python -m bench.speed.bench_window --model DIR --baseline previous        # vs encoder in torch + cached scoring
+    python -m bench.speed.bench_window --model models/coat-tiny --baseline-model OLD_DIR   # vs another model, same run
 
 Prints a table and writes bench/results/bench_window.json.
 """
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                    "encoder-torch = the audio encoder in torch (before encoder.onnx); scoring-cached = prefill then "
                    "candidates over the KV cache (before the fused call); previous = both; fp32 = the same stage "
                    "in fp32 (with --quantization int8)")
+    p.add_argument("--baseline-model", type=Path,
+                   help="another model folder (e.g. the previous coat-tiny) measured as the baseline in the same rounds")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_window.json")
     args = p.parse_args(argv)
     if args.calls < 1 or min(args.batches) < 1:
@@ -120,7 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     section = model_section(model_dir, threads=args.threads, readings=[])
     stage = CoatStage(section.model_copy(update={"quantization": args.quantization}))
     baseline = None
-    if args.baseline != "none":
+    if args.baseline_model is not None:
+        if args.baseline != "none":
+            raise SystemExit("give --baseline or --baseline-model, not both")
+        args.baseline = f"model {args.baseline_model}"
+        base_section = model_section(args.baseline_model, threads=args.threads, readings=[])
+        baseline = CoatStage(base_section.model_copy(update={"quantization": args.quantization}))
+    elif args.baseline != "none":
         torch_encoder = args.baseline in ("encoder-torch", "previous")
         base_section = model_section(model_dir, threads=args.threads, readings=[],
                                      encoder="torch" if torch_encoder else "onnx")
@@ -130,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             baseline.model.scoring = "cached"
     rows = []
     for asked in args.window:
-        window_s, note = capped_window(asked, float(stage.model.max_window_seconds), 0.0)
+        longest = float(stage.model.max_window_seconds)
+        if baseline is not None:
+            longest = min(longest, float(baseline.model.max_window_seconds))
+        window_s, note = capped_window(asked, longest, 0.0)
         if note:
             print(note.split(" (hop")[0] + " were measured")
         pool = audio_pool(int(round(window_s * SAMPLE_RATE)))
