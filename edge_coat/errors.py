@@ -93,7 +93,9 @@ def flag_problems(exc) -> str:
     lines = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(value)"
-        lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}, got {err.get('input')!r}")
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f", got {got!r}"  # a whole section says nothing
+        lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "invalid settings: " + "; ".join(lines)
 
 

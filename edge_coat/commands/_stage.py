@@ -50,10 +50,11 @@ def stop_on_signals(command: str) -> threading.Event:
 def reload_tokens_on_sighup(service) -> None:
     """SIGHUP re-reads the event service's tokens file now (it is also followed by its modification time)."""
     server = getattr(service, "server", None)
-    if server is None or server.auth.path is None:
-        return
 
-    def on_hup(_signum, _frame):
+    def on_hup(_signum, _frame):  # installed even without a tokens file: SIGHUP must never kill the service
+        if server is None or server.auth.path is None:
+            print("edge-coat: SIGHUP: no tokens file to reload", file=sys.stderr)
+            return
         threading.Thread(target=server.auth.reload, name="tokens-reload", daemon=True).start()
 
     signal.signal(signal.SIGHUP, on_hup)

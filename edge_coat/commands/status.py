@@ -12,12 +12,38 @@ from edge_coat.commands.events import add_client_arguments, make_client
 HELP = "show the status of a running service (streams, model, enrollment); start/stop enrollment"
 
 
+def _windows(text: str) -> int:
+    from edge_coat.detectors.config import MAX_ENROLL_WINDOWS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of windows, got {text!r}") from None
+    if not 0 <= value <= MAX_ENROLL_WINDOWS:
+        raise argparse.ArgumentTypeError(f"expected 0 (the default) to {MAX_ENROLL_WINDOWS} windows, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    from edge_coat.detectors.config import MAX_ENROLL_SECONDS
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_ENROLL_SECONDS):
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_ENROLL_SECONDS:g} seconds, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--enroll", metavar="STREAM", help="start enrollment of STREAM's normal sound")
-    parser.add_argument("--windows", type=int, default=0, help="with --enroll: windows to collect")
-    parser.add_argument("--seconds", type=float, default=0.0, help="with --enroll: seconds of audio to collect")
+    parser.add_argument("--windows", type=_windows, default=0, help="with --enroll: windows to collect")
+    parser.add_argument("--seconds", type=_seconds, default=0.0, help="with --enroll: seconds of audio to collect")
     parser.add_argument("--stop-enroll", metavar="STREAM", help="stop enrollment and fit on what was collected")
     parser.add_argument("--discard", action="store_true", help="with --stop-enroll: discard instead of fitting")
 

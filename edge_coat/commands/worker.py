@@ -74,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     curve = None
     if args.secret_key or args.allowed_clients:
         curve = {"secret_key_file": args.secret_key, "allowed_clients_dir": args.allowed_clients}
+    from edge_coat.transport.config import is_loopback_endpoint
+
+    if curve is None and not args.insecure and not is_loopback_endpoint(args.bind):
+        raise UserError(f"--bind {args.bind} accepts audio from other hosts without CurveZMQ; give --secret-key and "
+                        "--allowed-clients (edge-coat keys), bind tcp://127.0.0.1:PORT, or add --insecure (isolated "
+                        "test networks only)", INVALID_INPUT)
     tasks = {t: {"min_rms_dbfs": args.min_rms_dbfs} for t in (args.task or ["anomaly"])}
     try:
         cfg = WorkerConfig(

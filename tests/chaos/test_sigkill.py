@@ -34,7 +34,7 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[2]
 SCENE_S = 10.0
-FAULTS = ((2.0, 4.0), (6.0, 7.5))  # seconds of loud noise; both end well before the scene
+FAULTS = ((1.0, 5.0), (6.5, 8.0))  # seconds of loud noise: the first long enough to kill inside it
 OFF_WINDOWS = 2
 STREAM = "press-9"
 
