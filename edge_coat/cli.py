@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"edge_coat.commands.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        # also after the command (`edge-coat serve ... --debug`); SUPPRESS keeps the global flag's value
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
         p.set_defaults(_module=module, _name=name)
     return parser
 

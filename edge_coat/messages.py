@@ -5,7 +5,10 @@ The data flows one way::
     capture --wire (transport.wire.WireAudio)--> worker --Window--> model
         --WindowResult--> detectors --EventRecord--> events (durable log, gRPC)
 
-Every array field states its shape and dtype. Messages are frozen: a stage never mutates what
+behind a stream's last window: ``EndOfStream`` (worker -> detectors, through the same queues). The
+detectors report ``StreamStatus`` (``DetectorStatus`` per detector, ``EnrollmentStatus``) to the event
+service, the shared log and the console. Every stream id is a ``StreamId`` (one rule, checked where it
+enters). Every array field states its shape and dtype. Messages are frozen: a stage never mutates what
 it received, it produces a new message.
 """
 

@@ -158,6 +158,9 @@ def test_debug_shows_the_traceback(site):
                      cwd=site)
     assert out.returncode != 0
     assert "Traceback" in out.stderr
+    after = _edge_coat("serve", "--db", str(site / "junk.db"), "--insecure", "--listen", "127.0.0.1:0", "--debug",
+                       cwd=site)
+    assert after.returncode == out.returncode and "Traceback" in after.stderr
 
 
 def test_demo_without_loopback_names_the_real_error(site):

@@ -2,8 +2,10 @@
 
 Per batch, for each task the windows carry, one batched ``score_task`` call over the windows that need
 it (one prefill per window, candidates scored over the cached prefix). A window analysed for several
-tasks takes its thinking latents from the first task scored: the thinking positions come before the
-task prompt, so under causal attention their hidden states do not depend on the prompt.
+tasks takes its thinking latents from the first of its own tasks (the worker config's order) that the
+model knows: the thinking positions come before the task prompt, so under causal attention their hidden
+states do not depend on the prompt; taking them from the same task every time keeps a stream's latents
+(and a detector's profile of them) from the same batch composition. No task is special here.
 
 Readings for the evidence:
 
@@ -176,8 +178,9 @@ class CoatStage:
             if valid[i]:
                 for t in w.tasks:
                     by_task.setdefault(t, []).append(i)
-        # the anomaly task first, so its latents are the ones the anomaly profile compares
-        for task in sorted(by_task, key=lambda t: (t != "anomaly", t)):
+        # each window's latents come from its first task the model knows (see the module docstring)
+        latents_task = [next((t for t in w.tasks if t in self.tasks), None) for w in windows]
+        for task in sorted(by_task):
             idx = by_task[task]
             if task not in self.tasks:
                 self._warn_once(task, f"windows ask for task {task!r} but the model only knows {sorted(self.tasks)}: "
@@ -188,7 +191,7 @@ class CoatStage:
             r = self.model.score_task([windows[i].samples for i in idx], task)  # probs (B, C), thinking (B, K, D)
             for j, i in enumerate(idx):
                 probs[i][task] = {label: float(p) for label, p in zip(r.labels, r.probs[j])}
-                if thinking[i] is None:
+                if task == latents_task[i]:
                     thinking[i] = np.ascontiguousarray(r.thinking[j], dtype=np.float32)  # (K, D)
         t_model = time.perf_counter()
         readings, tags = self._readings(windows)
