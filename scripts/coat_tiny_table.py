@@ -89,6 +89,15 @@ def anomaly_table(results: Path) -> list[str]:
     return out
 
 
+def noise_table(results: Path) -> list[str]:
+    out = ["| background noise (pink) | mel profile AUC | thinking-latent profile AUC | model P(abnormal) alone AUC |",
+           "|---|---|---|---|"]
+    for label, suffix in (("none", "factory-test"), ("20 dB SNR", "snr20"), ("10 dB SNR", "snr10"), ("5 dB SNR", "snr5")):
+        mel, think = (_load(results, f"anomaly-{suffix}-{feat}-coat") for feat in ("mel", "thinking"))
+        out.append(f"| {label} | {_f(_metric(mel, 'auc'))} | {_f(_metric(think, 'auc'))} | {_f(_metric(think, 'auc_model'))} |")
+    return out
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
@@ -97,7 +106,8 @@ def main(argv: list[str]) -> int:
     for title, rows in (("Emotion (held-out speakers; loudness as recorded)", emotion_table(results)),
                         ("Leave-one-corpus-out emotion (predictions restricted to the corpus's labels)", loco_table(results)),
                         ("UrbanSound8K fold 1, held-out recordings", events_table(results)),
-                        ("Machine anomalies, loudness-normalised to -26 dBFS", anomaly_table(results))):
+                        ("Machine anomalies, loudness-normalised to -26 dBFS", anomaly_table(results)),
+                        ("Anomaly profiles in noise (factory seed 99, loudness-normalised)", noise_table(results))):
         print(f"### {title}\n")
         print("\n".join(rows) + "\n")
     return 0

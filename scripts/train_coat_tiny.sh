@@ -102,34 +102,51 @@ done
 [ "${STAGES:-all}" = train ] && exit 0
 
 # 3. the model card's table -------------------------------------------------------------------------
+# SHARDS=3 SHARD=0|1|2 split the evaluations over parallel invocations (each result is written once).
+SHARDS=${SHARDS:-1}; SHARD=${SHARD:-0}; job=0
+mine() { job=$((job + 1)); [ $(((job - 1) % SHARDS)) -eq "$SHARD" ]; }
 ev() {  # result-name options...: skipped when the result exists
   local name=$1; shift
+  mine || return 0
   [ -f "$OUT/results/$name.json" ] && return
   log "eval $name"
   "${EC[@]}" eval --json "$OUT/results/$name.json" "$@" | tee "$OUT/results/$name.txt"
 }
+# Identity label maps restrict predictions to the labels a corpus has (as the references are restricted).
+declare -A MAP=(
+  [ravdess]='{"neutral":"neutral","calm":"calm","happy":"happy","sad":"sad","angry":"angry","fearful":"fearful","disgust":"disgust","surprised":"surprised"}'
+  [emovo]='{"neutral":"neutral","happy":"happy","sad":"sad","angry":"angry","fearful":"fearful","disgust":"disgust","surprised":"surprised"}'
+  [turev]='{"angry":"angry","calm":"calm","happy":"happy","sad":"sad"}')
 for row in coat:coat: coat-nothink:coat:--no-thinking no-experts:no-experts:; do
   IFS=: read -r name run flag <<<"$row"
   m="$OUT/$run/model"
   ev "emotion-$name" --model "$m" --task emotion --data "$DATA/ravdess" --holdout-speakers 14,15,16 $flag
   ev "emotion-tel-$name" --model "$m" --task emotion --data "$DATA/ravdess" --holdout-speakers 14,15,16 --channel telephone $flag
-  ev "emotion-emovo-$name" --model "$m" --task emotion --data "$DATA/emovo" --holdout-speakers f3,m3 $flag
-  ev "emotion-turev-$name" --model "$m" --task emotion --data "$DATA/turev" --holdout-speakers 1984 $flag
+  ev "emotion-emovo-$name" --model "$m" --task emotion --data "$DATA/emovo" --holdout-speakers f3,m3 --label-map "${MAP[emovo]}" $flag
+  ev "emotion-turev-$name" --model "$m" --task emotion --data "$DATA/turev" --holdout-speakers 1984 --label-map "${MAP[turev]}" $flag
   ev "events-$name" --model "$m" --task events --data "$DATA/urbansound8k" --holdout-sources "$OUT/us8k_holdout.txt" $flag
+  feats="thinking"; [ "$name" = coat ] && feats="mel thinking"
   for f in factory-test factory-novel-machine factory-novel-fault; do
-    for feat in mel thinking; do
+    for feat in $feats; do
       ev "anomaly-$f-$feat-$name" --model "$m" --task anomaly --data "$OUT/data/$f" --loudness-norm -26 --anomaly-features "$feat" $flag
     done
   done
 done
+for snr in 20 10 5; do  # the enrollment profile on thinking latents against the mel profile, in noise
+  for feat in mel thinking; do
+    ev "anomaly-snr$snr-$feat-coat" --model "$OUT/coat/model" --task anomaly --data "$OUT/data/factory-test" \
+      --loudness-norm -26 --snr-db "$snr" --anomaly-features "$feat"
+  done
+done
 for held in ravdess emovo turev; do
-  ev "loco-$held" --model "$OUT/loco-$held/model" --task emotion --data "$DATA/$held"
+  ev "loco-$held" --model "$OUT/loco-$held/model" --task emotion --data "$DATA/$held" --label-map "${MAP[$held]}"
 done
 
-log "reference baselines (MFCC+LR, frozen Whisper+LR: the same tower as the model)"
-ref() {  # name options...
+ref() {  # name options...: MFCC+LR and frozen Whisper+LR (the model's own tower) on the same split
   local name=$1; shift
+  mine || return 0
   [ -f "$OUT/results/ref-$name.json" ] && return
+  log "reference $name"
   "$PY" -m bench.accuracy.reference_baselines --teacher-cache "$CACHE" --model "$OUT/coat/model" --max-seconds 10 \
     --json "$OUT/results/ref-$name.json" "$@" | tee "$OUT/results/ref-$name.txt"
 }
@@ -142,4 +159,4 @@ for held in ravdess emovo turev; do
   train_data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || train_data+=(--train-data "$DATA/$c"); done
   ref "loco-$held" --data "$DATA/$held" --task emotion --all-held-out "${train_data[@]}" --features mfcc_prosody,whisper
 done
-log "all results in $OUT/results"
+log "results in $OUT/results (python scripts/coat_tiny_table.py $OUT/results)"

@@ -30,6 +30,8 @@ def add_arguments(parser) -> None:
                         help="normalise every clip to this RMS level first (e.g. -26), so loudness alone cannot decide")
     parser.add_argument("--channel", default="clean", choices=("clean", "telephone"),
                         help="pass every clip through this channel first (telephone: 300-3400 Hz, 8 kHz, G.711 mu-law)")
+    parser.add_argument("--snr-db", type=float, metavar="DB",
+                        help="add pink background noise at this SNR to every clip (the same noise for every model)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"), help="how to load the model")
     parser.add_argument("--device", default=None, help="torch device (default: the model's load device, CPU)")
@@ -72,7 +74,7 @@ def run(args) -> int:
         clips, candidates = apply_label_map(clips, mapping, model.config.tasks[args.task].labels)
         common = dict(use_thinking=not args.no_thinking, batch_size=args.batch_size,
                       loudness_dbfs=args.loudness_norm, progress=sys.stderr.isatty(), model_name=str(args.model),
-                      channel=args.channel)
+                      channel=args.channel, snr_db=args.snr_db)
         if args.task == "anomaly":
             from edge_coat.detectors.config import AnomalyConfig
 

@@ -101,10 +101,29 @@ def mulaw_decode(codes: np.ndarray, mu: int = 255) -> np.ndarray:
     return np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu
 
 
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) float64 noise with a 1/f spectrum (Kellet's filter on white noise): room and machine-hall hum."""
+    from scipy.signal import lfilter
+
+    return lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786],
+                   [1, -2.494956002, 2.017265875, -0.522189400], rng.standard_normal(n))
+
+
+def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``wave`` plus pink noise at ``snr_db`` dB below its power (clipped to [-1, 1]). (N,) float32."""
+    x = wave.astype(np.float64)
+    p_sig = float(np.mean(x ** 2))
+    if p_sig <= 0:
+        return wave
+    noise = pink_noise(x.shape[0], rng)
+    x = x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10) / max(float(np.mean(noise ** 2)), 1e-12))
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
 def room(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, float] = (10.0, 30.0)) -> np.ndarray:
     """A room: a synthetic reverberant impulse response (RT60 0.15-0.6 s) and pink-ish background
     noise at an SNR drawn from ``snr_db``. (N,) float32 in and out."""
-    from scipy.signal import fftconvolve, lfilter
+    from scipy.signal import fftconvolve
 
     n = wave.shape[0]
     rt60 = rng.uniform(0.15, 0.6)
@@ -113,9 +132,7 @@ def room(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, flo
     ir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path, 0-10 dB above the reverberant tail
     ir /= np.sqrt(np.sum(ir ** 2))
     x = fftconvolve(wave.astype(np.float64), ir)[:n]
-    white = rng.standard_normal(n)
-    noise = lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786],
-                    [1, -2.494956002, 2.017265875, -0.522189400], white)  # Kellet's 1/f filter
+    noise = pink_noise(n, rng)
     p_sig = float(np.mean(x ** 2))
     if p_sig > 0:
         snr = rng.uniform(*snr_db)

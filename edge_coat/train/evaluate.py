@@ -53,20 +53,25 @@ def normalize_loudness(wave: np.ndarray, target_dbfs: float) -> np.ndarray:
 
 
 def _waves(clips: Sequence[Clip], max_seconds: float, loudness_dbfs: float | None,
-           channel: str = "clean") -> list[np.ndarray]:
-    """The clips' audio, centre-cropped, through ``channel`` (e.g. a telephone line), loudness-normalised."""
-    from edge_coat.train.augment import apply_channel
+           channel: str = "clean", snr_db: float | None = None) -> list[np.ndarray]:
+    """The clips' audio, centre-cropped, through ``channel`` (e.g. a telephone line), with pink background
+    noise at ``snr_db`` (seeded by the clip's name, so every model hears the same noise), loudness-normalised."""
+    import zlib
+
+    from edge_coat.train.augment import add_noise, apply_channel
 
     out = []
     for c in clips:
         w = apply_channel(load_wave(c, max_seconds), channel)
+        if snr_db is not None:
+            w = add_noise(w, snr_db, np.random.default_rng(zlib.crc32(c.file.encode())))
         out.append(normalize_loudness(w, loudness_dbfs) if loudness_dbfs is not None else w)
     return out
 
 
 def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[str], *, use_thinking: bool,
                 batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
-                waves: Sequence[np.ndarray] | None = None, channel: str = "clean"):
+                waves: Sequence[np.ndarray] | None = None, channel: str = "clean", snr_db: float | None = None):
     """Score clips in batches -> (probs (N, C), thinking latents (N, K, D)).
 
     ``waves``: the clips' audio when the caller has loaded it already (else loaded here)."""
@@ -75,7 +80,7 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
     probs, latents = [], []
     for i in tqdm(range(0, len(clips), batch_size), disable=not progress, desc="eval"):
         if waves is None:
-            batch = _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs, channel)
+            batch = _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs, channel, snr_db)
         else:
             batch = list(waves[i:i + batch_size])
         res = model.score_labels(batch, prompt, list(candidates), use_thinking=use_thinking)
@@ -86,10 +91,11 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
 
 def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates: Sequence[str], *,
                             use_thinking: bool = True, batch_size: int = 8, loudness_dbfs: float | None = None,
-                            progress: bool = False, model_name: str = "", channel: str = "clean") -> EvalResult:
+                            progress: bool = False, model_name: str = "", channel: str = "clean",
+                            snr_db: float | None = None) -> EvalResult:
     prompt = model.config.tasks[task].prompt
     probs, _ = score_clips(model, clips, prompt, candidates, use_thinking=use_thinking, batch_size=batch_size,
-                           loudness_dbfs=loudness_dbfs, progress=progress, channel=channel)
+                           loudness_dbfs=loudness_dbfs, progress=progress, channel=channel, snr_db=snr_db)
     pred_idx = probs.argmax(-1)  # (N,)
     y_pred = [candidates[i] for i in pred_idx]
     metrics, per_class = classification_metrics([c.label for c in clips], y_pred, candidates)
@@ -128,7 +134,8 @@ def split_enrollment(clips: Sequence[Clip], enroll: int | None) -> tuple[dict[st
 
 def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None, use_thinking: bool = True,
                      batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
-                     model_name: str = "", config=None, max_fpr: float = 0.1, channel: str = "clean") -> EvalResult:
+                     model_name: str = "", config=None, max_fpr: float = 0.1, channel: str = "clean",
+                     snr_db: float | None = None) -> EvalResult:
     """Anomaly AUC/pAUC with the service's detector; ``config`` is an ``AnomalyConfig`` (default: its defaults)."""
     from edge_coat.detectors.config import AnomalyConfig
 
@@ -146,7 +153,7 @@ def evaluate_anomaly(model, clips: Sequence[Clip], *, enroll: int | None = None,
     if small:
         raise ValueError(f"need at least 3 normal enrollment clips per machine, got {small}: add normal clips or raise --enroll")
     cfg = config or AnomalyConfig()
-    waves = _waves(clips, model.clip_seconds, loudness_dbfs, channel)
+    waves = _waves(clips, model.clip_seconds, loudness_dbfs, channel, snr_db)
     probs, latents = score_clips(model, clips, spec.prompt, list(spec.labels), use_thinking=use_thinking,
                                  batch_size=batch_size, progress=progress, waves=waves)  # (N, C), (N, K, D)
     results = [_as_window_result(i, w, dict(zip(spec.labels, map(float, probs[i]))), latents[i], model_name)

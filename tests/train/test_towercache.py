@@ -165,3 +165,15 @@ def test_a_chunk_encodes_alike_in_every_window(separable, encoder_dir):
         alone, am = model.encode([wave[2 * SR:3 * SR]])  # (1, 25, D): the third chunk alone
     torch.testing.assert_close(whole[0, 25:], later[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(whole[0, 50:75], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_background_noise_is_added_at_the_asked_snr():
+    from edge_coat.train.augment import add_noise
+
+    t = np.arange(4 * SR) / SR
+    clean = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    for snr in (20.0, 5.0):
+        noisy = add_noise(clean, snr, np.random.default_rng(0))
+        measured = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((noisy - clean).astype(np.float64) ** 2))
+        assert abs(measured - snr) < 0.2
+    np.testing.assert_array_equal(add_noise(clean, 10.0, np.random.default_rng(1)), add_noise(clean, 10.0, np.random.default_rng(1)))
