@@ -148,6 +148,7 @@ ref() {  # name options...: MFCC+LR and frozen Whisper+LR (the model's own tower
   [ -f "$OUT/results/ref-$name.json" ] && return
   log "reference $name"
   "$PY" -m bench.accuracy.reference_baselines --teacher-cache "$CACHE" --model "$OUT/coat/model" --max-seconds 10 \
+    --feature-cache "${FEATURES:-.cache/ref-features}" \
     --json "$OUT/results/ref-$name.json" "$@" | tee "$OUT/results/ref-$name.txt"
 }
 ref emotion --data "$DATA/ravdess" --task emotion --holdout-speakers 14,15,16 --features mfcc_prosody,whisper

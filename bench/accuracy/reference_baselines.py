@@ -96,6 +96,23 @@ def features(kind: str, wave: np.ndarray, cache) -> np.ndarray:
 _TOWER: dict = {"model": None}
 
 
+def _memo(root: str | None, kind: str, wave: np.ndarray, compute) -> np.ndarray:
+    """A clip's feature vector, kept on disk under ``root`` by feature set and audio content (the
+    leave-one-corpus-out references reuse the same clips three times)."""
+    if not root:
+        return compute()
+    from edge_coat.experts.cache import audio_sha256
+
+    tag = kind if kind != "whisper" else f"whisper-{_TOWER['fingerprint']}"
+    path = Path(root) / tag / f"{audio_sha256(wave)}.npy"
+    if path.is_file():
+        return np.load(path)
+    value = np.asarray(compute(), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, value)
+    return value
+
+
 def fit_and_score(x_train, y_train, groups, x_test, allowed=None):
     """Standardise + logistic regression, C by group-wise CV on the training part; returns test predictions
     (restricted to the labels in ``allowed`` when given)."""
@@ -181,6 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--enroll", type=int, help="anomaly: normal clips per machine that enroll (default: half)")
     p.add_argument("--teacher-cache", default=str(REPO / ".cache" / "teacher"))
     p.add_argument("--model", help="model directory whose frozen tower gives the 'whisper' features")
+    p.add_argument("--feature-cache", help="keep feature vectors here by content (reruns and cross-corpus runs reuse them)")
     p.add_argument("--train-data", action="append", default=[], help="extra folder used only for training (repeat)")
     p.add_argument("--all-held-out", action="store_true", help="test on every clip of --data (cross-corpus)")
     p.add_argument("--channel", default="clean", choices=("clean", "telephone"), help="channel of the test clips")
@@ -204,7 +222,10 @@ def main(argv=None) -> int:
     if args.model:
         from edge_coat.model.coat import CoatModel
 
+        from edge_coat.train.towercache import tower_fingerprint
+
         _TOWER["model"] = CoatModel.from_pretrained(args.model)
+        _TOWER["fingerprint"] = tower_fingerprint(_TOWER["model"])
     test_clips = DatasetFolder(args.data).clips
     extra = [c for folder in args.train_data for c in DatasetFolder(folder).clips]
     clips = test_clips + extra
@@ -226,7 +247,7 @@ def main(argv=None) -> int:
         if test_mask[i] and args.channel != "clean":
             wave = apply_channel(wave, args.channel)
         for k in kinds:
-            feats[k].append(features(k, wave, cache))
+            feats[k].append(_memo(args.feature_cache, k, wave, lambda: features(k, wave, cache)))
         if (i + 1) % 100 == 0:
             log.info("features of %d/%d clips (%.0f s)", i + 1, len(clips), time.time() - t0)
     results, rows = {}, []
