@@ -6,6 +6,7 @@
 #
 #   bash scripts/train_coat_tiny.sh                       # everything (about 2-3 h on this 2-core CPU)
 #   RUNS="coat no-experts" STAGES=train bash scripts/train_coat_tiny.sh
+#   STAGES=eval SHARDS=3 SHARD=0 bash scripts/train_coat_tiny.sh &  (and SHARD=1, SHARD=2): evaluations only
 #   STEPS1=4 STEPS2=4 LOCO_STEPS=4 FACTORY_TRAIN=40 FACTORY_TEST=30 OUT=/tmp/ct bash scripts/train_coat_tiny.sh  # smoke
 #
 # Model: Qwen2-Audio family. Audio tower = Whisper tiny.en's first 3 blocks (chosen on the RAVDESS
@@ -87,6 +88,7 @@ stage2() {  # run-s1 run data... : stage 2 from stage 1's model
   local s1=$1 run=$2; shift 2
   train "$run" "$STEPS2" --model "$OUT/$s1/model" --lr 5e-4 --warmup-steps 50 --seed 1 --answer-weight 1 "$@"
 }
+[ "${STAGES:-all}" = eval ] && RUNS=none   # STAGES=eval: only the evaluations (models trained already)
 for run in ${RUNS:-coat no-experts loco}; do
   case $run in
     coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0
@@ -96,7 +98,8 @@ for run in ${RUNS:-coat no-experts loco}; do
             data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || data+=(--data "$DATA/$c:emotion"); done
             train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1
           done ;;
-    *) echo "unknown run $run (coat | no-experts | loco)" >&2; exit 2 ;;
+    none) ;;
+    *) echo "unknown run $run (coat | no-experts | loco | none)" >&2; exit 2 ;;
   esac
 done
 [ "${STAGES:-all}" = train ] && exit 0
@@ -104,6 +107,7 @@ done
 # 3. the model card's table -------------------------------------------------------------------------
 # SHARDS=3 SHARD=0|1|2 split the evaluations over parallel invocations (each result is written once).
 SHARDS=${SHARDS:-1}; SHARD=${SHARD:-0}; job=0
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per evaluation: as fast here, and shards run side by side
 mine() { job=$((job + 1)); [ $(((job - 1) % SHARDS)) -eq "$SHARD" ]; }
 ev() {  # result-name options...: skipped when the result exists
   local name=$1; shift

@@ -220,8 +220,11 @@ def main(argv=None) -> int:
     from edge_coat.train.augment import apply_channel
 
     if args.model:
+        import torch
+
         from edge_coat.model.coat import CoatModel
 
+        torch.set_num_threads(1)  # one thread is as fast here and steadier under load (FACTS.md)
         from edge_coat.train.towercache import tower_fingerprint
 
         _TOWER["model"] = CoatModel.from_pretrained(args.model)

@@ -204,7 +204,10 @@ class CoatModel(nn.Module):
                 state = {k: v.detach().half() if v.is_floating_point() else v for k, v in self.base.state_dict().items()}
             self.base.save_pretrained(str(directory), state_dict=state)
             self.tokenizer.save_pretrained(str(directory))
-        save_file(self.coat_state_dict(), str(directory / COAT_WEIGHTS))
+        coat = self.coat_state_dict()
+        if self.config.storage_dtype == "float16":  # loads back into the float32 modules (load_state_dict casts)
+            coat = {k: v.half() if v.is_floating_point() else v for k, v in coat.items()}
+        save_file(coat, str(directory / COAT_WEIGHTS))
         self.config.save(directory)
         return directory
 

@@ -13,6 +13,9 @@ from edge_coat.train.augment import apply_channel, telephone
 from tests.model.whisper_helpers import tiny_whisper_folder
 from tests.train.conftest import SR, TEST_EXPERTS
 
+# A small training run and two evaluations: about a minute on a quiet machine, several under load.
+pytestmark = pytest.mark.timeout(900)
+
 TOWER_TRAIN = ["train", "--init", "qwen2_audio", "--size", "test", "--max-seconds", "1", "--clip-seconds", "3",
                "--encoder-layers", "1", "--experts", TEST_EXPERTS, "--no-progress", "--warmup-steps", "5"]
 
@@ -51,6 +54,13 @@ def test_the_pretrained_tower_stays_frozen_and_the_rest_learns(tower_run, encode
         ref = pretrained[name][: value.shape[0]] if name == "embed_positions.weight" else pretrained[name]
         torch.testing.assert_close(value, ref.float(), atol=1e-3, rtol=0, msg=name)  # fp16 on disk
     assert model.clip_seconds == 3
+    # stored in float16 (half the bundle), computed in float32
+    from safetensors import safe_open
+
+    for name in ("model.safetensors", "coat.safetensors"):
+        with safe_open(str(tower_run / "run" / "model" / name), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}, name
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
     # 16 clips x 2 variants encoded once and kept on disk
     assert len(list((tower_run / "tower").rglob("*.npy"))) == 32
     out = tmp_path / "e.json"
