@@ -259,6 +259,32 @@ class CoatModel(nn.Module):
         embeds, mask = encoder(mel, mel_mask)  # (N, Tc, D), (N, Tc)
         return join_chunks(embeds, mask, counts)  # (B, max(counts) * Tc, D), (B, ...)
 
+    @property
+    def chunk_samples(self) -> int:
+        """Samples in one encoder-length chunk (a window longer than this is encoded chunk by chunk)."""
+        return self.frontend.max_samples
+
+    @property
+    def chunks_encode_alike(self) -> bool:
+        """Whether a chunk encodes the same whichever window it is in (``chunk_features`` 'chunk'), so a
+        stream may encode each chunk once and build its windows from the encoded chunks
+        (``edge_coat.worker.encoder_cache``); with window-level features it may not."""
+        return self.frontend.per_chunk
+
+    def encode_chunks(self, chunks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunks of at most ``chunk_samples`` (float32 16 kHz mono, already validated as parts of windows)
+        -> (embeds (N, Tc, D), mask (N, Tc) bool), each chunk with its own features, exactly as
+        ``encode`` encodes the chunks of a window when ``chunks_encode_alike``."""
+        if not self.chunks_encode_alike:
+            raise ValueError("this model computes features over the whole window (chunk_features 'window'): "
+                             "its chunks cannot be encoded on their own; use encode(waves)")
+        too_long = [i for i, c in enumerate(chunks) if not 0 < c.size <= self.chunk_samples]
+        if too_long:
+            raise ValueError(f"chunks {too_long}: expected 1..{self.chunk_samples} samples each, got "
+                             f"{[chunks[i].size for i in too_long]}")
+        mel, mel_mask = self.frontend(chunks)  # (N, n_mels, F), (N, F)
+        return self.encode_mel(mel, mel_mask)  # (N, Tc, D), (N, Tc)
+
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D) audio embeds + (B, T) mask -> (B, K, D) thinking vectors in the LLM dtype."""
         return self.thinking(audio.to(self.thinking.dtype), audio_mask).to(audio.dtype)
@@ -288,20 +314,35 @@ class CoatModel(nn.Module):
     def build(self, waves, prompts: list[str], answers: list[str] | None = None,
               padding_side: str = "left", sample_rate: int = SAMPLE_RATE,
               use_thinking: bool | None = None, tower: tuple[torch.Tensor, torch.Tensor] | None = None,
+              audio: tuple[torch.Tensor, torch.Tensor] | None = None, thinking: torch.Tensor | None = None,
               ) -> tuple[Assembled, torch.Tensor, torch.Tensor]:
         """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T)).
 
         ``tower``: (hidden (B, T, Da), mask (B, T) bool), the audio tower's output computed before
-        (``encode_tower``, a training cache); ``waves`` is then not used."""
+        (``encode_tower``, a training cache); ``waves`` is then not used. ``audio``: (embeds (B, T, D),
+        mask (B, T) bool), the projected audio computed before (the model stage's per-stream encoder
+        cache; ``encode`` of the same waves gives it up to float noise); ``waves`` is then not used.
+        ``thinking``: (B, K, D) thinking vectors of that audio computed before (``think``; the stage
+        computes them once for all the tasks of a window), used when thinking is on."""
+        if tower is not None and audio is not None:
+            raise ValueError("pass the audio tower's output (tower=) or the projected audio (audio=), not both")
         if tower is not None:
             hidden, audio_mask = tower
             audio, audio_mask = self.adapter.project(hidden.to(self.device)), audio_mask.to(self.device)
+        elif audio is not None:
+            audio, audio_mask = audio[0].to(self.device), audio[1].to(self.device)
         else:
             audio, audio_mask = self.encode(waves, sample_rate)
         if len(prompts) != audio.shape[0]:
             raise ValueError(f"expected {audio.shape[0]} prompts (one per window), got {len(prompts)}")
         use = self.config.use_thinking if use_thinking is None else use_thinking
-        thinking = self.think(audio, audio_mask) if use else None
+        if not use:
+            thinking = None
+        elif thinking is None:
+            thinking = self.think(audio, audio_mask)
+        elif tuple(thinking.shape[:2]) != (audio.shape[0], self.config.num_thinking):
+            raise ValueError(f"thinking: expected shape ({audio.shape[0]}, {self.config.num_thinking}, D), "
+                             f"got {tuple(thinking.shape)}")
         asm = assemble(
             self.adapter.embed_tokens,
             self.prefix_ids(),
@@ -328,12 +369,17 @@ class CoatModel(nn.Module):
     # -- inference -------------------------------------------------------------------------------
     @torch.inference_mode()
     def score_labels(self, waves, prompt: str, candidates: list[str], sample_rate: int = SAMPLE_RATE,
-                     use_thinking: bool | None = None) -> ScoreResult:
-        """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch."""
+                     use_thinking: bool | None = None, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     thinking: torch.Tensor | None = None) -> ScoreResult:
+        """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch.
+
+        ``audio`` / ``thinking``: computed before, as ``build`` takes them (``waves`` is then not used)."""
         if len(candidates) < 2:
             raise ValueError(f"expected at least 2 candidates, got {candidates!r}")
-        waves = list(waves) if not isinstance(waves, np.ndarray) else waves
-        asm, _, _ = self.build(waves, [prompt] * len(waves), sample_rate=sample_rate, use_thinking=use_thinking)
+        waves = list(waves) if waves is not None and not isinstance(waves, np.ndarray) else waves
+        n = audio[0].shape[0] if audio is not None else len(waves)
+        asm, _, _ = self.build(waves, [prompt] * n, sample_rate=sample_rate, use_thinking=use_thinking,
+                               audio=audio, thinking=thinking)
         cand_ids = [self.answer_ids(c) for c in candidates]
         if self.scoring == "fused":
             lp, hidden = score_fused(self.adapter, asm, cand_ids, output_hidden_states=True)
