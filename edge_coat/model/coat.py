@@ -21,7 +21,7 @@ from edge_coat.model import quant
 from edge_coat.model.adapters import FamilyAdapter, build_adapter, load_adapter
 from edge_coat.model.audio import MAX_WINDOW_SECONDS, MelFrontend, join_chunks, validate_waves
 from edge_coat.model.config import CoatConfig
-from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused
+from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused, score_prompts_fused
 from edge_coat.model.heads import ExpertHeads, slot_pool
 from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions
 from edge_coat.model.thinking import ThinkingBlock
@@ -404,6 +404,40 @@ class CoatModel(nn.Module):
             raise ValueError(f"unknown task {task!r}; this model knows {sorted(self.config.tasks)}")
         spec = self.config.tasks[task]
         return self.score_labels(waves, spec.prompt, list(spec.labels), **kwargs)
+
+    @torch.inference_mode()
+    def score_tasks(self, waves, tasks: list[str], *, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    thinking: torch.Tensor | None = None, use_thinking: bool | None = None,
+                    sample_rate: int = SAMPLE_RATE) -> dict[str, ScoreResult]:
+        """``score_task`` for several tasks of the same windows, their shared prefix (prefix text, audio,
+        thinking block) run once: one decoder call with each task's prompt and candidates as branches after
+        it (``score_prompts_fused``). Same scores as one ``score_task`` per task up to float noise; the
+        latents (thinking positions, before any prompt) are the same for every task. With
+        ``scoring`` 'cached': one ``score_task`` per task on the same audio and thinking vectors."""
+        unknown = [t for t in tasks if t not in self.config.tasks]
+        if unknown or not tasks:
+            raise ValueError(f"expected tasks this model knows ({sorted(self.config.tasks)}), got {list(tasks)}")
+        if self.scoring != "fused":
+            if audio is None:
+                audio = self.encode(waves, sample_rate)
+            use = self.config.use_thinking if use_thinking is None else use_thinking
+            if use and thinking is None:
+                thinking = self.think(*audio)
+            return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking)
+                    for t in tasks}
+        n = audio[0].shape[0] if audio is not None else len(waves)
+        asm, _, _ = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking, audio=audio,
+                               thinking=thinking)
+        specs = [self.config.tasks[t] for t in tasks]
+        prompts = [(self._ids(spec.prompt), [self.answer_ids(c) for c in spec.labels]) for spec in specs]
+        lps, hidden = score_prompts_fused(self.adapter, asm, prompts, output_hidden_states=True)
+        latents = self._latents(asm, hidden).float().cpu().numpy()
+        out = {}
+        for task, spec, lp in zip(tasks, specs, lps):
+            probs = torch.softmax(lp / self.config.temperature, -1)
+            out[task] = ScoreResult(logprobs=lp.float().cpu().numpy(), probs=probs.float().cpu().numpy(),
+                                    thinking=latents, labels=tuple(spec.labels))
+        return out
 
     @torch.inference_mode()
     def generate(self, waves, prompt: str, max_new_tokens: int = 16, sample_rate: int = SAMPLE_RATE,

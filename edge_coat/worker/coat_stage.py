@@ -18,8 +18,10 @@ Readings for the evidence:
   expose decoded head predictions (its heads output normalised feature vectors, not Hz or tag names).
 
 Per batch the audio is encoded once and the thinking block runs once for every window (all its tasks
-share them: the thinking vectors depend on the audio only), then each task's prefill and label scoring
-run batched over the windows that ask for it. Encoding goes through the per-stream encoder cache
+share them: the thinking vectors depend on the audio only), then one decoder call per group of windows
+asking for the same tasks scores every task's labels after one shared prefill of the prefix, audio and
+thinking positions (``CoatModel.score_tasks``): a window's audio positions go through the LLM once, not
+once per task. Encoding goes through the per-stream encoder cache
 (``edge_coat.worker.encoder_cache``) when the model's chunks encode alike in every window: a stream
 pays for each encoder chunk of its audio once, and the chunks no window encoded before are encoded in
 one batch across streams. ``end_stream`` (the worker's ``EndOfStream``) drops a stream's chunks.
@@ -204,16 +206,19 @@ class CoatStage:
                 t_encoded = time.perf_counter()
                 think = self.model.think(audio, mask) if self.model.config.use_thinking else None  # (B, K, D)
                 t_thought = time.perf_counter()
-                row = {i: j for j, i in enumerate(scored)}
-                for task in sorted(by_task):
-                    idx = by_task[task]
-                    sel = torch.tensor([row[i] for i in idx], device=audio.device)
-                    r = self.model.score_task(None, task, audio=(audio[sel], mask[sel]),
-                                              thinking=think[sel] if think is not None else None)
-                    for j, i in enumerate(idx):  # probs (B, C), thinking (B, K, D)
-                        probs[i][task] = {label: float(p) for label, p in zip(r.labels, r.probs[j])}
-                        if task == latents_task[i]:
-                            thinking[i] = np.ascontiguousarray(r.thinking[j], dtype=np.float32)  # (K, D)
+                groups: dict[tuple[str, ...], list[int]] = {}  # windows asking for the same tasks: one call
+                for j, i in enumerate(scored):
+                    groups.setdefault(tuple(sorted({t for t in windows[i].tasks if t in self.tasks})), []).append(j)
+                for tasks, rows in groups.items():
+                    sel = torch.tensor(rows, device=audio.device)
+                    res = self.model.score_tasks(None, list(tasks), audio=(audio[sel], mask[sel]),
+                                                 thinking=think[sel] if think is not None else None)
+                    for k, j in enumerate(rows):  # probs (B, C), thinking (B, K, D)
+                        i = scored[j]
+                        for task, r in res.items():
+                            probs[i][task] = {label: float(p) for label, p in zip(r.labels, r.probs[k])}
+                        # the same for every task (the thinking positions precede the prompt)
+                        thinking[i] = np.ascontiguousarray(res[latents_task[i]].thinking[k], dtype=np.float32)  # (K, D)
         t_model = time.perf_counter()
         readings, tags = self._readings(windows)
         t_end = time.perf_counter()

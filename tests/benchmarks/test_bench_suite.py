@@ -125,10 +125,10 @@ def test_one_real_time_level_through_the_batch_queue_and_model_stage(tmp_path):
     model_dir = tiny_coat_model("qwen2_audio", seed=0, max_seconds=2).save_pretrained(tmp_path / "m")
     stage = CoatStage(ModelSection(path=model_dir, readings=[], torch_threads=1,
                                    thinking={"backend": "torch", "verify_bundle": False}))
-    pool = bench_streams.audio_pool(2 * 16000, n=2)
+    pool = bench_streams.audio_pool(4.0, n=2)
+    streams = bench_streams.Streams(pool, 2 * 16000, 8000, ("anomaly",), hops=2)
     before = stage.stats()
-    r = bench_streams.run_level(stage, 3, 4, hop_s=0.5, hops=2, max_wait_s=0.02, pool=pool, task="anomaly",
-                                seed=0)
+    r = bench_streams.run_level(stage, 3, 4, hop_s=0.5, hops=2, max_wait_s=0.02, streams=streams, seed=0)
     assert r["expected"] == 6
     assert r["windows"] + r["unfinished"] == 6 and not r["errors"]
     assert r["on_time"] == (r["late"] == 0 and r["unfinished"] == 0)
