@@ -69,6 +69,13 @@ def audio_pool(seconds: float, n: int = 8, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def make_window(sid: str, k: int, samples: np.ndarray, end_ts: float, task: str) -> Window:
+    """A stand-alone window (bench_window: one window's cost; not on any stream's chunk grid)."""
+    dur = samples.size / SAMPLE_RATE
+    return Window(stream_id=sid, index=k, start_sample=k, start_ts=end_ts - dur, end_ts=end_ts, samples=samples,
+                  rms_dbfs=-20.0, tasks=(task,))
+
+
 class Streams:
     """Stream i's audio: ``pool[i % len(pool)]`` from an offset of its own; window k is a view of it at
     ``k * hop`` (no copy: the pacer thread stays cheap), ``start_sample`` on the stream's timeline."""
@@ -160,6 +167,7 @@ def run_level(stage, n: int, max_batch: int, *, hop_s: float, hops: int, max_wai
     if warm:  # before the model thread starts: the stage is used from one thread
         for j in range(0, n, max_batch):
             stage.process([streams.window_of(i, 0, time.time()) for i in range(j, min(n, j + max_batch))])
+    stats_before = stage.stats() if hasattr(stage, "stats") else None
     worker = threading.Thread(target=model_loop, name="model", daemon=True)
     t0 = time.monotonic() + 0.05
     worker.start()
@@ -182,6 +190,8 @@ def run_level(stage, n: int, max_batch: int, *, hop_s: float, hops: int, max_wai
     stop.set()
     worker.join(60.0)
     wall = time.monotonic() - t0
+    spent = ({p: stage.stats()["latency_s"][p]["sum"] - stats_before["latency_s"][p]["sum"] for p in STAGE_PARTS}
+             if stats_before is not None else None)  # the played windows only, not the warm-up
     end_streams(stage, n)
     on_time = not late.is_set() and len(lat) >= expected and not errors
     return {"streams": n, "on_time": on_time, "windows": len(lat), "expected": expected, "warmup_windows": n * first,
@@ -189,7 +199,8 @@ def run_level(stage, n: int, max_batch: int, *, hop_s: float, hops: int, max_wai
             "latency_p50_s": float(np.percentile(lat, 50)) if lat else None,
             "latency_max_s": float(max(lat)) if lat else None,
             "mean_batch": float(np.mean(batches)) if batches else None,
-            "busy_share": busy[0] / wall if wall > 0 else None, "wall_s": wall, "errors": errors[:3]}
+            "busy_share": busy[0] / wall if wall > 0 else None, "wall_s": wall, "errors": errors[:3],
+            "stage_s": spent}
 
 
 def search(measure: Callable[[int], bool], start: int, *, budget_s: float, max_streams: int,
@@ -259,7 +270,11 @@ def search_streams(stage, max_batch: int, start: int, args, streams: Streams, se
 
 def stage_shares(before: dict, after: dict) -> dict:
     """Share of the stage's time per part (encode, thinking, llm, readings) between two stats()."""
-    spent = {p: after["latency_s"][p]["sum"] - before["latency_s"][p]["sum"] for p in STAGE_PARTS}
+    return shares_of({p: after["latency_s"][p]["sum"] - before["latency_s"][p]["sum"] for p in STAGE_PARTS})
+
+
+def shares_of(spent: dict) -> dict:
+    """Seconds per part -> share of their total."""
     total = sum(spent.values()) or 1.0
     return {p: round(v / total, 3) for p, v in spent.items()}
 
@@ -338,9 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         for m, b in settings:
             stage = stages[m]
-            before = stage.stats()
             res = search_streams(stage, b, starts[(m, b)], args, streams, seed=1000 * r + b)
-            res["stage_share"] = stage_shares(before, stage.stats())
+            # over the played windows of every level (warm-up windows left out)
+            res["stage_share"] = shares_of({p: sum(lv["stage_s"][p] for lv in res["levels"]) for p in STAGE_PARTS})
             res.update(repeat=r, cache=m, encoder_cache=stage.stats().get("encoder_cache"))
             runs.append(res)
             cut = "" if res["resolution_reached"] else " (search cut by the budget)"

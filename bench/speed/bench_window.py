@@ -3,7 +3,8 @@ prefill + label scoring, per window, at batch 1 and batch 8, on one thread.
 
 What runs: the model stage's own model (`CoatStage`, the default model with its ONNX thinking block,
 torch and onnxruntime pinned to ``--threads``), no readings (the pitch reading is not part of the
-issue-4 figure; bench_streams.py includes it). Per call, three variants, interleaved so that load
+issue-4 figure; bench_streams.py includes it) and no encoder cache (every window is encoded whole: the
+cost of one window on its own; bench_streams.py measures the cache on streams). Per call, three variants, interleaved so that load
 changes hit all of them alike:
 
 * ``stage``: ``CoatStage.process`` of the batch (the production path); its ``latency_ms`` gives the
@@ -120,18 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     from edge_coat.worker.coat_stage import CoatStage
 
     # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
-    section = model_section(model_dir, threads=args.threads, readings=[])
+    section = model_section(model_dir, threads=args.threads, readings=[], cache=False)
     stage = CoatStage(section.model_copy(update={"quantization": args.quantization}))
     baseline = None
     if args.baseline_model is not None:
         if args.baseline != "none":
             raise SystemExit("give --baseline or --baseline-model, not both")
         args.baseline = f"model {args.baseline_model}"
-        base_section = model_section(args.baseline_model, threads=args.threads, readings=[])
+        base_section = model_section(args.baseline_model, threads=args.threads, readings=[], cache=False)
         baseline = CoatStage(base_section.model_copy(update={"quantization": args.quantization}))
     elif args.baseline != "none":
         torch_encoder = args.baseline in ("encoder-torch", "previous")
-        base_section = model_section(model_dir, threads=args.threads, readings=[],
+        base_section = model_section(model_dir, threads=args.threads, readings=[], cache=False,
                                      encoder="torch" if torch_encoder else "onnx")
         quant = "fp32" if args.baseline == "fp32" else args.quantization  # the baseline varies one thing
         baseline = CoatStage(base_section.model_copy(update={"quantization": quant}))
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         window_s, note = capped_window(asked, longest, 0.0)
         if note:
             print(note.split(" (hop")[0] + " were measured")
-        pool = audio_pool(int(round(window_s * SAMPLE_RATE)))
+        pool = audio_pool(window_s)
         for b in args.batches:
             time_calls(stage, pool, b, args.task, args.warmup, baseline)
         rows += [{"window_s": window_s, **time_calls(stage, pool, b, args.task, args.calls, baseline)}

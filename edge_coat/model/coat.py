@@ -105,6 +105,8 @@ class CoatModel(nn.Module):
         #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
         #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
         self.audio_encoder = None
+        #: "int8" once ``quantize_encoder_int8`` ran on the torch encoder
+        self.encoder_quantization = "fp32"
         #: how ``score_labels`` runs the decoder: "fused" = prefix + candidate branches in one call
         #: (``score_fused``); "cached" = a prefill, then the candidates over the expanded KV cache
         self.scoring = "fused"
@@ -178,6 +180,17 @@ class CoatModel(nn.Module):
             model._quantize_int8()
         model.quantization = quantization
         return model
+
+    def quantize_encoder_int8(self) -> None:
+        """Dynamic int8 for the torch audio encoder and projector (``model.encoder.quantization`` int8 when
+        the encoder runs in torch; an ONNX encoder is quantized by its runtime instead). CPU only."""
+        if self.adapter.device.type != "cpu":
+            raise ValueError(f"int8 dynamic quantization runs on CPU; the model is on {self.adapter.device}")
+        for name in ("audio_tower", "multi_modal_projector"):
+            part = getattr(self.base.model, name, None)
+            if part is not None:
+                quant.quantize_int8(part)
+        self.encoder_quantization = "int8"
 
     def _quantize_int8(self) -> None:
         if self.adapter.device.type != "cpu":

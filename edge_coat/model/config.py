@@ -182,6 +182,13 @@ class EncoderRuntimeConfig(OnnxRuntimeSection):
         description="onnx: the bundle's encoder.onnx in onnxruntime when the bundle has one (exported for the "
         "Qwen2-Audio family only; otherwise torch, and the log says why); torch: always the base model's encoder",
     )
+    quantization: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="int8: dynamic int8 weights for the encoder's matrix products on the CPU (onnxruntime's "
+        "quantize_dynamic of encoder.onnx at load, or torch dynamic quantization of a torch encoder); fp32: as "
+        "exported. On a CPU without int8 dot-product instructions (AVX2 only) int8 measured slower than fp32 "
+        "(BENCHMARKS.md); the LLM's int8 is model.quantization",
+    )
 
 
 class EncoderCacheConfig(BaseModel):

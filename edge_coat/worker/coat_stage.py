@@ -164,6 +164,16 @@ class CoatStage:
                 out.append(f"{where}.tasks.{t}: the model has no task {t!r}; it knows {sorted(self.tasks)}")
         return out
 
+    def encoding_for_hop(self, hop_s: float) -> str:
+        """How the windows of a stream with this hop are encoded (one line for the start-up log)."""
+        if self.cache is None:
+            return "whole windows (encoder cache " + self.cache_note.split(":")[0] + ")"
+        chunk = self.model.chunk_samples
+        if round(hop_s * SAMPLE_RATE) % chunk:
+            return (f"whole windows: the hop ({hop_s:g} s) is not a whole number of {chunk / SAMPLE_RATE:g} s encoder "
+                    "chunks, so the encoder cache cannot reuse them")
+        return f"each {chunk / SAMPLE_RATE:g} s chunk encoded once (encoder cache)"
+
     def stats(self) -> dict:
         with self._lock:
             return {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,

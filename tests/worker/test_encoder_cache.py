@@ -200,6 +200,9 @@ def test_stage_with_the_cache_scores_as_without(stages):
     on, off = stages
     assert on.info()["encoder_cache_on"] and not off.info()["encoder_cache_on"]
     assert on.info()["encoder_cache"].startswith("on: each 1 s chunk")
+    assert on.encoding_for_hop(2.0).startswith("each 1 s chunk encoded once")
+    assert "not a whole number" in on.encoding_for_hop(1.5)
+    assert off.encoding_for_hop(2.0).startswith("whole windows (encoder cache off")
     a, b = signal(7.0, 10), signal(7.0, 11)
     ws = [w for pair in zip(windows_of(a, "a"), windows_of(b, "b")) for w in pair]
     ws = [Window(**{**w.__dict__, "tasks": ("anomaly", "emotion")}) for w in ws]
