@@ -103,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
     p.add_argument("--quantization", choices=["fp32", "int8"], default="fp32",
                    help="the measured stage's LLM quantization (int8: CPU dynamic; changes scores by ~1e-2)")
+    p.add_argument("--encoder-quantization", choices=["fp32", "int8"], default="fp32",
+                   help="the measured stage's audio encoder quantization (model.encoder.quantization)")
     p.add_argument("--baseline", choices=["none", "encoder-torch", "scoring-cached", "previous", "fp32"],
                    default="none",
                    help="also time a second stage, interleaved, and report stage / baseline per call pair: "
                    "encoder-torch = the audio encoder in torch (before encoder.onnx); scoring-cached = prefill then "
                    "candidates over the KV cache (before the fused call); previous = both; fp32 = the same stage "
-                   "in fp32 (with --quantization int8)")
+                   "in fp32, LLM and encoder (with --quantization or --encoder-quantization int8)")
     p.add_argument("--baseline-model", type=Path,
                    help="another model folder (e.g. the previous coat-tiny) measured as the baseline in the same rounds")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_window.json")
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
     section = model_section(model_dir, threads=args.threads, readings=[], cache=False)
-    stage = CoatStage(section.model_copy(update={"quantization": args.quantization}))
+    enc = section.encoder.model_copy(update={"quantization": args.encoder_quantization})
+    stage = CoatStage(section.model_copy(update={"quantization": args.quantization, "encoder": enc}))
     baseline = None
     if args.baseline_model is not None:
         if args.baseline != "none":
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "bench_window", "model": what, "model_dir": str(model_dir), "stage": stage.info(),
               "baseline": args.baseline, "baseline_stage": baseline.info() if baseline else None,
               "window_s_asked": args.window, "window_s": sorted({r["window_s"] for r in rows}), "task": args.task,
-              "threads": args.threads, "quantization": args.quantization, "readings": [], "rows": rows, "machine_start": at_start,
+              "threads": args.threads, "quantization": args.quantization,
+              "encoder_quantization": args.encoder_quantization, "readings": [], "rows": rows, "machine_start": at_start,
               "machine_end": machine()}
     info = stage.info()
     print(f"\nOne window through the model (task {args.task}, {args.threads} thread, encoder on {info['encoder']}, "

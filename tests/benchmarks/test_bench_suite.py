@@ -138,3 +138,23 @@ def test_one_real_time_level_through_the_batch_queue_and_model_stage(tmp_path):
     shares = bench_streams.stage_shares(before, stage.stats())
     assert math.isclose(sum(shares.values()), 1.0, abs_tol=0.01) and all(0 <= v <= 1 for v in shares.values())
     assert np.all([w.dtype == np.float32 for w in pool])
+
+
+def test_cache_parity_streams_and_window_labels():
+    """bench/accuracy/cache_parity: clips concatenated into streams, windows labelled by the clip covering
+    most of them, the streams' k-th windows batched together."""
+    from types import SimpleNamespace
+
+    from bench.accuracy import cache_parity
+
+    clips = [SimpleNamespace(label=lab) for lab in ("a", "b", "c", "d")]
+    audio = [np.full(n * 16000, i, np.float32) for i, n in enumerate((3, 4, 3, 2))]
+    streams = cache_parity.build_streams(clips, audio, stream_seconds=6.0)
+    assert [s.size for s, _ in streams] == [7 * 16000, 5 * 16000]
+    assert streams[0][1] == [(0, 48000, "a"), (48000, 112000, "b")]
+    windows, labels = cache_parity.windows_of(streams, 4 * 16000, 16000, "emotion")
+    assert [(w.stream_id, w.index) for w in windows] == [("dev0", 0), ("dev1", 0), ("dev0", 1), ("dev1", 1),
+                                                         ("dev0", 2), ("dev0", 3)]
+    # dev0 window 1 (1-5 s) holds 2 s of a and 2 s of b: a tie goes to the earlier clip; window 2 is all b
+    assert labels == ["a", "c", "a", "c", "b", "b"]
+    assert all(w.samples.size == 64000 and w.start_sample == w.index * 16000 for w in windows)
