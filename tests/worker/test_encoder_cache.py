@@ -231,3 +231,19 @@ def test_stage_says_when_the_model_cannot_be_cached():
     audio = signal(4.0, 12)
     results = stage.process(windows_of(audio))
     assert all(r.label_probs["anomaly"] for r in results)
+
+
+def test_cache_figures_reach_the_metrics(stages):
+    """The stage's cache counters become Prometheus families at scrape time."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge_coat.service.metrics import ServiceCollector
+
+    on, _ = stages
+    on.process(windows_of(signal(5.0, 13), "m"))
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(lambda: {"stage": on.stats()}))
+    text = generate_latest(registry).decode()
+    stats = on.stats()["encoder_cache"]
+    assert f'edge_coat_model_encoder_chunks_total{{outcome="hit"}} {float(stats["hits"])}' in text
+    assert f'edge_coat_model_encoder_cache_bytes {float(stats["bytes"])}' in text and stats["bytes"] > 0
