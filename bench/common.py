@@ -157,9 +157,11 @@ def build_random_tiny(out: Path, *, seed: int = 0) -> Path:
     return out
 
 
-def model_section(path: Path, *, threads: int = 1, readings: list[str] | None = None, encoder: str = "onnx"):
+def model_section(path: Path, *, threads: int = 1, readings: list[str] | None = None, encoder: str = "onnx",
+                  cache: bool = True):
     """The ``model:`` section a site would write for this model folder (ONNX block when it has one; the
-    ONNX encoder when it has encoder.onnx and ``encoder`` is "onnx"), every runtime pinned to ``threads``."""
+    ONNX encoder when it has encoder.onnx and ``encoder`` is "onnx"; the encoder cache unless ``cache`` is
+    False), every runtime pinned to ``threads``."""
     from edge_coat.config import ModelSection
 
     bundle = (Path(path) / "manifest.json").is_file()
@@ -167,4 +169,4 @@ def model_section(path: Path, *, threads: int = 1, readings: list[str] | None = 
                 "verify_bundle": bundle, "intra_op_threads": threads}
     extra = {} if readings is None else {"readings": readings}
     return ModelSection(path=Path(path), thinking=thinking, encoder={"backend": encoder, "intra_op_threads": threads},
-                        torch_threads=threads, **extra)
+                        torch_threads=threads, encoder_cache={"enabled": cache}, **extra)

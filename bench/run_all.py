@@ -83,6 +83,10 @@ def _streams(d: dict) -> str:
              for b, s in d["streams"].items() if s.get("median") is not None]
     ratios = [f"x{r['median']:.2f} (max_batch {b} / {base})" for b, r in d["ratio_over_unbatched"].items()
               if r.get("median") is not None]
+    if d.get("cache_speedup") is not None:
+        ratios.append(f"cache_speedup x{d['cache_speedup']:.2f}")
+    if d.get("streams_per_core") is not None:
+        ratios.append(f"streams_per_core {d['streams_per_core']:.0f}")
     return "; ".join(parts + ratios) + f"; {d['window_s']:g} s windows, {d['hop_s']:g} s hop"
 
 

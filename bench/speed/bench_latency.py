@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 2 streams, 9 s, 4 s windows")
-    p.add_argument("--out", type=Path, default=RESULTS / "bench_latency.json")
+    p.add_argument("--out", "--json", dest="out", type=Path, default=RESULTS / "bench_latency.json")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.many, args.seconds = 1, min(args.many, 2), min(args.seconds, 9.0)

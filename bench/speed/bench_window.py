@@ -3,7 +3,8 @@ prefill + label scoring, per window, at batch 1 and batch 8, on one thread.
 
 What runs: the model stage's own model (`CoatStage`, the default model with its ONNX thinking block,
 torch and onnxruntime pinned to ``--threads``), no readings (the pitch reading is not part of the
-issue-4 figure; bench_streams.py includes it). Per call, three variants, interleaved so that load
+issue-4 figure; bench_streams.py includes it) and no encoder cache (every window is encoded whole: the
+cost of one window on its own; bench_streams.py measures the cache on streams). Per call, three variants, interleaved so that load
 changes hit all of them alike:
 
 * ``stage``: ``CoatStage.process`` of the batch (the production path); its ``latency_ms`` gives the
@@ -102,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
     p.add_argument("--quantization", choices=["fp32", "int8"], default="fp32",
                    help="the measured stage's LLM quantization (int8: CPU dynamic; changes scores by ~1e-2)")
+    p.add_argument("--encoder-quantization", choices=["fp32", "int8"], default="fp32",
+                   help="the measured stage's audio encoder quantization (model.encoder.quantization)")
     p.add_argument("--baseline", choices=["none", "encoder-torch", "scoring-cached", "previous", "fp32"],
                    default="none",
                    help="also time a second stage, interleaved, and report stage / baseline per call pair: "
                    "encoder-torch = the audio encoder in torch (before encoder.onnx); scoring-cached = prefill then "
                    "candidates over the KV cache (before the fused call); previous = both; fp32 = the same stage "
-                   "in fp32 (with --quantization int8)")
+                   "in fp32, LLM and encoder (with --quantization or --encoder-quantization int8)")
     p.add_argument("--baseline-model", type=Path,
                    help="another model folder (e.g. the previous coat-tiny) measured as the baseline in the same rounds")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_window.json")
@@ -120,18 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     from edge_coat.worker.coat_stage import CoatStage
 
     # the stage pins torch and onnxruntime to args.threads (model_section's torch_threads / intra_op_threads)
-    section = model_section(model_dir, threads=args.threads, readings=[])
-    stage = CoatStage(section.model_copy(update={"quantization": args.quantization}))
+    section = model_section(model_dir, threads=args.threads, readings=[], cache=False)
+    enc = section.encoder.model_copy(update={"quantization": args.encoder_quantization})
+    stage = CoatStage(section.model_copy(update={"quantization": args.quantization, "encoder": enc}))
     baseline = None
     if args.baseline_model is not None:
         if args.baseline != "none":
             raise SystemExit("give --baseline or --baseline-model, not both")
         args.baseline = f"model {args.baseline_model}"
-        base_section = model_section(args.baseline_model, threads=args.threads, readings=[])
+        base_section = model_section(args.baseline_model, threads=args.threads, readings=[], cache=False)
         baseline = CoatStage(base_section.model_copy(update={"quantization": args.quantization}))
     elif args.baseline != "none":
         torch_encoder = args.baseline in ("encoder-torch", "previous")
-        base_section = model_section(model_dir, threads=args.threads, readings=[],
+        base_section = model_section(model_dir, threads=args.threads, readings=[], cache=False,
                                      encoder="torch" if torch_encoder else "onnx")
         quant = "fp32" if args.baseline == "fp32" else args.quantization  # the baseline varies one thing
         baseline = CoatStage(base_section.model_copy(update={"quantization": quant}))
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         window_s, note = capped_window(asked, longest, 0.0)
         if note:
             print(note.split(" (hop")[0] + " were measured")
-        pool = audio_pool(int(round(window_s * SAMPLE_RATE)))
+        pool = audio_pool(window_s)
         for b in args.batches:
             time_calls(stage, pool, b, args.task, args.warmup, baseline)
         rows += [{"window_s": window_s, **time_calls(stage, pool, b, args.task, args.calls, baseline)}
@@ -153,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "bench_window", "model": what, "model_dir": str(model_dir), "stage": stage.info(),
               "baseline": args.baseline, "baseline_stage": baseline.info() if baseline else None,
               "window_s_asked": args.window, "window_s": sorted({r["window_s"] for r in rows}), "task": args.task,
-              "threads": args.threads, "quantization": args.quantization, "readings": [], "rows": rows, "machine_start": at_start,
+              "threads": args.threads, "quantization": args.quantization,
+              "encoder_quantization": args.encoder_quantization, "readings": [], "rows": rows, "machine_start": at_start,
               "machine_end": machine()}
     info = stage.info()
     print(f"\nOne window through the model (task {args.task}, {args.threads} thread, encoder on {info['encoder']}, "

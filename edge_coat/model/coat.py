@@ -21,7 +21,7 @@ from edge_coat.model import quant
 from edge_coat.model.adapters import FamilyAdapter, build_adapter, load_adapter
 from edge_coat.model.audio import MAX_WINDOW_SECONDS, MelFrontend, join_chunks, validate_waves
 from edge_coat.model.config import CoatConfig
-from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused
+from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused, score_prompts_fused
 from edge_coat.model.heads import ExpertHeads, slot_pool
 from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions
 from edge_coat.model.thinking import ThinkingBlock
@@ -105,6 +105,8 @@ class CoatModel(nn.Module):
         #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
         #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
         self.audio_encoder = None
+        #: "int8" once ``quantize_encoder_int8`` ran on the torch encoder
+        self.encoder_quantization = "fp32"
         #: how ``score_labels`` runs the decoder: "fused" = prefix + candidate branches in one call
         #: (``score_fused``); "cached" = a prefill, then the candidates over the expanded KV cache
         self.scoring = "fused"
@@ -178,6 +180,17 @@ class CoatModel(nn.Module):
             model._quantize_int8()
         model.quantization = quantization
         return model
+
+    def quantize_encoder_int8(self) -> None:
+        """Dynamic int8 for the torch audio encoder and projector (``model.encoder.quantization`` int8 when
+        the encoder runs in torch; an ONNX encoder is quantized by its runtime instead). CPU only."""
+        if self.adapter.device.type != "cpu":
+            raise ValueError(f"int8 dynamic quantization runs on CPU; the model is on {self.adapter.device}")
+        for name in ("audio_tower", "multi_modal_projector"):
+            part = getattr(self.base.model, name, None)
+            if part is not None:
+                quant.quantize_int8(part)
+        self.encoder_quantization = "int8"
 
     def _quantize_int8(self) -> None:
         if self.adapter.device.type != "cpu":
@@ -262,6 +275,32 @@ class CoatModel(nn.Module):
         embeds, mask = encoder(mel, mel_mask)  # (N, Tc, D), (N, Tc)
         return join_chunks(embeds, mask, counts)  # (B, max(counts) * Tc, D), (B, ...)
 
+    @property
+    def chunk_samples(self) -> int:
+        """Samples in one encoder-length chunk (a window longer than this is encoded chunk by chunk)."""
+        return self.frontend.max_samples
+
+    @property
+    def chunks_encode_alike(self) -> bool:
+        """Whether a chunk encodes the same whichever window it is in (``chunk_features`` 'chunk'), so a
+        stream may encode each chunk once and build its windows from the encoded chunks
+        (``edge_coat.worker.encoder_cache``); with window-level features it may not."""
+        return self.frontend.per_chunk
+
+    def encode_chunks(self, chunks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunks of at most ``chunk_samples`` (float32 16 kHz mono, already validated as parts of windows)
+        -> (embeds (N, Tc, D), mask (N, Tc) bool), each chunk with its own features, exactly as
+        ``encode`` encodes the chunks of a window when ``chunks_encode_alike``."""
+        if not self.chunks_encode_alike:
+            raise ValueError("this model computes features over the whole window (chunk_features 'window'): "
+                             "its chunks cannot be encoded on their own; use encode(waves)")
+        too_long = [i for i, c in enumerate(chunks) if not 0 < c.size <= self.chunk_samples]
+        if too_long:
+            raise ValueError(f"chunks {too_long}: expected 1..{self.chunk_samples} samples each, got "
+                             f"{[chunks[i].size for i in too_long]}")
+        mel, mel_mask = self.frontend(chunks)  # (N, n_mels, F), (N, F)
+        return self.encode_mel(mel, mel_mask)  # (N, Tc, D), (N, Tc)
+
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D) audio embeds + (B, T) mask -> (B, K, D) thinking vectors in the LLM dtype."""
         return self.thinking(audio.to(self.thinking.dtype), audio_mask).to(audio.dtype)
@@ -291,20 +330,35 @@ class CoatModel(nn.Module):
     def build(self, waves, prompts: list[str], answers: list[str] | None = None,
               padding_side: str = "left", sample_rate: int = SAMPLE_RATE,
               use_thinking: bool | None = None, tower: tuple[torch.Tensor, torch.Tensor] | None = None,
+              audio: tuple[torch.Tensor, torch.Tensor] | None = None, thinking: torch.Tensor | None = None,
               ) -> tuple[Assembled, torch.Tensor, torch.Tensor]:
         """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T)).
 
         ``tower``: (hidden (B, T, Da), mask (B, T) bool), the audio tower's output computed before
-        (``encode_tower``, a training cache); ``waves`` is then not used."""
+        (``encode_tower``, a training cache); ``waves`` is then not used. ``audio``: (embeds (B, T, D),
+        mask (B, T) bool), the projected audio computed before (the model stage's per-stream encoder
+        cache; ``encode`` of the same waves gives it up to float noise); ``waves`` is then not used.
+        ``thinking``: (B, K, D) thinking vectors of that audio computed before (``think``; the stage
+        computes them once for all the tasks of a window), used when thinking is on."""
+        if tower is not None and audio is not None:
+            raise ValueError("pass the audio tower's output (tower=) or the projected audio (audio=), not both")
         if tower is not None:
             hidden, audio_mask = tower
             audio, audio_mask = self.adapter.project(hidden.to(self.device)), audio_mask.to(self.device)
+        elif audio is not None:
+            audio, audio_mask = audio[0].to(self.device), audio[1].to(self.device)
         else:
             audio, audio_mask = self.encode(waves, sample_rate)
         if len(prompts) != audio.shape[0]:
             raise ValueError(f"expected {audio.shape[0]} prompts (one per window), got {len(prompts)}")
         use = self.config.use_thinking if use_thinking is None else use_thinking
-        thinking = self.think(audio, audio_mask) if use else None
+        if not use:
+            thinking = None
+        elif thinking is None:
+            thinking = self.think(audio, audio_mask)
+        elif tuple(thinking.shape[:2]) != (audio.shape[0], self.config.num_thinking):
+            raise ValueError(f"thinking: expected shape ({audio.shape[0]}, {self.config.num_thinking}, D), "
+                             f"got {tuple(thinking.shape)}")
         asm = assemble(
             self.adapter.embed_tokens,
             self.prefix_ids(),
@@ -331,12 +385,17 @@ class CoatModel(nn.Module):
     # -- inference -------------------------------------------------------------------------------
     @torch.inference_mode()
     def score_labels(self, waves, prompt: str, candidates: list[str], sample_rate: int = SAMPLE_RATE,
-                     use_thinking: bool | None = None) -> ScoreResult:
-        """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch."""
+                     use_thinking: bool | None = None, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     thinking: torch.Tensor | None = None) -> ScoreResult:
+        """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch.
+
+        ``audio`` / ``thinking``: computed before, as ``build`` takes them (``waves`` is then not used)."""
         if len(candidates) < 2:
             raise ValueError(f"expected at least 2 candidates, got {candidates!r}")
-        waves = list(waves) if not isinstance(waves, np.ndarray) else waves
-        asm, _, _ = self.build(waves, [prompt] * len(waves), sample_rate=sample_rate, use_thinking=use_thinking)
+        waves = list(waves) if waves is not None and not isinstance(waves, np.ndarray) else waves
+        n = audio[0].shape[0] if audio is not None else len(waves)
+        asm, _, _ = self.build(waves, [prompt] * n, sample_rate=sample_rate, use_thinking=use_thinking,
+                               audio=audio, thinking=thinking)
         cand_ids = [self.answer_ids(c) for c in candidates]
         if self.scoring == "fused":
             lp, hidden = score_fused(self.adapter, asm, cand_ids, output_hidden_states=True)
@@ -361,6 +420,40 @@ class CoatModel(nn.Module):
             raise ValueError(f"unknown task {task!r}; this model knows {sorted(self.config.tasks)}")
         spec = self.config.tasks[task]
         return self.score_labels(waves, spec.prompt, list(spec.labels), **kwargs)
+
+    @torch.inference_mode()
+    def score_tasks(self, waves, tasks: list[str], *, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    thinking: torch.Tensor | None = None, use_thinking: bool | None = None,
+                    sample_rate: int = SAMPLE_RATE) -> dict[str, ScoreResult]:
+        """``score_task`` for several tasks of the same windows, their shared prefix (prefix text, audio,
+        thinking block) run once: one decoder call with each task's prompt and candidates as branches after
+        it (``score_prompts_fused``). Same scores as one ``score_task`` per task up to float noise; the
+        latents (thinking positions, before any prompt) are the same for every task. With
+        ``scoring`` 'cached': one ``score_task`` per task on the same audio and thinking vectors."""
+        unknown = [t for t in tasks if t not in self.config.tasks]
+        if unknown or not tasks:
+            raise ValueError(f"expected tasks this model knows ({sorted(self.config.tasks)}), got {list(tasks)}")
+        if self.scoring != "fused":
+            if audio is None:
+                audio = self.encode(waves, sample_rate)
+            use = self.config.use_thinking if use_thinking is None else use_thinking
+            if use and thinking is None:
+                thinking = self.think(*audio)
+            return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking)
+                    for t in tasks}
+        n = audio[0].shape[0] if audio is not None else len(waves)
+        asm, _, _ = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking, audio=audio,
+                               thinking=thinking)
+        specs = [self.config.tasks[t] for t in tasks]
+        prompts = [(self._ids(spec.prompt), [self.answer_ids(c) for c in spec.labels]) for spec in specs]
+        lps, hidden = score_prompts_fused(self.adapter, asm, prompts, output_hidden_states=True)
+        latents = self._latents(asm, hidden).float().cpu().numpy()
+        out = {}
+        for task, spec, lp in zip(tasks, specs, lps):
+            probs = torch.softmax(lp / self.config.temperature, -1)
+            out[task] = ScoreResult(logprobs=lp.float().cpu().numpy(), probs=probs.float().cpu().numpy(),
+                                    thinking=latents, labels=tuple(spec.labels))
+        return out
 
     @torch.inference_mode()
     def generate(self, waves, prompt: str, max_new_tokens: int = 16, sample_rate: int = SAMPLE_RATE,

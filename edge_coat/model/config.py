@@ -182,6 +182,31 @@ class EncoderRuntimeConfig(OnnxRuntimeSection):
         description="onnx: the bundle's encoder.onnx in onnxruntime when the bundle has one (exported for the "
         "Qwen2-Audio family only; otherwise torch, and the log says why); torch: always the base model's encoder",
     )
+    quantization: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="int8: dynamic int8 weights for the encoder's matrix products on the CPU (onnxruntime's "
+        "quantize_dynamic of encoder.onnx at load, or torch dynamic quantization of a torch encoder); fp32: as "
+        "exported. On a CPU without int8 dot-product instructions (AVX2 only) int8 measured slower than fp32 "
+        "(BENCHMARKS.md); the LLM's int8 is model.quantization",
+    )
+
+
+class EncoderCacheConfig(BaseModel):
+    """The model stage's per-stream cache of encoded audio chunks (``model.encoder_cache``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="encode each encoder chunk of a stream once and build its windows from the encoded chunks; "
+        "used only when the model's chunks encode alike in every window (chunk_features 'chunk') and a stream's "
+        "hop is a whole number of chunks, otherwise windows are encoded whole (the stage's info says which)",
+    )
+    max_streams: int = Field(
+        default=4096, ge=1, le=1_000_000,
+        description="streams whose chunks are kept (the least recently seen is dropped beyond it); each keeps at "
+        "most the chunks of its longest window",
+    )
 
 
 class ModelSection(BaseModel):
@@ -204,6 +229,11 @@ class ModelSection(BaseModel):
         default_factory=EncoderRuntimeConfig,
         description="where the audio encoder runs: onnxruntime when the bundle has encoder.onnx (Qwen2-Audio "
         "family, CPU), else torch",
+    )
+    encoder_cache: EncoderCacheConfig = Field(
+        default_factory=EncoderCacheConfig,
+        description="per-stream cache of encoded audio chunks (each second of a stream encoded once, not once "
+        "per window)",
     )
     torch_threads: int = Field(
         0, ge=0, le=256,

@@ -8,6 +8,7 @@ decoder call with the whole prefix, then one call per further token on the KV ca
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -95,19 +96,42 @@ def tree_mask(attention_mask: torch.Tensor, num_candidates: int, steps: int) -> 
     branch j's token k at column L + j * steps + k. Prefix: causal over its real tokens. Branch tokens:
     the prefix's real tokens plus their own branch's tokens up to themselves, never another branch.
     Padded prefix rows attend to themselves only (no NaN; their outputs are never read)."""
+    parents = [-1 if k == 0 else j * steps + k - 1 for j in range(num_candidates) for k in range(steps)]
+    return forest_mask(attention_mask, parents)
+
+
+def forest_mask(attention_mask: torch.Tensor, parents: list[int]) -> torch.Tensor:
+    """Attention mask for a left-padded prefix followed by M tokens that form a forest hanging off it.
+
+    attention_mask (B, L) 1 = real prefix token; ``parents[m]``: the extra token m's parent (an earlier
+    extra token), or -1 for a token that follows the prefix directly. Returns (B, 1, L+M, L+M) bool,
+    True = attend: the prefix causal over its real tokens (padded rows attend to themselves only, so no
+    NaN; their outputs are never read), an extra token the real prefix, its ancestors and itself."""
     b, length = attention_mask.shape
     device = attention_mask.device
-    m = num_candidates * steps
+    m = len(parents)
     real = attention_mask.bool()  # (B, L)
     total = length + m
     mask = torch.zeros(b, total, total, dtype=torch.bool, device=device)  # (B, L+M, L+M)
     mask[:, :length, :length] = torch.tril(torch.ones(length, length, dtype=torch.bool, device=device))[None] & real[:, None, :]
     mask[:, :length, :length] |= torch.eye(length, dtype=torch.bool, device=device)[None]
     mask[:, length:, :length] = real[:, None, :]
-    branch = torch.arange(num_candidates, device=device).repeat_interleave(steps)  # (M,)
-    step = torch.arange(steps, device=device).repeat(num_candidates)  # (M,)
-    mask[:, length:, length:] = ((branch[:, None] == branch[None, :]) & (step[None, :] <= step[:, None]))[None]
+    mask[:, length:, length:] = _ancestors(tuple(parents)).to(device)[None]
     return mask[:, None]  # (B, 1, L+M, L+M)
+
+
+@functools.lru_cache(maxsize=64)
+def _ancestors(parents: tuple[int, ...]) -> torch.Tensor:
+    """(M, M) bool: [m, a] = a is m or one of its ancestors (parents come before their children)."""
+    m = len(parents)
+    anc = torch.zeros(m, m, dtype=torch.bool)
+    for i, p in enumerate(parents):
+        if not -1 <= p < i:
+            raise ValueError(f"token {i}: its parent must be an earlier token or -1, got {p}")
+        if p >= 0:
+            anc[i] = anc[p]
+        anc[i, i] = True
+    return anc
 
 
 def score_fused(
@@ -122,28 +146,66 @@ def score_fused(
     Returns (logprobs (B, C), hidden states per layer (B, L+M, D) or None); the prefix's states are
     the prefill's (causal attention: the branches come after them).
     """
+    (lp,), hidden = score_prompts_fused(adapter, asm, [([], candidates)], output_hidden_states)
+    return lp, hidden
+
+
+def score_prompts_fused(
+    adapter: FamilyAdapter, asm: Assembled, prompts: list[tuple[list[int], list[list[int]]]],
+    output_hidden_states: bool = False,
+) -> tuple[list[torch.Tensor], tuple | None]:
+    """Several prompts, each with its candidates, after ONE shared prefix, in ONE decoder call.
+
+    ``prompts``: (prompt ids, candidate id lists) per prompt. After each row's prefix come, per prompt,
+    its tokens as a chain, and hanging off the chain's last token (off the prefix when the prompt is
+    empty) one branch per candidate holding its first N-1 tokens (``forest_mask``); positions continue
+    from the row's real length. The same log-likelihoods as scoring each prompt after its own copy of
+    the prefix: several tasks of one window pay for its audio positions once, not once per task.
+    Returns (per prompt logprobs (B, C_t), hidden states per layer (B, L+M, D) or None).
+    """
     _require_left(asm)
     b, length, _ = asm.embeds.shape
     device = asm.embeds.device
-    ids, valid = _candidate_ids(candidates, device)  # (C, N)
-    c, n = ids.shape
-    steps = n - 1
+    parents: list[int] = []
+    depth: list[int] = []
+    tokens: list[torch.Tensor] = []
+    reads = []  # per prompt: (column whose logits give the first tokens, first branch column, C, steps, ids, valid)
+    for prompt, candidates in prompts:
+        ids, valid = _candidate_ids(candidates, device)  # (C, N)
+        c, n = ids.shape
+        steps = n - 1
+        start = len(parents)
+        for i in range(len(prompt)):
+            parents.append(start + i - 1 if i else -1)
+            depth.append(i)
+        anchor = start + len(prompt) - 1 if prompt else -1  # extra token the candidates hang off (-1: the prefix)
+        first_branch = len(parents)
+        for j in range(c):
+            for k in range(steps):
+                parents.append(first_branch + j * steps + k - 1 if k else anchor)
+                depth.append(len(prompt) + k)
+        tokens += [torch.tensor(prompt, dtype=torch.long, device=device), ids[:, :-1].reshape(-1)]
+        reads.append((length + anchor, length + first_branch, c, steps, ids, valid))
     embeds, positions = asm.embeds, asm.positions
-    mask = tree_mask(asm.attention_mask, c, steps)  # (B, 1, L+M, L+M)
-    if steps:
-        branch = adapter.embed_tokens(ids[:, :-1].reshape(1, -1)).to(embeds.dtype)  # (1, M, D)
-        embeds = torch.cat([embeds, branch.expand(b, -1, -1)], 1)  # (B, L+M, D)
-        step = torch.arange(steps, device=device).repeat(c)  # (M,)
+    if parents:
+        extra = adapter.embed_tokens(torch.cat(tokens)[None]).to(embeds.dtype)  # (1, M, D)
+        embeds = torch.cat([embeds, extra.expand(b, -1, -1)], 1)  # (B, L+M, D)
+        step = torch.tensor(depth, device=device)  # (M,)
         positions = torch.cat([positions, asm.lengths[:, None] + step[None]], 1)  # (B, L+M)
+    mask = forest_mask(asm.attention_mask, parents)  # (B, 1, L+M, L+M)
     out = adapter.decode(embeds, mask, positions, use_cache=False, output_hidden_states=output_hidden_states)
     h = out.last_hidden_state  # (B, L+M, D)
-    logp = F.log_softmax(adapter.lm_head(h[:, length - 1:]).float(), -1)  # (B, 1+M, V)
-    lp = logp[:, 0, ids[:, 0]]  # (B, C) first tokens, after the prefix
-    if steps:
-        target = ids[:, 1:].reshape(1, -1, 1).expand(b, -1, -1)  # (B, M, 1)
-        tok_lp = torch.gather(logp[:, 1:], 2, target)[..., 0].view(b, c, steps)  # (B, C, N-1)
-        lp = lp + (tok_lp * valid[None, :, 1:]).sum(-1)  # (B, C)
-    return lp, out.hidden_states
+    result = []
+    for anchor, first_branch, c, steps, ids, valid in reads:
+        first = F.log_softmax(adapter.lm_head(h[:, anchor]).float(), -1)  # (B, V)
+        lp = first[:, ids[:, 0]]  # (B, C) first tokens, after the prompt
+        if steps:
+            logp = F.log_softmax(adapter.lm_head(h[:, first_branch:first_branch + c * steps]).float(), -1)  # (B, M_t, V)
+            target = ids[:, 1:].reshape(1, -1, 1).expand(b, -1, -1)  # (B, M_t, 1)
+            tok_lp = torch.gather(logp, 2, target)[..., 0].view(b, c, steps)  # (B, C, N-1)
+            lp = lp + (tok_lp * valid[None, :, 1:]).sum(-1)  # (B, C)
+        result.append(lp)
+    return result, out.hidden_states
 
 
 def greedy_generate(

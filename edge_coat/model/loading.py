@@ -115,7 +115,14 @@ def load_bundle(
 
 
 def _attach_encoder(model, coat_path: Path, model_dir: Path, runtime: EncoderRuntimeConfig) -> None:
-    """The ONNX encoder when configured and present; otherwise say why the encoder stays in torch."""
+    """The ONNX encoder when configured and present; otherwise say why the encoder stays in torch (and
+    quantize the torch encoder to int8 when ``runtime.quantization`` says so)."""
+    _pick_encoder(model, coat_path, model_dir, runtime)
+    if runtime.quantization == "int8" and model.audio_encoder is None:
+        model.quantize_encoder_int8()
+
+
+def _pick_encoder(model, coat_path: Path, model_dir: Path, runtime: EncoderRuntimeConfig) -> None:
     family = model.config.family
     path = next((d / ENCODER_ONNX for d in (coat_path, model_dir) if (d / ENCODER_ONNX).is_file()), None)
     if runtime.backend == "torch":

@@ -219,8 +219,10 @@ class OnnxAudioEncoder:
         self.config = config or EncoderRuntimeConfig()
         self.path = Path(path)
         self.adapter = adapter
+        self.quantization = self.config.quantization
+        graph = int8_copy(self.path) if self.quantization == "int8" else self.path
         self._session, inputs, outputs = open_checked_session(
-            self.path, self.config, (INPUT_MEL, INPUT_MEL_MASK), OUTPUT_EMBEDS)
+            graph, self.config, (INPUT_MEL, INPUT_MEL_MASK), OUTPUT_EMBEDS)
         self.n_mels = int(inputs[INPUT_MEL].shape[1])
         self.frames = int(inputs[INPUT_MEL].shape[2])
         self.out_dim = int(outputs[OUTPUT_EMBEDS].shape[2])
@@ -250,6 +252,28 @@ class OnnxAudioEncoder:
         return embeds.to(device), mask.to(device)
 
 
+def int8_copy(path: Path) -> Path:
+    """A dynamically int8-quantized copy of the graph at ``path`` (onnxruntime ``quantize_dynamic``, int8
+    weights, activations quantized per call), written once per graph version into the temp folder: a
+    verified bundle is never modified."""
+    import hashlib
+    import tempfile
+
+    ort = import_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    st = path.resolve().stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{ort.__version__}".encode()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / "edge-coat-int8" / f"{path.stem}-{key}.int8.onnx"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{threading.get_ident()}.tmp")
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+        tmp.replace(out)  # atomic: a concurrent loader sees the whole file or none
+        log.info("%s: int8 copy written to %s", path.name, out)
+    return out
+
+
 def attach_onnx_encoder(model, path: str | Path, runtime: EncoderRuntimeConfig | None = None) -> OnnxAudioEncoder:
     """Run ``model``'s audio encoder from the graph at ``path`` (``model.audio_encoder``); returns it."""
     require_onnx_encoder(model.config.family)
@@ -262,5 +286,6 @@ def describe_encoder(model) -> str:
     """Where the audio encoder runs, for logs and status ("onnxruntime CPU", "torch cpu")."""
     enc = getattr(model, "audio_encoder", None)
     if isinstance(enc, OnnxAudioEncoder):
-        return f"onnxruntime {enc.provider.removesuffix('ExecutionProvider')}"
-    return f"torch {model.device}"
+        where = f"onnxruntime {enc.provider.removesuffix('ExecutionProvider')}"
+        return where + (" int8" if enc.quantization == "int8" else "")
+    return f"torch {model.device}" + (" int8" if getattr(model, "encoder_quantization", "fp32") == "int8" else "")

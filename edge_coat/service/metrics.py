@@ -18,6 +18,9 @@ windows_dropped_total                          counter    windows dropped by a f
 stage_errors_total                             counter    model batches that raised
 model_latency_seconds{stage}                   histogram  per batch: encode, thinking, llm, readings, total
 model_windows_total / model_batches_total      counter    windows and batches through the model
+model_encoder_chunks_total{outcome}            counter    encoder chunks: hit (reused from the stream's
+                                                          cache), encoded, shared (by windows of a batch)
+model_encoder_cache_bytes / _chunks / _streams gauge      what the per-stream encoder cache holds
 model_info{name,version,family,quantization,thinking}  gauge  1
 events_total{kind,phase}                       counter    events written to the log by this process
 events_followed_total{kind,phase}              counter    events the event service read from the log
@@ -131,6 +134,18 @@ class ServiceCollector(Collector):
                 fam = CounterMetricFamily(P + name, doc)
                 fam.add_metric([], float(stage[key]))
                 yield fam
+        cache = stage.get("encoder_cache")
+        if cache:
+            fam = CounterMetricFamily(P + "model_encoder_chunks", "encoder chunks by outcome (the per-stream cache)",
+                                      labels=["outcome"])
+            for outcome, key in (("hit", "hits"), ("encoded", "encoded"), ("shared", "shared_in_batch")):
+                fam.add_metric([outcome], float(cache.get(key, 0)))
+            yield fam
+            for key, doc in (("bytes", "bytes the encoder cache holds"), ("chunks", "encoded chunks it holds"),
+                             ("streams", "streams it holds chunks for")):
+                g = GaugeMetricFamily(P + f"model_encoder_cache_{key}", doc)
+                g.add_metric([], float(cache.get(key, 0)))
+                yield g
 
     # ---- events ------------------------------------------------------------------------------------
     @staticmethod

@@ -269,6 +269,11 @@ class Service:
             problems += check(sc.window_s, list(sc.tasks), f"worker.streams.{sid}")
         if problems:
             raise ConfigError(problems)
+        note = getattr(self.stage, "encoding_for_hop", None)
+        if callable(note):
+            for where, sc in [("worker.default_stream", w.default_stream),
+                              *((f"worker.streams.{sid}", sc) for sid, sc in w.streams.items())]:
+                log.info("%s (%g s windows, %g s hop): %s", where, sc.window_s, sc.hop_s, note(sc.hop_s))
 
     def _start_server(self) -> None:
         from edge_coat.events.control import LogStreamControl

@@ -17,9 +17,18 @@ Readings for the evidence:
   asks for them. They are DSP/expert readings, not the model's expert heads: the model core does not
   expose decoded head predictions (its heads output normalised feature vectors, not Hz or tag names).
 
-Latency per stage (``encode``: features + audio encoder; ``thinking``; ``llm``: prefill and label
-scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and into histograms that
-``stats()`` returns for the metrics collector (read at scrape time, not pushed from the hot path).
+Per batch the audio is encoded once and the thinking block runs once for every window (all its tasks
+share them: the thinking vectors depend on the audio only), then one decoder call per group of windows
+asking for the same tasks scores every task's labels after one shared prefill of the prefix, audio and
+thinking positions (``CoatModel.score_tasks``): a window's audio positions go through the LLM once, not
+once per task. Encoding goes through the per-stream encoder cache
+(``edge_coat.worker.encoder_cache``) when the model's chunks encode alike in every window: a stream
+pays for each encoder chunk of its audio once, and the chunks no window encoded before are encoded in
+one batch across streams. ``end_stream`` (the worker's ``EndOfStream``) drops a stream's chunks.
+
+Latency per stage (``encode``: features + audio encoder, with the cache; ``thinking``; ``llm``: prefill
+and label scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and into histograms
+that ``stats()`` returns for the metrics collector (read at scrape time, not pushed from the hot path).
 """
 
 from __future__ import annotations
@@ -33,10 +42,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge_coat.experts.dsp import pitch_readings
-from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
+from edge_coat.messages import SAMPLE_RATE, EndOfStream, Window, WindowResult
 from edge_coat.model.config import ModelSection
 from edge_coat.model.loading import bundle_identity, load_model
 from edge_coat.model.runtime import describe_encoder
+from edge_coat.worker.encoder_cache import EncoderCache
 
 log = logging.getLogger(__name__)
 
@@ -72,30 +82,6 @@ class LatencyHistogram:
         return {"buckets": list(self.buckets), "cumulative": cumulative, "sum": self.sum, "count": self.count}
 
 
-class _Timers:
-    """Accumulates time spent in the model's ``encode`` and ``think`` by wrapping them on the instance
-    (the model core has no timing hooks; forward hooks would miss ``encode``, which is not a module)."""
-
-    def __init__(self, model):
-        self.spent = {"encode": 0.0, "thinking": 0.0}
-        for attr, key in (("encode", "encode"), ("think", "thinking")):
-            setattr(model, attr, self._wrap(getattr(model, attr), key))
-
-    def _wrap(self, fn, key):
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.spent[key] += time.perf_counter() - t
-
-        return timed
-
-    def take(self) -> dict[str, float]:
-        out, self.spent = self.spent, {"encode": 0.0, "thinking": 0.0}
-        return out
-
-
 class CoatStage:
     """``ModelStage`` over a CoAT model.
 
@@ -121,15 +107,30 @@ class CoatStage:
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
         self.readings = tuple(readings if readings is not None else cfg.readings)
         self._experts = self._load_experts(self.readings)
-        self._timers = _Timers(self.model)
+        self.cache, self.cache_note = self._make_cache(cfg)
+        self._cache_stats: dict = self.cache.stats() if self.cache is not None else {}
         self._lock = threading.Lock()
         self._hist = {s: LatencyHistogram() for s in STAGES}
         self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0}
         self._warned: set[str] = set()
         info = self.info()
-        log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s",
-                 info["name"], info["version"], info["family"], info["quantization"], info["encoder"], info["thinking"],
-                 sorted(self.tasks), list(self.readings))
+        log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
+                 "encoder cache %s", info["name"], info["version"], info["family"], info["quantization"],
+                 info["encoder"], info["thinking"], sorted(self.tasks), list(self.readings), self.cache_note)
+
+    def _make_cache(self, cfg: ModelSection) -> tuple[EncoderCache | None, str]:
+        """The per-stream encoder cache when the model allows it, and a line saying which way windows are encoded."""
+        chunk_s = self.model.chunk_samples / SAMPLE_RATE
+        if not getattr(cfg, "encoder_cache", None) or not cfg.encoder_cache.enabled:
+            return None, "off (model.encoder_cache.enabled: false): windows are encoded whole"
+        if not self.model.chunks_encode_alike:
+            return None, (f"off: the model computes features over the whole window (chunk_features "
+                          f"{self.model.config.chunk_features!r}), so a {chunk_s:g} s chunk encodes differently "
+                          "in each window: windows are encoded whole")
+        max_chunks = -(-int(round(self.model.max_window_seconds * SAMPLE_RATE)) // self.model.chunk_samples)
+        cache = EncoderCache(self.model.chunk_samples, max_chunks=max_chunks, max_streams=cfg.encoder_cache.max_streams)
+        return cache, (f"on: each {chunk_s:g} s chunk of a stream is encoded once, for streams whose hop is a whole "
+                       f"number of {chunk_s:g} s chunks (others: whole windows)")
 
     # ---- description ------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -147,6 +148,8 @@ class CoatStage:
                 "thinking_runtime": "onnx" if provider is not None else "torch", "providers": providers,
                 "llm_device": str(self.model.device), "max_seconds": float(self.model.max_seconds),
                 "max_window_seconds": float(self.model.max_window_seconds),
+                "encoder_cache": self.cache_note, "encoder_cache_on": self.cache is not None,
+                "chunk_seconds": self.model.chunk_samples / SAMPLE_RATE,
                 "tasks": {t: list(s.labels) for t, s in self.tasks.items()}}
 
     def check_window(self, window_s: float, tasks: Sequence[str], where: str) -> list[str]:
@@ -161,14 +164,34 @@ class CoatStage:
                 out.append(f"{where}.tasks.{t}: the model has no task {t!r}; it knows {sorted(self.tasks)}")
         return out
 
+    def encoding_for_hop(self, hop_s: float) -> str:
+        """How the windows of a stream with this hop are encoded (one line for the start-up log)."""
+        if self.cache is None:
+            return "whole windows (encoder cache " + self.cache_note.split(":")[0] + ")"
+        chunk = self.model.chunk_samples
+        if round(hop_s * SAMPLE_RATE) % chunk:
+            return (f"whole windows: the hop ({hop_s:g} s) is not a whole number of {chunk / SAMPLE_RATE:g} s encoder "
+                    "chunks, so the encoder cache cannot reuse them")
+        return f"each {chunk / SAMPLE_RATE:g} s chunk encoded once (encoder cache)"
+
     def stats(self) -> dict:
         with self._lock:
-            return {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts}
+            return {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
+                    "encoder_cache": dict(self._cache_stats)}
+
+    def end_stream(self, end: EndOfStream) -> None:
+        """A stream ended (or was forgotten idle): drop its encoded chunks. Called on the model thread."""
+        if self.cache is not None:
+            self.cache.drop(end.stream_id, end.reason)
+            stats = self.cache.stats()
+            with self._lock:
+                self._cache_stats = stats
 
     # ---- the stage ----------------------------------------------------------------------------------
     def process(self, windows: list[Window]) -> list[WindowResult]:
+        import torch
+
         t_start = time.perf_counter()
-        self._timers.take()
         n = len(windows)
         probs: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
         thinking: list[np.ndarray | None] = [None] * n
@@ -178,43 +201,65 @@ class CoatStage:
             if valid[i]:
                 for t in w.tasks:
                     by_task.setdefault(t, []).append(i)
+        for task in sorted(t for t in by_task if t not in self.tasks):
+            self._warn_once(task, f"windows ask for task {task!r} but the model only knows {sorted(self.tasks)}: "
+                                  "skipped (fix worker tasks or the model)")
+            with self._lock:
+                self._counts["unknown_task_windows"] += len(by_task.pop(task))
         # each window's latents come from its first task the model knows (see the module docstring)
         latents_task = [next((t for t in w.tasks if t in self.tasks), None) for w in windows]
-        for task in sorted(by_task):
-            idx = by_task[task]
-            if task not in self.tasks:
-                self._warn_once(task, f"windows ask for task {task!r} but the model only knows {sorted(self.tasks)}: "
-                                      "skipped (fix worker tasks or the model)")
-                with self._lock:
-                    self._counts["unknown_task_windows"] += len(idx)
-                continue
-            r = self.model.score_task([windows[i].samples for i in idx], task)  # probs (B, C), thinking (B, K, D)
-            for j, i in enumerate(idx):
-                probs[i][task] = {label: float(p) for label, p in zip(r.labels, r.probs[j])}
-                if task == latents_task[i]:
-                    thinking[i] = np.ascontiguousarray(r.thinking[j], dtype=np.float32)  # (K, D)
+        scored = [i for i in range(n) if valid[i] and latents_task[i] is not None]  # windows the model runs on
+        t_encoded = t_thought = t_start
+        if scored:
+            with torch.inference_mode():
+                audio, mask = self._encode([windows[i] for i in scored])  # (B, T, D), (B, T) bool
+                t_encoded = time.perf_counter()
+                think = self.model.think(audio, mask) if self.model.config.use_thinking else None  # (B, K, D)
+                t_thought = time.perf_counter()
+                groups: dict[tuple[str, ...], list[int]] = {}  # windows asking for the same tasks: one call
+                for j, i in enumerate(scored):
+                    groups.setdefault(tuple(sorted({t for t in windows[i].tasks if t in self.tasks})), []).append(j)
+                for tasks, rows in groups.items():
+                    sel = torch.tensor(rows, device=audio.device)
+                    res = self.model.score_tasks(None, list(tasks), audio=(audio[sel], mask[sel]),
+                                                 thinking=think[sel] if think is not None else None)
+                    for k, j in enumerate(rows):  # probs (B, C), thinking (B, K, D)
+                        i = scored[j]
+                        for task, r in res.items():
+                            probs[i][task] = {label: float(p) for label, p in zip(r.labels, r.probs[k])}
+                        # the same for every task (the thinking positions precede the prompt)
+                        thinking[i] = np.ascontiguousarray(res[latents_task[i]].thinking[k], dtype=np.float32)  # (K, D)
         t_model = time.perf_counter()
         readings, tags = self._readings(windows)
         t_end = time.perf_counter()
-        spent = self._timers.take()
         latency = {
-            "encode": spent["encode"],
-            "thinking": spent["thinking"],
-            "llm": max(0.0, (t_model - t_start) - spent["encode"] - spent["thinking"]),
+            "encode": t_encoded - t_start if scored else 0.0,
+            "thinking": t_thought - t_encoded if scored else 0.0,
+            "llm": t_model - t_thought if scored else 0.0,
             "readings": t_end - t_model,
             "total": t_end - t_start,
         }
+        cache_stats = self.cache.stats() if self.cache is not None and scored else None
         with self._lock:
             for s, v in latency.items():
                 self._hist[s].observe(v)
             self._counts["batches"] += 1
             self._counts["windows"] += n
+            if cache_stats is not None:
+                self._cache_stats = cache_stats
         latency_ms = {s: round(v * 1000.0, 3) for s, v in latency.items()}
         return [
             WindowResult(window=w, label_probs=probs[i], thinking=thinking[i], readings=readings[i], tags=tags[i],
                          model_name=self.model_name, model_version=self.model_version, latency_ms=latency_ms)
             for i, w in enumerate(windows)
         ]
+
+    def _encode(self, windows: list[Window]):
+        """Audio positions of the windows: (embeds (B, T, D), mask (B, T) bool), through the encoder cache
+        when there is one, else whole windows in one ``encode`` call."""
+        if self.cache is not None:
+            return self.cache.encode(windows, self.model.encode_chunks)
+        return self.model.encode([w.samples for w in windows])
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:

@@ -428,6 +428,13 @@ class Worker:
 
     def _end(self, end: EndOfStream) -> None:
         self.totals["streams_ended" if end.reason == "ended" else "streams_idle_ended"] += 1
+        end_stream = getattr(self.stage, "end_stream", None)  # optional: a stage may keep nothing per stream
+        if end_stream is not None:
+            try:
+                end_stream(end)
+            except Exception:  # noqa: BLE001 - a stage bug must not stop the model loop
+                self.totals["stage_errors"] += 1
+                log.exception("model stage failed to end stream %s", end.stream_id)
         if self.on_end is None:
             return
         try:

@@ -125,15 +125,36 @@ def test_one_real_time_level_through_the_batch_queue_and_model_stage(tmp_path):
     model_dir = tiny_coat_model("qwen2_audio", seed=0, max_seconds=2).save_pretrained(tmp_path / "m")
     stage = CoatStage(ModelSection(path=model_dir, readings=[], torch_threads=1,
                                    thinking={"backend": "torch", "verify_bundle": False}))
-    pool = bench_streams.audio_pool(2 * 16000, n=2)
+    pool = bench_streams.audio_pool(4.0, n=2)
+    streams = bench_streams.Streams(pool, 2 * 16000, 8000, ("anomaly",), hops=2)
     before = stage.stats()
-    r = bench_streams.run_level(stage, 3, 4, hop_s=0.5, hops=2, max_wait_s=0.02, pool=pool, task="anomaly",
-                                seed=0)
+    r = bench_streams.run_level(stage, 3, 4, hop_s=0.5, hops=2, max_wait_s=0.02, streams=streams, seed=0)
     assert r["expected"] == 6
     assert r["windows"] + r["unfinished"] == 6 and not r["errors"]
     assert r["on_time"] == (r["late"] == 0 and r["unfinished"] == 0)
     assert r["latency_p50_s"] > 0 and 1.0 <= r["mean_batch"] <= 4.0
-    assert stage.stats()["windows"] - before["windows"] == r["windows"]
+    assert stage.stats()["windows"] - before["windows"] == r["windows"] + r["warmup_windows"]
+    assert r["warmup_windows"] == 3  # the streams were running when the clock started
     shares = bench_streams.stage_shares(before, stage.stats())
     assert math.isclose(sum(shares.values()), 1.0, abs_tol=0.01) and all(0 <= v <= 1 for v in shares.values())
     assert np.all([w.dtype == np.float32 for w in pool])
+
+
+def test_cache_parity_streams_and_window_labels():
+    """bench/accuracy/cache_parity: clips concatenated into streams, windows labelled by the clip covering
+    most of them, the streams' k-th windows batched together."""
+    from types import SimpleNamespace
+
+    from bench.accuracy import cache_parity
+
+    clips = [SimpleNamespace(label=lab) for lab in ("a", "b", "c", "d")]
+    audio = [np.full(n * 16000, i, np.float32) for i, n in enumerate((3, 4, 3, 2))]
+    streams = cache_parity.build_streams(clips, audio, stream_seconds=6.0)
+    assert [s.size for s, _ in streams] == [7 * 16000, 5 * 16000]
+    assert streams[0][1] == [(0, 48000, "a"), (48000, 112000, "b")]
+    windows, labels = cache_parity.windows_of(streams, 4 * 16000, 16000, "emotion")
+    assert [(w.stream_id, w.index) for w in windows] == [("dev0", 0), ("dev1", 0), ("dev0", 1), ("dev1", 1),
+                                                         ("dev0", 2), ("dev0", 3)]
+    # dev0 window 1 (1-5 s) holds 2 s of a and 2 s of b: a tie goes to the earlier clip; window 2 is all b
+    assert labels == ["a", "c", "a", "c", "b", "b"]
+    assert all(w.samples.size == 64000 and w.start_sample == w.index * 16000 for w in windows)

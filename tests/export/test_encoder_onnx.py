@@ -121,3 +121,23 @@ def test_encoder_parity_on_real_recorded_windows(saved_models, onnx_model, share
     record = encoder_parity(torch_model, onnx_model.audio_encoder, {"real": waves}, tolerance=1e-4)
     assert record.cases[-1].source == "real" and record.cases[-1].batch >= 4
     assert record.max_abs_diff <= 1e-4
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_int8_encoder_switch(bundles, saved_models, backend):
+    """model.encoder.quantization int8: onnxruntime's dynamic int8 copy of encoder.onnx (the bundle stays as
+    verified) or torch dynamic int8 of the torch encoder; audio positions close to fp32, status says int8."""
+    folder = bundles["qwen2_audio"][1]
+    files = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    model = load_bundle(folder, runtime=CPU,
+                        encoder_runtime=EncoderRuntimeConfig(provider="cpu", backend=backend, quantization="int8"))
+    assert runtime_status(model)["encoder"] == ("onnxruntime CPU int8" if backend == "onnx" else "torch cpu int8")
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files
+    torch_model, _ = saved_models["qwen2_audio"]
+    waves = _waves(3, (4.0, 9.0))
+    with torch.inference_mode():
+        e_t, m_t = torch_model.encode(waves)
+        e_q, m_q = model.encode(waves)
+    assert torch.equal(m_t, m_q)
+    cos = torch.nn.functional.cosine_similarity(e_q[m_q], e_t[m_t], dim=-1)  # (positions,)
+    assert float(cos.mean()) > 0.95 and float((e_q - e_t)[m_t].abs().max()) > 0  # close, not the fp32 graph

@@ -73,3 +73,37 @@ def test_token_ids_are_cached_per_text(model):
     first = model._ids(PROMPT)
     first.append(-1)  # callers get a copy: the cache cannot be changed through it
     assert model._ids(PROMPT) == model.tokenizer(PROMPT, add_special_tokens=False).input_ids
+
+
+def test_several_tasks_after_one_shared_prefix_score_as_each_alone(model, waves):
+    """score_tasks: every task's prompt and candidates as branches after one prefix of audio and thinking
+    give each task's score_task result; the latents are the same for every task."""
+    from edge_coat.model.decoding import forest_mask
+
+    tasks = sorted(model.config.tasks)
+    assert len(tasks) >= 2
+    batch = waves + [tone(9.0, 250.0, 4)]
+    together = model.score_tasks(batch, tasks)
+    with torch.inference_mode():
+        audio = model.encode(batch)
+        think = model.think(*audio)
+    shared = model.score_tasks(None, tasks, audio=audio, thinking=think)
+    for task in tasks:
+        alone = model.score_task(batch, task)
+        for got in (together[task], shared[task]):
+            assert got.labels == alone.labels
+            np.testing.assert_allclose(got.logprobs, alone.logprobs, atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(got.probs, alone.probs, atol=1e-5)
+            np.testing.assert_allclose(got.thinking, alone.thinking, atol=1e-4)
+    model.scoring = "cached"
+    try:
+        cached = model.score_tasks(batch, tasks)
+    finally:
+        model.scoring = "fused"
+    for task in tasks:
+        np.testing.assert_allclose(cached[task].logprobs, together[task].logprobs, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="expected tasks this model knows"):
+        model.score_tasks(batch, ["no-such-task"])
+    # a chain of two and a branch off the prefix: each token sees its ancestors only
+    m = forest_mask(torch.ones(1, 2, dtype=torch.long), [-1, 0, -1])[0, 0]  # (5, 5)
+    assert m[3].tolist() == [True, True, True, True, False] and m[4].tolist() == [True, True, False, False, True]

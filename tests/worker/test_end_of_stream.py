@@ -136,3 +136,30 @@ def test_batch_queue_drops_windows_not_ends_and_counts_taken_items_until_done():
     assert items == [end, win(2)] and q.unfinished() == 2 and len(q) == 0
     q.task_done(len(items))
     assert q.unfinished() == 0
+
+
+class EndingStage(SlowStage):
+    """Records the stream ends the worker tells the stage (the encoder cache drops its chunks there)."""
+
+    def __init__(self, journal: Journal):
+        super().__init__(0.0)
+        self.journal = journal
+
+    def end_stream(self, end: EndOfStream) -> None:
+        with self.journal.lock:
+            self.journal.items.append((f"stage_end:{end.reason}", end.stream_id, -1))
+
+
+def test_the_stage_is_told_the_end_after_the_last_window_before_the_detectors():
+    journal = Journal()
+    w = worker(journal, stage=EndingStage(journal), batch={"max_batch": 4, "max_wait_s": 0.01})
+    x = signal(16000 + 3000, seed=5)
+    try:
+        with Sender(sender_config(w.endpoint)) as sender:
+            send(sender, "s0", x)
+            assert sender.wait_acked(10)
+            assert wait_for(lambda: "end:ended" in journal.of("s0"))
+        n_windows = (len(x) - WINDOW) // HOP + 1
+        assert journal.of("s0") == ["window"] * n_windows + ["stage_end:ended", "end:ended"]
+    finally:
+        w.close()

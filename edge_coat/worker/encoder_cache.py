@@ -1,0 +1,251 @@
+"""Per-stream cache of encoded audio chunks: the model stage pays for each second of a stream's audio
+once, not once per window that covers it.
+
+Why it is exact: a model whose ``chunk_features`` is 'chunk' (coat-tiny 1.0) encodes a window longer
+than its encoder input as consecutive encoder-length chunks, each with its own log-mel features, and
+concatenates their valid audio positions (``CoatModel.encode``). A chunk therefore encodes the same in
+every window that holds it at the same place on the stream's timeline: with 10 s windows, a 2 s hop
+and 2 s chunks, each window shares 4 of its 5 chunks with the window before. A window is built from
+the cached chunks plus the ones it adds, and equals the whole-window encoding up to float noise
+(tests/worker/test_encoder_cache.py). Models with window-level features (``chunk_features``
+'window', coat-tiny 0.2.0) cannot be cached this way; the stage then encodes whole windows.
+
+What a stream keeps: the encoded valid positions ``(T_c, D)`` of its chunks, keyed by the chunk's place
+on the stream's timeline (first sample, length) and checked against a strided sample of the chunk's
+samples (a chunk that is not the audio it was encoded from is a miss, never a wrong hit). Bounded:
+chunks that start before the stream's latest window are dropped after each batch (windows only move
+forward), at most ``max_chunks`` per stream (the longest window's chunks), at most ``max_streams``
+streams (the least recently used is dropped).
+
+When a stream starts over (all its chunks dropped): at a window that carries a gap (zero-filled audio:
+the chunks around it are not the audio the next windows will hold after a replay), at a new sender run
+(``sender_epoch``), when its timeline goes backwards, at the end of the stream (``drop``, from the
+worker's ``EndOfStream``), and when its windows are not on the chunk grid of the ones before (a hop
+that is not a whole number of chunks: the stream then encodes whole windows and keeps nothing).
+A stream's chunks are never looked up for another stream.
+
+The cache is used from the model thread only (no lock). ``encode(windows, encode_chunks)`` is the one
+entry point: it looks up every window's chunks, encodes the misses of the whole batch (every stream)
+in one ``encode_chunks`` call, stores them, and returns the batch's audio positions.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edge_coat.messages import Window
+
+log = logging.getLogger(__name__)
+
+#: samples compared per chunk (a strided sample) before a cached encoding is reused
+CHECK_SAMPLES = 64
+
+#: the counters ``stats`` always reports (``resets_<reason>``: a stream's chunks dropped, for that reason)
+COUNTERS = ("hits", "encoded", "shared_in_batch", "mismatches", "windows_uncached", "streams_evicted",
+            "resets_gap", "resets_restart", "resets_rewind", "resets_off_grid", "resets_ended", "resets_idle")
+
+EncodeChunks = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class _Stream:
+    """One stream's encoded chunks: (first sample, length) -> (check sample (c,) float32, valid positions
+    (T_c, D)), oldest first, and the bytes they hold."""
+
+    sid: str
+    epoch: int
+    last_start: int
+    uncached: bool = False  # its windows are off the chunk grid: whole windows, nothing kept
+    chunks: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    nbytes: int = 0
+
+    @staticmethod
+    def size(entry: tuple[np.ndarray, torch.Tensor]) -> int:
+        check, positions = entry
+        return check.nbytes + positions.element_size() * positions.nelement()
+
+    def put(self, key: tuple[int, int], entry: tuple[np.ndarray, torch.Tensor]) -> tuple[int, int]:
+        """Store a chunk (a replaced one moves to the end); returns the change in (chunks, bytes) held."""
+        chunks, freed = self.pop(key)
+        self.chunks[key] = entry
+        self.nbytes += self.size(entry)
+        return 1 - chunks, self.size(entry) - freed
+
+    def pop(self, key: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Remove the chunk at ``key`` (None: the oldest); returns the (chunks, bytes) freed."""
+        entry = self.chunks.pop(key, None) if key is not None else self.chunks.popitem(last=False)[1]
+        if entry is None:
+            return 0, 0
+        self.nbytes -= self.size(entry)
+        return 1, self.size(entry)
+
+
+class EncoderCache:
+    """Encoded chunks per stream (see the module docstring).
+
+    Use::
+
+        cache = EncoderCache(model.chunk_samples, max_chunks=15)
+        audio, mask = cache.encode(windows, model.encode_chunks)   # (B, T, D), (B, T) bool
+        cache.drop(stream_id, "ended")                              # at EndOfStream
+        cache.stats()
+    """
+
+    def __init__(self, chunk_samples: int, *, max_chunks: int, max_streams: int = 4096):
+        if chunk_samples <= 0 or max_chunks < 1 or max_streams < 1:
+            raise ValueError(f"expected chunk_samples > 0, max_chunks >= 1, max_streams >= 1; got "
+                             f"{chunk_samples}, {max_chunks}, {max_streams}")
+        self.chunk_samples = chunk_samples
+        self.max_chunks = max_chunks
+        self.max_streams = max_streams
+        self._stride = max(1, chunk_samples // CHECK_SAMPLES)
+        self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()  # least recent first
+        self.counts = collections.Counter(dict.fromkeys(COUNTERS, 0))
+        self.nchunks = 0  # held by every stream
+        self.nbytes = 0
+
+    # ---- the batch ----------------------------------------------------------------------------
+    def encode(self, windows: Sequence[Window], encode_chunks: EncodeChunks) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio positions of ``windows`` (any streams, each stream's in time order): (embeds (B, T, D),
+        mask (B, T) bool), each window's valid positions first, then padding (mask False) up to the longest
+        window's: what ``CoatModel.encode`` returns, up to float noise and the padding length.
+
+        Chunks that no earlier window of their stream encoded go through ``encode_chunks`` (list of (n,)
+        float32 -> ((N, Tc, D), (N, Tc) bool)) in one call for the whole batch; a chunk two windows of the
+        batch share is encoded once."""
+        misses: list[np.ndarray] = []
+        to_store: list[tuple[_Stream, tuple[int, int], np.ndarray, int]] = []  # (stream, key, check, miss index)
+        pending: dict[tuple, int] = {}  # (stream id, key, check bytes) -> index in misses
+        where: list[list[tuple[str, object]]] = []  # per window, per chunk: ("hit", positions) or ("new", index)
+        counts = self.counts
+        for w in windows:
+            st = self._stream_for(w)
+            refs = []
+            for offset in range(0, w.samples.size, self.chunk_samples):
+                chunk = w.samples[offset:offset + self.chunk_samples]  # (n,) float32, a view
+                key = (w.start_sample + offset, chunk.size)
+                check = chunk[::self._stride]
+                hit = st.chunks.get(key)
+                if hit is not None and np.array_equal(hit[0], check):
+                    refs.append(("hit", hit[1]))
+                    counts["hits"] += 1
+                    continue
+                if hit is not None:  # the same place with other audio: never reused
+                    counts["mismatches"] += 1
+                pk = (w.stream_id, key, check.tobytes())
+                j = pending.get(pk)
+                if j is None:
+                    j = pending[pk] = len(misses)
+                    misses.append(chunk)
+                    if not st.uncached:
+                        to_store.append((st, key, check.copy(), j))
+                else:  # an earlier window of this batch encodes it
+                    counts["shared_in_batch"] += 1
+                refs.append(("new", j))
+            where.append(refs)
+        counts["encoded"] += len(misses)
+        new: list[torch.Tensor] = []
+        if misses:
+            embeds, mask = encode_chunks(misses)  # (N, Tc, D), (N, Tc) bool
+            new = [embeds[j][mask[j]] for j in range(len(misses))]  # N x (T_j, D)
+        for st, key, check, j in to_store:
+            if self._streams.get(st.sid) is st:  # not reset or dropped later in this batch
+                dc, db = st.put(key, (check, new[j]))
+                self.nchunks += dc
+                self.nbytes += db
+        out = self._join([[r[1] if r[0] == "hit" else new[r[1]] for r in refs] for refs in where])
+        for sid in {w.stream_id for w in windows}:
+            self._evict(sid)
+        return out
+
+    @staticmethod
+    def _join(rows: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per window, its chunks' valid positions (T_j, D) in time order -> (embeds (B, T, D), mask (B, T))."""
+        cat = [torch.cat(parts, 0) if len(parts) > 1 else parts[0] for parts in rows]  # B x (T_i, D)
+        t = max(r.shape[0] for r in cat)
+        out = cat[0].new_zeros(len(cat), t, cat[0].shape[1])  # (B, T, D)
+        mask = torch.zeros(len(cat), t, dtype=torch.bool, device=out.device)  # (B, T)
+        for i, valid in enumerate(cat):
+            out[i, : valid.shape[0]] = valid
+            mask[i, : valid.shape[0]] = True
+        return out, mask
+
+    # ---- per stream ---------------------------------------------------------------------------
+    def _stream_for(self, w: Window) -> _Stream:
+        """The stream's state for window ``w``, after the reset rules (a new, empty state after a reset)."""
+        sid = w.stream_id
+        st = self._streams.get(sid)
+        reason = None
+        if w.gap_seconds > 0:
+            reason = "gap"
+        elif st is not None:
+            if w.sender_epoch != st.epoch:
+                reason = "restart"
+            elif w.start_sample < st.last_start:
+                reason = "rewind"
+            elif (w.start_sample - st.last_start) % self.chunk_samples and not st.uncached:
+                reason = "off_grid"
+        if st is not None and reason is not None:
+            counts_key = f"resets_{reason}"
+            self.counts[counts_key] += 1
+            log.debug("stream %s: encoder cache dropped (%s) at sample %d", sid, reason, w.start_sample)
+            self._forget(sid)
+        if st is None or reason is not None:
+            st = _Stream(sid, epoch=w.sender_epoch, last_start=w.start_sample,
+                         uncached=reason == "off_grid" or (st is not None and st.uncached and reason == "gap"))
+            self._streams[sid] = st
+            while len(self._streams) > self.max_streams:
+                old = next(iter(self._streams))
+                self._forget(old)
+                self.counts["streams_evicted"] += 1
+                log.debug("encoder cache: stream %s dropped (more than %d streams)", old, self.max_streams)
+        else:
+            self._streams.move_to_end(sid)
+        st.last_start = w.start_sample
+        if st.uncached:
+            self.counts["windows_uncached"] += 1
+        return st
+
+    def _forget(self, sid: str) -> bool:
+        st = self._streams.pop(sid, None)
+        if st is None:
+            return False
+        self.nchunks -= len(st.chunks)
+        self.nbytes -= st.nbytes
+        return True
+
+    def _evict(self, sid: str) -> None:
+        """Chunks before the stream's latest window (windows only move forward), and beyond ``max_chunks``."""
+        st = self._streams.get(sid)
+        if st is None:
+            return
+        chunks = st.chunks
+        while chunks and (len(chunks) > self.max_chunks or next(iter(chunks))[0] < st.last_start):
+            dc, db = st.pop()
+            self.nchunks -= dc
+            self.nbytes -= db
+
+    def drop(self, stream_id: str, reason: str = "ended") -> None:
+        """Forget a stream (its end: the worker's ``EndOfStream``, reason "ended" or "idle")."""
+        if self._forget(stream_id):
+            self.counts[f"resets_{reason}"] += 1
+
+    # ---- description --------------------------------------------------------------------------
+    def stream_chunks(self, stream_id: str) -> int:
+        """Chunks held for a stream (0 when none)."""
+        st = self._streams.get(stream_id)
+        return len(st.chunks) if st is not None else 0
+
+    def stats(self) -> dict:
+        """Streams, chunks and bytes held, the hit rate and the counters (hits, encoded, shared_in_batch,
+        mismatches, windows_uncached, resets_<reason>, streams_evicted)."""
+        c = self.counts
+        looked = c["hits"] + c["encoded"] + c["shared_in_batch"]
+        return {"streams": len(self._streams), "chunks": self.nchunks, "bytes": self.nbytes,
+                "hit_rate": round(c["hits"] / looked, 4) if looked else None, **c}
