@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
               f"and {onset:g}", file=sys.stderr)
         return 2
     if args.verbose == 0:
+        root_level = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # the demo's own display says what happens
     workdir = args.workdir or default_workdir()
     wait = None
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"edge-coat demo: {exc}", file=sys.stderr)
         return 2
     finally:
+        if args.verbose == 0:
+            logging.getLogger().setLevel(root_level)  # a caller in the same process keeps its logging
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     return result.exit_code
