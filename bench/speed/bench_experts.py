@@ -14,7 +14,6 @@ once, against computing them.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS
+from bench.common import RESULTS, write_json
 
 
 
@@ -112,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_experts_s": total_compute, "cache_hit_s": hit_med, "cache_hit_iqr_s": hit_iqr,
         "cache_miss_s": miss_s, "cache_speedup": total_compute / hit_med,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

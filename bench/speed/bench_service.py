@@ -16,7 +16,6 @@ speed, not its judgement, is what is measured).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from bench.common import RESULTS
+from bench.common import RESULTS, write_json
 from edge_coat.messages import SAMPLE_RATE, Window
 
 WINDOW_S, HOP_S, BATCH = 2.0, 1.0, 8
@@ -161,8 +160,7 @@ def main() -> int:
           f"{rows[0]['windows_service']:8d}")
     print(f"service / baseline: {result['service_over_bare']:.2f}x  ({args.streams} streams x {args.seconds:g} s, "
           f"{args.repeats} runs, {args.threads} torch thread(s))")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

@@ -39,7 +39,6 @@ import numpy as np
 
 from bench.common import RESULTS, capped_window, default_model, finish, fmt, machine, model_section, summary
 from bench.speed.bench_streams import audio_pool, make_window
-from edge_coat.messages import SAMPLE_RATE
 
 PARTS = ("encode", "thinking", "llm", "total")
 

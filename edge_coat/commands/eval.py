@@ -50,6 +50,8 @@ def run(args) -> int:
     from edge_coat.train.report import eval_document, format_confusion, format_table, write_json
 
     try:
+        if args.snr_db is not None and not -20.0 <= args.snr_db <= 80.0:  # also refuses nan
+            raise ValueError(f"--snr-db must be between -20 and 80 dB, got {args.snr_db}")
         mapping = parse_label_map(args.label_map)
         folder = DatasetFolder(args.data)
     except (ValueError, DatasetError) as exc:

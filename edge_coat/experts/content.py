@@ -59,7 +59,9 @@ class SpeechContentExpert(Expert):
         _, weights = read_ct2(folder / "model.bin")
         self._embed = np.asarray(weights["decoder/embeddings/weight"], np.float32)  # (V, 384)
         self._vad = get_expert("speech_vad")
-        self.transcripts: dict[int, str] = {}
+        # Whisper's special tokens (<|endoftext|> and all after it) are not speech content.
+        eot = self._model.hf_tokenizer.token_to_id("<|endoftext|>")
+        self._eot = int(eot if eot is not None else 50256)
 
     def _compute(self, wave: np.ndarray) -> np.ndarray:
         speech = float(np.mean(self._vad(wave) > 0.5)) if wave.shape[0] >= self._vad.min_samples else 0.0
@@ -71,14 +73,11 @@ class SpeechContentExpert(Expert):
             wave, language="en", beam_size=1, temperature=0.0, vad_filter=False, without_timestamps=True,
             condition_on_previous_text=False, max_new_tokens=MAX_TOKENS, compression_ratio_threshold=None,
             log_prob_threshold=None, no_speech_threshold=None)
-        tokens = [t for s in segments for t in s.tokens if t < self._eot()]
+        tokens = [t for s in segments for t in s.tokens if t < self._eot]
         if not tokens:
             return np.zeros(self.dim, np.float32)
         v = self._embed[tokens].mean(0)
         return (v / max(float(np.linalg.norm(v)), 1e-8)).astype(np.float32)
-
-    def _eot(self) -> int:
-        return int(self._model.hf_tokenizer.token_to_id("<|endoftext|>") or 50256)
 
 
 @register_expert

@@ -208,7 +208,6 @@ def import_whisper(out: str | Path, *, source: str | Path | None = None, layers:
     import importlib.metadata
     import shutil
 
-    import torch
     from safetensors.torch import save_file
 
     src = Path(source) if source is not None else wheel_model_dir()

@@ -124,6 +124,9 @@ class TrainConfig(BaseModel):
             raise ValueError("--init-encoder builds a Qwen2-Audio tower: use --init qwen2_audio")
         if self.lora and self.freeze_llm:
             raise ValueError("--lora trains adapters on the LLM; it cannot be combined with --freeze-llm")
+        bad = {k: v for k, v in self.expert_strides.items() if v < 1}
+        if bad:
+            raise ValueError(f"expert strides must be whole numbers >= 1 (1 = every clip), got {bad}")
         unknown = sorted((set(self.expert_weights) | set(self.expert_strides)) - set(self.experts))
         if unknown:
             raise ValueError(f"expert weights or strides given for {unknown}, which are not among the experts {self.experts}")

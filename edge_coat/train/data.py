@@ -133,7 +133,8 @@ def load_wave(clip: Clip, max_seconds: float) -> np.ndarray:
 class BatchMaker:
     """Draws training batches: a folder uniformly, then a clip uniformly within it; crop + augment.
 
-    Time-resolved targets are cut to the crop and padded to the batch's longest, with a frame mask.
+    Time-resolved targets are cut to the crop and padded to the batch's longest, with a frame mask
+    (``expert_batch``, shared with the tower-cache batches).
     """
 
     def __init__(
@@ -168,20 +169,34 @@ class BatchMaker:
             prompts.append(self.prompts[ex.task])
             answers.append(ex.answer)
             cuts.append((ex, start, wave.shape[0]))
-        targets, masks = {}, {}
-        for expert in self.experts:
-            if not all(expert.name in ex.targets for ex, _, _ in cuts):
-                continue
-            if expert.pooled:
-                targets[expert.name] = torch.from_numpy(np.stack([ex.targets[expert.name] for ex, _, _ in cuts]))
-                continue
-            rows = [crop_frames(ex.targets[expert.name], expert.frame_rate, s, n) for ex, s, n in cuts]
-            f = max(r.shape[0] for r in rows)
-            t = np.zeros((len(rows), f, expert.dim), np.float32)  # (B, F, dim)
-            m = np.zeros((len(rows), f), bool)  # (B, F)
-            for i, r in enumerate(rows):
-                t[i, : r.shape[0]] = r
-                m[i, : r.shape[0]] = True
-            targets[expert.name] = torch.from_numpy(t)
-            masks[expert.name] = torch.from_numpy(m)
+        targets, masks = expert_batch(self.experts, cuts)
         return CoatBatch(waves=waves, prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks)
+
+
+def expert_batch(experts: Sequence, cuts) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Teacher targets of a batch, cut to each clip's crop. ``cuts``: (Example, start sample, length).
+
+    A clip without a reading for an expert (missing, or an all-zero pooled target: e.g. no speech for
+    the speech-content teacher) is masked out for that expert, not dropped from the batch."""
+    targets, masks = {}, {}
+    for expert in experts:
+        have = [expert.name in ex.targets for ex, _, _ in cuts]
+        if not any(have):
+            continue
+        if expert.pooled:
+            rows = [ex.targets[expert.name] if ok else np.zeros(expert.dim, np.float32) for (ex, _, _), ok in zip(cuts, have)]
+            arr = np.stack(rows).astype(np.float32)  # (B, dim)
+            targets[expert.name] = torch.from_numpy(arr)
+            masks[expert.name] = torch.from_numpy(np.array(have) & (np.abs(arr).sum(-1) > 0))
+            continue
+        rows = [crop_frames(ex.targets[expert.name], expert.frame_rate, s, n) if ok else np.zeros((1, expert.dim), np.float32)
+                for (ex, s, n), ok in zip(cuts, have)]
+        f = max(r.shape[0] for r in rows)
+        t = np.zeros((len(rows), f, expert.dim), np.float32)  # (B, F, dim)
+        m = np.zeros((len(rows), f), bool)  # (B, F)
+        for i, (r, ok) in enumerate(zip(rows, have)):
+            t[i, : r.shape[0]] = r
+            m[i, : r.shape[0]] = ok
+        targets[expert.name] = torch.from_numpy(t)
+        masks[expert.name] = torch.from_numpy(m)
+    return targets, masks

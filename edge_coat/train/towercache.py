@@ -27,7 +27,8 @@ import torch
 
 from edge_coat.experts.cache import audio_sha256
 from edge_coat.messages import SAMPLE_RATE
-from edge_coat.train.augment import apply_channel, crop_frames
+from edge_coat.train.augment import apply_channel
+from edge_coat.train.data import expert_batch
 
 log = logging.getLogger(__name__)
 
@@ -159,32 +160,3 @@ class TowerBatchMaker:
         targets, masks = expert_batch(self.experts, cuts)
         return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
                          tower=(torch.from_numpy(hidden), torch.from_numpy(mask)))
-
-
-def expert_batch(experts: Sequence, cuts) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Teacher targets of a batch, cut to each clip's crop. ``cuts``: (Example, start sample, length).
-
-    A clip without a reading for an expert (missing, or an all-zero pooled target: e.g. no speech for
-    the speech-content teacher) is masked out for that expert, not dropped from the batch."""
-    targets, masks = {}, {}
-    for expert in experts:
-        have = [expert.name in ex.targets for ex, _, _ in cuts]
-        if not any(have):
-            continue
-        if expert.pooled:
-            rows = [ex.targets[expert.name] if ok else np.zeros(expert.dim, np.float32) for (ex, _, _), ok in zip(cuts, have)]
-            arr = np.stack(rows).astype(np.float32)  # (B, dim)
-            targets[expert.name] = torch.from_numpy(arr)
-            masks[expert.name] = torch.from_numpy(np.array(have) & (np.abs(arr).sum(-1) > 0))
-            continue
-        rows = [crop_frames(ex.targets[expert.name], expert.frame_rate, s, n) if ok else np.zeros((1, expert.dim), np.float32)
-                for (ex, s, n), ok in zip(cuts, have)]
-        f = max(r.shape[0] for r in rows)
-        t = np.zeros((len(rows), f, expert.dim), np.float32)  # (B, F, dim)
-        m = np.zeros((len(rows), f), bool)  # (B, F)
-        for i, (r, ok) in enumerate(zip(rows, have)):
-            t[i, : r.shape[0]] = r
-            m[i, : r.shape[0]] = ok
-        targets[expert.name] = torch.from_numpy(t)
-        masks[expert.name] = torch.from_numpy(m)
-    return targets, masks

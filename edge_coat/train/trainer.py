@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from edge_coat.train.config import SIZE_PRESETS, TrainConfig
-from edge_coat.train.rundir import RunDir, rng_state, seed_everything, set_rng_state
+from edge_coat.train.rundir import RunDir, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,6 @@ def test_the_pretrained_tower_stays_frozen_and_the_rest_learns(tower_run, encode
 
 
 def test_cached_tower_output_is_what_serving_computes(separable, encoder_dir, tmp_path):
-    from edge_coat.model.coat import CoatModel
     from edge_coat.train.config import TrainConfig
     from edge_coat.train.towercache import TowerCache, variant_wave
     from edge_coat.train.trainer import new_model
@@ -187,3 +186,38 @@ def test_background_noise_is_added_at_the_asked_snr():
         measured = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((noisy - clean).astype(np.float64) ** 2))
         assert abs(measured - snr) < 0.2
     np.testing.assert_array_equal(add_noise(clean, 10.0, np.random.default_rng(1)), add_noise(clean, 10.0, np.random.default_rng(1)))
+
+
+def test_waveform_batches_mask_a_missing_teacher_reading_instead_of_dropping_the_expert():
+    """Both batch makers share ``expert_batch``: a clip without a reading (an expert with a stride, or
+    no speech) is masked for that expert; the others in the batch still teach it."""
+    from edge_coat.train.augment import AugmentConfig
+    from edge_coat.train.data import BatchMaker, Example
+
+    class Pooled:
+        name, dim, frame_rate, pooled = "voice", 3, None, True
+
+    wave = np.zeros(SR, np.float32)
+    have = Example(wave=wave, task="emotion", answer="happy", targets={"voice": np.ones(3, np.float32)})
+    lack = Example(wave=wave, task="emotion", answer="sad", targets={})
+    maker = BatchMaker([[have, lack]], {"emotion": "p"}, [Pooled()], 1.0, AugmentConfig(), np.random.default_rng(0))
+    seen = set()
+    for _ in range(10):
+        b = maker(4)
+        expected = np.array([a == "happy" for a in b.answers])
+        if not expected.any():  # no clip of the batch has a reading: the expert sits this batch out
+            assert "voice" not in b.expert_targets
+            continue
+        mask = b.expert_masks["voice"].numpy()
+        np.testing.assert_array_equal(mask, expected)
+        seen |= set(mask.tolist())
+    assert seen == {True, False}
+
+
+def test_bad_strides_and_snr_are_refused(separable, capsys):
+    rc = main(["train", "--init", "qwen2_audio", "--size", "test", "--experts", TEST_EXPERTS, "--expert-stride",
+               "pitch_prosody=0", "--data", f"{separable['train']}:emotion", "--out", "/tmp/never"])
+    assert rc == 2 and "strides must be whole numbers >= 1" in capsys.readouterr().err
+    rc = main(["eval", "--model", "/nonexistent", "--task", "emotion", "--data", str(separable["test"]),
+               "--snr-db", "nan"])
+    assert rc == 2 and "--snr-db must be between" in capsys.readouterr().err
