@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/coat-tiny-1}
+OUT=${OUT:-runs/coat-tiny-2}
 DATA=${DATA:-../shared/data}
 STEPS1=${STEPS1:-800}
 STEPS2=${STEPS2:-2400}
@@ -67,7 +67,7 @@ COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-ev
         --tower-variants clean,telephone,room --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
         --experts "$EXPERTS" --expert-stride speech_content=16)
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
-     --clip-seconds 10 --num-thinking 8)
+     --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}")
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
           --data "$OUT/data/factory-train:anomaly" --data "$OUT/data/factory-train:fault"
           --data "$DATA/urbansound8k:events" --holdout-sources "$OUT/us8k_holdout.txt"

@@ -25,6 +25,10 @@ def add_arguments(parser) -> None:
                    help="size preset of a new model (default tiny: a few million parameters)")
     m.add_argument("--max-seconds", type=int, default=5, help="encoder window of a new model in seconds (default 5)")
     m.add_argument("--num-thinking", type=int, default=8, help="K thinking vectors of a new model (default 8)")
+    m.add_argument("--thinking-summary", action="store_true",
+                   help="a new model's thinking block also reads the window's mean and std (statistics pooling)")
+    m.add_argument("--llm-audio-stride", type=int, default=1, metavar="N",
+                   help="a new model averages audio positions in groups of N before the LLM (default 1: all)")
     m.add_argument("--train-encoder", action="store_true", help="also train the audio encoder (default: frozen)")
     m.add_argument("--init-encoder", metavar="DIR",
                    help="a new model's audio tower: this pretrained encoder (edge-coat models import-whisper)")
@@ -88,7 +92,8 @@ def config_from_args(args):
     return TrainConfig(
         data=[parse_data_spec(s) for s in args.data],
         init_family=args.init_family, init_size=args.init_size, init_model=args.init_model,
-        max_seconds=args.max_seconds, num_thinking=args.num_thinking, steps=args.steps, batch_size=args.batch_size,
+        max_seconds=args.max_seconds, num_thinking=args.num_thinking, thinking_summary=args.thinking_summary,
+        llm_audio_stride=args.llm_audio_stride, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,

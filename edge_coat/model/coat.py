@@ -23,7 +23,7 @@ from edge_coat.model.audio import MAX_WINDOW_SECONDS, MelFrontend, join_chunks, 
 from edge_coat.model.config import CoatConfig
 from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused, score_prompts_fused
 from edge_coat.model.heads import ExpertHeads, slot_pool
-from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions
+from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions, pool_positions
 from edge_coat.model.thinking import ThinkingBlock
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class CoatModel(nn.Module):
             dim=coat_config.thinking_dim,
             layers=coat_config.thinking_layers,
             heads=coat_config.thinking_heads,
+            summary=coat_config.thinking_summary,
         )
         scale = float(adapter.model.get_input_embeddings().weight.detach().float().std())
         self.think_open = nn.Parameter(torch.randn(d) * scale)  # (D,)
@@ -332,7 +333,8 @@ class CoatModel(nn.Module):
               use_thinking: bool | None = None, tower: tuple[torch.Tensor, torch.Tensor] | None = None,
               audio: tuple[torch.Tensor, torch.Tensor] | None = None, thinking: torch.Tensor | None = None,
               ) -> tuple[Assembled, torch.Tensor, torch.Tensor]:
-        """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T)).
+        """Assemble the decoder input. Returns (assembled, audio embeds (B, T, D), audio_mask (B, T)); the audio
+        as encoded, before ``llm_audio_stride`` pools it for the LLM (``assembled.audio_index`` is the pooled one).
 
         ``tower``: (hidden (B, T, Da), mask (B, T) bool), the audio tower's output computed before
         (``encode_tower``, a training cache); ``waves`` is then not used. ``audio``: (embeds (B, T, D),
@@ -359,11 +361,13 @@ class CoatModel(nn.Module):
         elif tuple(thinking.shape[:2]) != (audio.shape[0], self.config.num_thinking):
             raise ValueError(f"thinking: expected shape ({audio.shape[0]}, {self.config.num_thinking}, D), "
                              f"got {tuple(thinking.shape)}")
+        # The thinking block read every audio position; the LLM gets them averaged in groups (llm_audio_stride).
+        llm_audio, llm_mask = pool_positions(audio, audio_mask, self.config.llm_audio_stride)
         asm = assemble(
             self.adapter.embed_tokens,
             self.prefix_ids(),
-            audio,
-            audio_mask,
+            llm_audio,
+            llm_mask,
             [self._ids(p) for p in prompts],
             thinking=thinking,
             think_open=self.think_open if use else None,

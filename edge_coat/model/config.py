@@ -79,6 +79,16 @@ class CoatConfig(BaseModel):
     thinking_dim: int = Field(
         default=256, ge=8, le=8192, description="inner width of the thinking block (a multiple of thinking_heads)"
     )
+    thinking_summary: bool = Field(
+        default=False,
+        description="the thinking block also reads a statistics-pooled summary of the window (mean and standard "
+                    "deviation over time of a per-frame MLP of the audio), which its queries start from",
+    )
+    llm_audio_stride: int = Field(
+        default=1, ge=1, le=50,
+        description="audio positions averaged in consecutive groups of N before the LLM (the thinking block reads "
+                    "them all): N times fewer audio positions in the prefill",
+    )
     supervised_layer: int = Field(
         default=-1,
         ge=-1,

@@ -128,3 +128,20 @@ def assemble(
 def gather_positions(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """hidden (B, L, D), index (B, N) -> (B, N, D)."""
     return torch.gather(hidden, 1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+
+
+def pool_positions(x: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average consecutive groups of ``stride`` positions: x (B, T, D), mask (B, T) bool ->
+    (B, ceil(T / stride), D), (B, ceil(T / stride)) bool. A group averages its valid positions and is valid
+    when it has one. Groups start at position 0, so with valid positions first (as ``encode`` and the
+    encoder cache lay out a window) a window pools alike whatever padding follows it, and a chunk whose
+    length is a multiple of ``stride`` pools alike in every window that holds it."""
+    if stride == 1:
+        return x, mask
+    b, t, d = x.shape
+    n = -(-t // stride)
+    pad = n * stride - t
+    w = torch.nn.functional.pad(mask.to(x.dtype), (0, pad)).reshape(b, n, stride, 1)  # (B, n, s, 1)
+    xs = torch.nn.functional.pad(x, (0, 0, 0, pad)).reshape(b, n, stride, d)  # (B, n, s, D)
+    count = w.sum(2)  # (B, n, 1)
+    return (xs * w).sum(2) / count.clamp_min(1.0), count[..., 0] > 0

@@ -54,19 +54,45 @@ class _ThinkingLayer(nn.Module):
         return x + self.mlp(self.norm_f(x))  # (B, K, d)
 
 
+class _Summary(nn.Module):
+    """Statistics pooling of the window: a per-frame MLP, then the masked mean and standard deviation over
+    time, projected to one summary vector. Attention alone takes weighted means of linear maps of the
+    frames, so it cannot form second moments; the mean+std of a pretrained tower's frames is what a
+    linear probe reads best (x-vector-style statistics pooling)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.frame = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.out = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim))
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """m (B, T, d), mask (B, T) bool -> (frames m + MLP(m) (B, T, d), summary (B, d))."""
+        m = m + self.frame(self.norm(m))  # (B, T, d)
+        w = mask.to(m.dtype)[..., None]  # (B, T, 1)
+        count = w.sum(1).clamp_min(1.0)  # (B, 1)
+        mean = (m * w).sum(1) / count  # (B, d)
+        var = (((m - mean[:, None]) ** 2) * w).sum(1) / count  # (B, d)
+        std = torch.sqrt(var + 1e-5)
+        return m, self.out(torch.cat([mean, std], -1))  # (B, T, d), (B, d)
+
+
 class ThinkingBlock(nn.Module):
     """``forward(audio_embeds (B, T, Da), audio_mask (B, T) bool) -> (B, K, D)``.
 
-    ``audio_mask`` is True at valid audio frames; every window must have at least one.
+    ``audio_mask`` is True at valid audio frames; every window must have at least one. ``summary``: the
+    queries start from, and the memory also holds, a statistics-pooled summary of the window (``_Summary``).
     """
 
-    def __init__(self, audio_dim: int, out_dim: int, num_queries: int, dim: int, layers: int, heads: int):
+    def __init__(self, audio_dim: int, out_dim: int, num_queries: int, dim: int, layers: int, heads: int,
+                 summary: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"thinking dim {dim} must be a multiple of heads {heads}")
         self.num_queries = num_queries
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)  # (K, d)
         self.in_proj = nn.Linear(audio_dim, dim)
+        self.summary = _Summary(dim) if summary else None
         self.layers = nn.ModuleList([_ThinkingLayer(dim, heads) for _ in range(layers)])
         self.out_norm = nn.LayerNorm(dim)
         self.out_proj = nn.Linear(dim, out_dim)
@@ -79,6 +105,11 @@ class ThinkingBlock(nn.Module):
     def forward(self, audio_embeds: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         m = self.in_proj(audio_embeds)  # (B, T, d)
         x = self.queries[None].expand(audio_embeds.shape[0], -1, -1)  # (B, K, d)
+        if self.summary is not None:
+            m, s = self.summary(m, audio_mask)  # (B, T, d), (B, d)
+            x = x + s[:, None]  # (B, K, d)
+            m = torch.cat([s[:, None], m], 1)  # (B, 1 + T, d): the summary is one more memory slot
+            audio_mask = torch.cat([torch.ones_like(audio_mask[:, :1]), audio_mask], 1)
         for layer in self.layers:
             x = layer(x, m, audio_mask)
         return self.out_proj(self.out_norm(x))  # (B, K, D)

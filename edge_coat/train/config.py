@@ -53,6 +53,12 @@ class TrainConfig(BaseModel):
     init_model: str | None = Field(default=None, description="continue from this model directory instead")
     max_seconds: int = Field(default=5, ge=1, le=30, description="encoder window of a new model, seconds")
     num_thinking: int = Field(default=8, ge=1, le=256, description="K thinking vectors of a new model")
+    thinking_summary: bool = Field(
+        default=False, description="a new model's thinking block reads a statistics-pooled summary (CoatConfig)"
+    )
+    llm_audio_stride: int = Field(
+        default=1, ge=1, le=50, description="a new model averages audio positions in groups of N before the LLM"
+    )
     steps: int = Field(default=1000, ge=1, le=10_000_000, description="optimizer steps to reach")
     batch_size: int = Field(default=8, ge=1, le=4096, description="clips per step")
     lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="peak AdamW learning rate")

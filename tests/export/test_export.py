@@ -167,3 +167,22 @@ def test_parity_on_real_recorded_windows(saved_models, bundles, shared_data):
     record = check_parity(torch_model.thinking, block, inputs)
     assert [c.batch for c in record.cases] == [5, 3]
     assert record.max_abs_diff <= 1e-4
+
+
+def test_a_thinking_block_with_the_statistics_summary_exports_with_dynamic_axes(tmp_path):
+    """The summary (masked mean and std over time) keeps batch and time dynamic in the graph."""
+    from edge_coat.export.onnx_export import export_thinking
+    from edge_coat.model import ThinkingBlock
+
+    torch.manual_seed(3)
+    block = ThinkingBlock(audio_dim=24, out_dim=32, num_queries=4, dim=16, layers=2, heads=4, summary=True).eval()
+    onnx_block = OnnxThinkingBlock(export_thinking(block, tmp_path / "thinking.onnx"), CPU)
+    rng = np.random.default_rng(5)
+    for b, t in [(1, 1), (3, 50), (2, 251)]:
+        x = rng.standard_normal((b, t, 24), dtype=np.float32)
+        mask = np.ones((b, t), bool)
+        mask[1:, t // 2 + 1:] = False
+        with torch.no_grad():
+            want = block(torch.from_numpy(x), torch.from_numpy(mask))
+        got = onnx_block(torch.from_numpy(x), torch.from_numpy(mask))
+        assert float((got - want).abs().max()) <= 1e-4

@@ -80,3 +80,25 @@ def test_window_limit_is_documented_and_enforced(model):
 def test_join_chunks_checks_the_chunk_count():
     with pytest.raises(ValueError, match="expected 3 chunks"):
         join_chunks(torch.zeros(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), [2, 1])
+
+
+def test_pooled_llm_audio_with_summary_scores_a_window_alike_alone_and_in_a_batch():
+    """llm_audio_stride pools the audio positions before the LLM: the sequence is that many times shorter,
+    and a window scores the same alone and beside longer or chunked windows."""
+    import numpy as np
+
+    from edge_coat.model.tiny import tiny_coat_model
+
+    from .audio_helpers import tone
+
+    plain = tiny_coat_model("qwen2_audio", max_seconds=1, chunk_features="chunk")
+    pooled = tiny_coat_model("qwen2_audio", max_seconds=1, chunk_features="chunk", llm_audio_stride=5,
+                             thinking_summary=True)
+    waves = [tone(0.7, 220.0, 1), tone(3.0, 330.0, 2), tone(2.4, 440.0, 3)]
+    with torch.inference_mode():
+        a_plain, _, _ = plain.build(waves, ["x"] * 3)
+        a_pooled, audio, mask = pooled.build(waves, ["x"] * 3)
+    assert int(a_pooled.audio_mask[1].sum()) * 5 == int(mask[1].sum()) == int(a_plain.audio_mask[1].sum())
+    batch = pooled.score_task(waves, "emotion").probs
+    for i, w in enumerate(waves):
+        np.testing.assert_allclose(pooled.score_task([w], "emotion").probs[0], batch[i], atol=1e-5)

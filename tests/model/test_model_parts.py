@@ -78,3 +78,36 @@ def test_thinking_block_shapes_and_mask():
     assert not torch.allclose(y[0], y2[0], atol=1e-3)
     with pytest.raises(ValueError, match="multiple of heads"):
         ThinkingBlock(audio_dim=4, out_dim=4, num_queries=2, dim=10, layers=1, heads=4)
+
+
+def test_thinking_summary_reads_second_moments_and_respects_the_mask():
+    """With the statistics summary the block tells apart windows that differ only in their spread over time
+    (same mean), and still ignores masked frames."""
+    torch.manual_seed(0)
+    block = ThinkingBlock(audio_dim=12, out_dim=20, num_queries=4, dim=16, layers=1, heads=4, summary=True).eval()
+    base = torch.randn(1, 1, 12)
+    flat = base.expand(1, 8, 12).clone()  # (1, 8, 12): constant frames
+    sign = torch.tensor([1.0, -1.0] * 4)[None, :, None]
+    spread = flat + 2.0 * sign  # same mean over time, larger variance
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    with torch.no_grad():
+        assert not torch.allclose(block(flat, mask), block(spread, mask), atol=1e-3)
+        m = mask.clone()
+        m[0, 6:] = False
+        noisy = spread.clone()
+        noisy[0, 6:] += 50.0
+        assert torch.allclose(block(spread, m), block(noisy, m), atol=1e-5)
+
+
+def test_pool_positions_averages_valid_positions_in_groups():
+    from edge_coat.model.sequence import pool_positions
+
+    x = torch.arange(14, dtype=torch.float32).reshape(1, 7, 2).repeat(2, 1, 1)  # (2, 7, 2)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    y, ym = pool_positions(x, mask, 3)
+    assert y.shape == (2, 3, 2) and ym.tolist() == [[True, True, True], [True, True, False]]
+    assert y[0, :, 0].tolist() == [2.0, 8.0, 12.0]  # (0+2+4)/3, (6+8+10)/3, 12 alone
+    assert y[1, 1, 0].item() == 6.0  # only position 3 of the second group is valid
+    same, same_mask = pool_positions(x, mask, 1)
+    assert same is x and same_mask is mask

@@ -35,7 +35,8 @@ def tower_run(separable, encoder_dir, tmp_path_factory):
     rc = main([*TOWER_TRAIN, "--init-encoder", str(encoder_dir), "--tower-variants", "clean,telephone",
                "--data", f"{separable['train']}:emotion", "--steps", "30", "--lr", "3e-3", "--batch-size", "4",
                "--log-every", "10", "--checkpoint-every", "10", "--out", str(out / "run"),
-               "--teacher-cache", str(out / "teacher"), "--tower-cache", str(out / "tower")])
+               "--teacher-cache", str(out / "teacher"), "--tower-cache", str(out / "tower"),
+               "--thinking-summary", "--llm-audio-stride", "5"])  # as the coat-tiny recipe trains
     assert rc == 0
     return out
 
@@ -54,6 +55,7 @@ def test_the_pretrained_tower_stays_frozen_and_the_rest_learns(tower_run, encode
         ref = pretrained[name][: value.shape[0]] if name == "embed_positions.weight" else pretrained[name]
         torch.testing.assert_close(value, ref.float(), atol=1e-3, rtol=0, msg=name)  # fp16 on disk
     assert model.clip_seconds == 3
+    assert model.config.thinking_summary and model.config.llm_audio_stride == 5 and model.thinking.summary is not None
     # stored in float16 (half the bundle), computed in float32
     from safetensors import safe_open
 

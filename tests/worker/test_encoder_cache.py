@@ -220,6 +220,26 @@ def test_stage_with_the_cache_scores_as_without(stages):
     assert on.stats()["encoder_cache"]["resets_ended"] == 1
 
 
+def test_stage_cache_parity_with_pooled_llm_audio_and_the_thinking_summary():
+    """A model that pools its audio positions for the LLM (llm_audio_stride 5: a 1 s chunk's 25 positions
+    become 5) and reads a statistics summary scores alike with and without the cache."""
+    from edge_coat.model.tiny import tiny_coat_model
+    from edge_coat.worker.coat_stage import CoatStage
+
+    pooled = tiny_coat_model("qwen2_audio", max_seconds=1, chunk_features="chunk", llm_audio_stride=5,
+                             thinking_summary=True)
+    on = CoatStage(ModelSection(path="unused", readings=[]), model=pooled)
+    off = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"enabled": False}), model=pooled)
+    ws = windows_of(signal(6.0, 12), "p")
+    got = [r for k in range(0, len(ws), 2) for r in on.process(ws[k:k + 2])]
+    ref = off.process(ws)
+    assert on.stats()["encoder_cache"]["hits"] > 0
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(list(g.label_probs["anomaly"].values()), list(r.label_probs["anomaly"].values()),
+                                   atol=1e-4)
+        np.testing.assert_allclose(g.thinking, r.thinking, atol=1e-4)
+
+
 def test_stage_says_when_the_model_cannot_be_cached():
     from edge_coat.model.tiny import tiny_coat_model
     from edge_coat.worker.coat_stage import CoatStage
