@@ -170,8 +170,8 @@ class EmotionConfig(DetectorConfig):
     # emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds"): the most angry calls alerted (37-44%)
     # with false alerts on at most 10% of calm/happy calls, at 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows.
     # Its 8-class softmax rarely puts 0.6 on one label (the old on-threshold alerted on 2-16% of angry
-    # calls); with fearful (and sad) as negatives, keeping false alerts <= 10% left at most 5% alerted in
-    # the worst scenario, with angry alone 23%.
+    # calls); with fearful (and sad) as negatives, keeping false alerts <= 10% left at most 2% alerted in
+    # the worst setup, with angry alone 23%.
     negative_labels: tuple[str, ...] = Field(
         ("angry", "disgust"), min_length=1, description="labels that raise an alert when sustained"
     )
