@@ -325,7 +325,9 @@ class CoatStage:
 
         experts = {}
         for name in names:
-            if name == "pitch":  # a function of the window (pitch_readings), no expert to load
+            if name == "pitch":  # a function of the window (pitch_readings), no expert to load: warm it up, so
+                # its lazy imports (scipy.signal, scipy.fft: ~0.75 s) are paid at start, not by the first window
+                pitch_readings([np.sin(np.arange(2048, dtype=np.float32) * np.float32(0.06))])
                 continue
             expert = get_expert({"tags": "sound_tags"}[name])
             expert.load()  # fail at start (missing wheel), not on the first window
