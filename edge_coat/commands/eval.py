@@ -33,7 +33,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--snr-db", type=float, metavar="DB",
                         help="add pink background noise at this SNR to every clip (the same noise for every model)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
-    parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"), help="how to load the model")
+    parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"),
+                        help="how to load the LLM (the site config's model.quantization)")
+    parser.add_argument("--encoder-quantization", default="fp32", choices=("fp32", "int8"),
+                        help="int8: dynamic int8 of the torch audio encoder and projector (model.encoder.quantization)")
     parser.add_argument("--device", default=None, help="torch device (default: the model's load device, CPU)")
     parser.add_argument("--predictions", help="also write per-clip predictions (csv) here")
 
@@ -60,6 +63,8 @@ def run(args) -> int:
     from edge_coat.model.coat import CoatModel
 
     model = CoatModel.from_pretrained(args.model, quantization=args.quantization, device=args.device)
+    if args.encoder_quantization == "int8":
+        model.quantize_encoder_int8()
     if args.task not in model.config.tasks:
         print(f"edge-coat eval: model {args.model} has no task {args.task!r} (it has {sorted(model.config.tasks)})",
               file=sys.stderr)

@@ -73,6 +73,16 @@ def test_eval_no_thinking_and_holdout_speakers(trained, separable, tmp_path):
     assert sum(v["support"] for v in doc["per_class"].values()) == 6
 
 
+def test_eval_with_int8_llm_and_encoder_still_knows_the_answers(trained, separable, tmp_path):
+    """The site config's int8 switches, as eval loads them (the score change on dev is in BENCHMARKS.md)."""
+    out = tmp_path / "q.json"
+    rc = main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
+               "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out), "--quantization", "int8",
+               "--encoder-quantization", "int8"])
+    assert rc == 0
+    assert json.loads(out.read_text())["metrics"]["ua"] >= 0.9
+
+
 def test_eval_refuses_labels_the_model_lacks(trained, separable, capsys):
     rc = main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
                "--label-map", '{"happy": "glad"}'])
