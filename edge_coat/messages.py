@@ -5,7 +5,9 @@ The data flows one way::
     capture --wire (transport.wire.WireAudio)--> worker --Window--> model
         --WindowResult--> detectors --EventRecord--> events (durable log, gRPC)
 
-behind a stream's last window: ``EndOfStream`` (worker -> detectors, through the same queues). The
+behind a stream's last window: ``EndOfStream`` (worker -> detectors, through the same queues). Ahead of
+a stream's windows, when the model stage asks for them: ``AudioChunk`` (worker -> model, encoded before the
+windows that hold it are due). The
 detectors report ``StreamStatus`` (``DetectorStatus`` per detector, ``EnrollmentStatus``) to the event
 service, the shared log and the console. Every stream id is a ``StreamId`` (one rule, checked where it
 enters). Every array field states its shape and dtype. Messages are frozen: a stage never mutates what
@@ -83,6 +85,28 @@ class Window:
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One encoder chunk of a stream's audio, handed to the model stage before the windows that hold it
+    are due, so the stage can encode it while it would otherwise wait (``ModelStage.encode_ahead``).
+
+    Cut by the worker's windowing on the stream's chunk grid (``start_sample`` a multiple of the chunk
+    length, which divides the hop), only when no window cut so far holds it and no gap touches it; its
+    samples equal the same stretch of every window that holds it, bit for bit.
+
+    Attributes:
+        stream_id: the stream it came from.
+        start_sample: index of its first sample in the stream's timeline (gaps included).
+        samples: shape ``(chunk_samples,)``, float32, 16 kHz mono.
+        sender_epoch: the capture run its audio came from (as ``Window.sender_epoch``).
+    """
+
+    stream_id: StreamId
+    start_sample: int
+    samples: np.ndarray  # (chunk_samples,) float32
+    sender_epoch: int = 0
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,17 @@ Window: ``--window`` (capped at the model's ``max_window_seconds``) with a 2 s h
 ``max_batch`` 8. Repeated ``--repeats`` times, 1 stream and ``--many`` streams interleaved; reported:
 median [min..max] of the per-run p50 and p99, and the ratio many / 1 per repeat.
 
+Scenarios. The measured one (``aligned``, always run) starts every source at once, so the streams'
+windows are due at the same instants and go through the model stage as one batch: the worst case for
+a shared model thread. ``--stagger`` adds a second, separately reported scenario (``staggered``, rows
+``<many>s``): the same ``--many`` sources, source i started i x hop / many seconds after the first, as
+streams that join at unrelated times would be; its ratio is reported apart
+(``ratio_staggered_over_one``) and changes nothing of the aligned figures.
+
     python -m bench.speed.bench_latency                       # 1 vs 8 streams, 21 s each, 3 repeats (~3 min)
     python -m bench.speed.bench_latency --many 16 --seconds 31
     python -m bench.speed.bench_latency --quick               # smoke run (~40 s)
+    python -m bench.speed.bench_latency --stagger             # plus the staggered scenario (~4.5 min)
 
 Prints a table and writes bench/results/bench_latency.json.
 """
@@ -72,8 +80,26 @@ def site_config(n: int, seconds: float, tmp: Path, args, model_dir: Path):
     })
 
 
-def run_once(stage, n: int, args, model_dir: Path) -> dict:
-    """One service run with ``n`` streams; latencies of every start/update event received."""
+def start_staggered(svc, spacing_s: float) -> None:
+    """``Service.start_capture`` for the staggered scenario: source i starts i x ``spacing_s`` after the first."""
+    from edge_coat.capture.runner import start_capture_threads
+    from edge_coat.transport.sender import Sender
+
+    cap = svc.cfg.capture
+    endpoint = svc.worker_endpoint.replace("0.0.0.0", "127.0.0.1")
+    svc.sender = Sender(cap.sender.model_copy(update={"endpoint": endpoint}))
+    svc.sender.start()
+    threads = []
+    for i, sc in enumerate(cap.sources):
+        if i:
+            time.sleep(spacing_s)
+        threads += start_capture_threads([sc], svc.sender, None)
+        svc.capture_threads = list(threads)
+
+
+def run_once(stage, n: int, args, model_dir: Path, stagger: bool = False) -> dict:
+    """One service run with ``n`` streams (started together, or staggered over one hop); latencies of every
+    start/update event received."""
     from edge_coat.events.client import EventClient
     from edge_coat.service import Service
 
@@ -101,7 +127,10 @@ def run_once(stage, n: int, args, model_dir: Path) -> dict:
     sub = threading.Thread(target=collect, name="subscriber", daemon=True)
     sub.start()
     t0 = time.monotonic()
-    svc.start_capture()
+    if stagger:
+        start_staggered(svc, args.hop / n)
+    else:
+        svc.start_capture()
     deadline = t0 + args.seconds + 60.0
     while not (svc.sources_ended() and not svc.windows_pending()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -128,7 +157,8 @@ def run_once(stage, n: int, args, model_dir: Path) -> dict:
         if "to_window" in row and "model" in row:
             row["queue"] = row["to_log"] - row["to_window"] - row["model"]
         rows.append(row)
-    out = {"streams": n, "windows": windows, "events": len(rows), "batch_dropped": dropped}
+    out = {"streams": n, "scenario": "staggered" if stagger else "aligned", "windows": windows,
+           "events": len(rows), "batch_dropped": dropped}
     for part in PARTS:
         xs = [r[part] for r in rows if part in r]
         out[part] = ({"p50": float(np.percentile(xs, 50)), "p99": float(np.percentile(xs, 99)),
@@ -149,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 2 streams, 9 s, 4 s windows")
+    p.add_argument("--stagger", action="store_true",
+                   help="also run the staggered scenario (the --many sources started hop / many apart), reported "
+                        "separately")
     p.add_argument("--out", "--json", dest="out", type=Path, default=RESULTS / "bench_latency.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -173,29 +206,39 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--seconds {args.seconds:g} gives fewer than 2 windows of {args.window_used:g} s; "
                          f"raise --seconds to at least {args.window_used + args.hop:g}")
 
+    # (streams, staggered, table row): the measured scenario, then the staggered one when asked for
+    levels = [(1, False, "1"), (args.many, False, str(args.many))]
+    if args.stagger:
+        levels.append((args.many, True, f"{args.many}s"))
     runs = []
     for r in range(args.repeats):
-        for n in (1, args.many):
-            res = run_once(stage, n, args, model_dir)
-            res["repeat"] = r
+        for n, stagger, row in levels:
+            res = run_once(stage, n, args, model_dir, stagger)
+            res["repeat"], res["row"] = r, row
             runs.append(res)
             tot = res["total"] or {}
-            log.info("repeat %d, %d stream(s): %d events of %d windows, p50 %.3f s, p99 %.3f s", r, n,
-                     res["events"], res["windows"], tot.get("p50", float("nan")), tot.get("p99", float("nan")))
+            log.info("repeat %d, %d stream(s) %s: %d events of %d windows, p50 %.3f s, p99 %.3f s", r, n,
+                     res["scenario"], res["events"], res["windows"], tot.get("p50", float("nan")),
+                     tot.get("p99", float("nan")))
 
-    def agg(n: int, part: str, q: str) -> dict:
-        return summary([x[part][q] for x in runs if x["streams"] == n and x[part]])
+    def agg(row: str, part: str, q: str) -> dict:
+        return summary([x[part][q] for x in runs if x["row"] == row and x[part]])
 
-    table = {str(n): {part: {q: agg(n, part, q) for q in ("p50", "p99")} for part in PARTS} for n in (1, args.many)}
-    ratios = {}
-    for q in ("p50", "p99"):
-        rs = []
-        for r in range(args.repeats):
-            one = [x for x in runs if x["repeat"] == r and x["streams"] == 1 and x["total"]]
-            many = [x for x in runs if x["repeat"] == r and x["streams"] == args.many and x["total"]]
-            if one and many and one[0]["total"][q] > 0:
-                rs.append(many[0]["total"][q] / one[0]["total"][q])
-        ratios[q] = summary(rs)
+    table = {row: {part: {q: agg(row, part, q) for q in ("p50", "p99")} for part in PARTS} for _, _, row in levels}
+
+    def ratio(row: str) -> dict:
+        out = {}
+        for q in ("p50", "p99"):
+            rs = []
+            for r in range(args.repeats):
+                one = [x for x in runs if x["repeat"] == r and x["row"] == "1" and x["total"]]
+                many = [x for x in runs if x["repeat"] == r and x["row"] == row and x["total"]]
+                if one and many and one[0]["total"][q] > 0:
+                    rs.append(many[0]["total"][q] / one[0]["total"][q])
+            out[q] = summary(rs)
+        return out
+
+    ratios = ratio(str(args.many))
     parts_many = table[str(args.many)]
     bottleneck = max(("to_window", "queue", "model", "fanout"),
                      key=lambda k: parts_many[k]["p50"]["median"] or 0.0)
@@ -205,18 +248,23 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch": args.max_batch, "max_wait_s": args.max_wait, "chunk_ms": args.chunk_ms,
         "seconds_per_run": args.seconds, "many": args.many, "repeats": args.repeats, "threads": args.threads,
         "quick": args.quick, "latency_s": table, "ratio_many_over_one": ratios,
+        "ratio_staggered_over_one": ratio(f"{args.many}s") if args.stagger else None,
         "largest_part_many": bottleneck, "runs": runs, "machine_start": at_start, "machine_end": machine(),
     }
     print(f"\nEnd-to-end latency, capture of a window's last sample -> gRPC subscriber, seconds "
           f"({args.window_used:g} s windows, {args.hop:g} s hop, max_batch {args.max_batch}, "
           f"{args.repeats} repeat(s); median [min..max] of the per-run percentile)")
     print(f"{'streams':>7} {'part':>10} {'p50':>22} {'p99':>22}")
-    for n in (1, args.many):
+    for _, _, name in levels:
         for part in PARTS:
-            row = table[str(n)][part]
-            print(f"{n:>7} {part:>10} {fmt(row['p50'], 3):>22} {fmt(row['p99'], 3):>22}")
+            row = table[name][part]
+            print(f"{name:>7} {part:>10} {fmt(row['p50'], 3):>22} {fmt(row['p99'], 3):>22}")
     print(f"many / 1: p50 {fmt(ratios['p50'])}, p99 {fmt(ratios['p99'])}; largest part under {args.many} "
           f"streams: {bottleneck}")
+    if args.stagger:
+        st = result["ratio_staggered_over_one"]
+        print(f"staggered scenario ({args.many}s: sources started {args.hop / args.many:g} s apart), many / 1: "
+              f"p50 {fmt(st['p50'])}, p99 {fmt(st['p99'])}")
     return finish(args.out, result)
 
 

@@ -217,6 +217,12 @@ class EncoderCacheConfig(BaseModel):
         description="streams whose chunks are kept (the least recently seen is dropped beyond it); each keeps at "
         "most the chunks of its longest window",
     )
+    encode_ahead: bool = Field(
+        default=True,
+        description="encode a stream's chunks as its audio arrives, while the model thread has no window to "
+        "run, so a window encodes only the chunks not encoded yet (a stream's first window: the one that "
+        "completed it, not all of them); needs the cache",
+    )
 
 
 class ModelSection(BaseModel):

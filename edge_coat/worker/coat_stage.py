@@ -25,9 +25,14 @@ once per task. Encoding goes through the per-stream encoder cache
 (``edge_coat.worker.encoder_cache``) when the model's chunks encode alike in every window: a stream
 pays for each encoder chunk of its audio once, and the chunks no window encoded before are encoded in
 one batch across streams. ``end_stream`` (the worker's ``EndOfStream``) drops a stream's chunks.
+``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
+(the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
+encodes them into the cache while the model thread has no window to run
+(``model.encoder_cache.encode_ahead``; one code path on CPU and GPU).
 
 Latency per stage (``encode``: features + audio encoder, with the cache; ``thinking``; ``llm``: prefill
 and label scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and into histograms
+(plus ``ahead``: a call of ``encode_ahead``, in the histograms only)
 that ``stats()`` returns for the metrics collector (read at scrape time, not pushed from the hot path).
 """
 
@@ -42,7 +47,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge_coat.experts.dsp import pitch_readings
-from edge_coat.messages import SAMPLE_RATE, EndOfStream, Window, WindowResult
+from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window, WindowResult
 from edge_coat.model.config import ModelSection
 from edge_coat.model.loading import bundle_identity, load_model
 from edge_coat.model.runtime import describe_encoder
@@ -110,8 +115,9 @@ class CoatStage:
         self.cache, self.cache_note = self._make_cache(cfg)
         self._cache_stats: dict = self.cache.stats() if self.cache is not None else {}
         self._lock = threading.Lock()
-        self._hist = {s: LatencyHistogram() for s in STAGES}
-        self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0}
+        self._hist = {s: LatencyHistogram() for s in (*STAGES, "ahead")}
+        self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0,
+                        "ahead_calls": 0, "ahead_chunks": 0}
         self._warned: set[str] = set()
         info = self.info()
         log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
@@ -129,8 +135,9 @@ class CoatStage:
                           "in each window: windows are encoded whole")
         max_chunks = -(-int(round(self.model.max_window_seconds * SAMPLE_RATE)) // self.model.chunk_samples)
         cache = EncoderCache(self.model.chunk_samples, max_chunks=max_chunks, max_streams=cfg.encoder_cache.max_streams)
-        return cache, (f"on: each {chunk_s:g} s chunk of a stream is encoded once, for streams whose hop is a whole "
-                       f"number of {chunk_s:g} s chunks (others: whole windows)")
+        ahead = ", as its audio arrives" if cfg.encoder_cache.encode_ahead else ""
+        return cache, (f"on: each {chunk_s:g} s chunk of a stream is encoded once{ahead}, for streams whose hop is a "
+                       f"whole number of {chunk_s:g} s chunks (others: whole windows)")
 
     # ---- description ------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -178,6 +185,33 @@ class CoatStage:
         with self._lock:
             return {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
                     "encoder_cache": dict(self._cache_stats)}
+
+    def ahead_chunk_samples(self, window_samples: int, hop_samples: int) -> int:
+        """The chunk the worker may hand to ``encode_ahead`` for a stream with this window and hop (samples):
+        the encoder chunk when the cache keeps the stream's chunks and its windows hold more than one, else 0."""
+        chunk = self.model.chunk_samples
+        if self.cache is None or not self.cfg.encoder_cache.encode_ahead or hop_samples % chunk \
+                or window_samples <= chunk:
+            return 0
+        return chunk
+
+    def encode_ahead(self, chunks: Sequence[AudioChunk]) -> None:
+        """Encode chunks of the streams' audio before their windows are due (see ``EncoderCache.encode_ahead``).
+        Called on the model thread when no window waits."""
+        if self.cache is None or not chunks:
+            return
+        import torch
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            self.cache.encode_ahead(chunks, self.model.encode_chunks)
+        seconds = time.perf_counter() - t0
+        stats = self.cache.stats()
+        with self._lock:
+            self._hist["ahead"].observe(seconds)
+            self._counts["ahead_calls"] += 1
+            self._counts["ahead_chunks"] += len(chunks)
+            self._cache_stats = stats
 
     def end_stream(self, end: EndOfStream) -> None:
         """A stream ended (or was forgotten idle): drop its encoded chunks. Called on the model thread."""
@@ -291,7 +325,9 @@ class CoatStage:
 
         experts = {}
         for name in names:
-            if name == "pitch":  # a function of the window (pitch_readings), no expert to load
+            if name == "pitch":  # a function of the window (pitch_readings), no expert to load: warm it up, so
+                # its lazy imports (scipy.signal, scipy.fft: ~0.75 s) are paid at start, not by the first window
+                pitch_readings([np.sin(np.arange(2048, dtype=np.float32) * np.float32(0.06))])
                 continue
             expert = get_expert({"tags": "sound_tags"}[name])
             expert.load()  # fail at start (missing wheel), not on the first window

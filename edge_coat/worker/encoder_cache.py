@@ -24,9 +24,19 @@ worker's ``EndOfStream``), and when its windows are not on the chunk grid of the
 that is not a whole number of chunks: the stream then encodes whole windows and keeps nothing).
 A stream's chunks are never looked up for another stream.
 
-The cache is used from the model thread only (no lock). ``encode(windows, encode_chunks)`` is the one
-entry point: it looks up every window's chunks, encodes the misses of the whole batch (every stream)
-in one ``encode_chunks`` call, stores them, and returns the batch's audio positions.
+Encoding ahead: ``encode_ahead(chunks, encode_chunks)`` takes chunks of a stream's audio that no window
+holds yet (``AudioChunk``, cut by the worker's windowing on the chunk grid while the model thread would
+otherwise wait) and stores their encodings like a window's, so a stream's first window after its start
+(or after a reset) encodes only the chunk that completed it, not all of them. The same reset rules
+apply (a chunk of a new sender run starts the stream over); a chunk that can no longer be in a window
+(behind the stream's latest window, of an older run, off the grid, or on an uncached stream) is
+skipped, never a reason to reset, so chunks that reach the stage late (the worker runs windows first)
+change nothing. A stream the cache meets through a chunk has no window yet (``last_start`` None): its
+first window is checked against nothing.
+
+The cache is used from the model thread only (no lock). ``encode(windows, encode_chunks)`` is the entry
+point for a batch: it looks up every window's chunks, encodes the misses of the whole batch (every
+stream) in one ``encode_chunks`` call, stores them, and returns the batch's audio positions.
 """
 
 from __future__ import annotations
@@ -39,16 +49,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from edge_coat.messages import Window
+from edge_coat.messages import AudioChunk, Window
 
 log = logging.getLogger(__name__)
 
 #: samples compared per chunk (a strided sample) before a cached encoding is reused
 CHECK_SAMPLES = 64
 
-#: the counters ``stats`` always reports (``resets_<reason>``: a stream's chunks dropped, for that reason)
+#: the counters ``stats`` always reports (``resets_<reason>``: a stream's chunks dropped, for that reason;
+#: ``hits_ahead``: hits on chunks encoded ahead; ``ahead_encoded`` / ``ahead_held`` / ``ahead_skipped``: chunks
+#: handed ahead that were encoded, were already held, or can no longer be in a window)
 COUNTERS = ("hits", "encoded", "shared_in_batch", "mismatches", "windows_uncached", "streams_evicted",
-            "resets_gap", "resets_restart", "resets_rewind", "resets_off_grid", "resets_ended", "resets_idle")
+            "resets_gap", "resets_restart", "resets_rewind", "resets_off_grid", "resets_ended", "resets_idle",
+            "hits_ahead", "ahead_encoded", "ahead_held", "ahead_skipped")
 
 EncodeChunks = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor]]
 
@@ -56,21 +69,22 @@ EncodeChunks = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor]]
 @dataclass
 class _Stream:
     """One stream's encoded chunks: (first sample, length) -> (check sample (c,) float32, valid positions
-    (T_c, D)), oldest first, and the bytes they hold."""
+    (T_c, D), encoded ahead of its windows), oldest first, and the bytes they hold. ``last_start``: the
+    start of its latest window (None: none yet, it was met through chunks encoded ahead)."""
 
     sid: str
     epoch: int
-    last_start: int
+    last_start: int | None
     uncached: bool = False  # its windows are off the chunk grid: whole windows, nothing kept
     chunks: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     nbytes: int = 0
 
     @staticmethod
-    def size(entry: tuple[np.ndarray, torch.Tensor]) -> int:
-        check, positions = entry
+    def size(entry: tuple[np.ndarray, torch.Tensor, bool]) -> int:
+        check, positions, _ = entry
         return check.nbytes + positions.element_size() * positions.nelement()
 
-    def put(self, key: tuple[int, int], entry: tuple[np.ndarray, torch.Tensor]) -> tuple[int, int]:
+    def put(self, key: tuple[int, int], entry: tuple[np.ndarray, torch.Tensor, bool]) -> tuple[int, int]:
         """Store a chunk (a replaced one moves to the end); returns the change in (chunks, bytes) held."""
         chunks, freed = self.pop(key)
         self.chunks[key] = entry
@@ -92,6 +106,7 @@ class EncoderCache:
     Use::
 
         cache = EncoderCache(model.chunk_samples, max_chunks=15)
+        cache.encode_ahead(chunks, model.encode_chunks)            # AudioChunk list, while idle
         audio, mask = cache.encode(windows, model.encode_chunks)   # (B, T, D), (B, T) bool
         cache.drop(stream_id, "ended")                              # at EndOfStream
         cache.stats()
@@ -135,6 +150,8 @@ class EncoderCache:
                 if hit is not None and np.array_equal(hit[0], check):
                     refs.append(("hit", hit[1]))
                     counts["hits"] += 1
+                    if hit[2]:
+                        counts["hits_ahead"] += 1
                     continue
                 if hit is not None:  # the same place with other audio: never reused
                     counts["mismatches"] += 1
@@ -156,13 +173,45 @@ class EncoderCache:
             new = [embeds[j][mask[j]] for j in range(len(misses))]  # N x (T_j, D)
         for st, key, check, j in to_store:
             if self._streams.get(st.sid) is st:  # not reset or dropped later in this batch
-                dc, db = st.put(key, (check, new[j]))
+                dc, db = st.put(key, (check, new[j], False))
                 self.nchunks += dc
                 self.nbytes += db
         out = self._join([[r[1] if r[0] == "hit" else new[r[1]] for r in refs] for refs in where])
         for sid in {w.stream_id for w in windows}:
             self._evict(sid)
         return out
+
+    def encode_ahead(self, chunks: Sequence[AudioChunk], encode_chunks: EncodeChunks) -> int:
+        """Encode and keep chunks that the streams' next windows will hold (each stream's in time order),
+        in one ``encode_chunks`` call; returns how many were encoded. A chunk already held (same place,
+        same check sample) is not encoded again; one that can no longer be in a window is skipped (see the
+        module docstring)."""
+        todo: dict[tuple[str, tuple[int, int]], tuple[_Stream, np.ndarray, np.ndarray]] = {}
+        counts = self.counts
+        for c in chunks:
+            st = self._stream_for_chunk(c)
+            key = (c.start_sample, c.samples.size)
+            check = c.samples[::self._stride]
+            if st is None or (c.start_sample - (st.last_start or 0)) % self.chunk_samples:
+                counts["ahead_skipped"] += 1
+                continue
+            held = st.chunks.get(key)
+            if (held is not None and np.array_equal(held[0], check)) or (c.stream_id, key) in todo:
+                counts["ahead_held"] += 1
+                continue
+            todo[(c.stream_id, key)] = (st, check.copy(), c.samples)
+        if not todo:
+            return 0
+        embeds, mask = encode_chunks([samples for _, _, samples in todo.values()])  # (N, Tc, D), (N, Tc) bool
+        for j, ((_, key), (st, check, _)) in enumerate(todo.items()):
+            if self._streams.get(st.sid) is st:  # not reset or dropped by a later chunk of this call
+                dc, db = st.put(key, (check, embeds[j][mask[j]], True))
+                self.nchunks += dc
+                self.nbytes += db
+        counts["ahead_encoded"] += len(todo)
+        for sid in {c.stream_id for c in chunks}:
+            self._evict(sid)
+        return len(todo)
 
     @staticmethod
     def _join(rows: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,9 +236,10 @@ class EncoderCache:
         elif st is not None:
             if w.sender_epoch != st.epoch:
                 reason = "restart"
-            elif w.start_sample < st.last_start:
+            elif st.last_start is not None and w.start_sample < st.last_start:
                 reason = "rewind"
-            elif (w.start_sample - st.last_start) % self.chunk_samples and not st.uncached:
+            elif st.last_start is not None and (w.start_sample - st.last_start) % self.chunk_samples \
+                    and not st.uncached:
                 reason = "off_grid"
         if st is not None and reason is not None:
             counts_key = f"resets_{reason}"
@@ -197,19 +247,41 @@ class EncoderCache:
             log.debug("stream %s: encoder cache dropped (%s) at sample %d", sid, reason, w.start_sample)
             self._forget(sid)
         if st is None or reason is not None:
-            st = _Stream(sid, epoch=w.sender_epoch, last_start=w.start_sample,
-                         uncached=reason == "off_grid" or (st is not None and st.uncached and reason == "gap"))
-            self._streams[sid] = st
-            while len(self._streams) > self.max_streams:
-                old = next(iter(self._streams))
-                self._forget(old)
-                self.counts["streams_evicted"] += 1
-                log.debug("encoder cache: stream %s dropped (more than %d streams)", old, self.max_streams)
+            st = self._new_stream(sid, w.sender_epoch, w.start_sample, uncached=reason == "off_grid" or (
+                st is not None and st.uncached and reason == "gap"))
         else:
             self._streams.move_to_end(sid)
         st.last_start = w.start_sample
         if st.uncached:
             self.counts["windows_uncached"] += 1
+        return st
+
+    def _stream_for_chunk(self, c: AudioChunk) -> _Stream | None:
+        """The stream's state for a chunk encoded ahead, None when the chunk can no longer be in one of its
+        windows. Only a chunk of a newer sender run starts the stream over (``resets_restart``)."""
+        st = self._streams.get(c.stream_id)
+        if st is not None and c.sender_epoch != st.epoch:
+            if c.sender_epoch < st.epoch:
+                return None  # an older run's chunk, reaching the stage after the new run's windows
+            self.counts["resets_restart"] += 1
+            log.debug("stream %s: encoder cache dropped (restart) at sample %d", c.stream_id, c.start_sample)
+            self._forget(c.stream_id)
+            st = None
+        if st is None:
+            return self._new_stream(c.stream_id, c.sender_epoch, None)
+        if st.uncached or (st.last_start is not None and c.start_sample < st.last_start):
+            return None
+        self._streams.move_to_end(c.stream_id)
+        return st
+
+    def _new_stream(self, sid: str, epoch: int, last_start: int | None, *, uncached: bool = False) -> _Stream:
+        """An empty state for a stream (the least recently used streams beyond ``max_streams`` dropped)."""
+        st = self._streams[sid] = _Stream(sid, epoch=epoch, last_start=last_start, uncached=uncached)
+        while len(self._streams) > self.max_streams:
+            old = next(iter(self._streams))
+            self._forget(old)
+            self.counts["streams_evicted"] += 1
+            log.debug("encoder cache: stream %s dropped (more than %d streams)", old, self.max_streams)
         return st
 
     def _forget(self, sid: str) -> bool:
@@ -226,7 +298,8 @@ class EncoderCache:
         if st is None:
             return
         chunks = st.chunks
-        while chunks and (len(chunks) > self.max_chunks or next(iter(chunks))[0] < st.last_start):
+        last = st.last_start if st.last_start is not None else -1
+        while chunks and (len(chunks) > self.max_chunks or next(iter(chunks))[0] < last):
             dc, db = st.pop()
             self.nchunks -= dc
             self.nbytes -= db
@@ -244,7 +317,7 @@ class EncoderCache:
 
     def stats(self) -> dict:
         """Streams, chunks and bytes held, the hit rate and the counters (hits, encoded, shared_in_batch,
-        mismatches, windows_uncached, resets_<reason>, streams_evicted)."""
+        mismatches, windows_uncached, resets_<reason>, streams_evicted, hits_ahead, ahead_<outcome>)."""
         c = self.counts
         looked = c["hits"] + c["encoded"] + c["shared_in_batch"]
         return {"streams": len(self._streams), "chunks": self.nchunks, "bytes": self.nbytes,

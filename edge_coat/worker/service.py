@@ -7,7 +7,18 @@ Threads, each touching only its own data plus queues:
 * ``windowing``: drains the ingest queue, runs the per-stream sequence checks, ring buffers and
   gates, and appends windows to the batch queue. Sets acknowledgements.
 * ``model``: takes batches (up to ``max_batch`` windows, or fewer after ``max_wait_s``) across
-  streams and calls ``ModelStage.process``; results go to the callback.
+  streams and calls ``ModelStage.process``; results go to the callback. When no window is queued it
+  encodes chunks ahead (below).
+
+Encoding ahead: a stage with ``ahead_chunk_samples`` (the CoAT stage with its encoder cache) names the
+encoder chunk it can encode before a window is due; each stream whose hop is a whole number of them
+then also hands on the complete chunks that its next windows will hold and no window cut so far holds
+(`AudioChunk`, see `edge_coat.worker.windowing`). They wait in the batch queue's own bounded lane and
+reach ``ModelStage.encode_ahead`` only while no window or end is queued: idle-time work, never ahead
+of a window. So a stream's first window encodes the one chunk that completed it, not all of its
+chunks (issue 14: the first windows of streams that start together dominated the latency p99). A
+chunk holds no acknowledgement (its audio is acknowledged through its windows), an end of stream
+removes its stream's waiting chunks, and a full lane drops its oldest.
 
 End of a stream: when a stream's source sends end-of-stream (or the stream is forgotten after
 ``stream_idle_s`` of silence), an `EndOfStream` item joins the batch queue behind the stream's last
@@ -37,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge_coat.messages import SAMPLE_RATE, EndOfStream, Window, WindowResult
+from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window, WindowResult
 from edge_coat.transport.receiver import Receiver
 from edge_coat.v1 import audio_pb2 as pb
 from edge_coat.worker.config import WorkerConfig
@@ -63,30 +74,44 @@ def _tune_gc(gen0: int) -> None:
 
 class BatchQueue:
     """Bounded FIFO of windows (and `EndOfStream` items) with batch-taking (max batch / max wait) and
-    drop-oldest window. Items taken count as unfinished until `task_done`."""
+    drop-oldest window, plus a lane of `AudioChunk` items to encode ahead, taken only when no window
+    or end is queued (up to max_batch at a time, without waiting). Items taken count as unfinished until
+    `task_done`."""
 
     def __init__(self, max_batch: int, max_wait_s: float, capacity: int):
         self.max_batch, self.max_wait_s, self.capacity = max_batch, max_wait_s, capacity
         self._q: collections.deque[tuple[float, Item]] = collections.deque()
+        self._ahead: collections.deque[AudioChunk] = collections.deque()  # oldest first
         self._cv = threading.Condition()
         self._taken = 0  # taken and not yet done
         self.dropped = 0
+        self.dropped_ahead = 0  # chunks to encode ahead dropped (lane full)
 
     def __len__(self) -> int:
         return len(self._q)
 
     def unfinished(self) -> int:
-        """Items queued plus items taken and not yet `task_done`."""
+        """Items queued (chunks to encode ahead included) plus items taken and not yet `task_done`."""
         with self._cv:
-            return len(self._q) + self._taken
+            return len(self._q) + len(self._ahead) + self._taken
 
-    def put_many(self, items: list[Item]) -> list[Window]:
+    def put_many(self, items: list[Item | AudioChunk]) -> list[Window]:
         """Queue `items`; returns the windows dropped to make room (oldest first; an `EndOfStream`
-        item is never dropped)."""
+        item is never dropped). An `AudioChunk` goes to the ahead lane (its oldest dropped when full);
+        an `EndOfStream` removes its stream's chunks from it."""
         now = time.monotonic()
         dropped = []
         with self._cv:
             for item in items:
+                cls = item.__class__
+                if cls is AudioChunk:
+                    if len(self._ahead) >= self.capacity:
+                        self._ahead.popleft()
+                        self.dropped_ahead += 1
+                    self._ahead.append(item)
+                    continue
+                if cls is EndOfStream and self._ahead:
+                    self._ahead = collections.deque(c for c in self._ahead if c.stream_id != item.stream_id)
                 if len(self._q) >= self.capacity:
                     w = self._drop_oldest_window()
                     if w is not None:
@@ -104,9 +129,10 @@ class BatchQueue:
                 return item
         return None
 
-    def take(self, timeout: float) -> list[Item]:
-        """Up to max_batch items once max_batch are there or the oldest has waited max_wait_s;
-        [] after `timeout` s with nothing."""
+    def take(self, timeout: float) -> list[Item] | list[AudioChunk]:
+        """Up to max_batch items once max_batch are there or the oldest has waited max_wait_s; else,
+        when no window or end is queued, up to max_batch chunks to encode ahead at once; [] after
+        `timeout` s with nothing."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
@@ -115,6 +141,10 @@ class BatchQueue:
                     n = min(self.max_batch, len(self._q))
                     self._taken += n
                     return [self._q.popleft()[1] for _ in range(n)]
+                if self._ahead and not self._q:
+                    n = min(self.max_batch, len(self._ahead))
+                    self._taken += n
+                    return [self._ahead.popleft() for _ in range(n)]
                 if now >= deadline:
                     return []
                 wait = deadline - now
@@ -158,6 +188,8 @@ class Worker:
         self.receiver = Receiver(cfg.receiver)
         self.endpoint = self.receiver.endpoint
         self.batches = BatchQueue(cfg.batch.max_batch, cfg.batch.max_wait_s, cfg.batch.queue_windows)
+        # the encoder chunk the stage encodes ahead of a window (0: none), asked per stream for its hop
+        self._ahead_for = getattr(stage, "ahead_chunk_samples", None) if hasattr(stage, "encode_ahead") else None
         self.streams: dict[str, StreamState] = {}
         self._pool = BufferPool()  # window arrays, recycled once every consumer let go (windowing thread only)
         self._gates: dict[str, Gate] = {}
@@ -237,6 +269,7 @@ class Worker:
             "totals": dict(self.totals),
             "queues": {"ingest": self.receiver.queue_depth(), "batch": len(self.batches)},
             "batch_dropped": self.batches.dropped,
+            "ahead_dropped": self.batches.dropped_ahead,
             "receiver": self.receiver.stats(),
         }
 
@@ -245,10 +278,9 @@ class Worker:
         st = self.streams.get(sid)
         if st is None:
             sc = self.cfg.stream(sid)
-            st = StreamState(
-                sid, round(sc.window_s * SAMPLE_RATE), round(sc.hop_s * SAMPLE_RATE),
-                round(self.cfg.receiver.max_gap_s * SAMPLE_RATE), self._pool,
-            )
+            window, hop = round(sc.window_s * SAMPLE_RATE), round(sc.hop_s * SAMPLE_RATE)
+            st = StreamState(sid, window, hop, round(self.cfg.receiver.max_gap_s * SAMPLE_RATE), self._pool,
+                             ahead=self._ahead_for(window, hop) if self._ahead_for is not None else 0)
             self.streams[sid] = st
             self._gates[sid] = Gate(sc, self.speech_fn)
             self._counts.setdefault(sid, collections.Counter())
@@ -319,6 +351,9 @@ class Worker:
                 except Exception:  # noqa: BLE001 - e.g. a failing speech function: lose windows, not the loop
                     totals["gate_errors"] += 1
                     log.exception("gate failed on stream %s", sid)
+            if st.ring.ahead_out:  # chunks its next windows hold, to encode before they are due
+                epoch = st.epoch or 0
+                ready.extend(AudioChunk(sid, c.start, c.samples, epoch) for c in st.ring.take_ahead())
             if st.ended:  # this chunk ended it (accept took `end_of_stream`): the end follows its windows
                 log.info("stream %s ended", sid)
                 ready.append(EndOfStream(sid, st.end_ts, "ended"))
@@ -370,6 +405,7 @@ class Worker:
         c = self._counts[sid]
         gate = self._gates[sid]
         out = []
+        tasks = ()
         for raw in raws:
             tasks, level, speech = gate(raw.samples)
             if not tasks:
@@ -390,6 +426,7 @@ class Worker:
             ))
             st.inflight.append(raw.start)
         c["windows"] += len(out)
+        st.ring.ahead_paused = not tasks  # its latest window was gated out: encode nothing ahead for now
         return out
 
     def _forget_idle(self, now: float) -> None:
@@ -411,6 +448,10 @@ class Worker:
         while not self._stop.is_set():
             items = self.batches.take(0.1)
             if not items:
+                continue
+            if items[0].__class__ is AudioChunk:  # idle time: no window is queued
+                self._encode_ahead(items)
+                self.batches.task_done(len(items))
                 continue
             start = 0
             for i, item in enumerate([*items, None]):  # windows in runs, each end after its run
@@ -442,6 +483,15 @@ class Worker:
         except Exception:  # noqa: BLE001 - a consumer bug must not stop the model loop
             self.totals["callback_errors"] += 1
             log.exception("end-of-stream callback failed for stream %s", end.stream_id)
+
+    def _encode_ahead(self, chunks: list[AudioChunk]) -> None:
+        try:
+            self.stage.encode_ahead(chunks)
+        except Exception:  # noqa: BLE001 - work ahead is optional: the windows encode their chunks anyway
+            self.totals["stage_errors"] += 1
+            log.exception("model stage failed to encode %d chunks ahead", len(chunks))
+            return
+        self.totals["chunks_ahead"] += len(chunks)
 
     def _run_batch(self, batch: list[Window]) -> None:
         try:

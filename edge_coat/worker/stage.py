@@ -12,6 +12,11 @@ class ModelStage(Protocol):
 
     ``end_stream`` is told when a stream ended, after its last window (the worker calls it on the model
     thread when the stage has it): a stage that keeps per-stream state (the encoder cache) drops it there.
+
+    Optional, together: ``ahead_chunk_samples(window_samples, hop_samples)`` names the chunk length a stream's
+    audio may be handed on in before its windows are due (0: none), and ``encode_ahead(chunks)`` takes
+    those ``AudioChunk`` items on the model thread while no window waits (the worker asks only a stage that
+    has both; see ``edge_coat.worker.service``).
     """
 
     def process(self, windows: list[Window]) -> list[WindowResult]: ...

@@ -10,6 +10,15 @@ receives the replay of a stream cuts exactly the windows the dead worker would h
 Cost: this runs once per received chunk for every stream, so a chunk costs a few tuple and
 attribute updates and no copy (the ring keeps the received samples); a window costs two numpy
 calls (its samples gathered into an array of its own, then scaled).
+
+Encoding ahead: a ring built with ``ahead`` (the model's encoder chunk, which divides the hop) also
+cuts the complete chunks of that grid that a later window will hold and no window cut so far holds
+(``RawChunk`` in ``Ring.ahead_out``), so the model stage can encode them before their windows are due
+(``edge_coat.worker.encoder_cache``). At a 2 s hop with 2 s chunks that is the chunks before a stream's
+first window (and after a restart or a gap skip): every later chunk completes a window. A chunk that a
+gap touches is not cut (windows holding a gap start the stream's cache over anyway), nor while
+``ahead_paused`` (the service sets it while the stream's windows are gated out: silent audio is not
+encoded for windows the gate will skip).
 """
 
 from __future__ import annotations
@@ -42,6 +51,17 @@ class RawWindow(NamedTuple):
     samples: np.ndarray  # (L,) float32
     start_ts: float
     gap_samples: int
+
+
+class RawChunk(NamedTuple):
+    """A chunk of the ahead grid (see the module docstring; immutable).
+
+    Attributes:
+        samples: shape ``(ahead,)`` float32 (a copy, scaled like a window's: bit-identical to its stretch).
+    """
+
+    start: int
+    samples: np.ndarray  # (C,) float32
 
 
 _new_tuple = tuple.__new__
@@ -113,11 +133,18 @@ class Ring:
     is copied first, so the caller may reuse its array.
     """
 
-    def __init__(self, window: int, hop: int, pool: BufferPool | None = None):
+    def __init__(self, window: int, hop: int, pool: BufferPool | None = None, ahead: int = 0):
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be > 0 samples, got {window} and {hop}")
+        if ahead < 0 or (ahead and hop % ahead):
+            raise ValueError(f"ahead chunks must divide the hop ({hop} samples), got {ahead}; 0 cuts none")
         self.L, self.hop = window, hop
         self.pool = pool  # where window arrays come from (None: fresh arrays)
+        self.ahead = ahead  # chunk length of the ahead grid (0: none cut)
+        self.ahead_out: list[RawChunk] = []  # cut and not yet taken (`take_ahead`)
+        self.ahead_paused = False
+        self.next_chunk = 0  # start of the next chunk of the ahead grid not yet considered
+        self.cut_end = 0  # end of the latest window cut (no chunk inside it is cut ahead)
         # (pos, (n,) int16 units, anchor pos, anchor capture ts): each segment carries the clock of
         # the chunk it came from (a chunk: its own start; zeros filling a gap: the chunk right
         # after the gap), so a window's start time is read off the segment it starts in, with no
@@ -163,12 +190,34 @@ class Ring:
                     # a whole chunk inside the window (the common case) goes in as it is, no view
                     parts.append(a if p >= s and q <= e else a[max(0, s - p):e - p])
             gap = sum(max(0, min(g1, e) - max(g0, s)) for g0, g1 in self.gaps) if self.gaps else 0
-            # (L,) float32 in [-1, 1], owned by the window
-            samples = np.empty(L, np.float32) if self.pool is None else self.pool.take(L)
-            np.concatenate(parts, out=samples, casting="unsafe")  # int16 -> float32 is exact
-            samples *= _FROM_PCM
-            out.append(_new_tuple(RawWindow, (s, samples, ts, gap)))
+            out.append(_new_tuple(RawWindow, (s, self._samples(parts, L), ts, gap)))
             self.next_win += self.hop
+            self.cut_end = e
+
+    def _samples(self, parts: list[np.ndarray], n: int) -> np.ndarray:
+        """Segments (int16 units) -> (n,) float32 in [-1, 1], owned by the caller."""
+        samples = np.empty(n, np.float32) if self.pool is None else self.pool.take(n)
+        np.concatenate(parts, out=samples, casting="unsafe")  # int16 -> float32 is exact
+        samples *= _FROM_PCM
+        return samples
+
+    def _cut_ahead(self) -> None:
+        """Cut the complete chunks of the ahead grid that a later window holds and no cut window holds."""
+        c, n = self.next_chunk, self.ahead
+        if c < self.next_win:  # chunks before the next window: no window to come holds them
+            c = -(-self.next_win // n) * n
+        while c + n <= self.end_pos:
+            e = c + n
+            if e > self.cut_end and not self.ahead_paused and not any(g0 < e and g1 > c for g0, g1 in self.gaps):
+                parts = [a[max(0, c - p):e - p] for p, a, _, _ in self.segs if p < e and p + len(a) > c]
+                self.ahead_out.append(RawChunk(c, self._samples(parts, n)))
+            c = e
+        self.next_chunk = c
+
+    def take_ahead(self) -> list[RawChunk]:
+        """The chunks cut ahead since the last call, oldest first."""
+        out, self.ahead_out = self.ahead_out, []
+        return out
 
     def _trim(self) -> None:
         keep = min(self.next_win, self.end_pos)
@@ -186,8 +235,10 @@ class Ring:
 
     def start_at(self, pos: int) -> None:
         """Begin the (empty) ring at timeline `pos`, so audio arriving later than that is a gap."""
-        self.pos0 = self.end_pos = pos
+        self.pos0 = self.end_pos = self.cut_end = pos
         self.next_win = -(-pos // self.hop) * self.hop
+        if self.ahead:
+            self.next_chunk = -(-pos // self.ahead) * self.ahead
 
     def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow] | tuple:
         """Add (n,) samples (int16 PCM or float32 in [-1, 1]) starting at timeline `pos` (>= the
@@ -199,9 +250,13 @@ class Ring:
                               else self._units(samples), pos, ts))
             self.end_pos = end
             if self.next_win + self.L > end:
+                if self.ahead and self.next_chunk + self.ahead <= end:
+                    self._cut_ahead()
                 return NO_WINDOWS
             out: list[RawWindow] = []
             self._emit(out)
+            if self.ahead:
+                self._cut_ahead()
             self._trim()
             return out
         out = []
@@ -233,6 +288,8 @@ class Ring:
         self.segs.append((pos, self._units(samples), pos, ts))
         self.end_pos = pos + len(samples)
         self._emit(out)
+        if self.ahead:
+            self._cut_ahead()
         self._trim()
         return out
 
@@ -245,9 +302,10 @@ class StreamState:
     contradicts the sequence: forged or corrupt). Only ``"ok"`` chunks reach the ring.
     """
 
-    def __init__(self, stream_id: str, window: int, hop: int, max_gap: int, pool: BufferPool | None = None):
+    def __init__(self, stream_id: str, window: int, hop: int, max_gap: int, pool: BufferPool | None = None,
+                 ahead: int = 0):
         self.stream_id = stream_id
-        self.ring = Ring(window, hop, pool)
+        self.ring = Ring(window, hop, pool, ahead)
         self.max_gap = max_gap
         self.epoch: int | None = None
         self.offset = 0  # worker timeline = sender timeline + offset (changes on a sender restart)

@@ -1,5 +1,6 @@
 """The per-stream encoder cache (issue 14): parity with whole-window encoding, resets at gaps, restarts and
-stream ends, no mixing across streams, bounded memory, and the model stage around it.
+stream ends, no mixing across streams, bounded memory, chunks encoded ahead of their windows, and the model
+stage around it.
 
 A tiny random model with 1 s encoder chunks and per-chunk features (what coat-tiny 1.0 does with 2 s),
 3 s windows and a 1 s hop: each window shares two of its three chunks with the one before.
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from edge_coat.config import ModelSection
-from edge_coat.messages import SAMPLE_RATE, EndOfStream, Window
+from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window
 from edge_coat.worker.encoder_cache import EncoderCache
 
 SR = SAMPLE_RATE
@@ -184,6 +185,79 @@ def test_memory_is_bounded_per_stream_and_in_streams(model):
     assert s["chunks"] == 6 and s["bytes"] == pytest.approx(6 * per_chunk, rel=0.01)
 
 
+# ---- chunks encoded ahead of their windows -----------------------------------------------------------
+def chunks_of(audio: np.ndarray, stream: str = "s1", starts=(0, 1), epoch: int = 1) -> list[AudioChunk]:
+    """1 s chunks of ``audio`` starting at the given seconds, as the worker's windowing cuts them."""
+    return [AudioChunk(stream, k * SR, audio[k * SR:(k + 1) * SR].copy(), epoch) for k in starts]
+
+
+def ahead(cache, chunks, enc) -> int:
+    with torch.inference_mode():
+        return cache.encode_ahead(chunks, enc)
+
+
+def test_chunks_encoded_ahead_are_used_and_the_first_window_encodes_only_the_missing_one(model):
+    audio = signal(7.0, 20)
+    ws = windows_of(audio)
+    cache, enc = new_cache(model), Counting(model)
+    assert ahead(cache, chunks_of(audio, starts=(0, 1)), enc) == 2  # before the first window is due
+    assert enc.chunks == 2 and enc.calls == 1 and cache.stream_chunks("s1") == 2
+    assert ahead(cache, chunks_of(audio, starts=(1,)), enc) == 0 and enc.chunks == 2  # held: not again
+    got = cached(cache, model, ws[:1], enc)[0]
+    assert enc.chunks == 3  # only the chunk that completed the window
+    torch.testing.assert_close(got, whole(model, ws[:1])[0], atol=1e-5, rtol=1e-5)
+    s = cache.stats()
+    assert (s["hits"], s["hits_ahead"], s["encoded"], s["ahead_encoded"], s["ahead_held"]) == (2, 2, 1, 2, 1)
+    # later windows, with a chunk ahead between them and a batch of two: still whole-window encodings
+    assert ahead(cache, chunks_of(audio, starts=(3,)), enc) == 1
+    got = cached(cache, model, ws[1:3], enc)
+    for g, r in zip(got, whole(model, ws[1:3])):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+    assert enc.chunks == 5  # window 2 added chunk 4 only
+    assert cache.stats()["hits_ahead"] == 5  # chunk 0 once, 1 twice, 3 twice
+
+
+def test_chunks_ahead_keep_the_reset_rules(model):
+    audio = signal(10.0, 21)
+    ws = windows_of(audio, gap_at={2})
+    cache, enc = new_cache(model), Counting(model)
+    ahead(cache, chunks_of(audio, starts=(0, 1)), enc)
+    cached(cache, model, ws[:2], enc)  # chunks 2 and 3 new
+    assert enc.chunks == 4
+    # behind the latest window (starts at 1 s): skipped, never encoded, no reset
+    assert ahead(cache, chunks_of(audio, starts=(0,)), enc) == 0 and cache.stats()["ahead_skipped"] == 1
+    assert ahead(cache, chunks_of(audio, starts=(4,)), enc) == 1 and cache.stream_chunks("s1") == 4
+    cached(cache, model, [ws[2]], enc)  # carries a gap: starts over, its chunks encoded again (4 too)
+    assert enc.chunks == 8 and cache.stats()["resets_gap"] == 1
+    # a new sender run: its chunk starts the stream over, a chunk of the old run after it is skipped
+    other = signal(10.0, 22)
+    assert ahead(cache, chunks_of(other, starts=(7,), epoch=2), enc) == 1
+    assert cache.stats()["resets_restart"] == 1 and cache.stream_chunks("s1") == 1
+    assert ahead(cache, chunks_of(audio, starts=(8,), epoch=1), enc) == 0
+    assert cache.stats()["ahead_skipped"] == 2 and cache.stats()["resets_restart"] == 1
+    # another stream's chunk at the same place, with other audio: never used for this one
+    assert ahead(cache, chunks_of(audio, "b", starts=(8,)), enc) == 1
+    restarted = windows_of(other, epoch=2, first=7, count=1)[0]  # [7, 10) s: chunk 7 ahead, 8 and 9 new
+    before, hits_ahead = enc.chunks, cache.stats()["hits_ahead"]
+    got = cached(cache, model, [restarted], enc)[0]
+    torch.testing.assert_close(got, whole(model, [restarted])[0], atol=1e-5, rtol=1e-5)
+    assert enc.chunks == before + 2 and cache.stats()["hits_ahead"] == hits_ahead + 1
+    # the end of the stream drops what was encoded ahead too
+    cache.drop("s1", "ended")
+    assert cache.stream_chunks("s1") == 0 and cache.stream_chunks("b") == 1
+
+
+def test_chunks_ahead_are_bounded_and_skipped_on_an_uncached_stream(model):
+    audio = signal(12.0, 23)
+    cache, enc = new_cache(model, max_chunks=3), Counting(model)
+    ahead(cache, chunks_of(audio, starts=range(8)), enc)
+    assert cache.stream_chunks("s1") == 3  # the newest, no more than a window's
+    off = windows_of(audio, "off", hop=SR // 2)  # its windows are off the chunk grid: whole windows
+    cached(cache, model, off[:2])
+    assert cache.stats()["windows_uncached"] == 1
+    assert ahead(cache, chunks_of(audio, "off", starts=(3,)), enc) == 0 and cache.stream_chunks("off") == 0
+
+
 # ---- the model stage ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stages(model):
@@ -238,6 +312,31 @@ def test_stage_cache_parity_with_pooled_llm_audio_and_the_thinking_summary():
         np.testing.assert_allclose(list(g.label_probs["anomaly"].values()), list(r.label_probs["anomaly"].values()),
                                    atol=1e-4)
         np.testing.assert_allclose(g.thinking, r.thinking, atol=1e-4)
+
+
+def test_stage_encodes_ahead_and_scores_as_without_the_cache(model, stages):
+    """The stage side: which streams get chunks ahead, and a stream whose first two chunks were encoded
+    ahead scores exactly as whole windows do."""
+    from edge_coat.worker.coat_stage import CoatStage
+
+    _, off = stages
+    stage = CoatStage(ModelSection(path="unused", readings=[]), model=model)
+    assert stage.ahead_chunk_samples(WINDOW, HOP) == SR and "as its audio arrives" in stage.info()["encoder_cache"]
+    assert stage.ahead_chunk_samples(WINDOW, SR + SR // 2) == 0  # hop off the chunk grid
+    assert stage.ahead_chunk_samples(SR, SR) == 0  # a one-chunk window: nothing to encode ahead
+    no_ahead = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"encode_ahead": False}), model=model)
+    assert no_ahead.ahead_chunk_samples(WINDOW, HOP) == 0 and off.ahead_chunk_samples(WINDOW, HOP) == 0
+    audio = signal(6.0, 24)
+    ws = windows_of(audio)
+    stage.encode_ahead(chunks_of(audio, starts=(0, 1)))
+    got = stage.process(ws[:1]) + stage.process(ws[1:])
+    for g, r in zip(got, off.process(ws)):
+        np.testing.assert_allclose(list(g.label_probs["anomaly"].values()), list(r.label_probs["anomaly"].values()),
+                                   atol=1e-4)
+        np.testing.assert_allclose(g.thinking, r.thinking, atol=1e-4)
+    st = stage.stats()
+    assert st["ahead_calls"] == 1 and st["ahead_chunks"] == 2 and st["latency_s"]["ahead"]["count"] == 1
+    assert st["encoder_cache"]["hits_ahead"] == 3 and st["encoder_cache"]["encoded"] == len(ws)  # chunk 1 twice
 
 
 def test_stage_says_when_the_model_cannot_be_cached():
