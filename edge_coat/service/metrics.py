@@ -138,7 +138,8 @@ class ServiceCollector(Collector):
         if cache:
             fam = CounterMetricFamily(P + "model_encoder_chunks", "encoder chunks by outcome (the per-stream cache)",
                                       labels=["outcome"])
-            for outcome, key in (("hit", "hits"), ("encoded", "encoded"), ("shared", "shared_in_batch")):
+            for outcome, key in (("hit", "hits"), ("encoded", "encoded"), ("shared", "shared_in_batch"),
+                                 ("encoded_ahead", "ahead_encoded")):
                 fam.add_metric([outcome], float(cache.get(key, 0)))
             yield fam
             for key, doc in (("bytes", "bytes the encoder cache holds"), ("chunks", "encoded chunks it holds"),

@@ -75,8 +75,10 @@ def _tune_gc(gen0: int) -> None:
 class BatchQueue:
     """Bounded FIFO of windows (and `EndOfStream` items) with batch-taking (max batch / max wait) and
     drop-oldest window, plus a lane of `AudioChunk` items to encode ahead, taken only when no window
-    or end is queued (up to max_batch at a time, without waiting). Items taken count as unfinished until
-    `task_done`."""
+    or end is queued (up to max_batch at a time, without waiting). The lane has the same bound as the
+    windows, in items (a chunk holds a fraction of a window's samples; under overload its chunks wait,
+    the oldest are dropped, and those that reach the stage late are skipped there without encoding).
+    Items taken count as unfinished until `task_done`."""
 
     def __init__(self, max_batch: int, max_wait_s: float, capacity: int):
         self.max_batch, self.max_wait_s, self.capacity = max_batch, max_wait_s, capacity

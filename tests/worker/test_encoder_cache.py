@@ -365,4 +365,5 @@ def test_cache_figures_reach_the_metrics(stages):
     text = generate_latest(registry).decode()
     stats = on.stats()["encoder_cache"]
     assert f'edge_coat_model_encoder_chunks_total{{outcome="hit"}} {float(stats["hits"])}' in text
+    assert f'edge_coat_model_encoder_chunks_total{{outcome="encoded_ahead"}} {float(stats["ahead_encoded"])}' in text
     assert f'edge_coat_model_encoder_cache_bytes {float(stats["bytes"])}' in text and stats["bytes"] > 0
