@@ -1,6 +1,8 @@
 """Render the model card's measured tables from the JSON that scripts/train_coat_tiny.sh writes.
 
-    python scripts/coat_tiny_table.py runs/coat-tiny-1/results > table.md
+    python scripts/coat_tiny_table.py runs/coat-tiny-2/results [docs/coat-tiny-1.0/results] > table.md
+
+The optional second folder holds the previous version's results: its CoAT rows are shown beside the new ones.
 
 Every number comes from `edge-coat eval` or `python -m bench.accuracy.reference_baselines` JSON;
 nothing is typed in by hand. A missing result is shown as "not run".
@@ -12,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-MODELS = (("coat", "CoAT (coat-tiny 1.0)"), ("coat-nothink", "same weights, `--no-thinking`"),
+PREVIOUS = "coat-tiny 1.0 (previous version)"
+MODELS = (("coat", "CoAT (coat-tiny 1.1)"), ("coat-nothink", "same weights, `--no-thinking`"),
           ("no-experts", "trained without expert losses"))
 REFS = (("mfcc_prosody", "MFCC+prosody + LR"), ("whisper", "frozen Whisper (same tower) + LR"), ("yamnet", "YAMNet + LR"))
 
@@ -36,7 +39,7 @@ def _ref(doc: dict | None, kind: str, key: str):
     return doc["results"][kind]["metrics"].get(key)
 
 
-def emotion_table(results: Path) -> list[str]:
+def emotion_table(results: Path, previous: Path | None = None) -> list[str]:
     cols = [("emotion", "RAVDESS 8-class UA (spk 14-16)", "ua"), ("emotion-tel", "RAVDESS telephone UA", "ua"),
             ("emotion-emovo", "EMOVO UA (f3, m3)", "ua"), ("emotion-turev", "TurEV UA (1984)", "ua")]
     out = ["| model | " + " | ".join(c[1] for c in cols) + " | angry-vs-rest AUC (RAVDESS) |",
@@ -46,27 +49,37 @@ def emotion_table(results: Path) -> list[str]:
         doc = _load(results, f"emotion-{key}")
         angry = None if doc is None else doc["per_class"].get("angry", {}).get("auc_vs_rest")
         out.append(f"| {title} | " + " | ".join(cells) + f" | {_f(angry)} |")
+    if previous is not None:
+        cells = [_f(_metric(_load(previous, f"{c[0]}-coat"), c[2])) for c in cols]
+        doc = _load(previous, "emotion-coat")
+        angry = None if doc is None else doc["per_class"].get("angry", {}).get("auc_vs_rest")
+        out.append(f"| {PREVIOUS} | " + " | ".join(cells) + f" | {_f(angry)} |")
     for kind, title in REFS[:2]:
         cells = [_f(_ref(_load(results, f"ref-{c[0]}"), kind, c[2])) for c in cols]
         out.append(f"| {title} | " + " | ".join(cells) + " | n/a |")
     return out
 
 
-def loco_table(results: Path) -> list[str]:
-    out = ["| held-out corpus (trained on the other two) | CoAT UA | MFCC+prosody + LR UA | frozen Whisper + LR UA |",
-           "|---|---|---|---|"]
+def loco_table(results: Path, previous: Path | None = None) -> list[str]:
+    prev = " | 1.0 CoAT UA" if previous is not None else ""
+    out = [f"| held-out corpus (trained on the other two) | CoAT UA{prev} | MFCC+prosody + LR UA | frozen Whisper + LR UA |",
+           "|---|---|---|---|" + ("---|" if previous is not None else "")]
     for held in ("ravdess", "emovo", "turev"):
         ref = _load(results, f"ref-loco-{held}")
-        out.append(f"| {held} | {_f(_metric(_load(results, f'loco-{held}'), 'ua'))} | "
+        old = f" | {_f(_metric(_load(previous, f'loco-{held}'), 'ua'))}" if previous is not None else ""
+        out.append(f"| {held} | {_f(_metric(_load(results, f'loco-{held}'), 'ua'))}{old} | "
                    f"{_f(_ref(ref, 'mfcc_prosody', 'ua'))} | {_f(_ref(ref, 'whisper', 'ua'))} |")
     return out
 
 
-def events_table(results: Path) -> list[str]:
+def events_table(results: Path, previous: Path | None = None) -> list[str]:
     out = ["| model | accuracy | UA |", "|---|---|---|"]
     for key, title in MODELS:
         doc = _load(results, f"events-{key}")
         out.append(f"| {title} | {_f(_metric(doc, 'accuracy'))} | {_f(_metric(doc, 'ua'))} |")
+    if previous is not None:
+        doc = _load(previous, "events-coat")
+        out.append(f"| {PREVIOUS} | {_f(_metric(doc, 'accuracy'))} | {_f(_metric(doc, 'ua'))} |")
     ref = _load(results, "ref-events")
     for kind, title in REFS:
         out.append(f"| {title} | {_f(_ref(ref, kind, 'accuracy'))} | {_f(_ref(ref, kind, 'ua'))} |")
@@ -99,13 +112,15 @@ def noise_table(results: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) not in (1, 2):
         print(__doc__, file=sys.stderr)
         return 2
     results = Path(argv[0])
-    for title, rows in (("Emotion (held-out speakers; loudness as recorded)", emotion_table(results)),
-                        ("Leave-one-corpus-out emotion (predictions restricted to the corpus's labels)", loco_table(results)),
-                        ("UrbanSound8K fold 1, held-out recordings", events_table(results)),
+    previous = Path(argv[1]) if len(argv) == 2 else None
+    for title, rows in (("Emotion (held-out speakers; loudness as recorded)", emotion_table(results, previous)),
+                        ("Leave-one-corpus-out emotion (predictions restricted to the corpus's labels)",
+                         loco_table(results, previous)),
+                        ("UrbanSound8K fold 1, held-out recordings", events_table(results, previous)),
                         ("Machine anomalies, loudness-normalised to -26 dBFS", anomaly_table(results)),
                         ("Anomaly profiles in noise (factory seed 99, loudness-normalised)", noise_table(results))):
         print(f"### {title}\n")

@@ -31,7 +31,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/coat-tiny-2}
 DATA=${DATA:-../shared/data}
 STEPS1=${STEPS1:-800}
-STEPS2=${STEPS2:-2400}
+STEPS2=${STEPS2:-3000}
 LOCO_STEPS=${LOCO_STEPS:-1200}
 BATCH=${BATCH:-16}
 THREADS=${THREADS:-1}
@@ -113,6 +113,9 @@ ev() {  # result-name options...: skipped when the result exists
   local name=$1; shift
   mine || return 0
   [ -f "$OUT/results/$name.json" ] && return
+  local arg prev=""; for arg in "$@"; do  # a model not trained yet: skip (a later re-run evaluates it)
+    if [ "$prev" = --model ] && [ ! -f "$arg/coat_config.json" ]; then log "skip $name: $arg not trained yet"; return; fi
+    prev=$arg; done
   log "eval $name"
   "${EC[@]}" eval --json "$OUT/results/$name.json" "$@" | tee "$OUT/results/$name.txt"
 }

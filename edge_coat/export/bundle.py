@@ -102,6 +102,8 @@ def export_bundle(
     if coat_src.resolve() not in sources:
         sources[coat_src.resolve()] = verify_if_bundle(coat_src, required=False)
     prior = next((m for m in sources.values() if m is not None), None)
+    if not (license or (prior.license if prior else "")):  # before the minutes of export and parity work
+        raise ValueError("a bundle needs a license: pass license=... (--license), or export from a bundle that has one")
 
     model = CoatModel.from_pretrained(model_dir, coat_dir=coat_dir, quantization="fp32", device="cpu")
     family = model.config.family
@@ -153,8 +155,6 @@ def export_bundle(
             notes=notes or (prior.notes if prior else ""),
             parity=records,
         )
-        if not fields["license"]:
-            raise ValueError("a bundle needs a license: pass license=... (--license), or export from a bundle that has one")
         manifest = build_manifest(tmp, **fields)
         write_manifest(tmp, manifest)
         verify(tmp)

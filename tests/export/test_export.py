@@ -186,3 +186,18 @@ def test_a_thinking_block_with_the_statistics_summary_exports_with_dynamic_axes(
             want = block(torch.from_numpy(x), torch.from_numpy(mask))
         got = onnx_block(torch.from_numpy(x), torch.from_numpy(mask))
         assert float((got - want).abs().max()) <= 1e-4
+
+
+def test_a_missing_license_is_refused_before_any_export_work(saved_models, tmp_path, monkeypatch):
+    """An unlicensed source without --license fails at once (the export and parity checks take minutes on a real
+    model), and writes nothing."""
+    from edge_coat.model.coat import CoatModel
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded before the license was checked")
+
+    monkeypatch.setattr(CoatModel, "from_pretrained", never)
+    _, src = saved_models["qwen2_audio"]
+    with pytest.raises(ValueError, match="a bundle needs a license"):
+        export_bundle(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
