@@ -166,12 +166,12 @@ class EmotionConfig(DetectorConfig):
 
     type: Literal["emotion"] = Field("emotion", description="detector type")
     task: str = Field("emotion", min_length=1, description="label_probs key holding the emotion distribution")
-    # Defaults tuned on whole calls of development speakers with the embedded model (bench/tuning/
-    # emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds"): the most angry calls alerted (37-44%)
-    # with false alerts on at most 10% of calm/happy calls, at 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows.
-    # Its 8-class softmax rarely puts 0.6 on one label (the old on-threshold alerted on 2-16% of angry
-    # calls); with fearful (and sad) as negatives, keeping false alerts <= 10% left at most 2% alerted in
-    # the worst setup, with angry alone 23%.
+    # Defaults tuned on whole calls of development speakers with the embedded model, coat-tiny 1.1
+    # (bench/tuning/emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds"): the most angry calls
+    # alerted in the worst of 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows (51 %; 72 % at the short windows) with
+    # false alerts on at most 10 % of calm/happy calls in each. An 8-class softmax rarely puts 0.6 on one
+    # label (the first defaults alerted on a third of held-out angry calls or fewer); fearful and sad as
+    # negatives cost false alerts on calm calls.
     negative_labels: tuple[str, ...] = Field(
         ("angry", "disgust"), min_length=1, description="labels that raise an alert when sustained"
     )
@@ -185,7 +185,7 @@ class EmotionConfig(DetectorConfig):
         -55.0, ge=-160.0, le=0.0, description="without a VAD reading, windows quieter than this count as speech-free"
     )
     episode: EpisodeConfig = Field(
-        default_factory=lambda: EpisodeConfig(on_threshold=0.25, off_threshold=0.05, on_windows=3, off_windows=3,
+        default_factory=lambda: EpisodeConfig(on_threshold=0.4, off_threshold=0.2, on_windows=2, off_windows=3,
                                               cooldown_s=10.0),
         description="hysteresis/cooldown of emotion episodes",
     )
