@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import REPO, RESULTS, finish, machine
+from edge_coat.data.folder import DatasetFolder, speaker_of
 from edge_coat.detectors.config import EmotionConfig, EpisodeConfig
 from edge_coat.detectors.emotion import EmotionDetector
 from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
@@ -105,13 +106,6 @@ class Call:
 
 
 # ---- calls --------------------------------------------------------------------------------------------
-def read_labels(folder: Path) -> list[dict]:
-    import csv
-
-    with open(folder / "labels.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def clip_seconds(folder: Path, file: str) -> float:
     import soundfile as sf
 
@@ -125,10 +119,9 @@ def build_calls(data: Path = DATA, corpora=CORPORA, kinds=tuple(KINDS), speakers
     calls = []
     for corpus in corpora:
         folder = data / corpus
-        rows = read_labels(folder)
         by_speaker: dict[str, dict[str, list[str]]] = {}
-        for r in rows:
-            by_speaker.setdefault(r["speaker"], {}).setdefault(r["label"], []).append(r["file"])
+        for clip in DatasetFolder(folder, check_audio=False):  # labels.csv read and checked; audio on use
+            by_speaker.setdefault(speaker_of(clip), {}).setdefault(clip.label, []).append(clip.file)
         for speaker in sorted(by_speaker):
             if speakers is not None and speaker not in speakers.get(corpus, ()):
                 continue

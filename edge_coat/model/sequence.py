@@ -134,8 +134,7 @@ def pool_positions(x: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[to
     """Average consecutive groups of ``stride`` positions: x (B, T, D), mask (B, T) bool ->
     (B, ceil(T / stride), D), (B, ceil(T / stride)) bool. A group averages its valid positions and is valid
     when it has one. Groups start at position 0, so with valid positions first (as ``encode`` and the
-    encoder cache lay out a window) a window pools alike whatever padding follows it, and a chunk whose
-    length is a multiple of ``stride`` pools alike in every window that holds it."""
+    encoder cache lay out a window) a window pools alike whatever padding follows it."""
     if stride == 1:
         return x, mask
     b, t, d = x.shape
