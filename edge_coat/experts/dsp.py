@@ -124,15 +124,99 @@ class PitchReading(NamedTuple):
     voiced_ratio: float
 
 
+class PitchFrames(NamedTuple):
+    """A wave's pitch frames (``pitch_frames``): frame t is centred on 16 kHz sample ``t * hop_samples``."""
+
+    f0_hz: np.ndarray  # (T,) float32: the best period's frequency, voiced or not
+    voicing: np.ndarray  # (T,) float32 in [0, 1]: 1 - aperiodicity
+    energy_db: np.ndarray  # (T,) float64: RMS in dBFS of the 25 ms around the frame's centre
+
+
 #: Sample rate of the evidence pitch reading: F0 up to 1 kHz needs nothing above 4 kHz.
 READING_SR = 8000
+#: YIN frame of the evidence reading at ``READING_SR`` (64 ms, as the expert's 1024 at 16 kHz).
+READING_FRAME = 512
+#: Decimation filter length (``_halfband``).
+HALFBAND_TAPS = 41
+#: 16 kHz samples either side of a frame's centre that its values depend on: the YIN frame at 8 kHz
+#: (``READING_FRAME // 2`` samples, x2) widened by the decimation filter's half length (the 25 ms energy
+#: frame is narrower), rounded up. A frame whose centre is this far inside a stretch of audio reads the
+#: same, to the bit, in any stretch that holds it at the same phase (``edge_coat.worker.pitch_cache``).
+FRAME_REACH = 2 * (READING_FRAME // 2 + 1) + HALFBAND_TAPS // 2 + 10
+
+
 @functools.lru_cache(maxsize=1)
 def _halfband() -> np.ndarray:
     """(41,) low-pass FIR for the 16 -> 8 kHz decimation: the filter ``resample_poly`` designs by
     default (Kaiser 5.0, cutoff at the new Nyquist), built once instead of on every call."""
     from scipy.signal import firwin
 
-    return firwin(41, 0.5, window=("kaiser", 5.0))
+    return firwin(HALFBAND_TAPS, 0.5, window=("kaiser", 5.0))
+
+
+def reading_hop_samples(hop_s: float = 0.02) -> int:
+    """The reading's frame hop in 16 kHz samples (320 for 20 ms): frames sit on this grid."""
+    return max(1, int(round(hop_s * READING_SR))) * (SAMPLE_RATE // READING_SR)
+
+
+def is_silent(wave: np.ndarray, silence_dbfs: float = -60.0) -> bool:
+    """A wave whose peak is under ``silence_dbfs`` (so every frame is unvoiced): not analysed."""
+    return wave.size == 0 or float(np.max(np.abs(wave))) < 10.0 ** (silence_dbfs / 20.0)
+
+
+def pitch_frames(waves: Sequence[np.ndarray], *, hop_s: float = 0.02) -> list[PitchFrames]:
+    """YIN frames of the evidence reading for a batch of 16 kHz waves, frames of the whole batch in one FFT call.
+
+    Each wave is decimated to 8 kHz (F0 <= 1 kHz) and cut into 512-sample (64 ms) frames ``hop_s`` apart,
+    centred, zero-padded at the wave's edges; T = 1 + (N/2) // (hop_s * 8000). Frames within
+    ``FRAME_REACH`` samples of an edge see the padding (and the decimation filter's edge), the others
+    depend only on the audio around them.
+
+    waves: (N,) float arrays of 16 kHz samples, finite (a window: N >= 1024; the pitch cache also passes shorter
+    stretches of one).
+    """
+    import scipy.fft
+    from scipy.signal import resample_poly
+
+    down = SAMPLE_RATE // READING_SR
+    hop = max(1, int(round(hop_s * READING_SR)))  # at 8 kHz
+    frame_length = READING_FRAME
+    frames, energy_db, spans = [], [], []
+    for wave in waves:
+        x = np.asarray(wave, dtype=np.float32)  # (N,)
+        x8 = resample_poly(x, 1, down, window=_halfband()).astype(np.float32)  # (N/2,)
+        n = 1 + x8.size // hop
+        padded = np.pad(x8, (frame_length // 2, frame_length // 2))
+        frames.append(np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop][:n])  # (T, 512)
+        # frame energy on the 16 kHz signal, 25 ms around the same centres (the expert's energy frames)
+        p16 = np.pad(x, (200, 200))
+        e_frames = np.lib.stride_tricks.sliding_window_view(p16, 400)[:: hop * down][:n]  # (T, 400)
+        energy_db.append(_db(np.mean(e_frames.astype(np.float64) ** 2, axis=1)))  # (T,)
+        spans.append(n)
+    if not frames:
+        return []
+    all_frames = np.concatenate(frames)  # (sum T, 512)
+    tau_max = min(int(np.ceil(READING_SR / 50.0)), frame_length // 2)
+    tau_min = max(int(np.floor(READING_SR / 1000.0)), 2)
+    # n_fft = L (no zero padding, see _yin_block) and scipy.fft, which unlike numpy.fft transforms
+    # float32 frames in float32 without a padded float64 copy (~10x faster here on 1024-point rows)
+    parts = [_yin_block(all_frames[s : s + YIN_BLOCK], READING_SR, tau_min, tau_max, 0.1,
+                        n_fft=frame_length, fft=scipy.fft)
+             for s in range(0, len(all_frames), YIN_BLOCK)]
+    f0 = np.concatenate([p[0] for p in parts])  # (sum T,)
+    voicing = np.clip(1.0 - np.concatenate([p[1] for p in parts]), 0.0, 1.0)  # (sum T,)
+    out, at = [], 0
+    for n, e in zip(spans, energy_db):
+        out.append(PitchFrames(f0[at : at + n], voicing[at : at + n], e))
+        at += n
+    return out
+
+
+def reduce_pitch(frames: PitchFrames, *, voiced_threshold: float = 0.8, silence_dbfs: float = -60.0) -> PitchReading:
+    """A window's reading from its frames: a frame is voiced when its voicing is at least ``voiced_threshold``
+    and its energy at least ``silence_dbfs``; the median F0 of the voiced frames (0.0 when none), their share."""
+    v = (frames.voicing >= voiced_threshold) & (frames.energy_db >= silence_dbfs)  # (T,)
+    return PitchReading(float(np.median(frames.f0_hz[v])) if v.any() else 0.0, float(v.mean()))
 
 
 def pitch_readings(
@@ -144,54 +228,18 @@ def pitch_readings(
     1 - aperiodicity >= ``voiced_threshold`` and its RMS is at least ``silence_dbfs``), reduced to what
     an evidence reading needs, one number per window: the signal is decimated to 8 kHz (F0 <= 1 kHz),
     frames are ``hop_s`` apart instead of 10 ms, the frames of the whole batch go through one FFT
-    call, and a window whose peak is under ``silence_dbfs`` (so every frame is) is not analysed.
-    The expert itself stays as it is: it is the training teacher, and its outputs are cached.
+    call (``pitch_frames``), and a window whose peak is under ``silence_dbfs`` (so every frame is) is
+    not analysed. The expert itself stays as it is: it is the training teacher, and its outputs are cached.
+    The model stage reads a stream's overlapping windows through ``edge_coat.worker.pitch_cache``, which
+    gives the same readings from the frames each window adds.
 
     waves: (N,) float arrays of 16 kHz samples, finite, N >= 1024 (checked by the caller).
     """
-    import scipy.fft
-    from scipy.signal import resample_poly
-
-    down = SAMPLE_RATE // READING_SR
-    hop = max(1, int(round(hop_s * READING_SR)))  # at 8 kHz
-    frame_length = 512  # 64 ms, as the expert's 1024 at 16 kHz
-    silence_amp = 10.0 ** (silence_dbfs / 20.0)
-    frames, energy_db, spans = [], [], []
-    for wave in waves:
-        x = np.asarray(wave, dtype=np.float32)  # (N,)
-        if x.size == 0 or float(np.max(np.abs(x))) < silence_amp:
-            spans.append(0)
-            continue
-        x8 = resample_poly(x, 1, down, window=_halfband()).astype(np.float32)  # (N/2,)
-        n = 1 + x8.size // hop
-        padded = np.pad(x8, (frame_length // 2, frame_length // 2))
-        frames.append(np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop][:n])  # (T, 512)
-        # frame energy on the 16 kHz signal, 25 ms around the same centres (the expert's energy frames)
-        p16 = np.pad(x, (200, 200))
-        e_frames = np.lib.stride_tricks.sliding_window_view(p16, 400)[:: hop * down][:n]  # (T, 400)
-        energy_db.append(_db(np.mean(e_frames.astype(np.float64) ** 2, axis=1)))  # (T,)
-        spans.append(n)
-    if frames:
-        all_frames = np.concatenate(frames)  # (sum T, 512)
-        tau_max = min(int(np.ceil(READING_SR / 50.0)), frame_length // 2)
-        tau_min = max(int(np.floor(READING_SR / 1000.0)), 2)
-        # n_fft = L (no zero padding, see _yin_block) and scipy.fft, which unlike numpy.fft transforms
-        # float32 frames in float32 without a padded float64 copy (~10x faster here on 1024-point rows)
-        parts = [_yin_block(all_frames[s : s + YIN_BLOCK], READING_SR, tau_min, tau_max, 0.1,
-                            n_fft=frame_length, fft=scipy.fft)
-                 for s in range(0, len(all_frames), YIN_BLOCK)]
-        f0 = np.concatenate([p[0] for p in parts])  # (sum T,)
-        voicing = np.clip(1.0 - np.concatenate([p[1] for p in parts]), 0.0, 1.0)  # (sum T,)
-        voiced = (voicing >= voiced_threshold) & (np.concatenate(energy_db) >= silence_dbfs)  # (sum T,)
-    out, at = [], 0
-    for n in spans:
-        if n == 0:
-            out.append(PitchReading(0.0, 0.0))
-            continue
-        v, f = voiced[at : at + n], f0[at : at + n]
-        out.append(PitchReading(float(np.median(f[v])) if v.any() else 0.0, float(v.mean())))
-        at += n
-    return out
+    waves = [np.asarray(w, dtype=np.float32) for w in waves]
+    loud = [i for i, x in enumerate(waves) if not is_silent(x, silence_dbfs)]
+    frames = dict(zip(loud, pitch_frames([waves[i] for i in loud], hop_s=hop_s)))
+    return [reduce_pitch(frames[i], voiced_threshold=voiced_threshold, silence_dbfs=silence_dbfs)
+            if i in frames else PitchReading(0.0, 0.0) for i in range(len(waves))]
 
 
 @register_expert

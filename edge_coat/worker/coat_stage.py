@@ -13,7 +13,9 @@ Readings for the evidence:
 * ``pitch_hz`` / ``voiced_ratio`` from ``edge_coat.experts.dsp.pitch_readings`` (the pitch expert's
   YIN and voicing rule at 8 kHz with a 20 ms hop, all windows of a batch in one FFT call: ~6x cheaper
   than running the 10 ms pitch expert per window, which cost as much as the model; see BENCHMARKS.md
-  "Profile and fix: model stage"), and top sound ``tags`` from the YAMNet expert when ``readings``
+  "Profile and fix: model stage"; a stream's overlapping windows through the per-stream pitch frame
+  cache, ``edge_coat.worker.pitch_cache``: each window runs YIN on the audio it adds, with the same
+  readings), and top sound ``tags`` from the YAMNet expert when ``readings``
   asks for them. They are DSP/expert readings, not the model's expert heads: the model core does not
   expose decoded head predictions (its heads output normalised feature vectors, not Hz or tag names).
 
@@ -24,7 +26,7 @@ thinking positions (``CoatModel.score_tasks``): a window's audio positions go th
 once per task. Encoding goes through the per-stream encoder cache
 (``edge_coat.worker.encoder_cache``) when the model's chunks encode alike in every window: a stream
 pays for each encoder chunk of its audio once, and the chunks no window encoded before are encoded in
-one batch across streams. ``end_stream`` (the worker's ``EndOfStream``) drops a stream's chunks.
+one batch across streams. ``end_stream`` (the worker's ``EndOfStream``) drops a stream's chunks and pitch frames.
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
@@ -52,6 +54,7 @@ from edge_coat.model.config import ModelSection
 from edge_coat.model.loading import bundle_identity, load_model
 from edge_coat.model.runtime import describe_encoder
 from edge_coat.worker.encoder_cache import EncoderCache
+from edge_coat.worker.pitch_cache import PitchFrameCache
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +97,15 @@ class CoatStage:
 
         stage = CoatStage(cfg.model)                 # loads the bundle at cfg.model.path
         stage = CoatStage(cfg, model=model)          # an already built model (tests)
+        stage = CoatStage(cfg, pitch_cache=False)    # each window's pitch read whole (the benchmarks' baseline)
         results = stage.process(windows)             # one WindowResult per window, same order
         stage.info(); stage.stats()
     """
 
     name = "coat"
 
-    def __init__(self, cfg: ModelSection, *, model=None, readings: Sequence[str] | None = None):
+    def __init__(self, cfg: ModelSection, *, model=None, readings: Sequence[str] | None = None,
+                 pitch_cache: bool = True):
         self.cfg = cfg
         if cfg.torch_threads:
             import torch
@@ -113,6 +118,9 @@ class CoatStage:
         self.readings = tuple(readings if readings is not None else cfg.readings)
         self._experts = self._load_experts(self.readings)
         self.cache, self.cache_note = self._make_cache(cfg)
+        # the same readings either way (tests/worker/test_pitch_cache.py); off: the benchmarks' baseline
+        self.pitch_cache = PitchFrameCache() if pitch_cache and "pitch" in self.readings else None
+        self._pitch_stats: dict = self.pitch_cache.stats() if self.pitch_cache is not None else {}
         self._cache_stats: dict = self.cache.stats() if self.cache is not None else {}
         self._lock = threading.Lock()
         self._hist = {s: LatencyHistogram() for s in (*STAGES, "ahead")}
@@ -183,8 +191,11 @@ class CoatStage:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
-                    "encoder_cache": dict(self._cache_stats)}
+            out = {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
+                   "encoder_cache": dict(self._cache_stats)}
+            if self._pitch_stats:
+                out["pitch_cache"] = dict(self._pitch_stats)
+            return out
 
     def ahead_chunk_samples(self, window_samples: int, hop_samples: int) -> int:
         """The chunk the worker may hand to ``encode_ahead`` for a stream with this window and hop (samples):
@@ -214,7 +225,13 @@ class CoatStage:
             self._cache_stats = stats
 
     def end_stream(self, end: EndOfStream) -> None:
-        """A stream ended (or was forgotten idle): drop its encoded chunks. Called on the model thread."""
+        """A stream ended (or was forgotten idle): drop its encoded chunks and pitch frames. Called on the model
+        thread."""
+        if self.pitch_cache is not None:
+            self.pitch_cache.drop(end.stream_id, end.reason)
+            pitch_stats = self.pitch_cache.stats()
+            with self._lock:
+                self._pitch_stats = pitch_stats
         if self.cache is not None:
             self.cache.drop(end.stream_id, end.reason)
             stats = self.cache.stats()
@@ -274,6 +291,7 @@ class CoatStage:
             "total": t_end - t_start,
         }
         cache_stats = self.cache.stats() if self.cache is not None and scored else None
+        pitch_stats = self.pitch_cache.stats() if self.pitch_cache is not None else None
         with self._lock:
             for s, v in latency.items():
                 self._hist[s].observe(v)
@@ -281,6 +299,8 @@ class CoatStage:
             self._counts["windows"] += n
             if cache_stats is not None:
                 self._cache_stats = cache_stats
+            if pitch_stats is not None:
+                self._pitch_stats = pitch_stats
         latency_ms = {s: round(v * 1000.0, 3) for s, v in latency.items()}
         return [
             WindowResult(window=w, label_probs=probs[i], thinking=thinking[i], readings=readings[i], tags=tags[i],
@@ -340,7 +360,10 @@ class CoatStage:
         pitch = {}
         if "pitch" in self.readings:  # one call for the batch: its frames go through one FFT
             idx = [i for i, ok in enumerate(readable) if ok]
-            pitch = dict(zip(idx, pitch_readings([windows[i].samples for i in idx])))
+            if self.pitch_cache is not None:
+                pitch = dict(zip(idx, self.pitch_cache.readings([windows[i] for i in idx])))
+            else:
+                pitch = dict(zip(idx, pitch_readings([windows[i].samples for i in idx])))
         readings, tags = [], []
         for i, w in enumerate(windows):
             r = {"loudness_dbfs": float(w.rms_dbfs)}

@@ -66,6 +66,26 @@ COUNTERS = ("hits", "encoded", "shared_in_batch", "mismatches", "windows_uncache
 EncodeChunks = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor]]
 
 
+def reset_reason(w: Window, state, grid: int) -> str | None:
+    """Why a stream's cached state cannot serve its next window ``w`` (None: it can), the rules every cache
+    keyed on a stream's timeline follows (this one, ``edge_coat.worker.pitch_cache``): "gap" (``w`` carries
+    zero-filled audio), "restart" (a new sender run), "rewind" (its timeline went backwards), "off_grid" (``w``
+    does not start a whole number of ``grid`` samples after the stream's latest window). ``state``: the
+    stream's state (``epoch``, ``last_start``: its latest window's start, None when it has none), None when
+    the cache holds nothing for the stream."""
+    if w.gap_seconds > 0:
+        return "gap"
+    if state is None:
+        return None
+    if w.sender_epoch != state.epoch:
+        return "restart"
+    if state.last_start is not None and w.start_sample < state.last_start:
+        return "rewind"
+    if state.last_start is not None and (w.start_sample - state.last_start) % grid:
+        return "off_grid"
+    return None
+
+
 @dataclass
 class _Stream:
     """One stream's encoded chunks: (first sample, length) -> (check sample (c,) float32, valid positions
@@ -230,17 +250,9 @@ class EncoderCache:
         """The stream's state for window ``w``, after the reset rules (a new, empty state after a reset)."""
         sid = w.stream_id
         st = self._streams.get(sid)
-        reason = None
-        if w.gap_seconds > 0:
-            reason = "gap"
-        elif st is not None:
-            if w.sender_epoch != st.epoch:
-                reason = "restart"
-            elif st.last_start is not None and w.start_sample < st.last_start:
-                reason = "rewind"
-            elif st.last_start is not None and (w.start_sample - st.last_start) % self.chunk_samples \
-                    and not st.uncached:
-                reason = "off_grid"
+        reason = reset_reason(w, st, self.chunk_samples)
+        if reason == "off_grid" and st.uncached:  # already encoding whole windows
+            reason = None
         if st is not None and reason is not None:
             counts_key = f"resets_{reason}"
             self.counts[counts_key] += 1

@@ -8,6 +8,8 @@ A tiny random model with 1 s encoder chunks and per-chunk features (what coat-ti
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +18,11 @@ from edge_coat.config import ModelSection
 from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window
 from edge_coat.worker.encoder_cache import EncoderCache
 
+from .streams import stream_windows
+
 SR = SAMPLE_RATE
 WINDOW, HOP = 3 * SR, SR
+windows_of = functools.partial(stream_windows, length=WINDOW, hop=HOP)
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +39,6 @@ def signal(seconds: float, seed: int) -> np.ndarray:
     x = 0.05 * rng.standard_normal(int(seconds * SR))
     x *= np.repeat(rng.uniform(0.2, 3.0, int(np.ceil(seconds))), SR)[: x.size]
     return x.astype(np.float32)
-
-
-def windows_of(audio: np.ndarray, stream: str = "s1", *, first: int = 0, epoch: int = 1, length: int = WINDOW,
-               hop: int = HOP, gap_at: set[int] = frozenset(), count: int | None = None) -> list[Window]:
-    out = []
-    k = first
-    while k * hop + length <= audio.size and (count is None or len(out) < count):
-        s = k * hop
-        out.append(Window(stream_id=stream, index=k, start_sample=s, start_ts=s / SR, end_ts=(s + length) / SR,
-                          samples=audio[s:s + length].copy(), gap_seconds=0.5 if k in gap_at else 0.0,
-                          tasks=("anomaly",), sender_epoch=epoch))
-        k += 1
-    return out
 
 
 class Counting:
