@@ -173,7 +173,9 @@ class PitchFrameCache:
         return _Plan(w, st, [(0, head, 0), (tail, x.size, first)], held=st.held,
                      reuse=(first - h0, reuse_end - h0))
 
-    def _keep(self, frames: PitchFrames, first: int) -> PitchFrames:
+    @staticmethod
+    def _keep(frames: PitchFrames, first: int) -> PitchFrames:
+        """A stretch's frames from ``first`` on (those before see the stretch's cut, not the window's audio)."""
         return PitchFrames(*(a[first:] for a in frames))
 
     def _assemble(self, plan: _Plan, parts: list[PitchFrames]) -> PitchFrames:
