@@ -99,6 +99,8 @@ def make_validator(model, config: TrainConfig, splits, batch_size: int = 16):
     task; the score is the mean of the folders' balanced accuracies. A frozen tower's output is computed
     once here (it does not change while training); a trained tower is run on the waves each time.
     Returns None when no folder has validation clips."""
+    import torch
+
     from edge_coat.data.tasks import get_task
     from edge_coat.train.data import load_wave
 
@@ -112,15 +114,18 @@ def make_validator(model, config: TrainConfig, splits, batch_size: int = 16):
         batches = []
         for i in range(0, len(waves), batch_size):
             part = waves[i:i + batch_size]
-            batches.append(part if config.train_encoder else model.encode_tower(part))
+            if config.train_encoder:
+                batches.append(part)
+                continue
+            with torch.inference_mode():  # no autograd graph: before setup_trainable every weight requires grad
+                hidden, mask = model.encode_tower(part)
+            batches.append((hidden.clone(), mask.clone()))
         sets.append((f"{Path(src.path).name}:{src.task}", src.task, batches, answers))
     if not sets:
         return None
     log.info("validation: %s", ", ".join(f"{name} {len(a)}" for name, _, _, a in sets))
 
     def validate() -> dict[str, float]:
-        import torch
-
         out = {}
         for name, task, batches, answers in sets:
             labels = list(model.config.tasks[task].labels)
