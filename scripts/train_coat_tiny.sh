@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/coat-tiny-2}
+OUT=${OUT:-runs/coat-tiny-3}
 DATA=${DATA:-../shared/data}
 STEPS1=${STEPS1:-800}
 STEPS2=${STEPS2:-3000}
@@ -65,7 +65,10 @@ fi
 # 2. training ---------------------------------------------------------------------------------------
 COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-every 25 --crop-seconds 10 --gain-db 6
         --tower-variants clean,telephone,room --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
-        --experts "$EXPERTS" --expert-stride speech_content=16)
+        --experts "$EXPERTS" --expert-stride speech_content=16 --time-mask 0.2 --channel-mask 0.2)
+# Answer training (stage 2, the ablation, LOCO): label smoothing, and the weights of the best validation
+# score (mean balanced accuracy over the validation folders, never the held-out ones) are kept.
+SELECT=(--label-smoothing 0.1 --val-every 200)
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
      --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}")
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
@@ -86,17 +89,17 @@ train() {  # run steps [options]: new or resumed, skipped when finished
 }
 stage2() {  # run-s1 run data... : stage 2 from stage 1's model
   local s1=$1 run=$2; shift 2
-  train "$run" "$STEPS2" --model "$OUT/$s1/model" --lr 5e-4 --warmup-steps 50 --seed 1 --answer-weight 1 "$@"
+  train "$run" "$STEPS2" --model "$OUT/$s1/model" --lr 5e-4 --warmup-steps 50 --seed 1 --answer-weight 1 "${SELECT[@]}" "$@"
 }
 [ "${STAGES:-all}" = eval ] && RUNS=none   # STAGES=eval: only the evaluations (models trained already)
 for run in ${RUNS:-coat no-experts loco}; do
   case $run in
     coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0
           stage2 coat-s1 coat "${ALL_DATA[@]}" ;;
-    no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses ;;
-    loco) for held in ravdess emovo turev; do
+    no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" ;;
+    loco) for held in ${LOCO:-ravdess emovo turev}; do
             data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || data+=(--data "$DATA/$c:emotion"); done
-            train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1
+            train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1 "${SELECT[@]}"
           done ;;
     none) ;;
     *) echo "unknown run $run (coat | no-experts | loco | none)" >&2; exit 2 ;;

@@ -56,6 +56,10 @@ def add_arguments(parser) -> None:
     o.add_argument("--batch-size", type=int, default=8)
     o.add_argument("--lr", type=float, default=1e-3)
     o.add_argument("--warmup-steps", type=int, default=50)
+    o.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    o.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the answer loss (default 0)")
+    o.add_argument("--val-every", type=int, default=0, metavar="N",
+                   help="score the validation split every N steps and keep the best weights (default 0: the last)")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--checkpoint-every", type=int, default=200)
     o.add_argument("--log-every", type=int, default=10)
@@ -68,6 +72,10 @@ def add_arguments(parser) -> None:
     a.add_argument("--crop-seconds", type=float, default=0.0, help="random crop length (default: the encoder window)")
     a.add_argument("--gain-db", type=float, default=0.0, help="random gain within +-DB (default off)")
     a.add_argument("--noise-snr-db", type=float, default=None, help="add noise at SNR in [DB, DB+20] (default off)")
+    a.add_argument("--time-mask", type=float, default=0.0, metavar="SHARE",
+                   help="frozen tower: mask up to SHARE of the audio positions per clip (SpecAugment; default off)")
+    a.add_argument("--channel-mask", type=float, default=0.0, metavar="SHARE",
+                   help="frozen tower: flatten up to SHARE of the tower's channels per clip (default off)")
 
 
 def config_from_args(args):
@@ -94,7 +102,9 @@ def config_from_args(args):
         init_family=args.init_family, init_size=args.init_size, init_model=args.init_model,
         max_seconds=args.max_seconds, num_thinking=args.num_thinking, thinking_summary=args.thinking_summary,
         llm_audio_stride=args.llm_audio_stride, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
+        lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, val_every=args.val_every,
+        time_mask=args.time_mask, channel_mask=args.channel_mask,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,
         tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,

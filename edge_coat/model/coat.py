@@ -483,8 +483,9 @@ class CoatModel(nn.Module):
         return ProbeStates(thinking=think, audio=audio, audio_mask=asm.audio_mask.cpu().numpy())
 
     # -- training --------------------------------------------------------------------------------
-    def training_losses(self, batch: CoatBatch, use_thinking: bool | None = None) -> dict[str, torch.Tensor]:
-        """Teacher-forced answer cross-entropy + weighted expert losses.
+    def training_losses(self, batch: CoatBatch, use_thinking: bool | None = None,
+                        label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+        """Teacher-forced answer cross-entropy (``label_smoothing`` over the vocabulary) + weighted expert losses.
 
         Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum, "total": ...}``.
         Expert losses need the thinking positions; with thinking off only the answer loss is returned.
@@ -501,7 +502,8 @@ class CoatModel(nn.Module):
                                tower=batch.tower)
         out = self.adapter.decode(asm.embeds, asm.attention_mask, asm.positions, output_hidden_states=True)
         logits = self.adapter.lm_head(out.last_hidden_state[:, :-1])  # (B, L-1, V) predicts tokens 1..L-1
-        answer = F.cross_entropy(logits.float().flatten(0, 1), asm.labels[:, 1:].flatten(), ignore_index=IGNORE)
+        answer = F.cross_entropy(logits.float().flatten(0, 1), asm.labels[:, 1:].flatten(), ignore_index=IGNORE,
+                                 label_smoothing=label_smoothing)
         losses = {"answer": answer}
         total = self.config.answer_weight * answer
         if asm.think_index is not None and batch.expert_targets:

@@ -117,6 +117,22 @@ class TrainConfig(BaseModel):
         description="share of the remaining groups (speaker, source recording, clip) kept per folder for calibration",
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="waveform augmentation")
+    time_mask: float = Field(
+        default=0.0, ge=0.0, le=0.5,
+        description="frozen-tower training: mask up to this share of a clip's audio positions (two stretches, "
+                    "filled with the clip's mean; SpecAugment on the tower output). 0 = off",
+    )
+    channel_mask: float = Field(
+        default=0.0, ge=0.0, le=0.5,
+        description="frozen-tower training: flatten up to this share of the tower's channels to their clip mean "
+                    "(two bands). 0 = off",
+    )
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="label smoothing of the answer loss")
+    val_every: int = Field(
+        default=0, ge=0, le=10_000_000,
+        description="score the validation split every N steps (and at the end) and keep the best weights "
+                    "(mean balanced accuracy over the validation folders); 0 = keep the last weights",
+    )
     teacher_cache: str = Field(default=".cache/teacher", description="teacher-cache directory")
     device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
 
@@ -136,6 +152,10 @@ class TrainConfig(BaseModel):
         unknown = sorted((set(self.expert_weights) | set(self.expert_strides)) - set(self.experts))
         if unknown:
             raise ValueError(f"expert weights or strides given for {unknown}, which are not among the experts {self.experts}")
+        if (self.time_mask or self.channel_mask) and not self.tower_variants:
+            raise ValueError("--time-mask / --channel-mask act on the cached tower output: give --tower-variants")
+        if self.val_every and not (self.val_speakers or self.val_fraction):
+            raise ValueError("--val-every selects weights on the validation split: give --val-speakers or --val-fraction")
         overlap = sorted(set(self.val_speakers) & set(self.holdout_speakers))
         if overlap:
             raise ValueError(f"speakers {overlap} are both held out and used for calibration: pick disjoint sets")

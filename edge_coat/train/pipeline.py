@@ -83,7 +83,66 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
                          for ex in tqdm(folder, disable=not config.progress, desc="tower", leave=False)])
     log.info("tower cache: %d variants computed, the rest read from %s", towers.computed, towers.root)
     return TowerBatchMaker(examples, features, prompts, experts, model.max_seconds,
-                           config.augment.crop_seconds, rng)
+                           config.augment.crop_seconds, rng, time_mask=config.time_mask,
+                           channel_mask=config.channel_mask)
+
+
+def balanced_accuracy(truth: list[str], predicted: list[str]) -> float:
+    """Mean recall over the classes present in ``truth`` (unweighted accuracy, UA)."""
+    classes = sorted(set(truth))
+    recalls = [np.mean([p == c for t, p in zip(truth, predicted) if t == c]) for c in classes]
+    return float(np.mean(recalls))
+
+
+def make_validator(model, config: TrainConfig, splits, batch_size: int = 16):
+    """``validate() -> {"score", "<folder>:<task>": UA, ...}``: each folder's validation clips scored on its
+    task; the score is the mean of the folders' balanced accuracies. A frozen tower's output is computed
+    once here (it does not change while training); a trained tower is run on the waves each time.
+    Returns None when no folder has validation clips."""
+    import torch
+
+    from edge_coat.data.tasks import get_task
+    from edge_coat.train.data import load_wave
+
+    sets = []
+    for src, s in zip(config.data, splits):
+        if not s.val:
+            continue
+        task = get_task(src.task)
+        waves = [load_wave(c, model.clip_seconds) for c in s.val]
+        answers = [task.answer(c.label, c.meta) for c in s.val]
+        batches = []
+        for i in range(0, len(waves), batch_size):
+            part = waves[i:i + batch_size]
+            if config.train_encoder:
+                batches.append(part)
+                continue
+            with torch.inference_mode():  # no autograd graph: before setup_trainable every weight requires grad
+                hidden, mask = model.encode_tower(part)
+            batches.append((hidden.clone(), mask.clone()))
+        sets.append((f"{Path(src.path).name}:{src.task}", src.task, batches, answers))
+    if not sets:
+        return None
+    log.info("validation: %s", ", ".join(f"{name} {len(a)}" for name, _, _, a in sets))
+
+    def validate() -> dict[str, float]:
+        out = {}
+        for name, task, batches, answers in sets:
+            labels = list(model.config.tasks[task].labels)
+            predicted = []
+            for b in batches:
+                if config.train_encoder:
+                    res = model.score_task(b, task)
+                else:
+                    with torch.inference_mode():
+                        audio = (model.adapter.project(b[0].to(model.device)), b[1].to(model.device))
+                    res = model.score_task(None, task, audio=audio)
+                predicted += [labels[int(i)] for i in res.logprobs.argmax(-1)]
+            out[name] = balanced_accuracy(answers, predicted)
+        out["score"] = float(np.mean(list(out.values())))
+        return out
+
+    return validate
 
 
 def _cap(wave: np.ndarray, seconds: float) -> np.ndarray:
@@ -152,7 +211,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
         make_batch = _tower_batches(model, config, examples, prompts, use_experts, rng)
     else:
         make_batch = BatchMaker(examples, prompts, use_experts, model.max_seconds, config.augment, rng)
-    trainer = Trainer(model, config, run, make_batch, rng)
+    validate = make_validator(model, config, splits) if config.val_every else None
+    trainer = Trainer(model, config, run, make_batch, rng, validate=validate)
     if resume and run.latest_checkpoint() is not None:
         trainer.resume()
     trainer.train()

@@ -107,16 +107,44 @@ class TowerCache:
         os.replace(tmp, path)
 
 
+def mask_features(h: np.ndarray, time_share: float, channel_share: float, rng: np.random.Generator,
+                  parts: int = 2) -> np.ndarray:
+    """SpecAugment (Park et al., 2019) on a clip's tower output (T, Da): ``parts`` stretches of time, each
+    up to ``time_share / parts`` of the positions, and ``parts`` bands of channels, each up to
+    ``channel_share / parts`` of them, replaced by the clip's per-channel mean. The mean, not zero:
+    Whisper's hidden states are far from zero-mean, and a zeroed stretch would be a signal of its own.
+    A masked channel keeps its mean and loses its variation over time. Returns a new float32 array."""
+    out = h.astype(np.float32, copy=True)  # (T, Da)
+    t, d = out.shape
+    mean = out.mean(axis=0)  # (Da,)
+    for share, size, axis in ((time_share, t, 0), (channel_share, d, 1)):
+        longest = int(share / parts * size)
+        if longest < 1:
+            continue
+        for _ in range(parts):
+            width = int(rng.integers(0, longest + 1))
+            if width == 0:
+                continue
+            lo = int(rng.integers(0, size - width + 1))
+            if axis == 0:
+                out[lo:lo + width] = mean
+            else:
+                out[:, lo:lo + width] = mean[lo:lo + width]
+    return out
+
+
 class TowerBatchMaker:
     """Draws training batches from cached tower outputs: a folder uniformly, a clip uniformly within
     it, a variant uniformly; crop at encoder-chunk boundaries; targets cut to the crop.
 
     ``examples``: per folder, Example objects (their ``wave`` is only used for its length);
     ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
+    ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
-                 crop_seconds: float, rng: np.random.Generator) -> None:
+                 crop_seconds: float, rng: np.random.Generator, time_mask: float = 0.0,
+                 channel_mask: float = 0.0) -> None:
         pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
         if not pairs:
             raise ValueError("no training clips left after the held-out and validation splits")
@@ -129,6 +157,8 @@ class TowerBatchMaker:
         crop_chunks = max(1, int(crop_seconds // chunk_seconds)) if crop_seconds > 0 else 10**6
         self.crop_pos = crop_chunks * self.chunk_pos
         self.rng = rng
+        self.time_mask = time_mask
+        self.channel_mask = channel_mask
 
     def __call__(self, batch_size: int):
         from edge_coat.model.coat import CoatBatch
@@ -145,6 +175,8 @@ class TowerBatchMaker:
                 start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))
             lo = start_chunk * self.chunk_pos
             h = h[lo:lo + self.crop_pos]
+            if self.time_mask or self.channel_mask:
+                h = mask_features(h, self.time_mask, self.channel_mask, self.rng)
             rows.append(h)
             prompts.append(self.prompts[ex.task])
             answers.append(ex.answer)

@@ -172,11 +172,17 @@ class Trainer:
     """Runs the optimisation of ``model`` on batches from ``make_batch`` into ``run``.
 
     ``make_batch(batch_size) -> CoatBatch`` must draw from ``sampler_rng`` only (its state is
-    checkpointed with the other RNGs).
+    checkpointed with the other RNGs). ``validate() -> {"score": s, ...}`` (higher is better), when
+    given with ``config.val_every``, is called every ``val_every`` steps and at the end; the weights
+    of the best score are kept in ``checkpoints/best.pt`` and restored when training ends (early
+    stopping by checkpoint selection on the validation split, never on the held-out one).
     """
 
-    def __init__(self, model, config: TrainConfig, run: RunDir, make_batch: Callable, sampler_rng: np.random.Generator):
+    def __init__(self, model, config: TrainConfig, run: RunDir, make_batch: Callable, sampler_rng: np.random.Generator,
+                 validate: Callable[[], dict[str, float]] | None = None):
         self.model = model
+        self.validate = validate if config.val_every else None
+        self.best: dict | None = None  # {"step", "score"} of checkpoints/best.pt
         self.config = config
         self.run = run
         self.make_batch = make_batch
@@ -223,6 +229,9 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"], self.rng)
         self.step = int(ckpt["step"])
+        best = self.run.checkpoints / "best.json"
+        if best.is_file():
+            self.best = json.loads(best.read_text())
         log.info("resumed from step %d", self.step)
         return self.step
 
@@ -239,7 +248,7 @@ class Trainer:
         try:
             while self.step < cfg.steps:
                 batch = self.make_batch(cfg.batch_size)
-                losses = self.model.training_losses(batch)
+                losses = self.model.training_losses(batch, label_smoothing=cfg.label_smoothing)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in self.params], cfg.grad_clip)
@@ -264,10 +273,47 @@ class Trainer:
                     count, t0 = 0, time.time()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
+                if self.validate is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                    self.run_validation()
         finally:
             bar.close()
             self.model.eval()
+        if self.validate is not None:
+            self.restore_best()
         return last
+
+    # -- checkpoint selection on the validation split --------------------------------------------
+    def run_validation(self) -> float:
+        """Score the validation split now; keep the weights when the score is the best so far."""
+        self.model.eval()
+        try:
+            scores = self.validate()
+        finally:
+            self.model.train()
+        score = float(scores["score"])
+        self.run.log_metrics(self.step, {f"val/{k}": v for k, v in scores.items()})
+        if self.best is None or score > self.best["score"]:
+            self.best = {"step": self.step, "score": score}
+            path = self.run.checkpoints / "best.pt"
+            torch.save({"step": self.step, "trainable": {n: p.detach().cpu().clone() for n, p in self.params}},
+                       path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+            (self.run.checkpoints / "best.json").write_text(json.dumps(self.best) + "\n")
+        log.info("step %d: validation score %.4f (best %.4f at step %d)", self.step, score, self.best["score"],
+                 self.best["step"])
+        return score
+
+    def restore_best(self) -> None:
+        """Put the best validated weights back into the model (no-op when none was saved)."""
+        path = self.run.checkpoints / "best.pt"
+        if self.best is None or not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            for n, p in self.params:
+                p.copy_(state["trainable"][n].to(p.device))
+        log.info("kept the weights of step %d (validation score %.4f) of %d steps", self.best["step"],
+                 self.best["score"], self.step)
 
 
 def calibrate_temperature(model, val: dict[str, list[tuple[np.ndarray, str]]], batch_size: int = 16) -> dict:

@@ -223,3 +223,63 @@ def test_bad_strides_and_snr_are_refused(separable, capsys):
     rc = main(["eval", "--model", "/nonexistent", "--task", "emotion", "--data", str(separable["test"]),
                "--snr-db", "nan"])
     assert rc == 2 and "--snr-db must be between" in capsys.readouterr().err
+
+
+def test_feature_masks_replace_stretches_and_bands_with_the_clip_mean():
+    from edge_coat.train.towercache import mask_features
+
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(100, 40)).astype(np.float16) + np.arange(40, dtype=np.float16)  # (T, Da)
+    mean = h.astype(np.float32).mean(0)
+    masked_rows, masked_cols = [], []
+    for _ in range(50):
+        out = mask_features(h, 0.2, 0.2, rng)
+        assert out.dtype == np.float32 and out.shape == h.shape
+        rows = np.all(np.isclose(out, mean[None, :]), axis=1)  # whole positions set to the mean
+        cols = np.all(np.isclose(out, mean[None, :]), axis=0)  # whole channels flattened to their mean
+        masked_rows.append(rows.sum())
+        masked_cols.append(cols.sum())
+        keep = ~rows[:, None] & ~cols[None, :]
+        np.testing.assert_array_equal(out[keep], h.astype(np.float32)[keep])  # the rest is untouched
+    assert max(masked_rows) <= 20 and max(masked_cols) <= 8  # two parts of at most share / 2 each
+    assert np.mean(masked_rows) > 3 and np.mean(masked_cols) > 1
+    np.testing.assert_array_equal(mask_features(h, 0.0, 0.0, rng), h.astype(np.float32))
+
+
+def test_validation_keeps_the_best_checkpoint(separable, encoder_dir, tmp_path):
+    """--val-every scores the validation split during training and the written model carries the weights
+    of the best-scoring step (not the last), with label smoothing and SpecAugment on the tower output on."""
+    from edge_coat.model.coat import CoatModel
+
+    out = tmp_path / "run"
+    rc = main([*TOWER_TRAIN, "--init-encoder", str(encoder_dir), "--tower-variants", "clean",
+               "--data", f"{separable['train']}:emotion", "--steps", "24", "--lr", "3e-3", "--batch-size", "4",
+               "--log-every", "8", "--checkpoint-every", "8", "--val-every", "8", "--val-fraction", "0.25",
+               "--time-mask", "0.2", "--channel-mask", "0.2", "--label-smoothing", "0.1", "--out", str(out),
+               "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower")])
+    assert rc == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = {r["step"]: r["val/score"] for r in rows if "val/score" in r}
+    assert sorted(val) == [8, 16, 24]
+    assert all(0.0 <= v <= 1.0 for v in val.values())
+    best = json.loads((out / "checkpoints" / "best.json").read_text())
+    assert best["score"] == max(val.values())
+    assert best["step"] == min(s for s, v in val.items() if v == best["score"])  # the first of equals
+    kept = torch.load(out / "checkpoints" / "best.pt", weights_only=True)["trainable"]
+    model = CoatModel.from_pretrained(out / "model")
+    state = dict(model.named_parameters())
+    assert "thinking.queries" in kept and "base.model.multi_modal_projector.linear.weight" in kept
+    for name, value in kept.items():  # the written model is the best step's (fp16 on disk)
+        torch.testing.assert_close(state[name].detach(), value.float(), atol=2e-3, rtol=1e-3, msg=name)
+    if best["step"] != 24:  # and not the last step's, when that one scored lower
+        last = torch.load(out / "checkpoints" / "step-000024.pt", weights_only=True)["trainable"]
+        assert any(not torch.allclose(last[n], kept[n]) for n in kept)
+
+
+def test_masks_and_validation_options_are_checked(separable, capsys):
+    rc = main(["train", "--init", "qwen2_audio", "--size", "test", "--experts", TEST_EXPERTS, "--time-mask", "0.2",
+               "--data", f"{separable['train']}:emotion", "--out", "/tmp/never"])
+    assert rc == 2 and "act on the cached tower output" in capsys.readouterr().err
+    rc = main(["train", "--init", "qwen2_audio", "--size", "test", "--experts", TEST_EXPERTS, "--val-every", "5",
+               "--data", f"{separable['train']}:emotion", "--out", "/tmp/never"])
+    assert rc == 2 and "--val-every selects weights on the validation split" in capsys.readouterr().err
