@@ -1,6 +1,7 @@
 """Streams per CPU core in real time: the most concurrent streams whose windows are all processed
-within their hop, with the model stage's per-stream encoder cache on and off, and with batching on
-(``max_batch`` 8, 16, ...) and off (``max_batch`` 1).
+within their hop, with the model stage's per-stream caches on and off (the encoder cache of 2 s chunks
+and the pitch frame cache: "off" is a stage whose cost follows the windows, "on" one whose cost follows
+the audio), and with batching on (``max_batch`` 8, 16, ...) and off (``max_batch`` 1).
 
 What runs: the worker's real batch queue (`edge_coat.worker.service.BatchQueue`, ``max_wait_s`` as
 the site default) feeding the real model stage (`CoatStage`, the embedded default model with its
@@ -323,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         update={"quantization": args.quantization})
     modes = {"both": ("on", "off"), "on": ("on",), "off": ("off",)}[args.cache]
     stages = {}
-    for mode in modes:  # one model, two stages: the cache is the stage's
+    for mode in modes:  # one model, two stages: the caches (encoder chunks, pitch frames) are the stage's
         cfg = section.model_copy(update={"encoder_cache": section.encoder_cache.model_copy(
             update={"enabled": mode == "on"})})
         model = next(iter(stages.values())).model if stages else None
-        stages[mode] = CoatStage(cfg, model=model) if model is not None else CoatStage(cfg)
+        stages[mode] = CoatStage(cfg, model=model, pitch_cache=mode == "on")
     first = next(iter(stages.values()))
     if "on" in stages and stages["on"].cache is None:
         print(f"note: the encoder cache is not used with this model: {stages['on'].cache_note}")
