@@ -1,8 +1,11 @@
 """Render the model card's measured tables from the JSON that scripts/train_coat_tiny.sh writes.
 
     python scripts/coat_tiny_table.py runs/coat-tiny-2/results [docs/coat-tiny-1.0/results] > table.md
+    python scripts/coat_tiny_table.py docs/coat-tiny-1.2-candidate/results docs/coat-tiny-1.1/results \
+        --name "1.2 candidate" --previous-name 1.1
 
 The optional second folder holds the previous version's results: its CoAT rows are shown beside the new ones.
+``--name`` / ``--previous-name`` label the two (default: coat-tiny 1.1 and 1.0, the shipped card's).
 
 Every number comes from `edge-coat eval` or `python -m bench.accuracy.reference_baselines` JSON;
 nothing is typed in by hand. A missing result is shown as "not run".
@@ -15,8 +18,17 @@ import sys
 from pathlib import Path
 
 PREVIOUS = "coat-tiny 1.0 (previous version)"
+PREVIOUS_SHORT = "1.0"
 MODELS = (("coat", "CoAT (coat-tiny 1.1)"), ("coat-nothink", "same weights, `--no-thinking`"),
           ("no-experts", "trained without expert losses"))
+
+
+def set_names(name: str, previous: str) -> None:
+    """Label the rows: ``name`` for the results' CoAT, ``previous`` for the previous folder's."""
+    global PREVIOUS, PREVIOUS_SHORT, MODELS
+    PREVIOUS = f"{previous if previous.startswith('coat') else 'coat-tiny ' + previous} (previous version)"
+    PREVIOUS_SHORT = previous
+    MODELS = ((MODELS[0][0], f"CoAT ({name})"),) + MODELS[1:]
 REFS = (("mfcc_prosody", "MFCC+prosody + LR"), ("whisper", "frozen Whisper (same tower) + LR"), ("yamnet", "YAMNet + LR"))
 
 
@@ -61,7 +73,7 @@ def emotion_table(results: Path, previous: Path | None = None) -> list[str]:
 
 
 def loco_table(results: Path, previous: Path | None = None) -> list[str]:
-    prev = " | 1.0 CoAT UA" if previous is not None else ""
+    prev = f" | {PREVIOUS_SHORT} CoAT UA" if previous is not None else ""
     out = [f"| held-out corpus (trained on the other two) | CoAT UA{prev} | MFCC+prosody + LR UA | frozen Whisper + LR UA |",
            "|---|---|---|---|" + ("---|" if previous is not None else "")]
     for held in ("ravdess", "emovo", "turev"):
@@ -112,11 +124,16 @@ def noise_table(results: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        print(__doc__, file=sys.stderr)
-        return 2
-    results = Path(argv[0])
-    previous = Path(argv[1]) if len(argv) == 2 else None
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", type=Path)
+    p.add_argument("previous", type=Path, nargs="?")
+    p.add_argument("--name", default="coat-tiny 1.1")
+    p.add_argument("--previous-name", default="1.0")
+    args = p.parse_args(argv)
+    set_names(args.name, args.previous_name)
+    results, previous = args.results, args.previous
     for title, rows in (("Emotion (held-out speakers; loudness as recorded)", emotion_table(results, previous)),
                         ("Leave-one-corpus-out emotion (predictions restricted to the corpus's labels)",
                          loco_table(results, previous)),

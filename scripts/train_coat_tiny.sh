@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/coat-tiny-3}
+OUT=${OUT:-runs/coat-tiny-2}
 DATA=${DATA:-../shared/data}
 STEPS1=${STEPS1:-800}
 STEPS2=${STEPS2:-3000}
@@ -65,10 +65,11 @@ fi
 # 2. training ---------------------------------------------------------------------------------------
 COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-every 25 --crop-seconds 10 --gain-db 6
         --tower-variants clean,telephone,room --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
-        --experts "$EXPERTS" --expert-stride speech_content=16 --time-mask 0.2 --channel-mask 0.2)
-# Answer training (stage 2, the ablation, LOCO): label smoothing, and the weights of the best validation
-# score (mean balanced accuracy over the validation folders, never the held-out ones) are kept.
-SELECT=(--label-smoothing 0.1 --val-every 200)
+        --experts "$EXPERTS" --expert-stride speech_content=16 ${AUG:-})
+# SELECT: options of the answer-training runs (stage 2, the ablation, LOCO). Both empty for 1.1. The
+# regularised candidate of 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidate) was
+#   OUT=runs/coat-tiny-3 AUG="--time-mask 0.2 --channel-mask 0.2" SELECT="--label-smoothing 0.1 --val-every 200"
+read -r -a SELECT <<<"${SELECT:-}"
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
      --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}")
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
