@@ -22,20 +22,15 @@ def main(argv: list[str]) -> int:
 
     from edge_coat.model.coat import CoatModel
     from edge_coat.train.config import TrainConfig
-    from edge_coat.train.data import load_folders, split_folder
-    from edge_coat.train.pipeline import dataset_labels, make_validator
+    from edge_coat.train.pipeline import make_splits, make_validator, validation_sets
 
     torch.set_num_threads(1)
     with open(argv[0], encoding="utf-8") as f:
         cfg = TrainConfig(**json.load(f))
     model = CoatModel.from_pretrained(argv[1])
     model.eval()
-    tasks = model.config.tasks
-    folders = load_folders(cfg.data, {t: dataset_labels(t, tasks[t]) for t in {s.task for s in cfg.data}})
-    splits = [split_folder(c, holdout_speakers=cfg.holdout_speakers, holdout_sources=cfg.holdout_sources,
-                           val_speakers=cfg.val_speakers, val_fraction=cfg.val_fraction, seed=cfg.seed)
-              for c in folders]
-    validate = make_validator(model, cfg, splits)
+    splits = make_splits(cfg, {t: model.config.tasks[t] for t in {s.task for s in cfg.data}})
+    validate = make_validator(model, cfg, validation_sets(cfg, splits, model.clip_seconds))
     if validate is None:
         print(f"{argv[0]}: the run has no validation split", file=sys.stderr)
         return 2

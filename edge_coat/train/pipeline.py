@@ -87,30 +87,34 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
                            channel_mask=config.channel_mask)
 
 
-def balanced_accuracy(truth: list[str], predicted: list[str]) -> float:
-    """Mean recall over the classes present in ``truth`` (unweighted accuracy, UA)."""
-    classes = sorted(set(truth))
-    recalls = [np.mean([p == c for t, p in zip(truth, predicted) if t == c]) for c in classes]
-    return float(np.mean(recalls))
-
-
-def make_validator(model, config: TrainConfig, splits, batch_size: int = 16):
-    """``validate() -> {"score", "<folder>:<task>": UA, ...}``: each folder's validation clips scored on its
-    task; the score is the mean of the folders' balanced accuracies. A frozen tower's output is computed
-    once here (it does not change while training); a trained tower is run on the waves each time.
-    Returns None when no folder has validation clips."""
-    import torch
-
+def validation_sets(config: TrainConfig, splits, clip_seconds: float) -> list[tuple[str, str, list, list[str]]]:
+    """Each folder's validation clips: (``<folder>:<task>``, task, waves, answers), folders without any left
+    out. Used for checkpoint selection (``make_validator``) and temperature calibration."""
     from edge_coat.data.tasks import get_task
     from edge_coat.train.data import load_wave
 
-    sets = []
+    out = []
     for src, s in zip(config.data, splits):
-        if not s.val:
-            continue
-        task = get_task(src.task)
-        waves = [load_wave(c, model.clip_seconds) for c in s.val]
-        answers = [task.answer(c.label, c.meta) for c in s.val]
+        if s.val:
+            task = get_task(src.task)
+            out.append((f"{Path(src.path).name}:{src.task}", src.task, [load_wave(c, clip_seconds) for c in s.val],
+                        [task.answer(c.label, c.meta) for c in s.val]))
+    return out
+
+
+def make_validator(model, config: TrainConfig, sets, batch_size: int = 16):
+    """``validate() -> {"score", "<folder>:<task>": UA, ...}`` on ``validation_sets``: each folder's clips
+    scored on its task; the score is the mean of the folders' UA (balanced accuracy). A frozen tower's
+    output is computed once here (it does not change while training); a trained tower is run on the waves
+    each time. Returns None when no folder has validation clips."""
+    import torch
+
+    from edge_coat.train.metrics import classification_metrics
+
+    if not sets:
+        return None
+    encoded = []
+    for name, task, waves, answers in sets:
         batches = []
         for i in range(0, len(waves), batch_size):
             part = waves[i:i + batch_size]
@@ -120,14 +124,12 @@ def make_validator(model, config: TrainConfig, splits, batch_size: int = 16):
             with torch.inference_mode():  # no autograd graph: before setup_trainable every weight requires grad
                 hidden, mask = model.encode_tower(part)
             batches.append((hidden.clone(), mask.clone()))
-        sets.append((f"{Path(src.path).name}:{src.task}", src.task, batches, answers))
-    if not sets:
-        return None
+        encoded.append((name, task, batches, answers))
     log.info("validation: %s", ", ".join(f"{name} {len(a)}" for name, _, _, a in sets))
 
     def validate() -> dict[str, float]:
         out = {}
-        for name, task, batches, answers in sets:
+        for name, task, batches, answers in encoded:
             labels = list(model.config.tasks[task].labels)
             predicted = []
             for b in batches:
@@ -138,11 +140,20 @@ def make_validator(model, config: TrainConfig, splits, batch_size: int = 16):
                         audio = (model.adapter.project(b[0].to(model.device)), b[1].to(model.device))
                     res = model.score_task(None, task, audio=audio)
                 predicted += [labels[int(i)] for i in res.logprobs.argmax(-1)]
-            out[name] = balanced_accuracy(answers, predicted)
+            out[name] = classification_metrics(answers, predicted, labels)[0]["ua"]
         out["score"] = float(np.mean(list(out.values())))
         return out
 
     return validate
+
+
+def make_splits(config: TrainConfig, tasks: dict) -> list:
+    """Each training folder's clips (checked against ``tasks``' labels) split into train / val / held out,
+    as the run's config says (the same split for the same config: seeded)."""
+    folders = load_folders(config.data, {t: dataset_labels(t, spec) for t, spec in tasks.items()})
+    return [split_folder(clips, holdout_speakers=config.holdout_speakers, holdout_sources=config.holdout_sources,
+                         val_speakers=config.val_speakers, val_fraction=config.val_fraction, seed=config.seed)
+            for clips in folders]
 
 
 def _cap(wave: np.ndarray, seconds: float) -> np.ndarray:
@@ -168,12 +179,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
         tasks = tasks or task_specs(task_names)
 
     # The data is checked (every problem of every folder) before anything is written or built.
-    folders = load_folders(config.data, {t: dataset_labels(t, spec) for t, spec in tasks.items()})
-    splits = [
-        split_folder(clips, holdout_speakers=config.holdout_speakers, holdout_sources=config.holdout_sources,
-                     val_speakers=config.val_speakers, val_fraction=config.val_fraction, seed=config.seed)
-        for clips in folders
-    ]
+    splits = make_splits(config, tasks)
     check_groups_used(splits, config.holdout_speakers, "speaker", "--holdout-speakers")
     check_groups_used(splits, config.holdout_sources, "source", "--holdout-sources")
     check_groups_used(splits, config.val_speakers, "speaker", "--val-speakers")
@@ -211,19 +217,19 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
         make_batch = _tower_batches(model, config, examples, prompts, use_experts, rng)
     else:
         make_batch = BatchMaker(examples, prompts, use_experts, model.max_seconds, config.augment, rng)
-    validate = make_validator(model, config, splits) if config.val_every else None
+    # validation clips held through training only when they select the checkpoint
+    val_sets = validation_sets(config, splits, model.clip_seconds) if config.val_every else None
+    validate = make_validator(model, config, val_sets) if val_sets is not None else None
     trainer = Trainer(model, config, run, make_batch, rng, validate=validate)
     if resume and run.latest_checkpoint() is not None:
         trainer.resume()
     trainer.train()
 
-    from edge_coat.data.tasks import get_task
-    from edge_coat.train.data import load_wave
-
+    if val_sets is None:
+        val_sets = validation_sets(config, splits, model.clip_seconds)
     val = {}
-    for src, s in zip(config.data, splits):
-        task = get_task(src.task)
-        val.setdefault(src.task, []).extend((load_wave(c, model.clip_seconds), task.answer(c.label, c.meta)) for c in s.val)
+    for _, task, waves, answers in val_sets:
+        val.setdefault(task, []).extend(zip(waves, answers))
     calibration = calibrate_temperature(model, val)
     log.info("temperature %.3f (%s validation clips)", calibration["temperature"], calibration["n"])
     return save_trained(model, run, calibration)
