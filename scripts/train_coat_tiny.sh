@@ -71,7 +71,7 @@ COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-ev
 #   OUT=runs/coat-tiny-3 AUG="--time-mask 0.2 --channel-mask 0.2" SELECT="--label-smoothing 0.1 --val-every 200"
 read -r -a SELECT <<<"${SELECT:-}"
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
-     --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}")
+     --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}" ${NEW_OPTS:-})
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
           --data "$OUT/data/factory-train:anomaly" --data "$OUT/data/factory-train:fault"
           --data "$DATA/urbansound8k:events" --holdout-sources "$OUT/us8k_holdout.txt"

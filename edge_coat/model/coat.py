@@ -97,6 +97,7 @@ class CoatModel(nn.Module):
             layers=coat_config.thinking_layers,
             heads=coat_config.thinking_heads,
             summary=coat_config.thinking_summary,
+            summary_frame_mlp=coat_config.summary_frame_mlp,
         )
         scale = float(adapter.model.get_input_embeddings().weight.detach().float().std())
         self.think_open = nn.Parameter(torch.randn(d) * scale)  # (D,)

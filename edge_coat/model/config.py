@@ -67,6 +67,18 @@ class TaskSpec(BaseModel):
     labels: list[str] = Field(min_length=2, description="candidate answers, scored by their log-likelihood")
 
 
+class TowerStandardization(BaseModel):
+    """Per-channel mean and standard deviation of a pretrained tower's output over a run's training clips,
+    folded into the tower's final LayerNorm (``edge_coat.train.standardize``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_fingerprint: str = Field(description="tower_fingerprint of the tower before the fold (its training cache)")
+    mean: list[float] = Field(min_length=1, description="per-channel mean subtracted")
+    std: list[float] = Field(min_length=1, description="per-channel standard deviation divided by")
+    clips: int = Field(ge=1, description="training clips (clean variant) the statistics were measured on")
+
+
 class CoatConfig(BaseModel):
     """The CoAT part of a model: saved as ``coat_config.json``."""
 
@@ -83,6 +95,16 @@ class CoatConfig(BaseModel):
         default=False,
         description="the thinking block also reads a statistics-pooled summary of the window (mean and standard "
                     "deviation over time of a per-frame MLP of the audio), which its queries start from",
+    )
+    summary_frame_mlp: bool = Field(
+        default=True,
+        description="the summary's per-frame MLP before the mean and standard deviation (False: the statistics of "
+                    "the thinking block's input projection of the frames, a linear probe's features)",
+    )
+    tower_standardized: TowerStandardization | None = Field(
+        default=None,
+        description="the pretrained tower's final LayerNorm was folded with a per-channel standardisation measured "
+                    "on the training clips (what a training run needs to reuse the unfolded tower's cache)",
     )
     llm_audio_stride: int = Field(
         default=1, ge=1, le=50,

@@ -55,20 +55,25 @@ class _ThinkingLayer(nn.Module):
 
 
 class _Summary(nn.Module):
-    """Statistics pooling of the window: a per-frame MLP, then the masked mean and standard deviation over
-    time, projected to one summary vector. Attention alone takes weighted means of linear maps of the
+    """Statistics pooling of the window: a per-frame MLP (``frame_mlp``; without it the statistics are those
+    of the block's linear input projection), then the masked mean and standard deviation over time,
+    projected to one summary vector. Attention alone takes weighted means of linear maps of the
     frames, so it cannot form second moments; the mean+std of a pretrained tower's frames is what a
     linear probe reads best (x-vector-style statistics pooling)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, frame_mlp: bool = True):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.frame = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        if frame_mlp:
+            self.norm = nn.LayerNorm(dim)
+            self.frame = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        else:  # statistics of the linear input projection: what a linear probe on the tower reads
+            self.norm = self.frame = None
         self.out = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim))
 
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """m (B, T, d), mask (B, T) bool -> (frames m + MLP(m) (B, T, d), summary (B, d))."""
-        m = m + self.frame(self.norm(m))  # (B, T, d)
+        if self.frame is not None:
+            m = m + self.frame(self.norm(m))  # (B, T, d)
         w = mask.to(m.dtype)[..., None]  # (B, T, 1)
         count = w.sum(1).clamp_min(1.0)  # (B, 1)
         mean = (m * w).sum(1) / count  # (B, d)
@@ -85,14 +90,14 @@ class ThinkingBlock(nn.Module):
     """
 
     def __init__(self, audio_dim: int, out_dim: int, num_queries: int, dim: int, layers: int, heads: int,
-                 summary: bool = False):
+                 summary: bool = False, summary_frame_mlp: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"thinking dim {dim} must be a multiple of heads {heads}")
         self.num_queries = num_queries
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)  # (K, d)
         self.in_proj = nn.Linear(audio_dim, dim)
-        self.summary = _Summary(dim) if summary else None
+        self.summary = _Summary(dim, frame_mlp=summary_frame_mlp) if summary else None
         self.layers = nn.ModuleList([_ThinkingLayer(dim, heads) for _ in range(layers)])
         self.out_norm = nn.LayerNorm(dim)
         self.out_proj = nn.Linear(dim, out_dim)

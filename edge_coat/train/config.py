@@ -56,6 +56,14 @@ class TrainConfig(BaseModel):
     thinking_summary: bool = Field(
         default=False, description="a new model's thinking block reads a statistics-pooled summary (CoatConfig)"
     )
+    summary_frame_mlp: bool = Field(
+        default=True, description="a new model's summary has its per-frame MLP (CoatConfig.summary_frame_mlp)"
+    )
+    standardize_tower: bool = Field(
+        default=False,
+        description="a new model with a pretrained tower folds the per-channel standardisation of the tower's output "
+                    "on its training clips into the tower's final LayerNorm (edge_coat.train.standardize)",
+    )
     llm_audio_stride: int = Field(
         default=1, ge=1, le=50, description="a new model averages audio positions in groups of N before the LLM"
     )

@@ -74,7 +74,8 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
     """Encode every training clip once per tower variant (cached on disk) and draw batches from that."""
     from tqdm import tqdm
 
-    from edge_coat.train.towercache import TowerBatchMaker, TowerCache
+    from edge_coat.train.standardize import fold_into_tower, standardize, tower_stats
+    from edge_coat.train.towercache import TowerBatchMaker, TowerCache, tower_fingerprint
 
     towers = TowerCache(model, config.tower_cache, config.tower_variants, gain_db=config.augment.gain_db)
     features = []
@@ -82,6 +83,13 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
         features.append([towers.features(_cap(ex.wave, model.max_window_seconds))
                          for ex in tqdm(folder, disable=not config.progress, desc="tower", leave=False)])
     log.info("tower cache: %d variants computed, the rest read from %s", towers.computed, towers.root)
+    if config.standardize_tower and model.config.tower_standardized is None:
+        # measured on the training clips as recorded (variant 0, clean), then the same map for every variant
+        clean = [f[0] for folder in features for f in folder]
+        mean, std = tower_stats(clean)
+        fold_into_tower(model, mean, std, tower_fingerprint(model), len(clean))
+        features = [[[standardize(v, model.config.tower_standardized) for v in f] for f in folder]
+                    for folder in features]
     return TowerBatchMaker(examples, features, prompts, experts, model.max_seconds,
                            config.augment.crop_seconds, rng, time_mask=config.time_mask,
                            channel_mask=config.channel_mask)
@@ -189,6 +197,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     for src, s in zip(config.data, splits):
         log.info("%s (%s): %d train, %d val, %d held out", src.path, src.task, len(s.train), len(s.val), len(s.held_out))
     seed_everything(config.seed)
+    fresh = None
     if config.init_model is not None:
         model = CoatModel.from_pretrained(config.init_model)
         have = {e.name for e in model.config.experts}
@@ -204,7 +213,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
             model = CoatModel.from_pretrained(init_dir)
         else:
             model = new_model(config, tasks, specs)
-            model.save_pretrained(init_dir)
+            fresh = init_dir  # saved once the tower's standardisation (measured on the training clips) is folded in
 
     model.config.answer_weight = config.answer_weight
     cache = TeacherCache(config.teacher_cache)
@@ -216,7 +225,11 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     if config.tower_variants:
         make_batch = _tower_batches(model, config, examples, prompts, use_experts, rng)
     else:
+        if config.standardize_tower:
+            raise ValueError("--standardize-tower needs the frozen tower's cache (--tower-variants)")
         make_batch = BatchMaker(examples, prompts, use_experts, model.max_seconds, config.augment, rng)
+    if fresh is not None:
+        model.save_pretrained(fresh)
     # validation clips held through training only when they select the checkpoint
     val_sets = validation_sets(config, splits, model.clip_seconds) if config.val_every else None
     validate = make_validator(model, config, val_sets) if val_sets is not None else None

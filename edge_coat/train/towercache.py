@@ -29,6 +29,7 @@ from edge_coat.experts.cache import audio_sha256
 from edge_coat.messages import SAMPLE_RATE
 from edge_coat.train.augment import apply_channel
 from edge_coat.train.data import expert_batch
+from edge_coat.train.standardize import standardize, unstandardize
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,11 @@ class TowerCache:
         self.model = model
         self.variants = list(variants)
         self.gain_db = gain_db
-        self.root = Path(root) / tower_fingerprint(model)
+        #: a tower with a folded standardisation (``edge_coat.train.standardize``) reads and writes the cache of
+        #: the tower before the fold, through the same affine map
+        self.standardized = model.config.tower_standardized
+        key = self.standardized.source_fingerprint if self.standardized is not None else tower_fingerprint(model)
+        self.root = Path(root) / key
         self.root.mkdir(parents=True, exist_ok=True)
         self.computed = 0
 
@@ -92,10 +97,15 @@ class TowerCache:
             with torch.inference_mode():
                 hidden, mask = self.model.encode_tower(waves)  # (n, T, Da), (n, T)
             for i, v in enumerate(todo):
-                arr = hidden[i][mask[i]].float().cpu().numpy().astype(np.float16)  # (T_v, Da)
+                arr = hidden[i][mask[i]].float().cpu().numpy()  # (T_v, Da)
+                if self.standardized is not None:
+                    arr = unstandardize(arr, self.standardized)
+                arr = arr.astype(np.float16)
                 self._write(self._path(sha, v), arr)
                 out[v] = arr
             self.computed += len(todo)
+        if self.standardized is not None:
+            out = [standardize(a, self.standardized) for a in out]
         return out  # type: ignore[return-value]
 
     @staticmethod
