@@ -3,12 +3,19 @@
 Two layouts:
 
 * a whole model (``role="model"``): base weights + tokenizer + ``coat_config.json`` +
-  ``coat.safetensors`` + ``thinking.onnx`` + ``manifest.json`` (the embedded ``coat-tiny``), and for
+  ``coat.safetensors`` + the thinking graphs + ``manifest.json`` (the embedded ``coat-tiny``), and for
   the Qwen2-Audio family ``encoder.onnx`` (audio encoder + projector, ``edge_coat.export.encoder``);
 * a site with a real checkpoint: the base checkpoint copied as-is into its own folder with a
   ``role="base"`` manifest (``edge-coat models manifest``), and a small ``role="coat"`` folder with
-  ``coat_config.json``, ``coat.safetensors``, ``thinking.onnx`` and, when trained with one, a LoRA
+  ``coat_config.json``, ``coat.safetensors``, the thinking graphs and, when trained with one, a LoRA
   adapter in ``lora/`` (see ``edge_coat.model.lora``), written by ``edge-coat export --coat-only``.
+
+The thinking graphs: ``thinking.onnx`` (the whole block), its per-frame and per-window parts
+``thinking_frames.onnx`` + ``thinking_window.onnx`` (``export_thinking_parts``: the model stage keeps each
+frame's part per stream), their weights once in ``thinking.weights`` (``share_weights``). Parity of the parts
+is checked as ``thinking_window(thinking_frames(x))`` against the torch block's ``forward`` (component
+``thinking_split``). Bundles exported before the parts hold a self-contained ``thinking.onnx`` only; they
+load and serve as before, whole windows through ``thinking.onnx``.
 
 ``export_bundle`` refuses to write a bundle whose ONNX graphs fail parity: it builds the bundle in a
 temporary folder beside the target and renames it into place only when every check passed.
@@ -25,13 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_coat.export.encoder import encoder_parity, export_encoder
-from edge_coat.export.onnx_export import export_thinking
+from edge_coat.export.onnx_export import export_thinking, export_thinking_parts, share_weights
 from edge_coat.export.parity import (
     DEFAULT_TOLERANCE,
     ParityInput,
     audio_inputs,
     check_parity,
     random_inputs,
+    split_runner,
     synthetic_waves,
 )
 from edge_coat.model.config import EncoderRuntimeConfig, ThinkingRuntimeConfig
@@ -40,7 +48,10 @@ from edge_coat.model.lora import LORA_DIR, attach_lora
 from edge_coat.model.manifest import MANIFEST_NAME, Manifest, build_manifest, verify, write_manifest
 from edge_coat.model.runtime import (
     ENCODER_ONNX,
+    THINKING_FRAMES_ONNX,
     THINKING_ONNX,
+    THINKING_WEIGHTS,
+    THINKING_WINDOW_ONNX,
     OnnxThinkingBlock,
     attach_onnx_encoder,
     supports_onnx_encoder,
@@ -49,12 +60,13 @@ from edge_coat.model.runtime import (
 log = logging.getLogger(__name__)
 
 #: Files of a CoAT weights folder (everything else in a model folder belongs to the base).
-COAT_FILES = ("coat_config.json", "coat.safetensors", THINKING_ONNX)
+THINKING_FILES = (THINKING_ONNX, THINKING_FRAMES_ONNX, THINKING_WINDOW_ONNX, THINKING_WEIGHTS)
+COAT_FILES = ("coat_config.json", "coat.safetensors", *THINKING_FILES)
 
 
 def _copy_tree(src: Path, dst: Path, *, only: tuple[str, ...] | None = None) -> None:
-    """Copy ``src`` into ``dst``, without its manifest or exported graph (both are rebuilt)."""
-    skip = {MANIFEST_NAME, THINKING_ONNX, ENCODER_ONNX}
+    """Copy ``src`` into ``dst``, without its manifest or exported graphs (all are rebuilt)."""
+    skip = {MANIFEST_NAME, ENCODER_ONNX, *THINKING_FILES}
     for item in sorted(src.iterdir()):
         if item.name in skip or (only is not None and item.name not in only):
             continue
@@ -127,14 +139,16 @@ def export_bundle(
             if coat_dir is not None:
                 _copy_tree(coat_src, tmp)
         onnx_path = export_thinking(block, tmp / THINKING_ONNX)
+        share_weights([onnx_path, *export_thinking_parts(block, tmp)], THINKING_WEIGHTS)
         cpu = (runtime or ThinkingRuntimeConfig()).model_copy(update={"provider": "cpu", "verify_bundle": False})
         onnx_block = OnnxThinkingBlock(onnx_path, cpu)
         inputs: list[ParityInput] = random_inputs(audio_dim)
         inputs.append(audio_inputs(model, synthetic_waves(_durations(model.max_seconds)), "synthetic"))
         if real_waves:
             inputs.append(audio_inputs(model, real_waves, "real"))
-        record = check_parity(block, onnx_block, inputs, tolerance=tolerance, file=THINKING_ONNX)
-        records = [record]
+        records = [check_parity(block, onnx_block, inputs, tolerance=tolerance, file=THINKING_ONNX),
+                   check_parity(block, split_runner(onnx_block), inputs, tolerance=tolerance,
+                                file=THINKING_WINDOW_ONNX, component="thinking_split")]
         if encoder:
             enc_path = export_encoder(model, tmp / ENCODER_ONNX)
             enc_rt = EncoderRuntimeConfig(provider="cpu", intra_op_threads=cpu.intra_op_threads)

@@ -3,6 +3,20 @@
 ``torch.onnx.export(..., dynamo=True)`` traces the block with ``torch.export``; batch and time are
 declared as symbolic dims so one graph serves any batch size and any window length (FACTS.md: the
 SDPA form keeps them symbolic; the legacy exporter bakes the traced length in).
+
+``export_thinking_parts`` writes the block's two parts as well (``ThinkingBlock.frame_features``:
+``thinking_frames.onnx``, audio_embeds (B, T, Da) -> thinking_frames (B, T, F); ``from_frames``:
+``thinking_window.onnx``, thinking_frames (B, T, F) + audio_mask (B, T) -> thinking (B, K, D)), so a
+server can keep each audio frame's part per stream (``edge_coat.worker.encoder_cache``).
+
+Why a graph of its own for the per-frame part, not outputs folded into ``encoder.onnx``: only the
+Qwen2-Audio family exports its encoder (the others encode in torch and still get the split), the encoder
+graph's parity stays the encoder's, and the call it would save costs little next to the per-frame work
+(one onnxruntime call per batch of new chunks: BENCHMARKS.md section 6, "thinking cache").
+
+``share_weights`` moves the three thinking graphs' weights into one external-data file
+(``thinking.weights``) holding each distinct tensor once: the two parts hold the same weights as
+``thinking.onnx``, and three self-contained copies would add ~11 MB to a 57 MB bundle.
 """
 
 from __future__ import annotations
@@ -15,7 +29,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_coat.model.runtime import INPUT_EMBEDS, INPUT_MASK, OUTPUT, THINKING_ONNX
+from edge_coat.model.runtime import (
+    INPUT_EMBEDS,
+    INPUT_FRAMES,
+    INPUT_MASK,
+    OUTPUT,
+    OUTPUT_FRAMES,
+    THINKING_FRAMES_ONNX,
+    THINKING_WINDOW_ONNX,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +48,109 @@ def block_dims(block: nn.Module) -> tuple[int, int, int]:
     return int(block.in_proj.in_features), int(block.num_queries), int(block.out_proj.out_features)
 
 
+def _example(block: nn.Module, frames: int):
+    """(float32 CPU copy of ``block``, example embeds (2, T, Da), mask (2, T) with a padded row, batch and
+    time dims) for tracing: the served block may live on a GPU or in bf16."""
+    audio_dim, _, _ = block_dims(block)
+    cpu_block = copy.deepcopy(block).to("cpu", torch.float32).eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, frames, audio_dim, generator=gen)  # (2, T, Da)
+    m = torch.ones(2, frames, dtype=torch.bool)  # (2, T)
+    m[1, frames // 2:] = False
+    return cpu_block, x, m, torch.export.Dim("batch", min=1), torch.export.Dim("time", min=1)
+
+
 def export_thinking(block: nn.Module, path: str | Path, *, example_frames: int = 37) -> Path:
     """Write ``block`` as ONNX to ``path``: inputs audio_embeds (B, T, Da) float32, audio_mask (B, T)
     bool; output thinking (B, K, D) float32; B and T dynamic. The caller's block is not modified."""
     path = Path(path)
-    audio_dim, _, _ = block_dims(block)
-    # Export a float32 CPU copy: the served block may live on a GPU or in bf16.
-    cpu_block = copy.deepcopy(block).to("cpu", torch.float32).eval()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, example_frames, audio_dim, generator=gen)  # (2, T, Da)
-    m = torch.ones(2, example_frames, dtype=torch.bool)  # (2, T)
-    m[1, example_frames // 2 :] = False
-    batch = torch.export.Dim("batch", min=1)
-    time = torch.export.Dim("time", min=1)
+    cpu_block, x, m, batch, time = _example(block, example_frames)
     save_onnx(cpu_block, (x, m), path, input_names=[INPUT_EMBEDS, INPUT_MASK], output_names=[OUTPUT],
               dynamic_shapes={"audio_embeds": {0: batch, 1: time}, "audio_mask": {0: batch, 1: time}})
     log.info("exported thinking block to %s (%d bytes)", path, path.stat().st_size)
     return path
+
+
+class _FramesGraph(nn.Module):
+    """``ThinkingBlock.frame_features`` as a graph's forward."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, audio_embeds: torch.Tensor) -> torch.Tensor:
+        return self.block.frame_features(audio_embeds)  # (B, T, F)
+
+
+class _WindowGraph(nn.Module):
+    """``ThinkingBlock.from_frames`` as a graph's forward."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, frames: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+        return self.block.from_frames(frames, audio_mask)  # (B, K, D)
+
+
+def export_thinking_parts(block: nn.Module, folder: str | Path, *, example_frames: int = 37) -> tuple[Path, Path]:
+    """Write ``block``'s per-frame and per-window parts (a torch ThinkingBlock) as ``thinking_frames.onnx``
+    and ``thinking_window.onnx`` in ``folder`` (see the module docstring); B and T dynamic. Returns their
+    paths. The caller's block is not modified."""
+    folder = Path(folder)
+    cpu_block, x, m, batch, time = _example(block, example_frames)
+    with torch.no_grad():
+        frames = cpu_block.frame_features(x)  # (2, T, F)
+    frames_path = save_onnx(_FramesGraph(cpu_block), (x,), folder / THINKING_FRAMES_ONNX,
+                            input_names=[INPUT_EMBEDS], output_names=[OUTPUT_FRAMES],
+                            dynamic_shapes={"audio_embeds": {0: batch, 1: time}})
+    window_path = save_onnx(_WindowGraph(cpu_block), (frames, m), folder / THINKING_WINDOW_ONNX,
+                            input_names=[INPUT_FRAMES, INPUT_MASK], output_names=[OUTPUT],
+                            dynamic_shapes={"frames": {0: batch, 1: time}, "audio_mask": {0: batch, 1: time}})
+    log.info("exported the thinking block's parts to %s (%d bytes) and %s (%d bytes)", frames_path,
+             frames_path.stat().st_size, window_path, window_path.stat().st_size)
+    return frames_path, window_path
+
+
+def share_weights(paths: list[Path], data_name: str, *, min_bytes: int = 1024, align: int = 64) -> Path:
+    """Rewrite the self-contained graphs at ``paths`` (one folder) so that their weights of at least
+    ``min_bytes`` live in one external-data file ``data_name`` beside them, each distinct tensor (same dtype,
+    shape and bytes) once, at ``align``-byte offsets. onnxruntime reads it from the graph's folder. Returns the
+    data file's path."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    folder = paths[0].parent
+    data_path = folder / data_name
+    where: dict[str, tuple[int, int]] = {}  # content key -> (offset, length)
+    with open(data_path, "wb") as f:
+        for path in paths:
+            model = onnx.load(str(path))
+            for tensor in model.graph.initializer:
+                raw = numpy_helper.to_array(tensor).tobytes()  # little-endian, as ONNX raw_data stores it
+                if len(raw) < min_bytes:
+                    continue
+                key = hashlib.sha256(f"{tensor.data_type}:{list(tensor.dims)}:".encode() + raw).hexdigest()
+                if key not in where:
+                    offset = -(-f.tell() // align) * align
+                    f.write(b"\0" * (offset - f.tell()))
+                    f.write(raw)
+                    where[key] = (offset, len(raw))
+                offset, length = where[key]
+                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                    tensor.ClearField(field)
+                tensor.raw_data = raw  # set_external_data wants a raw_data field to replace
+                set_external_data(tensor, location=data_name, offset=offset, length=length)
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                tensor.ClearField("raw_data")
+            onnx.save(model, str(path))
+            onnx.checker.check_model(str(path))
+    log.info("thinking graphs' weights shared in %s (%d bytes, %d tensors)", data_path, data_path.stat().st_size,
+             len(where))
+    return data_path
 
 
 def save_onnx(module: nn.Module, args: tuple, path: Path, *, input_names: list[str], output_names: list[str],

@@ -98,8 +98,10 @@ def check_parity(
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     file: str = "thinking.onnx",
+    component: str = "thinking",
 ) -> ParityRecord:
-    """Compare the torch ``block`` with ``onnx_block`` on every input. Raises ParityError over tolerance."""
+    """Compare the torch ``block`` with ``onnx_block`` (a callable (embeds, mask) -> (B, K, D) torch tensor) on
+    every input. Raises ParityError over tolerance."""
     import_onnxruntime()  # a clear message before any work when it is missing
     if not inputs:
         raise ValueError("parity needs at least one input; got none")
@@ -118,8 +120,22 @@ def check_parity(
         b, t = inp.mask.shape
         cases.append(ParityCase(source=inp.source, batch=b, frames=t, max_abs_diff=diff))
         log.info("parity %s B=%d T=%d: max abs diff %.3g", inp.source, b, t, diff)
-    return parity_record("thinking", file, "ONNX thinking block", getattr(onnx_block, "provider", "?"), cases,
-                         tolerance)
+    what = "ONNX thinking block" if component == "thinking" else f"ONNX {component}"
+    return parity_record(component, file, what, getattr(onnx_block, "provider", "?"), cases, tolerance)
+
+
+class split_runner:  # noqa: N801 - used like a function: split_runner(block)(embeds, mask)
+    """``block.from_frames(block.frame_features(embeds), mask)``: an ``OnnxThinkingBlock``'s two part graphs
+    run one after the other over whole windows, for ``check_parity`` (component ``thinking_split``)."""
+
+    def __init__(self, block):
+        if not block.can_split:
+            raise ValueError(f"{block}: {block.split_note}")
+        self.block = block
+        self.provider = block.provider
+
+    def __call__(self, embeds, mask):
+        return self.block.from_frames(self.block.frame_features(embeds), mask)  # (B, K, D)
 
 
 def parity_record(component: str, file: str, what: str, provider: str, cases: list[ParityCase],

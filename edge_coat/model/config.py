@@ -245,6 +245,13 @@ class EncoderCacheConfig(BaseModel):
         "run, so a window encodes only the chunks not encoded yet (a stream's first window: the one that "
         "completed it, not all of them); needs the cache",
     )
+    thinking_frames: bool = Field(
+        default=True,
+        description="also keep each chunk's part of the thinking block that depends on one audio frame alone "
+        "(thinking_frames.onnx: its input projection, summary MLP, cross-attention keys/values), so a window runs "
+        "only the per-window part (thinking_window.onnx) over the kept frames; needs the cache and a bundle with "
+        "both graphs (older bundles: the whole block per window, and the stage's info says so)",
+    )
 
 
 class ModelSection(BaseModel):

@@ -32,10 +32,15 @@ from edge_coat.model.config import FAMILY_SPECS, EncoderRuntimeConfig, ThinkingR
 log = logging.getLogger(__name__)
 
 THINKING_ONNX = "thinking.onnx"
+THINKING_FRAMES_ONNX = "thinking_frames.onnx"
+THINKING_WINDOW_ONNX = "thinking_window.onnx"
+THINKING_WEIGHTS = "thinking.weights"
 ENCODER_ONNX = "encoder.onnx"
 INPUT_EMBEDS = "audio_embeds"
 INPUT_MASK = "audio_mask"
 OUTPUT = "thinking"
+INPUT_FRAMES = "thinking_frames"
+OUTPUT_FRAMES = "thinking_frames"
 INPUT_MEL = "mel"
 INPUT_MEL_MASK = "mel_mask"
 OUTPUT_EMBEDS = "audio_embeds"
@@ -123,9 +128,11 @@ def open_checked_session(path: Path, config, input_names: tuple[str, ...], outpu
 
 
 class OnnxThinkingBlock(nn.Module):
-    """Drop-in for ``ThinkingBlock`` running an exported ``thinking.onnx`` in onnxruntime."""
+    """Drop-in for ``ThinkingBlock`` running an exported ``thinking.onnx`` in onnxruntime; with ``split``
+    and the bundle's ``thinking_frames.onnx`` + ``thinking_window.onnx`` beside it, also its two parts
+    (``frame_features``, ``from_frames``; ``can_split`` says whether they are there, ``split_note`` why not)."""
 
-    def __init__(self, path: str | Path, config: ThinkingRuntimeConfig | None = None):
+    def __init__(self, path: str | Path, config: ThinkingRuntimeConfig | None = None, *, split: bool = True):
         super().__init__()
         self.config = config or ThinkingRuntimeConfig()
         self.path = Path(path)
@@ -135,10 +142,74 @@ class OnnxThinkingBlock(nn.Module):
         self.num_queries = int(outputs[OUTPUT].shape[1])
         self.out_dim = int(outputs[OUTPUT].shape[2])
         self.provider = self._session.get_providers()[0]
+        self._frames_session = self._window_session = None
+        self.frame_dim = 0
+        self.split_note = "per-frame/per-window parts not opened (split=False): whole windows only"
+        if split:
+            self._open_parts()
         if self.config.warmup:
             self(np.zeros((1, 4, self.audio_dim), np.float32), np.ones((1, 4), bool))
-        log.info("thinking block: onnxruntime on %s (K=%d, %d -> %d)", self.provider, self.num_queries,
-                 self.audio_dim, self.out_dim)
+            if self.can_split:
+                self.from_frames(self.frame_features(np.zeros((1, 4, self.audio_dim), np.float32)), np.ones((1, 4), bool))
+        log.info("thinking block: onnxruntime on %s (K=%d, %d -> %d); %s", self.provider, self.num_queries,
+                 self.audio_dim, self.out_dim, self.split_note)
+
+    def _open_parts(self) -> None:
+        """The per-frame and per-window graphs beside ``thinking.onnx`` when the bundle has both (bundles
+        exported before them have neither: the block then runs whole windows only)."""
+        frames_path = self.path.with_name(THINKING_FRAMES_ONNX)
+        window_path = self.path.with_name(THINKING_WINDOW_ONNX)
+        if not (frames_path.is_file() and window_path.is_file()):
+            self.split_note = (f"no {THINKING_FRAMES_ONNX} + {THINKING_WINDOW_ONNX} beside {self.path.name} (a bundle "
+                               "exported before them): whole windows only, no per-frame thinking cache")
+            return
+        self._frames_session, f_in, f_out = open_checked_session(frames_path, self.config, (INPUT_EMBEDS,),
+                                                                 OUTPUT_FRAMES)
+        self._window_session, w_in, w_out = open_checked_session(window_path, self.config, (INPUT_FRAMES, INPUT_MASK),
+                                                                 OUTPUT)
+        self.frame_dim = int(f_out[OUTPUT_FRAMES].shape[2])
+        dims = (int(f_in[INPUT_EMBEDS].shape[2]), int(w_in[INPUT_FRAMES].shape[2]), int(w_out[OUTPUT].shape[1]),
+                int(w_out[OUTPUT].shape[2]))
+        if dims != (self.audio_dim, self.frame_dim, self.num_queries, self.out_dim):
+            raise ValueError(
+                f"{frames_path.name} + {window_path.name}: (Da, F, K, D) = {dims} do not fit {self.path.name}'s "
+                f"(Da, K, D) = {(self.audio_dim, self.num_queries, self.out_dim)} and F = {self.frame_dim}; "
+                "re-export the bundle with edge-coat export")
+        self.split_note = (f"per-frame part ({frames_path.name}, F={self.frame_dim}) and per-window part "
+                           f"({window_path.name}) available")
+
+    @property
+    def can_split(self) -> bool:
+        """Whether ``frame_features`` / ``from_frames`` can run (the bundle has both part graphs)."""
+        return self._frames_session is not None
+
+    def frame_features(self, audio_embeds) -> torch.Tensor:
+        """The per-frame part (``ThinkingBlock.frame_features``): audio_embeds (B, T, Da) -> (B, T, F) float32
+        on the input's device (through host memory)."""
+        if not self.can_split:
+            raise RuntimeError(f"{self.split_note}; use forward(audio_embeds, audio_mask)")
+        if audio_embeds.ndim != 3 or audio_embeds.shape[2] != self.audio_dim:
+            raise ValueError(f"audio_embeds: expected shape (B, T, {self.audio_dim}), got {tuple(audio_embeds.shape)}")
+        x, device = _host(audio_embeds, np.float32)
+        out = self._frames_session.run([OUTPUT_FRAMES], {INPUT_EMBEDS: x})[0]  # (B, T, F)
+        return torch.from_numpy(out).to(device)
+
+    def from_frames(self, frames, audio_mask) -> torch.Tensor:
+        """The per-window part (``ThinkingBlock.from_frames``): frames (B, T, F), audio_mask (B, T) bool ->
+        (B, K, D) float32 on the input's device (through host memory)."""
+        if not self.can_split:
+            raise RuntimeError(f"{self.split_note}; use forward(audio_embeds, audio_mask)")
+        if frames.ndim != 3 or frames.shape[2] != self.frame_dim:
+            raise ValueError(f"frames: expected shape (B, T, {self.frame_dim}), got {tuple(frames.shape)}")
+        if tuple(audio_mask.shape) != tuple(frames.shape[:2]):
+            raise ValueError(f"audio_mask: expected shape {tuple(frames.shape[:2])} (B, T), got {tuple(audio_mask.shape)}")
+        x, device = _host(frames, np.float32)
+        m, _ = _host(audio_mask, np.bool_)
+        empty = np.flatnonzero(~m.any(axis=1))
+        if empty.size:
+            raise ValueError(f"audio_mask: windows {empty.tolist()} have no valid frame; expected at least one each")
+        out = self._window_session.run([OUTPUT], {INPUT_FRAMES: x, INPUT_MASK: m})[0]  # (B, K, D)
+        return torch.from_numpy(out).to(device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -188,6 +259,17 @@ class OnnxThinkingBlock(nn.Module):
         torch.cuda.synchronize(x.device)  # onnxruntime runs on its own stream
         self._session.run_with_iobinding(binding)
         return out  # (B, K, D)
+
+
+def _host(x, dtype) -> tuple[np.ndarray, torch.device]:
+    """A C-contiguous numpy array of ``x`` (torch tensor on any device, or array-like) in ``dtype``, and the
+    device to return results to."""
+    if isinstance(x, torch.Tensor):
+        device = x.device
+        x = x.detach().cpu().numpy()
+    else:
+        device = torch.device("cpu")
+    return np.ascontiguousarray(x, dtype=dtype), device
 
 
 def session_count() -> int:

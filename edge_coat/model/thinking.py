@@ -23,10 +23,15 @@ class _Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        b, k, d = x.shape  # x (B, K, d); m (B, T, d); key_mask (B, T) bool, True = attend
+        return self.attend(x, self.kv(m), key_mask)  # x (B, K, d); m (B, T, d) -> (B, K, d)
+
+    def attend(self, x: torch.Tensor, kv: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` with the memory's keys and values already projected: kv = ``self.kv(m)`` (B, T, 2d),
+        a function of each memory frame alone (what ``ThinkingBlock.frame_features`` caches)."""
+        b, k, d = x.shape  # x (B, K, d); kv (B, T, 2d); key_mask (B, T) bool, True = attend
         h = self.heads
         q = self.q(x).reshape(b, k, h, d // h).transpose(1, 2)  # (B, h, K, d/h)
-        kv = self.kv(m).reshape(b, m.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)  # (2, B, h, T, d/h)
+        kv = kv.reshape(b, kv.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)  # (2, B, h, T, d/h)
         bias = None
         if key_mask is not None:
             bias = key_mask[:, None, None, :]  # (B, 1, 1, T) bool
@@ -48,7 +53,16 @@ class _ThinkingLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.cross(self.norm_x(x), self.norm_m(m), mask)  # (B, K, d)
+        return self.forward_kv(x, self.memory_kv(m), mask)  # (B, K, d)
+
+    def memory_kv(self, m: torch.Tensor) -> torch.Tensor:
+        """The cross-attention keys and values of memory frames m (B, T, d) -> (B, T, 2d): per frame
+        (LayerNorm, then a linear map), so a frame's are the same in every window that holds it."""
+        return self.cross.kv(self.norm_m(m))
+
+    def forward_kv(self, x: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` from the memory's ``memory_kv`` (B, T, 2d) instead of the memory itself."""
+        x = x + self.cross.attend(self.norm_x(x), kv, mask)  # (B, K, d)
         s = self.norm_s(x)
         x = x + self.self_attn(s, s)  # (B, K, d)
         return x + self.mlp(self.norm_f(x))  # (B, K, d)
@@ -72,14 +86,23 @@ class _Summary(nn.Module):
 
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """m (B, T, d), mask (B, T) bool -> (frames m + MLP(m) (B, T, d), summary (B, d))."""
-        if self.frame is not None:
-            m = m + self.frame(self.norm(m))  # (B, T, d)
+        m = self.frames(m)  # (B, T, d)
+        return m, self.pool(m, mask)
+
+    def frames(self, m: torch.Tensor) -> torch.Tensor:
+        """The per-frame part: m (B, T, d) -> m + MLP(norm(m)) (B, T, d), or m itself without the MLP."""
+        if self.frame is None:
+            return m
+        return m + self.frame(self.norm(m))  # (B, T, d)
+
+    def pool(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The per-window part: ``frames`` output (B, T, d), mask (B, T) bool -> summary (B, d)."""
         w = mask.to(m.dtype)[..., None]  # (B, T, 1)
         count = w.sum(1).clamp_min(1.0)  # (B, 1)
         mean = (m * w).sum(1) / count  # (B, d)
         var = (((m - mean[:, None]) ** 2) * w).sum(1) / count  # (B, d)
         std = torch.sqrt(var + 1e-5)
-        return m, self.out(torch.cat([mean, std], -1))  # (B, T, d), (B, d)
+        return self.out(torch.cat([mean, std], -1))  # (B, d)
 
 
 class ThinkingBlock(nn.Module):
@@ -87,7 +110,18 @@ class ThinkingBlock(nn.Module):
 
     ``audio_mask`` is True at valid audio frames; every window must have at least one. ``summary``: the
     queries start from, and the memory also holds, a statistics-pooled summary of the window (``_Summary``).
+
+    The same computation in two parts, for a server that keeps what it computed for a stream's earlier
+    windows: ``frame_features(audio_embeds) -> (B, T, F)`` is everything computed from one audio frame alone
+    (``in_proj``, the summary's per-frame MLP, each layer's LayerNorm + key/value projection of the memory
+    frames: almost all the FLOPs), so a frame's are the same in every window that holds it;
+    ``from_frames(frames, audio_mask) -> (B, K, D)`` is the rest (masked mean/std -> summary vector, the
+    summary slot's keys/values, the K queries' layers). ``from_frames(frame_features(x), m)`` equals
+    ``forward(x, m)`` up to float noise (tests/model/test_thinking_split.py). Training runs ``forward``.
     """
+
+    #: ``frame_features`` / ``from_frames`` are available (as on ``OnnxThinkingBlock`` with its part graphs)
+    can_split = True
 
     def __init__(self, audio_dim: int, out_dim: int, num_queries: int, dim: int, layers: int, heads: int,
                  summary: bool = False, summary_frame_mlp: bool = True):
@@ -106,6 +140,42 @@ class ThinkingBlock(nn.Module):
     def dtype(self) -> torch.dtype:
         """The dtype the block computes in (what callers cast the audio embeddings to)."""
         return self.queries.dtype
+
+    @property
+    def frame_dim(self) -> int:
+        """F, the width of ``frame_features``: [summary frames (d, with a summary)] + [K | V (2d)] per layer."""
+        d = self.in_proj.out_features
+        return (d if self.summary is not None else 0) + 2 * d * len(self.layers)
+
+    def frame_features(self, audio_embeds: torch.Tensor) -> torch.Tensor:
+        """The per-frame part: audio_embeds (B, T, Da) -> (B, T, F), F = ``frame_dim``; each output frame
+        depends on its input frame only."""
+        m = self.in_proj(audio_embeds)  # (B, T, d)
+        parts = []
+        if self.summary is not None:
+            m = self.summary.frames(m)  # (B, T, d)
+            parts.append(m)
+        parts.extend(layer.memory_kv(m) for layer in self.layers)  # L x (B, T, 2d)
+        return torch.cat(parts, -1)  # (B, T, F)
+
+    def from_frames(self, frames: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+        """The per-window part: ``frame_features`` output (B, T, F), audio_mask (B, T) bool -> (B, K, D)."""
+        if frames.ndim != 3 or frames.shape[2] != self.frame_dim:
+            raise ValueError(f"frames: expected shape (B, T, {self.frame_dim}), got {tuple(frames.shape)}")
+        d = self.in_proj.out_features
+        x = self.queries[None].expand(frames.shape[0], -1, -1)  # (B, K, d)
+        off, s = 0, None
+        if self.summary is not None:
+            s = self.summary.pool(frames[..., :d], audio_mask)  # (B, d)
+            x = x + s[:, None]  # (B, K, d)
+            audio_mask = torch.cat([torch.ones_like(audio_mask[:, :1]), audio_mask], 1)  # (B, 1 + T)
+            off = d
+        for i, layer in enumerate(self.layers):
+            kv = frames[..., off + 2 * d * i: off + 2 * d * (i + 1)]  # (B, T, 2d)
+            if s is not None:  # the summary slot's keys/values first, as forward's memory holds it
+                kv = torch.cat([layer.memory_kv(s[:, None]), kv], 1)  # (B, 1 + T, 2d)
+            x = layer.forward_kv(x, kv, audio_mask)
+        return self.out_proj(self.out_norm(x))  # (B, K, D)
 
     def forward(self, audio_embeds: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         m = self.in_proj(audio_embeds)  # (B, T, d)

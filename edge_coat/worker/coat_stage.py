@@ -27,12 +27,21 @@ once per task. Encoding goes through the per-stream encoder cache
 (``edge_coat.worker.encoder_cache``) when the model's chunks encode alike in every window: a stream
 pays for each encoder chunk of its audio once, and the chunks no window encoded before are encoded in
 one batch across streams. ``end_stream`` (the worker's ``EndOfStream``) drops a stream's chunks and pitch frames.
+The thinking block goes through the same cache (``model.encoder_cache.thinking_frames``, with a bundle that
+has the block's two part graphs): the part of it that depends on one audio frame alone
+(``ThinkingBlock.frame_features``: input projection, summary MLP, cross-attention keys/values, almost
+all its FLOPs) is computed once per chunk, with the chunk's encoding (for a batch's new chunks in one
+call, and for chunks encoded ahead), and kept with it; each window then runs only the per-window part
+(``from_frames``: mean/std pooling, the summary slot, the K queries) over its chunks' kept frames. Same
+latents up to float noise (tests/worker/test_thinking_cache.py). Without the cache, or with a bundle
+exported before the part graphs, each window runs the whole block (``info()["thinking_cache"]`` says which).
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
 (``model.encoder_cache.encode_ahead``; one code path on CPU and GPU).
 
-Latency per stage (``encode``: features + audio encoder, with the cache; ``thinking``; ``llm``: prefill
+Latency per stage (``encode``: features + audio encoder, with the cache; ``thinking``: the whole block, or
+the per-frame part of the batch's new chunks plus the per-window part; ``llm``: prefill
 and label scoring; ``readings``; ``total``) goes into each result's ``latency_ms`` and into histograms
 (plus ``ahead``: a call of ``encode_ahead``, in the histograms only)
 that ``stats()`` returns for the metrics collector (read at scrape time, not pushed from the hot path).
@@ -98,6 +107,7 @@ class CoatStage:
         stage = CoatStage(cfg.model)                 # loads the bundle at cfg.model.path
         stage = CoatStage(cfg, model=model)          # an already built model (tests)
         stage = CoatStage(cfg, pitch_cache=False)    # each window's pitch read whole (the benchmarks' baseline)
+        stage = CoatStage(cfg, thinking_cache=False) # each window's thinking block run whole (the same)
         results = stage.process(windows)             # one WindowResult per window, same order
         stage.info(); stage.stats()
     """
@@ -105,7 +115,7 @@ class CoatStage:
     name = "coat"
 
     def __init__(self, cfg: ModelSection, *, model=None, readings: Sequence[str] | None = None,
-                 pitch_cache: bool = True):
+                 pitch_cache: bool = True, thinking_cache: bool = True):
         self.cfg = cfg
         if cfg.torch_threads:
             import torch
@@ -117,7 +127,12 @@ class CoatStage:
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
         self.readings = tuple(readings if readings is not None else cfg.readings)
         self._experts = self._load_experts(self.readings)
-        self.cache, self.cache_note = self._make_cache(cfg)
+        self._frames_s = 0.0  # seconds in the thinking block's per-frame part during the current batch
+        split, self.thinking_note = self._thinking_split(cfg, thinking_cache)
+        self.cache, self.cache_note = self._make_cache(cfg, self._frame_features if split else None)
+        self.thinking_cache = split and self.cache is not None
+        if split and self.cache is None:
+            self.thinking_note = "off: needs the encoder cache (" + self.cache_note.split(":")[0] + "); whole windows"
         # the same readings either way (tests/worker/test_pitch_cache.py); off: the benchmarks' baseline
         self.pitch_cache = PitchFrameCache() if pitch_cache and "pitch" in self.readings else None
         self._pitch_stats: dict = self.pitch_cache.stats() if self.pitch_cache is not None else {}
@@ -129,11 +144,33 @@ class CoatStage:
         self._warned: set[str] = set()
         info = self.info()
         log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
-                 "encoder cache %s", info["name"], info["version"], info["family"], info["quantization"],
-                 info["encoder"], info["thinking"], sorted(self.tasks), list(self.readings), self.cache_note)
+                 "encoder cache %s; thinking cache %s", info["name"], info["version"], info["family"],
+                 info["quantization"], info["encoder"], info["thinking"], sorted(self.tasks), list(self.readings),
+                 self.cache_note, self.thinking_note)
 
-    def _make_cache(self, cfg: ModelSection) -> tuple[EncoderCache | None, str]:
-        """The per-stream encoder cache when the model allows it, and a line saying which way windows are encoded."""
+    def _thinking_split(self, cfg: ModelSection, wanted: bool) -> tuple[bool, str]:
+        """Whether the thinking block's per-frame part may be kept with the encoder cache's chunks, and why."""
+        block = self.model.thinking
+        if not self.model.config.use_thinking:
+            return False, "off: the model runs without its thinking block"
+        if not wanted or not getattr(getattr(cfg, "encoder_cache", None), "thinking_frames", False):
+            return False, "off (model.encoder_cache.thinking_frames: false): each window runs the whole block"
+        if not getattr(block, "can_split", False):
+            return False, f"off: {getattr(block, 'split_note', 'the thinking block cannot run in parts')}"
+        return True, ("on: each chunk's per-frame part is computed once, with its encoding; each window runs the "
+                      "per-window part")
+
+    def _frame_features(self, embeds):
+        """The thinking block's per-frame part of encoded chunks (N, Tc, D) -> (N, Tc, F), timed for the batch."""
+        t0 = time.perf_counter()
+        block = self.model.thinking
+        out = block.frame_features(embeds.to(block.dtype))
+        self._frames_s += time.perf_counter() - t0
+        return out
+
+    def _make_cache(self, cfg: ModelSection, frames=None) -> tuple[EncoderCache | None, str]:
+        """The per-stream encoder cache when the model allows it (keeping ``frames`` of each chunk when given),
+        and a line saying which way windows are encoded."""
         chunk_s = self.model.chunk_samples / SAMPLE_RATE
         if not getattr(cfg, "encoder_cache", None) or not cfg.encoder_cache.enabled:
             return None, "off (model.encoder_cache.enabled: false): windows are encoded whole"
@@ -142,7 +179,8 @@ class CoatStage:
                           f"{self.model.config.chunk_features!r}), so a {chunk_s:g} s chunk encodes differently "
                           "in each window: windows are encoded whole")
         max_chunks = -(-int(round(self.model.max_window_seconds * SAMPLE_RATE)) // self.model.chunk_samples)
-        cache = EncoderCache(self.model.chunk_samples, max_chunks=max_chunks, max_streams=cfg.encoder_cache.max_streams)
+        cache = EncoderCache(self.model.chunk_samples, max_chunks=max_chunks, max_streams=cfg.encoder_cache.max_streams,
+                             frames=frames)
         ahead = ", as its audio arrives" if cfg.encoder_cache.encode_ahead else ""
         return cache, (f"on: each {chunk_s:g} s chunk of a stream is encoded once{ahead}, for streams whose hop is a "
                        f"whole number of {chunk_s:g} s chunks (others: whole windows)")
@@ -164,6 +202,7 @@ class CoatStage:
                 "llm_device": str(self.model.device), "max_seconds": float(self.model.max_seconds),
                 "max_window_seconds": float(self.model.max_window_seconds),
                 "encoder_cache": self.cache_note, "encoder_cache_on": self.cache is not None,
+                "thinking_cache": self.thinking_note, "thinking_cache_on": self.thinking_cache,
                 "chunk_seconds": self.model.chunk_samples / SAMPLE_RATE,
                 "tasks": {t: list(s.labels) for t, s in self.tasks.items()}}
 
@@ -261,11 +300,18 @@ class CoatStage:
         latents_task = [next((t for t in w.tasks if t in self.tasks), None) for w in windows]
         scored = [i for i in range(n) if valid[i] and latents_task[i] is not None]  # windows the model runs on
         t_encoded = t_thought = t_start
+        self._frames_s = 0.0
         if scored:
             with torch.inference_mode():
-                audio, mask = self._encode([windows[i] for i in scored])  # (B, T, D), (B, T) bool
-                t_encoded = time.perf_counter()
-                think = self.model.think(audio, mask) if self.model.config.use_thinking else None  # (B, K, D)
+                if self.thinking_cache:
+                    audio, mask, frames = self.cache.encode_with_frames([windows[i] for i in scored],
+                                                                        self.model.encode_chunks)  # + (B, T, F)
+                    t_encoded = time.perf_counter()
+                    think = self.model.thinking.from_frames(frames, mask).to(audio.dtype)  # (B, K, D)
+                else:
+                    audio, mask = self._encode([windows[i] for i in scored])  # (B, T, D), (B, T) bool
+                    t_encoded = time.perf_counter()
+                    think = self.model.think(audio, mask) if self.model.config.use_thinking else None  # (B, K, D)
                 t_thought = time.perf_counter()
                 groups: dict[tuple[str, ...], list[int]] = {}  # windows asking for the same tasks: one call
                 for j, i in enumerate(scored):
@@ -283,9 +329,9 @@ class CoatStage:
         t_model = time.perf_counter()
         readings, tags = self._readings(windows)
         t_end = time.perf_counter()
-        latency = {
-            "encode": t_encoded - t_start if scored else 0.0,
-            "thinking": t_thought - t_encoded if scored else 0.0,
+        latency = {  # the per-frame part, run inside the cache's encode, counts as thinking
+            "encode": t_encoded - t_start - self._frames_s if scored else 0.0,
+            "thinking": t_thought - t_encoded + self._frames_s if scored else 0.0,
             "llm": t_model - t_thought if scored else 0.0,
             "readings": t_end - t_model,
             "total": t_end - t_start,

@@ -37,6 +37,13 @@ first window is checked against nothing.
 The cache is used from the model thread only (no lock). ``encode(windows, encode_chunks)`` is the entry
 point for a batch: it looks up every window's chunks, encodes the misses of the whole batch (every
 stream) in one ``encode_chunks`` call, stores them, and returns the batch's audio positions.
+
+Per-frame features kept alongside (``frames``, the thinking block's per-frame part,
+``ThinkingBlock.frame_features``): a function of each audio position alone, so it is as exact to keep per
+chunk as the encoding. With ``EncoderCache(..., frames=fn)`` every chunk encoded (in a window's batch or
+ahead) also goes through ``fn`` ((N, Tc, D) -> (N, Tc, F)), in one call for all the chunks encoded
+together, and is stored with the chunk under the same key, dropped by the same rules and counted in the
+same bytes; ``encode_with_frames`` returns the windows' frames with their audio positions.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ COUNTERS = ("hits", "encoded", "shared_in_batch", "mismatches", "windows_uncache
             "hits_ahead", "ahead_encoded", "ahead_held", "ahead_skipped")
 
 EncodeChunks = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor]]
+#: encoded chunks (N, Tc, D) -> per-frame features (N, Tc, F), each output frame a function of its input frame
+FrameFeatures = Callable[[torch.Tensor], torch.Tensor]
 
 
 def reset_reason(w: Window, state, grid: int) -> str | None:
@@ -89,8 +98,9 @@ def reset_reason(w: Window, state, grid: int) -> str | None:
 @dataclass
 class _Stream:
     """One stream's encoded chunks: (first sample, length) -> (check sample (c,) float32, valid positions
-    (T_c, D), encoded ahead of its windows), oldest first, and the bytes they hold. ``last_start``: the
-    start of its latest window (None: none yet, it was met through chunks encoded ahead)."""
+    (T_c, D), encoded ahead of its windows, their per-frame features (T_c, F) or None), oldest first, and
+    the bytes they hold. ``last_start``: the start of its latest window (None: none yet, it was met through
+    chunks encoded ahead)."""
 
     sid: str
     epoch: int
@@ -100,11 +110,13 @@ class _Stream:
     nbytes: int = 0
 
     @staticmethod
-    def size(entry: tuple[np.ndarray, torch.Tensor, bool]) -> int:
-        check, positions, _ = entry
-        return check.nbytes + positions.element_size() * positions.nelement()
+    def size(entry: tuple[np.ndarray, torch.Tensor, bool, torch.Tensor | None]) -> int:
+        check, positions, _, frames = entry
+        extra = frames.element_size() * frames.nelement() if frames is not None else 0
+        return check.nbytes + positions.element_size() * positions.nelement() + extra
 
-    def put(self, key: tuple[int, int], entry: tuple[np.ndarray, torch.Tensor, bool]) -> tuple[int, int]:
+    def put(self, key: tuple[int, int], entry: tuple[np.ndarray, torch.Tensor, bool, torch.Tensor | None]
+            ) -> tuple[int, int]:
         """Store a chunk (a replaced one moves to the end); returns the change in (chunks, bytes) held."""
         chunks, freed = self.pop(key)
         self.chunks[key] = entry
@@ -130,13 +142,18 @@ class EncoderCache:
         audio, mask = cache.encode(windows, model.encode_chunks)   # (B, T, D), (B, T) bool
         cache.drop(stream_id, "ended")                              # at EndOfStream
         cache.stats()
+
+        cache = EncoderCache(model.chunk_samples, max_chunks=15, frames=block.frame_features)
+        audio, mask, frames = cache.encode_with_frames(windows, model.encode_chunks)  # + (B, T, F)
     """
 
-    def __init__(self, chunk_samples: int, *, max_chunks: int, max_streams: int = 4096):
+    def __init__(self, chunk_samples: int, *, max_chunks: int, max_streams: int = 4096,
+                 frames: FrameFeatures | None = None):
         if chunk_samples <= 0 or max_chunks < 1 or max_streams < 1:
             raise ValueError(f"expected chunk_samples > 0, max_chunks >= 1, max_streams >= 1; got "
                              f"{chunk_samples}, {max_chunks}, {max_streams}")
         self.chunk_samples = chunk_samples
+        self.frames = frames
         self.max_chunks = max_chunks
         self.max_streams = max_streams
         self._stride = max(1, chunk_samples // CHECK_SAMPLES)
@@ -147,13 +164,20 @@ class EncoderCache:
 
     # ---- the batch ----------------------------------------------------------------------------
     def encode(self, windows: Sequence[Window], encode_chunks: EncodeChunks) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encode_with_frames`` without the frames: (embeds (B, T, D), mask (B, T) bool)."""
+        embeds, mask, _ = self.encode_with_frames(windows, encode_chunks)
+        return embeds, mask
+
+    def encode_with_frames(self, windows: Sequence[Window], encode_chunks: EncodeChunks
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The audio positions of ``windows`` (any streams, each stream's in time order): (embeds (B, T, D),
         mask (B, T) bool), each window's valid positions first, then padding (mask False) up to the longest
         window's: what ``CoatModel.encode`` returns, up to float noise and the padding length.
 
         Chunks that no earlier window of their stream encoded go through ``encode_chunks`` (list of (n,)
         float32 -> ((N, Tc, D), (N, Tc) bool)) in one call for the whole batch; a chunk two windows of the
-        batch share is encoded once."""
+        batch share is encoded once. Third: the windows' per-frame features (B, T, F) laid out like the embeds
+        (None without ``frames``), the batch's new chunks' in one ``frames`` call."""
         misses: list[np.ndarray] = []
         to_store: list[tuple[_Stream, tuple[int, int], np.ndarray, int]] = []  # (stream, key, check, miss index)
         pending: dict[tuple, int] = {}  # (stream id, key, check bytes) -> index in misses
@@ -168,7 +192,7 @@ class EncoderCache:
                 check = chunk[::self._stride]
                 hit = st.chunks.get(key)
                 if hit is not None and np.array_equal(hit[0], check):
-                    refs.append(("hit", hit[1]))
+                    refs.append(("hit", hit))
                     counts["hits"] += 1
                     if hit[2]:
                         counts["hits_ahead"] += 1
@@ -187,19 +211,28 @@ class EncoderCache:
                 refs.append(("new", j))
             where.append(refs)
         counts["encoded"] += len(misses)
-        new: list[torch.Tensor] = []
+        new: list[tuple] = []  # per miss: an entry without its check sample (None, positions, False, frames)
         if misses:
-            embeds, mask = encode_chunks(misses)  # (N, Tc, D), (N, Tc) bool
-            new = [embeds[j][mask[j]] for j in range(len(misses))]  # N x (T_j, D)
+            new = self._encode_new(misses, encode_chunks, ahead=False)
         for st, key, check, j in to_store:
             if self._streams.get(st.sid) is st:  # not reset or dropped later in this batch
-                dc, db = st.put(key, (check, new[j], False))
+                dc, db = st.put(key, (check, *new[j][1:]))
                 self.nchunks += dc
                 self.nbytes += db
-        out = self._join([[r[1] if r[0] == "hit" else new[r[1]] for r in refs] for refs in where])
+        entries = [[r[1] if r[0] == "hit" else new[r[1]] for r in refs] for refs in where]
+        embeds, mask = self._join([[e[1] for e in row] for row in entries])
+        frames = self._join([[e[3] for e in row] for row in entries])[0] if self.frames is not None else None
         for sid in {w.stream_id for w in windows}:
             self._evict(sid)
-        return out
+        return embeds, mask, frames
+
+    def _encode_new(self, chunks: list[np.ndarray], encode_chunks: EncodeChunks, *, ahead: bool) -> list[tuple]:
+        """Encode ``chunks`` in one call (and their per-frame features in one ``frames`` call): per chunk
+        (None, valid positions (T_j, D), ahead, valid frames (T_j, F) or None)."""
+        embeds, mask = encode_chunks(chunks)  # (N, Tc, D), (N, Tc) bool
+        feats = self.frames(embeds) if self.frames is not None else None  # (N, Tc, F)
+        return [(None, embeds[j][mask[j]], ahead, feats[j][mask[j]] if feats is not None else None)
+                for j in range(len(chunks))]
 
     def encode_ahead(self, chunks: Sequence[AudioChunk], encode_chunks: EncodeChunks) -> int:
         """Encode and keep chunks that the streams' next windows will hold (each stream's in time order),
@@ -222,10 +255,10 @@ class EncoderCache:
             todo[(c.stream_id, key)] = (st, check.copy(), c.samples)
         if not todo:
             return 0
-        embeds, mask = encode_chunks([samples for _, _, samples in todo.values()])  # (N, Tc, D), (N, Tc) bool
+        new = self._encode_new([samples for _, _, samples in todo.values()], encode_chunks, ahead=True)
         for j, ((_, key), (st, check, _)) in enumerate(todo.items()):
             if self._streams.get(st.sid) is st:  # not reset or dropped by a later chunk of this call
-                dc, db = st.put(key, (check, embeds[j][mask[j]], True))
+                dc, db = st.put(key, (check, *new[j][1:]))
                 self.nchunks += dc
                 self.nbytes += db
         counts["ahead_encoded"] += len(todo)
@@ -235,14 +268,18 @@ class EncoderCache:
 
     @staticmethod
     def _join(rows: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per window, its chunks' valid positions (T_j, D) in time order -> (embeds (B, T, D), mask (B, T))."""
-        cat = [torch.cat(parts, 0) if len(parts) > 1 else parts[0] for parts in rows]  # B x (T_i, D)
-        t = max(r.shape[0] for r in cat)
-        out = cat[0].new_zeros(len(cat), t, cat[0].shape[1])  # (B, T, D)
-        mask = torch.zeros(len(cat), t, dtype=torch.bool, device=out.device)  # (B, T)
-        for i, valid in enumerate(cat):
-            out[i, : valid.shape[0]] = valid
-            mask[i, : valid.shape[0]] = True
+        """Per window, its chunks' valid positions (T_j, X) in time order -> (padded (B, T, X), mask (B, T)),
+        each part copied once, straight into its place."""
+        lengths = [sum(p.shape[0] for p in parts) for parts in rows]
+        first = rows[0][0]
+        out = first.new_zeros(len(rows), max(lengths), first.shape[1])  # (B, T, X)
+        mask = torch.zeros(len(rows), max(lengths), dtype=torch.bool, device=out.device)  # (B, T)
+        for i, parts in enumerate(rows):
+            t = 0
+            for p in parts:
+                out[i, t: t + p.shape[0]] = p
+                t += p.shape[0]
+            mask[i, :t] = True
         return out, mask
 
     # ---- per stream ---------------------------------------------------------------------------

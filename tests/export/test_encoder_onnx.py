@@ -47,7 +47,7 @@ def test_bundle_carries_the_encoder_and_its_parity(bundles):
 @pytest.mark.parametrize("family", ["qwen2_5_omni", "audioflamingo3"])
 def test_other_families_keep_the_torch_encoder_and_say_so(bundles, family, caplog):
     manifest, folder = bundles[family]
-    assert not (folder / ENCODER_ONNX).exists() and [r.component for r in manifest.parity] == ["thinking"]
+    assert not (folder / ENCODER_ONNX).exists() and [r.component for r in manifest.parity] == ["thinking", "thinking_split"]
     with caplog.at_level(logging.INFO, logger="edge_coat.model.loading"):
         model = load_bundle(folder, runtime=CPU)
     assert runtime_status(model)["encoder"] == "torch cpu" and model.audio_encoder is None

@@ -32,8 +32,8 @@ def test_export_records_parity_over_shapes_and_sources(bundles, family):
     assert manifest.role == "model" and manifest.family == family
     assert "thinking.onnx" in {f.path for f in manifest.files}
     # the audio encoder is exported for the Qwen2-Audio family only (tests/export/test_encoder_onnx.py)
-    assert [r.component for r in manifest.parity] == (["thinking", "encoder"] if family == "qwen2_audio"
-                                                      else ["thinking"])
+    assert [r.component for r in manifest.parity] == (["thinking", "thinking_split", "encoder"]
+                                                      if family == "qwen2_audio" else ["thinking", "thinking_split"])
     record = manifest.parity[0]
     assert record.component == "thinking" and record.tolerance == 1e-4
     assert 0 < record.max_abs_diff <= 1e-4
@@ -72,6 +72,52 @@ def test_dynamic_batch_and_time_axes(saved_models, bundles):
         got = block(torch.from_numpy(x), torch.from_numpy(mask))  # torch in, torch out
         assert isinstance(got, torch.Tensor) and got.shape == (b, block.num_queries, block.out_dim)
         assert float((got - want).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bundle_carries_the_two_parts_with_shared_weights(saved_models, bundles, family, tmp_path):
+    """thinking_frames.onnx + thinking_window.onnx beside thinking.onnx, all three reading one weights file that
+    holds each tensor once (coat-tiny's four files: 11.1 MB, its self-contained thinking.onnx 10.8 MB), their
+    parity recorded, and the parts matching torch's two parts and its forward at any batch and length."""
+    from edge_coat.export.onnx_export import export_thinking
+
+    torch_model, _ = saved_models[family]
+    manifest, folder = bundles[family]
+    files = {f.path: f.size for f in manifest.files}
+    parts = ("thinking.onnx", "thinking_frames.onnx", "thinking_window.onnx", "thinking.weights")
+    assert set(parts) <= set(files)
+    alone = export_thinking(torch_model.thinking, tmp_path / "thinking.onnx").stat().st_size
+    assert files["thinking.weights"] < alone and files["thinking.onnx"] < alone  # each large weight once, out of the graphs
+    record = next(r for r in manifest.parity if r.component == "thinking_split")
+    assert record.file == "thinking_window.onnx" and 0 <= record.max_abs_diff <= 1e-4
+    assert {c.source for c in record.cases} == {"random", "synthetic"}
+    block = OnnxThinkingBlock(folder / "thinking.onnx", CPU)
+    assert block.can_split and block.frame_dim == torch_model.thinking.frame_dim
+    rng = np.random.default_rng(8)
+    for b, t in [(1, 1), (7, 25), (3, 250)]:
+        x = torch.from_numpy(rng.standard_normal((b, t, block.audio_dim), dtype=np.float32))  # (B, T, Da)
+        mask = torch.ones(b, t, dtype=torch.bool)
+        mask[1:, t // 3 + 1:] = False
+        with torch.no_grad():
+            frames = torch_model.thinking.frame_features(x)
+            want = torch_model.thinking(x, mask)
+        got_frames = block.frame_features(x)
+        assert got_frames.shape == (b, t, block.frame_dim)
+        assert float((got_frames - frames).abs().max()) <= 1e-4
+        assert float((block.from_frames(got_frames, mask) - want).abs().max()) <= 1e-4
+    with pytest.raises(ValueError, match=rf"frames: expected shape \(B, T, {block.frame_dim}\), got \(1, 5, 3\)"):
+        block.from_frames(np.zeros((1, 5, 3), np.float32), np.ones((1, 5), bool))
+    with pytest.raises(ValueError, match=r"windows \[0\] have no valid frame"):
+        block.from_frames(np.zeros((1, 5, block.frame_dim), np.float32), np.zeros((1, 5), bool))
+
+
+def test_a_modified_shared_weights_file_is_refused(bundles, tmp_path):
+    flipped = shutil.copytree(bundles["qwen2_audio"][1], tmp_path / "flipped")
+    data = bytearray((flipped / "thinking.weights").read_bytes())
+    data[len(data) // 3] ^= 0x40
+    (flipped / "thinking.weights").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"thinking\.weights: modified"):
+        load_bundle(flipped, runtime=CPU)
 
 
 def test_sessions_are_shared_and_bad_input_is_refused(bundles):
