@@ -1,5 +1,7 @@
 """Does the model stage's encoder cache change answers? Dev clips played as streams through `CoatStage`
-with the per-stream encoder cache on and off, the same windows both ways.
+with the per-stream encoder cache on and off, the same windows both ways. "On" keeps the thinking block's
+per-frame part with the encoded chunks too, when the bundle has its part graphs (``thinking_cache_used``);
+"off" runs the whole block per window.
 
 What runs: the clips of a dataset folder (``labels.csv``; ``--speakers`` keeps a dev split's speakers)
 are concatenated in file order into streams of about ``--stream-seconds`` each, cut into ``--window``
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "cache_parity", "model": what, "model_dir": str(model_dir), "stage": on.info(),
         "data": str(args.data), "task": args.task, "speakers": args.speakers, "clips": len(clips),
         "streams": len(streams), "windows": len(windows), "window_s": args.window, "hop_s": args.hop,
-        "cache_used": on.cache is not None, "encoder_cache": on.stats()["encoder_cache"],
+        "cache_used": on.cache is not None, "thinking_cache_used": on.thinking_cache,
+        "encoder_cache": on.stats()["encoder_cache"],
         "max_abs_prob_diff": dp, "max_abs_latent_diff": dl,
         "metrics": {"cache_on": metrics(args.task, labels, with_cache, candidates),
                     "cache_off": metrics(args.task, labels, without, candidates)},
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     keys = ("auc", "pauc") if args.task == "anomaly" else ("accuracy", "ua", "macro_f1")
     print(f"{args.task} on {len(windows)} windows of {len(streams)} streams ({len(clips)} clips of {args.data}), "
-          f"cache {'used' if result['cache_used'] else 'NOT used: ' + on.cache_note}")
+          f"cache {'used' if result['cache_used'] else 'NOT used: ' + on.cache_note}; thinking cache {on.thinking_note}")
     for mode in ("cache_on", "cache_off"):
         m = result["metrics"][mode]
         print(f"  {mode:>9}: " + ", ".join(f"{k} {m[k]:.4f}" for k in keys if k in m))

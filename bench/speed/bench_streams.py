@@ -1,7 +1,8 @@
 """Streams per CPU core in real time: the most concurrent streams whose windows are all processed
-within their hop, with the model stage's per-stream caches on and off (the encoder cache of 2 s chunks
-and the pitch frame cache: "off" is a stage whose cost follows the windows, "on" one whose cost follows
-the audio), and with batching on (``max_batch`` 8, 16, ...) and off (``max_batch`` 1).
+within their hop, with the model stage's per-stream caches on and off (the encoder cache of 2 s chunks,
+the thinking block's per-frame part kept with it, and the pitch frame cache: "off" is a stage whose cost
+follows the windows, "on" one whose cost follows the audio), and with batching on (``max_batch`` 8, 16,
+...) and off (``max_batch`` 1).
 
 What runs: the worker's real batch queue (`edge_coat.worker.service.BatchQueue`, ``max_wait_s`` as
 the site default) feeding the real model stage (`CoatStage`, the embedded default model with its
@@ -328,10 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = section.model_copy(update={"encoder_cache": section.encoder_cache.model_copy(
             update={"enabled": mode == "on"})})
         model = next(iter(stages.values())).model if stages else None
-        stages[mode] = CoatStage(cfg, model=model, pitch_cache=mode == "on")
+        stages[mode] = CoatStage(cfg, model=model, pitch_cache=mode == "on", thinking_cache=mode == "on")
     first = next(iter(stages.values()))
     if "on" in stages and stages["on"].cache is None:
         print(f"note: the encoder cache is not used with this model: {stages['on'].cache_note}")
+    if "on" in stages and not stages["on"].thinking_cache:
+        print(f"note: the thinking cache is not used with this model: {stages['on'].thinking_note}")
     unknown = [t for t in args.tasks if t not in first.tasks]
     if unknown:
         raise SystemExit(f"--tasks {unknown}: the model knows {sorted(first.tasks)}")
@@ -389,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "streams_running_at_start": not args.cold,
         "repeats": args.repeats, "quick": args.quick, "cache_modes": list(modes),
         "encoder_cache_used": "on" in stages and stages["on"].cache is not None,
+        "thinking_cache_used": "on" in stages and stages["on"].thinking_cache,
         "streams_per_core": spc / args.threads if spc is not None else None,
         "streams_per_core_setting": {"cache": best_mode, "max_batch": best_b, "threads": args.threads},
         "cache_speedup": cache_speedup[str(best_b)]["median"] if cache_speedup else None,

@@ -158,3 +158,21 @@ def test_cache_parity_streams_and_window_labels():
     # dev0 window 1 (1-5 s) holds 2 s of a and 2 s of b: a tie goes to the earlier clip; window 2 is all b
     assert labels == ["a", "c", "a", "c", "b", "b"]
     assert all(w.samples.size == 64000 and w.start_sample == w.index * 16000 for w in windows)
+
+
+def test_bench_thinking_cache_runs_both_stages_on_the_shipped_bundle(tmp_path):
+    """The per-part profile with the thinking cache on and off (issue 14) on the shipped coat-tiny, whose
+    bundle carries the thinking block's two part graphs: both stages score the same windows alike."""
+    from bench.speed import bench_thinking_cache
+
+    if not (common.EMBEDDED / "thinking_window.onnx").is_file():
+        pytest.skip("models/coat-tiny has no thinking_window.onnx")
+    out = tmp_path / "btc.json"
+    rc = bench_thinking_cache.main(["--model", str(common.EMBEDDED), "--window", "4", "--hop", "2", "--streams", "2",
+                                    "--rounds", "2", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["stage"]["thinking_cache_on"] and res["max_abs_diff"]["thinking"] <= 1e-4
+    assert res["max_abs_diff"]["label_probs"] <= 1e-4
+    assert res["per_window_ms"]["split"]["thinking"]["n"] == 2 and res["ratio_whole_over_split"]["total"]["n"] == 2
+    assert res["encoder_cache"]["hits"] > 0 and res["frames_graph_ms"]["chunks"]["n"] == 20
