@@ -132,7 +132,7 @@ class CoatStage:
         self.cache, self.cache_note = self._make_cache(cfg, self._frame_features if split else None)
         self.thinking_cache = split and self.cache is not None
         if split and self.cache is None:
-            self.thinking_note = "off: needs the encoder cache (" + self.cache_note.split(":")[0] + "); whole windows"
+            self.thinking_note = f"off: it needs the encoder cache, which is {self.cache_note}"
         # the same readings either way (tests/worker/test_pitch_cache.py); off: the benchmarks' baseline
         self.pitch_cache = PitchFrameCache() if pitch_cache and "pitch" in self.readings else None
         self._pitch_stats: dict = self.pitch_cache.stats() if self.pitch_cache is not None else {}
