@@ -235,9 +235,11 @@ class EncoderCacheConfig(BaseModel):
         "hop is a whole number of chunks, otherwise windows are encoded whole (the stage's info says which)",
     )
     max_streams: int = Field(
-        default=4096, ge=1, le=1_000_000,
-        description="streams whose chunks are kept (the least recently seen is dropped beyond it); each keeps at "
-        "most the chunks of its longest window",
+        default=1024, ge=1, le=1_000_000,
+        description="streams whose chunks are kept (the least recently seen is dropped beyond it and re-encodes its "
+        "next window whole); each keeps at most the chunks of its longest window: with coat-tiny and the thinking "
+        "frames ~1.5 MB a stream at 10 s windows, so the default bounds the cache at ~1.5 GB (one CPU core serves "
+        "~80 streams)",
     )
     encode_ahead: bool = Field(
         default=True,

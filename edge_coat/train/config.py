@@ -162,6 +162,9 @@ class TrainConfig(BaseModel):
             raise ValueError(f"expert weights or strides given for {unknown}, which are not among the experts {self.experts}")
         if (self.time_mask or self.channel_mask) and not self.tower_variants:
             raise ValueError("--time-mask / --channel-mask act on the cached tower output: give --tower-variants")
+        if self.standardize_tower and not (self.tower_variants and self.init_encoder):
+            raise ValueError("--standardize-tower measures a new model's pretrained tower on its cached output: give "
+                             "--init-encoder DIR and --tower-variants")
         if self.val_every and not (self.val_speakers or self.val_fraction):
             raise ValueError("--val-every selects weights on the validation split: give --val-speakers or --val-fraction")
         overlap = sorted(set(self.val_speakers) & set(self.holdout_speakers))

@@ -225,8 +225,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     if config.tower_variants:
         make_batch = _tower_batches(model, config, examples, prompts, use_experts, rng)
     else:
-        if config.standardize_tower:
-            raise ValueError("--standardize-tower needs the frozen tower's cache (--tower-variants)")
         make_batch = BatchMaker(examples, prompts, use_experts, model.max_seconds, config.augment, rng)
     if fresh is not None:
         model.save_pretrained(fresh)

@@ -10,9 +10,10 @@ import torch
 from edge_coat.model.thinking import ThinkingBlock
 
 
-def block(summary: bool, layers: int = 2) -> ThinkingBlock:
+def block(summary: bool, layers: int = 2, frame_mlp: bool = True) -> ThinkingBlock:
     torch.manual_seed(3)
-    b = ThinkingBlock(audio_dim=48, out_dim=40, num_queries=8, dim=32, layers=layers, heads=4, summary=summary)
+    b = ThinkingBlock(audio_dim=48, out_dim=40, num_queries=8, dim=32, layers=layers, heads=4, summary=summary,
+                      summary_frame_mlp=frame_mlp)
     with torch.no_grad():  # the queries start near zero; spread them so every part matters
         b.queries.normal_()
     return b.eval()
@@ -25,10 +26,10 @@ def ragged(b: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.arange(t)[None, :] < lengths[:, None]  # (B, T) bool
 
 
-@pytest.mark.parametrize("summary", [True, False])
+@pytest.mark.parametrize("summary,frame_mlp", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_parts_compose_to_forward(summary, layers):
-    blk = block(summary, layers)
+def test_parts_compose_to_forward(summary, frame_mlp, layers):
+    blk = block(summary, layers, frame_mlp)
     assert blk.frame_dim == (32 if summary else 0) + layers * 2 * 32
     for b, t in ((1, 1), (3, 25), (4, 250)):
         x, m = ragged(b, t)
