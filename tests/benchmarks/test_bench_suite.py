@@ -117,6 +117,18 @@ def test_summary_median_spread_and_format():
 
 
 @pytest.mark.slow  # ~10-17 s on the shared VM: transformers import and a tiny model build
+def test_a_level_with_a_growing_backlog_is_not_real_time():
+    """Every window within a hop is not enough: a lag that grows every hop is a stage over its capacity."""
+    steady = {1: [0.20, 0.31], 2: [0.25, 0.33], 3: [0.22, 0.30], 4: [0.21, 0.32]}
+    building = {1: [0.20, 0.30], 2: [0.30, 0.55], 3: [0.40, 0.80], 4: [0.60, 1.05]}
+    assert abs(bench_streams.backlog_growth(steady)) < 0.01
+    assert bench_streams.backlog_growth(building) == pytest.approx(0.25)  # (1.05 - 0.30) / 3 hops
+    assert bench_streams.backlog_growth({1: [0.5]}) == 0.0
+    hop = 2.0  # both are "on time" (every lag < 1 hop); only the steady one is sustained
+    assert bench_streams.backlog_growth(steady) <= bench_streams.MAX_GROWTH * hop
+    assert bench_streams.backlog_growth(building) > bench_streams.MAX_GROWTH * hop
+
+
 def test_one_real_time_level_through_the_batch_queue_and_model_stage(tmp_path):
     from edge_coat.config import ModelSection
     from edge_coat.model import tiny_coat_model
@@ -131,7 +143,8 @@ def test_one_real_time_level_through_the_batch_queue_and_model_stage(tmp_path):
     r = bench_streams.run_level(stage, 3, 4, hop_s=0.5, hops=2, max_wait_s=0.02, streams=streams, seed=0)
     assert r["expected"] == 6
     assert r["windows"] + r["unfinished"] == 6 and not r["errors"]
-    assert r["on_time"] == (r["late"] == 0 and r["unfinished"] == 0)
+    assert r["on_time"] == (r["late"] == 0 and r["unfinished"] == 0 and r["sustained"])
+    assert r["sustained"] == (r["backlog_growth_s_per_hop"] <= bench_streams.MAX_GROWTH * 0.5)
     assert r["latency_p50_s"] > 0 and 1.0 <= r["mean_batch"] <= 4.0
     assert stage.stats()["windows"] - before["windows"] == r["windows"] + r["warmup_windows"]
     assert r["warmup_windows"] == 3  # the streams were running when the clock started
