@@ -69,6 +69,9 @@ COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-ev
 # SELECT: options of the answer-training runs (stage 2, the ablation, LOCO). Both empty for 1.1. The
 # regularised candidate of 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidate) was
 #   OUT=runs/coat-tiny-3 AUG="--time-mask 0.2 --channel-mask 0.2" SELECT="--label-smoothing 0.1 --val-every 200"
+# NEW_OPTS: options of a new model (stage 1, the ablation, LOCO). Empty for 1.1. Candidate 2 of 2026-12-05
+# (not shipped: docs/coat-tiny-1.2-candidate-2; emotion up, sound classes down, expert losses no longer
+# helping on RAVDESS) was OUT=runs/coat-tiny-5 NEW_OPTS="--standardize-tower --no-summary-mlp"
 read -r -a SELECT <<<"${SELECT:-}"
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
      --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}" ${NEW_OPTS:-})
