@@ -285,7 +285,7 @@ def search_streams(stage, max_batch: int, start: int, args, streams: Streams, se
         levels.append(r)
         log.info("cache %s, max_batch %d: %d streams -> %s (p50 %.2f s, max %s s, mean batch %s)",
                  "on" if getattr(stage, "cache", None) is not None else "off", max_batch, level,
-                 "on time" if r["on_time"] else ("LATE" if r["sustained"] else "BACKLOG"), r["latency_p50_s"] or -1, r["latency_max_s"],
+                 "on time" if r["on_time"] else ("LATE" if r["late"] or r["unfinished"] or r["errors"] else "BACKLOG"), r["latency_p50_s"] or -1, r["latency_max_s"],
                  r["mean_batch"])
         return r["on_time"]
 
