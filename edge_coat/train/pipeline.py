@@ -84,8 +84,11 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
                          for ex in tqdm(folder, disable=not config.progress, desc="tower", leave=False)])
     log.info("tower cache: %d variants computed, the rest read from %s", towers.computed, towers.root)
     if config.standardize_tower and model.config.tower_standardized is None:
-        # measured on the training clips as recorded (variant 0, clean), then the same map for every variant
-        clean = [f[0] for folder in features for f in folder]
+        # measured on the training clips as recorded (the clean variant, else the first), each folder once (one
+        # folder may train two tasks), then the same map for every variant
+        ref = config.tower_variants.index("clean") if "clean" in config.tower_variants else 0
+        folders = {str(src.path): folder for src, folder in zip(config.data, features)}
+        clean = [f[ref] for folder in folders.values() for f in folder]
         mean, std = tower_stats(clean)
         fold_into_tower(model, mean, std, tower_fingerprint(model), len(clean))
         features = [[[standardize(v, model.config.tower_standardized) for v in f] for f in folder]

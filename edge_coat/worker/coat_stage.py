@@ -303,14 +303,11 @@ class CoatStage:
         self._frames_s = 0.0
         if scored:
             with torch.inference_mode():
-                if self.thinking_cache:
-                    audio, mask, frames = self.cache.encode_with_frames([windows[i] for i in scored],
-                                                                        self.model.encode_chunks)  # + (B, T, F)
-                    t_encoded = time.perf_counter()
+                audio, mask, frames = self._encode([windows[i] for i in scored])  # (B, T, D), (B, T), (B, T, F)
+                t_encoded = time.perf_counter()
+                if frames is not None:  # the thinking cache: only the per-window part runs here
                     think = self.model.thinking.from_frames(frames, mask).to(audio.dtype)  # (B, K, D)
                 else:
-                    audio, mask = self._encode([windows[i] for i in scored])  # (B, T, D), (B, T) bool
-                    t_encoded = time.perf_counter()
                     think = self.model.think(audio, mask) if self.model.config.use_thinking else None  # (B, K, D)
                 t_thought = time.perf_counter()
                 groups: dict[tuple[str, ...], list[int]] = {}  # windows asking for the same tasks: one call
@@ -355,11 +352,12 @@ class CoatStage:
         ]
 
     def _encode(self, windows: list[Window]):
-        """Audio positions of the windows: (embeds (B, T, D), mask (B, T) bool), through the encoder cache
-        when there is one, else whole windows in one ``encode`` call."""
+        """Audio positions of the windows: (embeds (B, T, D), mask (B, T) bool, the thinking block's per-frame
+        part (B, T, F) with the thinking cache, else None), through the encoder cache when there is one, else
+        whole windows in one ``encode`` call."""
         if self.cache is not None:
-            return self.cache.encode(windows, self.model.encode_chunks)
-        return self.model.encode([w.samples for w in windows])
+            return self.cache.encode_with_frames(windows, self.model.encode_chunks)
+        return (*self.model.encode([w.samples for w in windows]), None)
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:
