@@ -40,7 +40,7 @@ FACTORY_TEST=${FACTORY_TEST:-200}
 CACHE=${CACHE:-.cache/teacher}
 TOWER=${TOWER:-.cache/tower}
 EC=("$PY" -m edge_coat)
-EXPERTS=speech_vad,pitch_prosody,loudness_spectral,voice_embedding,sound_tags,speech_content,reconstruction
+EXPERTS=${EXPERTS:-speech_vad,pitch_prosody,loudness_spectral,voice_embedding,sound_tags,speech_content,reconstruction}
 
 mkdir -p "$OUT/results"
 log() { echo "[$(date +%H:%M:%S)] $*"; }

@@ -29,10 +29,18 @@ a shared model thread. ``--stagger`` adds a second, separately reported scenario
 streams that join at unrelated times would be; its ratio is reported apart
 (``ratio_staggered_over_one``) and changes nothing of the aligned figures.
 
+Window grids. The worker shifts each new stream's window grid by less than a hop so that streams started
+together fall due one by one (``worker.window_phase: spread``, the site default: see
+`edge_coat.worker.windowing.PhasePlanner`); every scenario runs with the site default unless
+``--window-phase aligned``. ``--phase-baseline`` adds the ``aligned`` scenario with every grid at phase 0
+(rows ``<many>a``, ``ratio_aligned_grids_over_one``): the worker before grid phases, measured in the same
+run.
+
     python -m bench.speed.bench_latency                       # 1 vs 8 streams, 21 s each, 3 repeats (~3 min)
     python -m bench.speed.bench_latency --many 16 --seconds 31
     python -m bench.speed.bench_latency --quick               # smoke run (~40 s)
     python -m bench.speed.bench_latency --stagger             # plus the staggered scenario (~4.5 min)
+    python -m bench.speed.bench_latency --stagger --phase-baseline   # plus grids at phase 0 (~6 min)
 
 Prints a table and writes bench/results/bench_latency.json.
 """
@@ -57,7 +65,7 @@ log = logging.getLogger("bench_latency")
 PARTS = ("total", "to_window", "queue", "model", "to_log", "fanout")
 
 
-def site_config(n: int, seconds: float, tmp: Path, args, model_dir: Path):
+def site_config(n: int, seconds: float, tmp: Path, args, model_dir: Path, phase: str | None = None):
     """A site config: ``n`` real-time tone sources, every window an emotion event."""
     from edge_coat.config import validate_config
 
@@ -68,7 +76,8 @@ def site_config(n: int, seconds: float, tmp: Path, args, model_dir: Path):
                     "state_dir": None},  # every run sends its files whole
         "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"},
                    "default_stream": {"window_s": args.window_used, "hop_s": args.hop, "tasks": {"emotion": {}}},
-                   "batch": {"max_batch": args.max_batch, "max_wait_s": args.max_wait}},
+                   "batch": {"max_batch": args.max_batch, "max_wait_s": args.max_wait},
+                   **({"window_phase": phase} if phase else {})},
         "model": model_section(model_dir, threads=args.threads).model_dump(),
         "detectors": {"anomaly": {"enabled": False, "profile_dir": str(tmp / "profiles")},
                       "emotion": {"ema_alpha": 1.0, "episode": {
@@ -97,14 +106,14 @@ def start_staggered(svc, spacing_s: float) -> None:
         svc.capture_threads = list(threads)
 
 
-def run_once(stage, n: int, args, model_dir: Path, stagger: bool = False) -> dict:
+def run_once(stage, n: int, args, model_dir: Path, stagger: bool = False, phase: str | None = None) -> dict:
     """One service run with ``n`` streams (started together, or staggered over one hop); latencies of every
     start/update event received."""
     from edge_coat.events.client import EventClient
     from edge_coat.service import Service
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    cfg = site_config(n, args.seconds, tmp, args, model_dir)
+    cfg = site_config(n, args.seconds, tmp, args, model_dir, phase)
     svc = Service(cfg, stage=stage).start(capture=False)
     ready: dict[tuple[str, float], float] = {}  # (stream, end_ts) -> wall time the worker cut the window
     model_s: dict[tuple[str, float], float] = {}  # -> the model stage's batch time
@@ -158,7 +167,7 @@ def run_once(stage, n: int, args, model_dir: Path, stagger: bool = False) -> dic
             row["queue"] = row["to_log"] - row["to_window"] - row["model"]
         rows.append(row)
     out = {"streams": n, "scenario": "staggered" if stagger else "aligned", "windows": windows,
-           "events": len(rows), "batch_dropped": dropped}
+           "window_phase": cfg.worker.window_phase, "events": len(rows), "batch_dropped": dropped}
     for part in PARTS:
         xs = [r[part] for r in rows if part in r]
         out[part] = ({"p50": float(np.percentile(xs, 50)), "p99": float(np.percentile(xs, 99)),
@@ -182,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stagger", action="store_true",
                    help="also run the staggered scenario (the --many sources started hop / many apart), reported "
                         "separately")
+    p.add_argument("--window-phase", choices=("spread", "aligned"), default=None,
+                   help="the worker's window_phase in every scenario (default: the site default, spread)")
+    p.add_argument("--phase-baseline", action="store_true",
+                   help="also run the aligned scenario with window_phase aligned (every grid at phase 0), rows "
+                        "'<many>a': the worker before grid phases, in the same run")
     p.add_argument("--out", "--json", dest="out", type=Path, default=RESULTS / "bench_latency.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -207,24 +221,29 @@ def main(argv: list[str] | None = None) -> int:
                          f"raise --seconds to at least {args.window_used + args.hop:g}")
 
     # (streams, staggered, table row): the measured scenario, then the staggered one when asked for
-    levels = [(1, False, "1"), (args.many, False, str(args.many))]
+    ph = args.window_phase
+    levels = [(1, False, "1", ph), (args.many, False, str(args.many), ph)]
     if args.stagger:
-        levels.append((args.many, True, f"{args.many}s"))
+        levels.append((args.many, True, f"{args.many}s", ph))
+    if args.phase_baseline:
+        levels.append((args.many, False, f"{args.many}a", "aligned"))
     runs = []
     for r in range(args.repeats):
-        for n, stagger, row in levels:
-            res = run_once(stage, n, args, model_dir, stagger)
+        for n, stagger, row, phase in levels:
+            res = run_once(stage, n, args, model_dir, stagger, phase)
             res["repeat"], res["row"] = r, row
             runs.append(res)
             tot = res["total"] or {}
-            log.info("repeat %d, %d stream(s) %s: %d events of %d windows, p50 %.3f s, p99 %.3f s", r, n,
-                     res["scenario"], res["events"], res["windows"], tot.get("p50", float("nan")),
+            log.info("repeat %d, %d stream(s) %s, grids %s: %d events of %d windows, p50 %.3f s, p99 %.3f s", r,
+                     n, res["scenario"], res["window_phase"], res["events"], res["windows"],
+                     tot.get("p50", float("nan")),
                      tot.get("p99", float("nan")))
 
     def agg(row: str, part: str, q: str) -> dict:
         return summary([x[part][q] for x in runs if x["row"] == row and x[part]])
 
-    table = {row: {part: {q: agg(row, part, q) for q in ("p50", "p99")} for part in PARTS} for _, _, row in levels}
+    table = {row: {part: {q: agg(row, part, q) for q in ("p50", "p99")} for part in PARTS}
+             for _, _, row, _ in levels}
 
     def ratio(row: str) -> dict:
         out = {}
@@ -249,13 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_run": args.seconds, "many": args.many, "repeats": args.repeats, "threads": args.threads,
         "quick": args.quick, "latency_s": table, "ratio_many_over_one": ratios,
         "ratio_staggered_over_one": ratio(f"{args.many}s") if args.stagger else None,
+        "ratio_aligned_grids_over_one": ratio(f"{args.many}a") if args.phase_baseline else None,
+        "window_phase": args.window_phase or "site default (spread)",
         "largest_part_many": bottleneck, "runs": runs, "machine_start": at_start, "machine_end": machine(),
     }
     print(f"\nEnd-to-end latency, capture of a window's last sample -> gRPC subscriber, seconds "
           f"({args.window_used:g} s windows, {args.hop:g} s hop, max_batch {args.max_batch}, "
           f"{args.repeats} repeat(s); median [min..max] of the per-run percentile)")
     print(f"{'streams':>7} {'part':>10} {'p50':>22} {'p99':>22}")
-    for _, _, name in levels:
+    for _, _, name, _ in levels:
         for part in PARTS:
             row = table[name][part]
             print(f"{name:>7} {part:>10} {fmt(row['p50'], 3):>22} {fmt(row['p99'], 3):>22}")
@@ -265,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         st = result["ratio_staggered_over_one"]
         print(f"staggered scenario ({args.many}s: sources started {args.hop / args.many:g} s apart), many / 1: "
               f"p50 {fmt(st['p50'])}, p99 {fmt(st['p99'])}")
+    if args.phase_baseline:
+        al = result["ratio_aligned_grids_over_one"]
+        print(f"aligned scenario with every window grid at phase 0 ({args.many}a: the worker before grid phases), "
+              f"many / 1: p50 {fmt(al['p50'])}, p99 {fmt(al['p99'])}")
     return finish(args.out, result)
 
 

@@ -185,7 +185,10 @@ def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]
                     "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0},
                     "state_dir": str(opts.workdir / "capture-state")},
         "worker": {"receiver": {"bind": "tcp://127.0.0.1:0"}, "default_stream": next(iter(streams.values())),
-                   "streams": streams, "batch": {"max_batch": 8, "max_wait_s": 0.05}},
+                   "streams": streams, "batch": {"max_batch": 8, "max_wait_s": 0.05},
+                   # recordings played through: every window of a user's call from its first sample (a spread
+                   # grid would skip up to a hop of each stream's start to spread live streams' windows)
+                   "window_phase": "aligned"},
         "model": {"path": str(model), "torch_threads": opts.threads,
                   "thinking": {"backend": "onnx" if (model / "thinking.onnx").is_file() else "torch",
                                "verify_bundle": (model / "manifest.json").is_file()}},

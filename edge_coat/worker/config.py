@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_coat.messages import StreamId
@@ -64,6 +66,15 @@ class WorkerConfig(BaseModel):
     batch: BatchConfig = Field(default_factory=BatchConfig, description="batching before the model stage")
     stream_idle_s: float = Field(
         600.0, gt=0.0, description="a stream silent this long is forgotten (it may join again later)"
+    )
+    window_phase: Literal["spread", "aligned"] = Field(
+        "spread",
+        description="spread: each new stream's window grid is shifted (by less than one hop) so that its windows "
+        "fall due in the middle of the largest free stretch of the hop among the running streams; streams "
+        "started together (a site's capture workers after a restart) then reach the model one by one instead "
+        "of as one batch every hop, which on a CPU worker holds every window of the batch for the whole batch "
+        "(8 aligned streams: p99 latency 3.5x one stream's; BENCHMARKS.md section 6). A new stream's first "
+        "phase (< hop) seconds are in no window. aligned: every stream's windows start at multiples of the hop",
     )
     gc_gen0_threshold: int = Field(
         20_000, ge=0, le=10_000_000,

@@ -31,8 +31,9 @@ otherwise wait) and stores their encodings like a window's, so a stream's first 
 apply (a chunk of a new sender run starts the stream over); a chunk that can no longer be in a window
 (behind the stream's latest window, of an older run, off the grid, or on an uncached stream) is
 skipped, never a reason to reset, so chunks that reach the stage late (the worker runs windows first)
-change nothing. A stream the cache meets through a chunk has no window yet (``last_start`` None): its
-first window is checked against nothing.
+change nothing. A stream the cache meets through a chunk has no window yet (``last_start`` None): the
+chunks ahead of its first window must lie on the grid of the first one (``origin``: window grids have a
+phase, `edge_coat.worker.windowing.PhasePlanner`), and its first window is checked against nothing.
 
 The cache is used from the model thread only (no lock). ``encode(windows, encode_chunks)`` is the entry
 point for a batch: it looks up every window's chunks, encodes the misses of the whole batch (every
@@ -106,6 +107,7 @@ class _Stream:
     epoch: int
     last_start: int | None
     uncached: bool = False  # its windows are off the chunk grid: whole windows, nothing kept
+    origin: int | None = None  # before its first window: the start of its first chunk encoded ahead (its grid)
     chunks: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     nbytes: int = 0
 
@@ -245,7 +247,10 @@ class EncoderCache:
             st = self._stream_for_chunk(c)
             key = (c.start_sample, c.samples.size)
             check = c.samples[::self._stride]
-            if st is None or (c.start_sample - (st.last_start or 0)) % self.chunk_samples:
+            if st is not None and st.last_start is None and st.origin is None:
+                st.origin = c.start_sample  # its first chunk sets its grid (a window grid has a phase)
+            ref = st.last_start if st is not None and st.last_start is not None else st.origin if st else None
+            if st is None or (c.start_sample - ref) % self.chunk_samples:
                 counts["ahead_skipped"] += 1
                 continue
             held = st.chunks.get(key)

@@ -54,7 +54,7 @@ from edge_coat.v1 import audio_pb2 as pb
 from edge_coat.worker.config import WorkerConfig
 from edge_coat.worker.gate import Gate, SpeechFn
 from edge_coat.worker.stage import ModelStage
-from edge_coat.worker.windowing import BufferPool, StreamState
+from edge_coat.worker.windowing import BufferPool, PhasePlanner, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ class Worker:
         # the encoder chunk the stage encodes ahead of a window (0: none), asked per stream for its hop
         self._ahead_for = getattr(stage, "ahead_chunk_samples", None) if hasattr(stage, "encode_ahead") else None
         self.streams: dict[str, StreamState] = {}
+        self.phases = PhasePlanner()  # grid phases that spread the streams' windows over the hop
         self._pool = BufferPool()  # window arrays, recycled once every consumer let go (windowing thread only)
         self._gates: dict[str, Gate] = {}
         self._counts: dict[str, collections.Counter] = {}
@@ -265,6 +266,7 @@ class Worker:
                 "duplicates": c["duplicate"],
                 "dropped": c["stale"] + c["ended"] + c["inconsistent"],
                 "active": st is not None and not st.ended,
+                "window_phase_s": st.ring.phase / SAMPLE_RATE if st else None,
             }
         return {
             "streams": streams,
@@ -276,19 +278,44 @@ class Worker:
         }
 
     # ---- windowing thread -----------------------------------------------------------------------
-    def _state(self, sid: str) -> StreamState:
+    def _state(self, sid: str, end_pos: int = 0, now: float | None = None, chunk: int = 0,
+               resume_at: int | None = None) -> StreamState:
+        """The stream's state, new when it has none: ``end_pos`` is where the chunk that made it known (``chunk``
+        samples; 0: its client's hello, ``resume_at`` the sample it resumes at, None for a new stream) ends on
+        its timeline, arrived at ``now``."""
         st = self.streams.get(sid)
         if st is None:
             sc = self.cfg.stream(sid)
             window, hop = round(sc.window_s * SAMPLE_RATE), round(sc.hop_s * SAMPLE_RATE)
+            phase, pending = 0, None
+            if self.cfg.window_phase == "spread":
+                if chunk:
+                    phase = self._phase(sid, window, hop, end_pos, now, chunk, None)
+                else:  # known from a hello: its grid is set at its first chunk, when its chunk length is known
+                    pending = (resume_at,)
             st = StreamState(sid, window, hop, round(self.cfg.receiver.max_gap_s * SAMPLE_RATE), self._pool,
-                             ahead=self._ahead_for(window, hop) if self._ahead_for is not None else 0)
+                             ahead=self._ahead_for(window, hop) if self._ahead_for is not None else 0, phase=phase)
+            st.phase_pending = pending
             self.streams[sid] = st
             self._gates[sid] = Gate(sc, self.speech_fn)
             self._counts.setdefault(sid, collections.Counter())
             self.totals["streams_joined"] += 1
             log.info("stream %s joined", sid)
         return st
+
+    def _phase(self, sid: str, window: int, hop: int, end_pos: int, now: float | None, chunk: int,
+               resume_at: int | None) -> int:
+        """A stream's grid phase (``worker.window_phase`` spread). A new stream: `PhasePlanner.assign`. A stream
+        resumed part-way after a worker restart: its grid must be the one the worker before this one cut, which
+        this one was not told; with a chunk length that divides the hop the planner put the grid on the chunk
+        grid, so the acknowledged audio ends on it and the resume sample is on it (phase ``resume_at % hop``);
+        with any other chunk length the planner left the grid at phase 0, so the stream keeps phase 0."""
+        now = time.monotonic() if now is None else now
+        if resume_at is None:
+            return self.phases.assign(sid, window, hop, end_pos, now, chunk)
+        phase = resume_at % hop if hop % chunk == 0 else 0
+        self.phases.keep(sid, hop, now + (window - end_pos + phase) / SAMPLE_RATE)
+        return phase
 
     def _windowing_loop(self) -> None:
         next_housekeeping = 0.0
@@ -322,13 +349,19 @@ class Worker:
         resume_cls = pb.StreamResume
         for a in chunks:
             if a.__class__ is resume_cls:
-                st = self._state(a.stream_id)
+                # a sender's hello names every stream it has, new ones too (nothing acknowledged yet:
+                # sample 0); only a stream resumed part-way keeps the grid through its resume point
+                st = self._state(a.stream_id, resume_at=a.next_sample if a.next_sample or a.next_sequence else None)
                 if st.resume(a.sender_epoch, a.next_sequence, a.next_sample):
                     st.last_seen = now
                     log.info("stream %s resumes at chunk %d", a.stream_id, a.next_sequence)
                 continue
             sid = a[0]  # WireAudio.stream_id, read by index: this loop runs per chunk
-            st = streams.get(sid) or self._state(sid)
+            st = streams.get(sid) or self._state(sid, a[3] + len(a[5]), now, chunk=len(a[5]))  # start, samples
+            if st.phase_pending and len(a[5]):  # known from its client's hello: its grid now that audio comes
+                (resume_at,), st.phase_pending = st.phase_pending, None
+                st.ring.set_phase(self._phase(sid, st.ring.L, st.ring.hop, a[3] + len(a[5]), now, len(a[5]),
+                                              resume_at))
             try:
                 outcome, raws = st.accept(a)
             except ValueError as exc:  # a chunk the ring cannot place: count, keep the stream
@@ -358,6 +391,7 @@ class Worker:
                 ready.extend(AudioChunk(sid, c.start, c.samples, epoch) for c in st.ring.take_ahead())
             if st.ended:  # this chunk ended it (accept took `end_of_stream`): the end follows its windows
                 log.info("stream %s ended", sid)
+                self.phases.release(sid)
                 ready.append(EndOfStream(sid, st.end_ts, "ended"))
         totals["ok"] += n_ok
         if ready:
@@ -443,6 +477,7 @@ class Worker:
                 c["windows_in_gap"] += st.ring.skipped_in_gap
                 del self.streams[sid]
                 del self._gates[sid]
+                self.phases.release(sid)
                 self.totals["streams_left"] += 1
 
     # ---- model thread ---------------------------------------------------------------------------

@@ -4,8 +4,17 @@ honest (duplicates, lost chunks, restarts, forged positions).
 Pure code (no threads, no sockets): the service feeds it chunks and collects windows.
 
 Timeline: each chunk carries ``start_sample``, its position on the stream's timeline with gaps
-included. Windows start on a fixed grid (multiples of the hop), so a restarted worker that
-receives the replay of a stream cuts exactly the windows the dead worker would have cut.
+included. Windows start on a fixed grid (``phase`` plus multiples of the hop), so a restarted worker
+that receives the replay of a stream cuts exactly the windows the dead worker would have cut (a resumed
+stream's grid goes through the sample its client resumes at).
+
+Phase: streams whose windows would fall due at the same instant (capture workers started together)
+would reach the model stage as one batch every hop, and on a CPU worker a batch of 8 windows costs
+about 6x one, so every window of the batch waits for the whole batch. `PhasePlanner` gives each new
+stream a grid phase (0 <= phase < hop) that puts its windows' due times in the middle of the largest
+free stretch of the hop among the streams already running, so their windows arrive one by one; the
+price is that a stream's first ``phase`` samples (less than one hop) are in no window. ``worker.
+window_phase: aligned`` keeps every phase 0.
 
 Cost: this runs once per received chunk for every stream, so a chunk costs a few tuple and
 attribute updates and no copy (the ring keeps the received samples); a window costs two numpy
@@ -117,6 +126,11 @@ class BufferPool:
         return a
 
 
+def _grid_up(x: int, step: int, phase: int) -> int:
+    """The first point of the grid ``phase + k * step`` (k any integer) at or after ``x``."""
+    return phase + -(-(x - phase) // step) * step
+
+
 class Ring:
     """The samples of one stream not yet fully windowed, as a run of contiguous segments.
 
@@ -133,12 +147,15 @@ class Ring:
     is copied first, so the caller may reuse its array.
     """
 
-    def __init__(self, window: int, hop: int, pool: BufferPool | None = None, ahead: int = 0):
+    def __init__(self, window: int, hop: int, pool: BufferPool | None = None, ahead: int = 0, phase: int = 0):
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be > 0 samples, got {window} and {hop}")
         if ahead < 0 or (ahead and hop % ahead):
             raise ValueError(f"ahead chunks must divide the hop ({hop} samples), got {ahead}; 0 cuts none")
+        if not 0 <= phase < hop:
+            raise ValueError(f"the grid phase must be in [0, hop) = [0, {hop}) samples, got {phase}")
         self.L, self.hop = window, hop
+        self.phase = phase  # windows start at phase + k * hop (chunks ahead: phase + j * ahead)
         self.pool = pool  # where window arrays come from (None: fresh arrays)
         self.ahead = ahead  # chunk length of the ahead grid (0: none cut)
         self.ahead_out: list[RawChunk] = []  # cut and not yet taken (`take_ahead`)
@@ -205,7 +222,7 @@ class Ring:
         """Cut the complete chunks of the ahead grid that a later window holds and no cut window holds."""
         c, n = self.next_chunk, self.ahead
         if c < self.next_win:  # chunks before the next window: no window to come holds them
-            c = -(-self.next_win // n) * n
+            c = _grid_up(self.next_win, n, self.phase)
         while c + n <= self.end_pos:
             e = c + n
             if e > self.cut_end and not self.ahead_paused and not any(g0 < e and g1 > c for g0, g1 in self.gaps):
@@ -236,9 +253,19 @@ class Ring:
     def start_at(self, pos: int) -> None:
         """Begin the (empty) ring at timeline `pos`, so audio arriving later than that is a gap."""
         self.pos0 = self.end_pos = self.cut_end = pos
-        self.next_win = -(-pos // self.hop) * self.hop
+        self.next_win = _grid_up(pos, self.hop, self.phase)
         if self.ahead:
-            self.next_chunk = -(-pos // self.ahead) * self.ahead
+            self.next_chunk = _grid_up(pos, self.ahead, self.phase)
+
+    def set_phase(self, phase: int) -> None:
+        """Move the grid of a ring that holds no audio yet (a stream known from its client's hello only)."""
+        if not 0 <= phase < self.hop:
+            raise ValueError(f"the grid phase must be in [0, hop) = [0, {self.hop}) samples, got {phase}")
+        if self.pos0 is not None and self.end_pos != self.pos0:
+            raise ValueError("the grid of a ring that holds audio cannot move")
+        self.phase = phase
+        if self.pos0 is not None:
+            self.start_at(self.pos0)
 
     def push(self, pos: int, samples: np.ndarray, ts: float) -> list[RawWindow] | tuple:
         """Add (n,) samples (int16 PCM or float32 in [-1, 1]) starting at timeline `pos` (>= the
@@ -278,7 +305,7 @@ class Ring:
             if fill_to < pos:
                 # ...windows entirely inside the gap are skipped (counted), and the ring restarts
                 # at the first window that reaches the new audio.
-                first = max(self.next_win, (-(-(pos - self.L + 1) // self.hop)) * self.hop)
+                first = max(self.next_win, _grid_up(pos - self.L + 1, self.hop, self.phase))
                 self.skipped_in_gap += (first - self.next_win) // self.hop
                 self.next_win = first
                 start = min(first, pos)
@@ -294,6 +321,58 @@ class Ring:
         return out
 
 
+class PhasePlanner:
+    """Grid phases that spread the windows of a worker's streams over the hop (see the module docstring).
+
+    A stream's windows fall due when their last sample arrives; for a real-time stream that is one
+    instant per hop, its *slot*: the due time modulo the hop on this worker's clock. `assign` places a
+    new stream's slot in the middle of the largest free stretch of the hop between the slots of the
+    running streams with the same hop (a lone stream keeps phase 0), by shifting its window grid by
+    ``phase`` samples; `release` frees a slot when its stream ends or is forgotten.
+
+    Pure bookkeeping, no clock of its own: the caller passes ``now`` (seconds, monotonic) and where the
+    stream's latest received sample is. Phases are whole multiples of the stream's chunk length, and only
+    a stream whose chunk length divides the hop is moved (the capture default: 100 ms chunks): its windows
+    then end where a received chunk ends, so a window is cut as soon as its last chunk arrives (on a 20 ms
+    grid a window waited 40 ms on average for the next chunk), and its acknowledged audio ends on its grid,
+    so a restarted worker finds the grid again from the sample the stream resumes at (the service's
+    ``_phase``). A stream with other chunk lengths keeps phase 0.
+    """
+
+    def __init__(self):
+        self._slots: dict[str, tuple[int, float]] = {}  # stream id -> (hop in samples, slot in s)
+
+    def assign(self, stream_id: str, window: int, hop: int, end_pos: int, now: float, chunk: int = 0) -> int:
+        """The grid phase (samples, 0 <= phase < hop) of a new stream whose sample ``end_pos`` (the end of
+        the chunk that made it known, ``chunk`` samples long, on its timeline) arrived at ``now``; its slot
+        is kept until `release`."""
+        hop_s = hop / SAMPLE_RATE
+        regular = 0 < chunk <= hop and hop % chunk == 0
+        # at phase 0 its windows start at multiples of the hop: the one starting at 0 is due when sample
+        # `window` arrives, (window - end_pos) samples after `now`, and every other one whole hops from it
+        natural = (now + (window - end_pos) / SAMPLE_RATE) % hop_s
+        taken = sorted(s for h, s in (v for k, v in self._slots.items() if k != stream_id) if h == hop)
+        phase = 0
+        if taken and regular:
+            gaps = [((taken[(i + 1) % len(taken)] - s) % hop_s or hop_s, s) for i, s in enumerate(taken)]
+            width, start = max(gaps)
+            target = (start + width / 2) % hop_s
+            phase = round(((target - natural) % hop_s) * SAMPLE_RATE / chunk) * chunk % hop
+        self._slots[stream_id] = (hop, (natural + phase / SAMPLE_RATE) % hop_s)
+        return phase
+
+    def keep(self, stream_id: str, hop: int, slot: float) -> None:
+        """Record the slot of a stream whose phase was not assigned here (a resumed stream keeps its grid)."""
+        self._slots[stream_id] = (hop, slot % (hop / SAMPLE_RATE))
+
+    def release(self, stream_id: str) -> None:
+        self._slots.pop(stream_id, None)
+
+    def slots(self) -> dict[str, float]:
+        """Stream id -> slot (seconds into the hop, on the caller's clock)."""
+        return {k: s for k, (_, s) in self._slots.items()}
+
+
 class StreamState:
     """Sequence checks, timeline and ring of one stream.
 
@@ -303,9 +382,9 @@ class StreamState:
     """
 
     def __init__(self, stream_id: str, window: int, hop: int, max_gap: int, pool: BufferPool | None = None,
-                 ahead: int = 0):
+                 ahead: int = 0, phase: int = 0):
         self.stream_id = stream_id
-        self.ring = Ring(window, hop, pool, ahead)
+        self.ring = Ring(window, hop, pool, ahead, phase)
         self.max_gap = max_gap
         self.epoch: int | None = None
         self.offset = 0  # worker timeline = sender timeline + offset (changes on a sender restart)
@@ -333,6 +412,8 @@ class StreamState:
         # service keeps it): their audio is not acknowledged yet
         self.inflight: collections.deque[int] = collections.deque()
         self.last_seen = 0.0
+        self.phase_pending: tuple[int | None] | None = None  # (resume sample,): the service sets its grid phase
+        # at its first chunk (a stream known from its client's hello)
 
     def resume(self, sender_epoch: int, next_seq: int, next_sample: int) -> bool:
         """Start a stream this worker has no state for where its client says the acknowledged

@@ -26,9 +26,10 @@ CHUNK = 1600
 class WorkerProcess:
     """`tests.transport.worker_proc` in a child process, its JSON lines read by a thread."""
 
-    def __init__(self, bind: str):
+    def __init__(self, bind: str, window_phase: str = "spread"):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.transport.worker_proc", "--bind", bind],
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.transport.worker_proc", "--bind", bind,
+                                      "--window-phase", window_phase],
                                      cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
         self.lock = threading.Lock()
         self.windows: dict[str, dict[int, tuple[float, int]]] = {}  # stream -> start -> (gap s, crc)
@@ -67,7 +68,8 @@ def _crc(x: np.ndarray, start: int) -> int:
 
 def test_sigkilled_worker_process_loses_nothing_within_the_buffer_and_reports_the_gap_beyond():
     x = signal(16000 * 4, seed=11)
-    a = WorkerProcess("tcp://127.0.0.1:0")
+    # every grid at phase 0: the windows are checked against the plain grid (grid phases: the next test)
+    a = WorkerProcess("tcp://127.0.0.1:0", "aligned")
     senders = {"keep": Sender(sender_config(a.endpoint, buffer_s=10.0)).start(),  # outage < buffer
                "lose": Sender(sender_config(a.endpoint, buffer_s=0.5)).start()}  # outage > buffer
     b = None
@@ -87,7 +89,7 @@ def test_sigkilled_worker_process_loses_nothing_within_the_buffer_and_reports_th
         assert wait_for(lambda: not any(s.connected.is_set() for s in senders.values()), 10)
         split = 16000 + 20 * CHUNK  # 2 s captured while no worker runs
         send(16000, split, pace=0.0)
-        b = WorkerProcess(a.endpoint)  # same port, fresh process
+        b = WorkerProcess(a.endpoint, "aligned")  # same port, fresh process
         assert all(s.connected.wait(10) for s in senders.values())
         send(split, len(x), pace=0.01, eos_at_end=True)
         assert all(s.wait_acked(15) for s in senders.values())
@@ -127,6 +129,52 @@ def test_sigkilled_worker_process_loses_nothing_within_the_buffer_and_reports_th
     finally:
         for s in senders.values():
             s.close()
+        for w in (a, b):
+            if w is not None and w.proc.poll() is None:
+                w.kill()
+
+
+def test_a_restarted_worker_keeps_each_streams_window_grid():
+    """Grid phases across a SIGKILL: two streams joined together get different grids (the second shifted by
+    half the hop, on its 1,000-sample chunk grid); the new worker resumes each at its acknowledged sample and
+    cuts its windows on the grid the dead one used, so together they cut every window of each grid exactly
+    once or more, sample for sample."""
+    chunk = 1000  # divides the 2,000-sample hop: phases fall on the chunk grid
+    x = signal(16000 * 3, seed=12)
+    a = WorkerProcess("tcp://127.0.0.1:0")
+    sender = Sender(sender_config(a.endpoint, buffer_s=10.0)).start()
+    sids = ("first", "second")
+    b = None
+
+    def send(lo: int, hi: int, eos_at_end: bool = False) -> None:
+        for i in range(lo, hi, chunk):
+            for sid in sids:
+                sender.submit(sid, x[i:i + chunk], 1_000.0 + i / 16000, end_of_stream=eos_at_end and i + chunk >= hi)
+            wait_for(lambda: False, 0.005)
+
+    try:
+        assert sender.connected.wait(10)
+        send(0, 16000)
+        assert wait_for(lambda: all(len(a.got(sid)) >= 3 for sid in sids), 10)
+        assert wait_for(lambda: all(sid in a.stats for sid in sids), 5)
+        phase = {sid: round(a.stats[sid]["window_phase_s"] * 16000) for sid in sids}
+        assert phase["first"] == 0 and phase["second"] == 1000
+        a.kill()
+        assert wait_for(lambda: not sender.connected.is_set(), 10)
+        b = WorkerProcess(a.endpoint)
+        assert sender.connected.wait(10)
+        send(16000, len(x), eos_at_end=True)
+        assert sender.wait_acked(15)
+        for sid in sids:
+            grid = set(range(phase[sid], len(x) - WINDOW + 1, 2000))
+            assert wait_for(lambda: max(grid) in b.got(sid), 10), sid
+            got_a, got_b = a.got(sid), b.got(sid)
+            assert got_b and set(got_b) <= grid  # the new worker's windows are on the old grid
+            assert set(got_a) | set(got_b) == grid  # and, with the dead worker's, every window of it
+            for start, (gap, crc) in {**got_a, **got_b}.items():
+                assert gap == 0 and crc == _crc(x, start), (sid, start)
+    finally:
+        sender.close()
         for w in (a, b):
             if w is not None and w.proc.poll() is None:
                 w.kill()

@@ -1,6 +1,9 @@
-"""A stream's windows cut as the worker cuts them (consecutive windows overlap), for the per-stream cache tests."""
+"""A stream's windows cut as the worker cuts them (consecutive windows overlap), and the pieces the tests of the
+per-stream caches through the real worker share."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -21,3 +24,25 @@ def stream_windows(audio: np.ndarray, stream: str = "s1", *, length: int, hop: i
                           gap_seconds=0.5 if k in gap_at else 0.0, tasks=tasks, sender_epoch=epoch))
         k += 1
     return out
+
+
+class Results:
+    """A worker's ``on_result`` that keeps every result it hands on (thread-safe: the model thread calls it)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items: list = []
+
+    def __call__(self, result) -> None:
+        with self.lock:
+            self.items.append(result)
+
+
+def cached_and_whole(model) -> tuple:
+    """Two model stages over one model without readings: the default one (encoder cache on) and one that
+    encodes every window whole (the reference a cached answer must equal)."""
+    from edge_coat.config import ModelSection
+    from edge_coat.worker.coat_stage import CoatStage
+
+    return (CoatStage(ModelSection(path="unused", readings=[]), model=model),
+            CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"enabled": False}), model=model))

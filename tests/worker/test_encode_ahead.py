@@ -5,13 +5,10 @@ whole-window encoding does."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
 
-from edge_coat.config import ModelSection
 from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window
 from edge_coat.transport.config import ReceiverConfig
 from edge_coat.transport.sender import Sender
@@ -19,6 +16,7 @@ from edge_coat.worker.config import StreamConfig, TaskGateConfig, WorkerConfig
 from edge_coat.worker.service import BatchQueue, Worker
 from edge_coat.worker.windowing import Ring
 from tests.transport.helpers import FAST_LINK, sender_config, wait_for
+from tests.worker.streams import Results, cached_and_whole
 
 SR = SAMPLE_RATE
 
@@ -115,15 +113,9 @@ def model():
 
 
 def test_a_streams_first_window_encodes_only_the_chunk_that_completed_it(model):
-    from edge_coat.worker.coat_stage import CoatStage
-
-    stage = CoatStage(ModelSection(path="unused", readings=[]), model=model)
-    whole = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"enabled": False}), model=model)
-    results, lock = [], threading.Lock()
-
-    def keep(r):
-        with lock:
-            results.append(r)
+    stage, whole = cached_and_whole(model)
+    keep = Results()
+    results = keep.items
 
     cfg = WorkerConfig(receiver=ReceiverConfig(bind="tcp://127.0.0.1:0", link=FAST_LINK, ack_interval_s=0.02),
                        default_stream=StreamConfig(window_s=3.0, hop_s=1.0,
