@@ -72,6 +72,9 @@ COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-ev
 # NEW_OPTS: options of a new model (stage 1, the ablation, LOCO). Empty for 1.1. Candidate 2 of 2026-12-05
 # (not shipped: docs/coat-tiny-1.2-candidate-2; emotion up, sound classes down, expert losses no longer
 # helping on RAVDESS) was OUT=runs/coat-tiny-5 NEW_OPTS="--standardize-tower --no-summary-mlp"
+# EXPERTS: the distilled experts (comma list; default the five families' seven experts). Candidate 4 of
+# 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidates-3-5) dropped the speaker embedding with candidate
+# 2's NEW_OPTS: EXPERTS=speech_vad,pitch_prosody,loudness_spectral,sound_tags,speech_content,reconstruction
 read -r -a SELECT <<<"${SELECT:-}"
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
      --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}" ${NEW_OPTS:-})
