@@ -249,8 +249,8 @@ class EncoderCache:
             check = c.samples[::self._stride]
             if st is not None and st.last_start is None and st.origin is None:
                 st.origin = c.start_sample  # its first chunk sets its grid (a window grid has a phase)
-            ref = st.last_start if st is not None and st.last_start is not None else st.origin if st else None
-            if st is None or (c.start_sample - ref) % self.chunk_samples:
+            if st is None or (c.start_sample - (st.origin if st.last_start is None else st.last_start)) % \
+                    self.chunk_samples:
                 counts["ahead_skipped"] += 1
                 continue
             held = st.chunks.get(key)

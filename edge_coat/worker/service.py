@@ -278,24 +278,17 @@ class Worker:
         }
 
     # ---- windowing thread -----------------------------------------------------------------------
-    def _state(self, sid: str, end_pos: int = 0, now: float | None = None, chunk: int = 0,
-               resume_at: int | None = None) -> StreamState:
-        """The stream's state, new when it has none: ``end_pos`` is where the chunk that made it known (``chunk``
-        samples; 0: its client's hello, ``resume_at`` the sample it resumes at, None for a new stream) ends on
-        its timeline, arrived at ``now``."""
+    def _state(self, sid: str, resume_at: int | None = None) -> StreamState:
+        """The stream's state, new when it has none (``resume_at``: the sample a client's hello resumes it at,
+        None for a new stream). With ``window_phase`` spread, its grid phase is set at its first chunk with
+        samples, when the chunk length and arrival time are known."""
         st = self.streams.get(sid)
         if st is None:
             sc = self.cfg.stream(sid)
             window, hop = round(sc.window_s * SAMPLE_RATE), round(sc.hop_s * SAMPLE_RATE)
-            phase, pending = 0, None
-            if self.cfg.window_phase == "spread":
-                if chunk:
-                    phase = self._phase(sid, window, hop, end_pos, now, chunk, None)
-                else:  # known from a hello: its grid is set at its first chunk, when its chunk length is known
-                    pending = (resume_at,)
             st = StreamState(sid, window, hop, round(self.cfg.receiver.max_gap_s * SAMPLE_RATE), self._pool,
-                             ahead=self._ahead_for(window, hop) if self._ahead_for is not None else 0, phase=phase)
-            st.phase_pending = pending
+                             ahead=self._ahead_for(window, hop) if self._ahead_for is not None else 0)
+            st.phase_pending = (resume_at,) if self.cfg.window_phase == "spread" else None
             self.streams[sid] = st
             self._gates[sid] = Gate(sc, self.speech_fn)
             self._counts.setdefault(sid, collections.Counter())
@@ -303,14 +296,13 @@ class Worker:
             log.info("stream %s joined", sid)
         return st
 
-    def _phase(self, sid: str, window: int, hop: int, end_pos: int, now: float | None, chunk: int,
+    def _phase(self, sid: str, window: int, hop: int, end_pos: int, now: float, chunk: int,
                resume_at: int | None) -> int:
         """A stream's grid phase (``worker.window_phase`` spread). A new stream: `PhasePlanner.assign`. A stream
         resumed part-way after a worker restart: its grid must be the one the worker before this one cut, which
         this one was not told; with a chunk length that divides the hop the planner put the grid on the chunk
         grid, so the acknowledged audio ends on it and the resume sample is on it (phase ``resume_at % hop``);
         with any other chunk length the planner left the grid at phase 0, so the stream keeps phase 0."""
-        now = time.monotonic() if now is None else now
         if resume_at is None:
             return self.phases.assign(sid, window, hop, end_pos, now, chunk)
         phase = resume_at % hop if hop % chunk == 0 else 0
@@ -357,8 +349,8 @@ class Worker:
                     log.info("stream %s resumes at chunk %d", a.stream_id, a.next_sequence)
                 continue
             sid = a[0]  # WireAudio.stream_id, read by index: this loop runs per chunk
-            st = streams.get(sid) or self._state(sid, a[3] + len(a[5]), now, chunk=len(a[5]))  # start, samples
-            if st.phase_pending and len(a[5]):  # known from its client's hello: its grid now that audio comes
+            st = streams.get(sid) or self._state(sid)
+            if st.phase_pending and len(a[5]):  # a new stream's first audio: its grid phase (a[3]: start_sample)
                 (resume_at,), st.phase_pending = st.phase_pending, None
                 st.ring.set_phase(self._phase(sid, st.ring.L, st.ring.hop, a[3] + len(a[5]), now, len(a[5]),
                                               resume_at))

@@ -258,7 +258,7 @@ class Ring:
             self.next_chunk = _grid_up(pos, self.ahead, self.phase)
 
     def set_phase(self, phase: int) -> None:
-        """Move the grid of a ring that holds no audio yet (a stream known from its client's hello only)."""
+        """Move the grid of a ring that holds no audio yet (a new stream, before its first samples)."""
         if not 0 <= phase < self.hop:
             raise ValueError(f"the grid phase must be in [0, hop) = [0, {self.hop}) samples, got {phase}")
         if self.pos0 is not None and self.end_pos != self.pos0:
@@ -412,8 +412,8 @@ class StreamState:
         # service keeps it): their audio is not acknowledged yet
         self.inflight: collections.deque[int] = collections.deque()
         self.last_seen = 0.0
-        self.phase_pending: tuple[int | None] | None = None  # (resume sample,): the service sets its grid phase
-        # at its first chunk (a stream known from its client's hello)
+        # (resume sample or None,) until the service sets its grid phase at its first chunk with samples
+        self.phase_pending: tuple[int | None] | None = None
 
     def resume(self, sender_epoch: int, next_seq: int, next_sample: int) -> bool:
         """Start a stream this worker has no state for where its client says the acknowledged
