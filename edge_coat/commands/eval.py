@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-thinking", action="store_true", help="ablation: the same weights without the thinking block")
     parser.add_argument("--enroll", type=int, help="anomaly: normal clips (per machine) used for enrollment, "
                         "first in file order (default: half)")
-    parser.add_argument("--anomaly-features", choices=("mel", "thinking"),
+    parser.add_argument("--anomaly-features", choices=("mel", "thinking", "mel+thinking"),
                         help="anomaly: what the normal profile compares (default: the detector's default, mel)")
     parser.add_argument("--anomaly-k", type=int, help="anomaly: kNN neighbours (default: the detector's default)")
     parser.add_argument("--model-weight", type=float,

@@ -29,7 +29,7 @@ import numpy as np
 from edge_coat.detectors.config import AnomalyConfig, check_enrollment_request
 from edge_coat.detectors.episode import EpisodeTracker, Transition
 from edge_coat.detectors.evidence import build_evidence, describe_readings
-from edge_coat.detectors.features import fuse, window_features
+from edge_coat.detectors.features import fuse, uses_thinking, window_features
 from edge_coat.detectors.profile import NormalProfile
 from edge_coat.detectors.registry import register
 from edge_coat.messages import DetectorStatus, EnrollmentStatus, EventRecord, WindowResult, check_stream_id
@@ -198,7 +198,8 @@ class AnomalyDetector:
         for result in results:
             vector = window_features(result, self.config.features, self.config.pooling)
             if vector is None:
-                raise ValueError("enrollment results must carry thinking latents (K, D) for features 'thinking'; "
+                raise ValueError(f"enrollment results must carry thinking latents (K, D) for features "
+                                 f"{self.config.features!r}; "
                                  "got one with None")
             self._add(enr, result, vector)
         if len(enr.vectors) < self.config.min_enroll_windows:
@@ -305,7 +306,7 @@ class AnomalyDetector:
         """Why this profile cannot judge this window ("" when it can)."""
         if profile.features != self.config.features:
             return f"fitted on {profile.features!r} features, the detector uses {self.config.features!r}"
-        if profile.features == "thinking" and result.thinking is not None \
+        if uses_thinking(profile.features) and result.thinking is not None \
                 and tuple(result.thinking.shape) != tuple(profile.latent_shape):
             return f"fitted on latents {tuple(profile.latent_shape)}, model gives {tuple(result.thinking.shape)}"
         if vector is not None and vector.shape != profile.mean.shape:

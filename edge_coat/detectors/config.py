@@ -113,9 +113,10 @@ class AnomalyConfig(EnrollConfig):
     task: str = Field("anomaly", min_length=1, description="label_probs key holding the model's normal/abnormal answer")
     abnormal_label: str = Field("abnormal", min_length=1, description="label whose probability is P(abnormal)")
     method: Literal["knn", "mahalanobis"] = Field("knn", description="distance of a window's features to the profile")
-    features: Literal["mel", "thinking"] = Field(
+    features: Literal["mel", "thinking", "mel+thinking"] = Field(
         "mel", description="what the profile compares: 'mel' (level-centred log-mel band means and stds of the model "
-        "front end, loudness-invariant) or 'thinking' (the pooled thinking latents); see detectors.features"
+        "front end, loudness-invariant), 'thinking' (the pooled thinking latents) or 'mel+thinking' (both in one "
+        "vector); see detectors.features"
     )
     pooling: Literal["mean", "flatten"] = Field(
         "mean", description="how the (K, D) thinking latents become one vector: mean over K, or flattened K*D"
@@ -133,7 +134,7 @@ class AnomalyConfig(EnrollConfig):
         None, ge=1.0, le=10.0,
         description="the threshold is at least this times the median held-out enrollment distance, so a short, "
         "tight enrollment of a stationary machine does not alarm on its normal drift (None: 1.4 for 'mel', "
-        "1 (off) for 'thinking')",
+        "1 (off) for 'thinking'; 'mel+thinking' takes mel's)",
     )
     model_weight: float = Field(
         0.1, ge=0.0, le=1.0,
@@ -147,7 +148,7 @@ class AnomalyConfig(EnrollConfig):
 
     def threshold_floors(self) -> tuple[float, float]:
         """(robust z, min ratio to the median) for this config's features, defaults filled in."""
-        z, ratio = MEL_THRESHOLD_FLOORS if self.features == "mel" else (0.0, 1.0)
+        z, ratio = MEL_THRESHOLD_FLOORS if self.features in ("mel", "mel+thinking") else (0.0, 1.0)
         return (z if self.threshold_z is None else self.threshold_z,
                 ratio if self.threshold_min_ratio is None else self.threshold_min_ratio)
 

@@ -137,3 +137,51 @@ def test_calibration_leaves_out_windows_that_share_audio():
     np.testing.assert_allclose(apart.calib, plain.calib, rtol=1e-6)
     with pytest.raises(ValueError, match=r"spans must have shape \(21, 2\)"):
         NormalProfile.fit(vectors, k=3, spans=spans[:5])
+
+
+def with_latents(res: WindowResult, latents: np.ndarray | None) -> WindowResult:
+    return WindowResult(window=res.window, label_probs=res.label_probs, thinking=latents, model_name="test",
+                        model_version="0")
+
+
+def test_mel_plus_thinking_is_both_vectors_in_one_and_needs_latents():
+    wave = pump(3)
+    latents = np.arange(32, dtype=np.float32).reshape(4, 8)
+    vec = window_features(with_latents(result("p", 0, wave), latents), "mel+thinking")
+    assert vec.shape == (2 * MEL_BINS + 8,)
+    np.testing.assert_array_equal(vec[:2 * MEL_BINS], mel_statistics(wave))
+    np.testing.assert_allclose(vec[2 * MEL_BINS:], latents.mean(axis=0))
+    assert window_features(with_latents(result("p", 0, wave), latents), "mel+thinking", "flatten").shape == \
+        (2 * MEL_BINS + 32,)
+    assert window_features(result("p", 0, wave), "mel+thinking") is None  # no latents: nothing to compare
+    assert AnomalyConfig(features="mel+thinking").threshold_floors() == AnomalyConfig(features="mel").threshold_floors()
+
+
+def test_mel_plus_thinking_profile_sees_a_fault_only_the_latents_carry(tmp_path):
+    """A fault that changes nothing in the audio but the model's latents (a stand-in for what the thinking
+    block hears) is found by 'mel+thinking' and not by 'mel'; a fault in the audio still is; latents of
+    another shape make the profile stale, not a crash."""
+    rng = np.random.default_rng(1)
+    normal_latents = lambda: rng.normal(0, 1, size=(4, 8)).astype(np.float32)  # noqa: E731
+    both, mel = detector(tmp_path / "a", features="mel+thinking"), detector(tmp_path / "b", features="mel")
+    enroll = [with_latents(result("pump-3", i, pump(700 + i)), normal_latents()) for i in range(12)]
+    both.enroll_from_results("pump-3", enroll)
+    mel.enroll_from_results("pump-3", enroll)
+    assert both.enrollment_status("pump-3").profile["features"] == "mel+thinking"
+
+    def scores(det, wave, latents, i):
+        return det.score(with_latents(result("pump-3", 40 + i, wave), latents))["profile_score"]
+
+    shifted = [normal_latents() + 8.0 for _ in range(3)]  # same audio as a normal window, latents far away
+    normal = [scores(both, pump(800 + i), normal_latents(), i) for i in range(4)]
+    assert max(normal) < min(scores(both, pump(800 + i), shifted[i], i) for i in range(3))
+    assert min(scores(both, pump(800 + i), shifted[i], i) for i in range(3)) > 0.5
+    assert max(scores(mel, pump(800 + i), shifted[i], i) for i in range(3)) < 0.5  # mel alone cannot see it
+    assert scores(both, pump(900, "squeal"), normal_latents(), 9) > 0.5  # an audible fault still shows
+
+    stale = both.score(with_latents(result("pump-3", 60, pump(901), p_abnormal=0.3),
+                                    rng.normal(size=(2, 8)).astype(np.float32)))
+    assert stale == {"p_abnormal": 0.3, "score": 0.3}
+    assert "latents (4, 8)" in both.enrollment_status("pump-3").message
+    with pytest.raises(ValueError, match="'mel\\+thinking'"):
+        both.enroll_from_results("pump-4", [result("pump-4", i, pump(i)) for i in range(12)])

@@ -1,0 +1,112 @@
+"""Which window summary carries a machine's faults? Normal-profile AUC of candidate feature vectors.
+
+    python -m bench.accuracy.profile_features --data runs/x/factory-dev55 [--model models/coat-tiny] [--json OUT]
+
+A diagnostic for the reconstruction expert's target (issue 13, section 4): the thinking-latent profile trails
+the mel-statistics profile, and the slots are taught to reconstruct only per-slot log-mel band *means*. Here
+every candidate summary of a clip goes through the same kNN normal profile the service uses (per machine,
+the first half of its normal clips enrolled, loudness-normalised to -26 dBFS, as ``edge-coat eval --task
+anomaly`` does), so the question "what would the slots have to carry" gets a number:
+
+- ``mel``: the service's mel profile vector (80 level-centred Whisper log-mel band means and band stds);
+- ``mel_means`` / ``mel_stds``: its two halves alone;
+- ``recon_means``: the reconstruction expert's target as trained (40 bands every 80 ms, averaged onto K=8
+  time slots, flattened);
+- ``recon_means_stds``: the same plus each slot's per-band standard deviation over its frames;
+- ``thinking`` (with ``--model``): the model's thinking latents, pooled as the service pools them.
+
+Run it on development clips only (never the held-out machine or fault), e.g. a factory folder generated
+with a seed no training or report uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+
+def slot_stats(frames: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, B) frames -> per-slot band means and stds, each (k, B): the T frames cut into k equal spans."""
+    edges = np.linspace(0, frames.shape[0], k + 1).round().astype(int)
+    means, stds = [], []
+    for a, b in zip(edges[:-1], edges[1:]):
+        seg = frames[a:max(b, a + 1)]
+        means.append(seg.mean(axis=0))
+        stds.append(seg.std(axis=0))
+    return np.stack(means), np.stack(stds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="a factory folder (labels.csv with machine, label, fault)")
+    p.add_argument("--model", help="also score the thinking latents of this model")
+    p.add_argument("--k", type=int, default=3, help="neighbours of the kNN profile (the service's default: 3)")
+    p.add_argument("--json", help="write the AUCs here")
+    args = p.parse_args(argv)
+
+    from edge_coat.data.folder import DatasetFolder
+    from edge_coat.detectors.features import mel_statistics
+    from edge_coat.detectors.profile import NormalProfile, pool_latents
+    from edge_coat.experts.content import ReconstructionExpert
+    from edge_coat.train.evaluate import _waves, split_enrollment
+    from edge_coat.train.metrics import anomaly_metrics
+
+    clips = DatasetFolder(args.data).clips
+    waves = _waves(clips, 10.0, -26.0)
+    recon = ReconstructionExpert()
+    recon._load()
+    feats: dict[str, list[np.ndarray]] = {n: [] for n in ("mel", "mel_means", "mel_stds", "recon_means",
+                                                          "recon_means_stds")}
+    for w in waves:
+        mel = mel_statistics(w)
+        half = mel.shape[0] // 2
+        feats["mel"].append(mel)
+        feats["mel_means"].append(mel[:half])
+        feats["mel_stds"].append(mel[half:])
+        means, stds = slot_stats(recon._compute(w), 8)
+        feats["recon_means"].append(means.reshape(-1))
+        feats["recon_means_stds"].append(np.concatenate([means.reshape(-1), stds.reshape(-1)]))
+    if args.model:
+        from edge_coat.model.coat import CoatModel
+        from edge_coat.train.evaluate import score_clips
+
+        model = CoatModel.from_pretrained(args.model)
+        spec = model.config.tasks["anomaly"]
+        _, latents = score_clips(model, clips, spec.prompt, list(spec.labels), use_thinking=True, waves=waves)
+        feats["thinking"] = [pool_latents(lat, "mean") for lat in latents]
+        feats["mel+thinking"] = [np.concatenate([m, t]) for m, t in zip(feats["mel"], feats["thinking"])]
+
+    enrolled, test = split_enrollment(clips, None)
+    y = np.array([int(clips[i].label == "abnormal") for i in test])
+    out = {"data": args.data, "model": args.model, "k": args.k, "n_test": len(test), "auc": {}, "auc_by_fault": {}}
+    dist = {}
+    for name in list(feats) + (["mel|thinking"] if "thinking" in feats else []):
+        if name == "mel|thinking":  # each profile's distance over its own enrollment median, summed
+            d = dist["mel"] + dist["thinking"]
+        else:
+            x = np.stack(feats[name])  # (N, F)
+            profiles = {m: NormalProfile.fit(x[idx], method="knn", k=args.k, features="mel")
+                        for m, idx in enrolled.items()}
+            d = np.array([(lambda p: p.distance(x[i]) / max(p.median, 1e-12))(profiles[clips[i].meta.get("machine", "")])
+                          for i in test])
+            dist[name] = d
+        out["auc"][name] = anomaly_metrics(y, d, 0.1)["auc"]
+        normal = [j for j, i in enumerate(test) if y[j] == 0]
+        by = {}
+        for fault in sorted({clips[i].meta.get("fault") for i in test if clips[i].label == "abnormal"}):
+            idx = [j for j, i in enumerate(test) if clips[i].meta.get("fault") == fault]
+            yy = np.array([0] * len(normal) + [1] * len(idx))
+            by[fault] = anomaly_metrics(yy, d[normal + idx], 0.1)["auc"]
+        out["auc_by_fault"][name] = by
+        print(f"{name:18s} AUC {out['auc'][name]:.3f}  " + "  ".join(f"{f} {a:.2f}" for f, a in by.items()))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
