@@ -1,11 +1,11 @@
 """Render the model card's measured tables from the JSON that scripts/train_coat_tiny.sh writes.
 
-    python scripts/coat_tiny_table.py runs/coat-tiny-2/results [docs/coat-tiny-1.0/results] > table.md
+    python scripts/coat_tiny_table.py runs/coat-tiny-13/results [docs/coat-tiny-1.1/results] > table.md
     python scripts/coat_tiny_table.py docs/coat-tiny-1.2-candidate/results docs/coat-tiny-1.1/results \
         --name "1.2 candidate" --previous-name 1.1
 
 The optional second folder holds the previous version's results: its CoAT rows are shown beside the new ones.
-``--name`` / ``--previous-name`` label the two (default: coat-tiny 1.1 and 1.0, the shipped card's).
+``--name`` / ``--previous-name`` label the two (default: coat-tiny 1.2 and 1.1, the shipped card's).
 
 Every number comes from `edge-coat eval` or `python -m bench.accuracy.reference_baselines` JSON;
 nothing is typed in by hand. A missing result is shown as "not run".
@@ -17,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-PREVIOUS = "coat-tiny 1.0 (previous version)"
-PREVIOUS_SHORT = "1.0"
-MODELS = (("coat", "CoAT (coat-tiny 1.1)"), ("coat-nothink", "same weights, `--no-thinking`"),
+PREVIOUS = "coat-tiny 1.1 (previous version)"
+PREVIOUS_SHORT = "1.1"
+MODELS = (("coat", "CoAT (coat-tiny 1.2)"), ("coat-nothink", "same weights, `--no-thinking`"),
           ("no-experts", "trained without expert losses"))
 
 
@@ -129,8 +129,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", type=Path)
     p.add_argument("previous", type=Path, nargs="?")
-    p.add_argument("--name", default="coat-tiny 1.1")
-    p.add_argument("--previous-name", default="1.0")
+    p.add_argument("--name", default="coat-tiny 1.2")
+    p.add_argument("--previous-name", default="1.1")
     args = p.parse_args(argv)
     set_names(args.name, args.previous_name)
     results, previous = args.results, args.previous

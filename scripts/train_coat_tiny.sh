@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The recipe of the embedded default model models/coat-tiny 1.0 (issue 13): a pretrained Whisper
-# tiny.en tower (frozen), CoAT distilled from five expert families in two stages, every ablation and
-# every evaluation of the model card's table. Re-running it resumes each training from its last
+# The recipe of the embedded default model models/coat-tiny 1.2 (issue 13): a pretrained Whisper
+# tiny.en tower (frozen, its output channels standardised), CoAT distilled from five expert families in
+# two stages (a short stage 1), every ablation and every evaluation of the model card's table. Re-running it resumes each training from its last
 # checkpoint and skips finished steps and results.
 #
 #   bash scripts/train_coat_tiny.sh                       # everything (about 2-3 h on this 2-core CPU)
@@ -20,17 +20,18 @@
 #   - UrbanSound8K fold 1: about a quarter of the source recordings held out (python -m edge_coat.train.split).
 #   - factory: training clips (seed 11) without the compressor and without the squeal fault; held out:
 #     seed 99 (same machines/faults), a new machine (compressor, seed 98) and a new fault (squeal, seed 97).
-# Stage 1 aligns the thinking block to the experts (answer weight 0); stage 2 continues from it with
-# answers and experts together. Ablations: the same two stages without expert losses (stage 1 then has
+# Stage 1 aligns the thinking block to the experts (answer weight 0) for STEPS1 steps (200 since 1.2: 1.1's 800
+# left an expert-only block that the answers never fully re-shaped; docs/coat-tiny-1.2); stage 2 continues
+# from it with answers and experts together. Ablations: the same two stages without expert losses (stage 1 then has
 # nothing to learn, so that run trains answers for STEPS1 + STEPS2 steps), and --no-thinking at eval time.
 # Leave-one-corpus-out: emotion-only models trained on two corpora, tested on all of the third.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/coat-tiny-2}
+OUT=${OUT:-runs/coat-tiny-13}
 DATA=${DATA:-../shared/data}
-STEPS1=${STEPS1:-800}
+STEPS1=${STEPS1:-200}
 STEPS2=${STEPS2:-3000}
 LOCO_STEPS=${LOCO_STEPS:-1200}
 BATCH=${BATCH:-16}
@@ -69,15 +70,16 @@ COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-ev
 # SELECT: options of the answer-training runs (stage 2, the ablation, LOCO). Both empty for 1.1. The
 # regularised candidate of 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidate) was
 #   OUT=runs/coat-tiny-3 AUG="--time-mask 0.2 --channel-mask 0.2" SELECT="--label-smoothing 0.1 --val-every 200"
-# NEW_OPTS: options of a new model (stage 1, the ablation, LOCO). Empty for 1.1. Candidate 2 of 2026-12-05
-# (not shipped: docs/coat-tiny-1.2-candidate-2; emotion up, sound classes down, expert losses no longer
-# helping on RAVDESS) was OUT=runs/coat-tiny-5 NEW_OPTS="--standardize-tower --no-summary-mlp"
+# NEW_OPTS: options of a new model (stage 1, the ablation, LOCO). 1.2: a standardised tower and a linear
+# summary (candidate 2 of 2026-12-05, docs/coat-tiny-1.2-candidate-2, which had 1.1's 800-step stage 1).
+# 1.1 was NEW_OPTS="" STEPS1=800 OUT=runs/coat-tiny-2.
 # EXPERTS: the distilled experts (comma list; default the five families' seven experts). Candidate 4 of
 # 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidates-3-5) dropped the speaker embedding with candidate
 # 2's NEW_OPTS: EXPERTS=speech_vad,pitch_prosody,loudness_spectral,sound_tags,speech_content,reconstruction
 read -r -a SELECT <<<"${SELECT:-}"
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
-     --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}" ${NEW_OPTS:-})
+     --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}"
+     ${NEW_OPTS---standardize-tower --no-summary-mlp})
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
           --data "$OUT/data/factory-train:anomaly" --data "$OUT/data/factory-train:fault"
           --data "$DATA/urbansound8k:events" --holdout-sources "$OUT/us8k_holdout.txt"

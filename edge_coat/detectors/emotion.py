@@ -34,6 +34,11 @@ class _Stream:
     skipped_windows: int = 0
 
 
+def _article(word: str) -> str:
+    """"an" before a vowel ("an angry episode"), "a" otherwise ("a sad episode")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 @register(EmotionConfig, default=True)
 class EmotionDetector:
     """Emotion episodes per stream (a `Detector`). Not thread-safe: the DetectorSet calls it under its lock."""
@@ -111,8 +116,8 @@ class EmotionDetector:
             return []
         return [EventRecord(stream_id=stream_id, kind=self.kind, phase="end", episode_id=tr.episode_id,
                             label=st.label, score=float(tr.peak), window_start_ts=ts, window_end_ts=ts,
-                            text=f"{stream_id}: {'call ended' if reason == 'stream ended' else reason} during a "
-                                 f"{st.label} episode (peak {tr.peak:.2f})",
+                            text=f"{stream_id}: {'call ended' if reason == 'stream ended' else reason} during "
+                                 f"{_article(st.label)} {st.label} episode (peak {tr.peak:.2f})",
                             evidence={"window": {"start_ts": ts, "end_ts": ts}, "scores": {"peak": tr.peak},
                                       "reason": reason})]
 
