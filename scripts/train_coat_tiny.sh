@@ -8,6 +8,8 @@
 #   RUNS="coat no-experts" STAGES=train bash scripts/train_coat_tiny.sh
 #   STAGES=eval SHARDS=3 SHARD=0 bash scripts/train_coat_tiny.sh &  (and SHARD=1, SHARD=2): evaluations only
 #   STEPS1=4 STEPS2=4 LOCO_STEPS=4 FACTORY_TRAIN=40 FACTORY_TEST=30 OUT=/tmp/ct bash scripts/train_coat_tiny.sh  # smoke
+# The defaults are 1.2's. Commands written before 1.2 (docs/coat-tiny-1.1, docs/coat-tiny-1.2-candidate*) assumed
+# 1.1's: add NEW_OPTS="" STEPS1=800 to 1.1's, STEPS1=800 to the candidates' (they set NEW_OPTS themselves).
 #
 # Model: Qwen2-Audio family. Audio tower = Whisper tiny.en's first 3 blocks (chosen on the RAVDESS
 # development folds: block 3's mean+std features gave UA 0.711 against 0.684 / 0.651 for blocks 2 / 4,
