@@ -29,14 +29,13 @@ import numpy as np
 
 
 def slot_stats(frames: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(T, B) frames -> per-slot band means and stds, each (k, B): the T frames cut into k equal spans."""
-    edges = np.linspace(0, frames.shape[0], k + 1).round().astype(int)
-    means, stds = [], []
-    for a, b in zip(edges[:-1], edges[1:]):
-        seg = frames[a:max(b, a + 1)]
-        means.append(seg.mean(axis=0))
-        stds.append(seg.std(axis=0))
-    return np.stack(means), np.stack(stds)
+    """(T, B) frames -> per-slot band means and stds, each (k, B), over the stretches training pools the
+    reconstruction target onto (``pool_segments``); the std from the same pooling of the squares."""
+    from edge_coat.experts.base import pool_segments
+
+    x = frames.astype(np.float64)
+    means = pool_segments(x, k).astype(np.float64)
+    return means, np.sqrt(np.maximum(pool_segments(x * x, k) - means * means, 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     clips = DatasetFolder(args.data).clips
     waves = _waves(clips, 10.0, -26.0)
-    recon = ReconstructionExpert()
-    recon._load()
+    recon = ReconstructionExpert().load()
     feats: dict[str, list[np.ndarray]] = {n: [] for n in ("mel", "mel_means", "mel_stds", "recon_means",
                                                           "recon_means_stds")}
     for w in waves:
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         feats["mel"].append(mel)
         feats["mel_means"].append(mel[:half])
         feats["mel_stds"].append(mel[half:])
-        means, stds = slot_stats(recon._compute(w), 8)
+        means, stds = slot_stats(recon(w), 8)  # K = 8 slots, as coat-tiny
         feats["recon_means"].append(means.reshape(-1))
         feats["recon_means_stds"].append(np.concatenate([means.reshape(-1), stds.reshape(-1)]))
     if args.model:
@@ -90,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             x = np.stack(feats[name])  # (N, F)
             profiles = {m: NormalProfile.fit(x[idx], method="knn", k=args.k, features="mel")
                         for m, idx in enrolled.items()}
-            d = np.array([(lambda p: p.distance(x[i]) / max(p.median, 1e-12))(profiles[clips[i].meta.get("machine", "")])
-                          for i in test])
+            prof = [profiles[clips[i].meta.get("machine", "")] for i in test]
+            d = np.array([p.distance(x[i]) / max(p.median, 1e-12) for p, i in zip(prof, test)])
             dist[name] = d
         out["auc"][name] = anomaly_metrics(y, d, 0.1)["auc"]
         normal = [j for j, i in enumerate(test) if y[j] == 0]
