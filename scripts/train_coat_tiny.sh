@@ -67,7 +67,7 @@ fi
 
 # 2. training ---------------------------------------------------------------------------------------
 COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-every 25 --crop-seconds 10 --gain-db 6
-        --tower-variants clean,telephone,room --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
+        --tower-variants "${TOWER_VARIANTS:-clean,telephone,room}" --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
         --experts "$EXPERTS" --expert-stride speech_content=16 ${AUG:-})
 # SELECT: options of the answer-training runs (stage 2, the ablation, LOCO). Both empty for 1.1. The
 # regularised candidate of 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidate) was

@@ -66,7 +66,16 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
 
 # -- channels: what a call-centre line and a factory room do to audio ------------------------------
 #: The channels ``apply_channel`` knows (``eval --channel``, the tower cache's variants).
-CHANNELS: tuple[str, ...] = ("clean", "telephone", "room")
+CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast")
+
+#: Speed perturbation (Ko et al., Interspeech 2015): the clip resampled and played at 16 kHz, so tempo,
+#: pitch and formants all move by the factor, like another speaker talking a little faster or slower.
+#: Used on the tower cache only (a training variant, never an evaluation channel).
+SPEEDS: dict[str, float] = {"slow": 0.9, "fast": 1.1}
+
+#: Variants whose expert targets (computed on the clip as recorded) no longer describe the audio: the
+#: pitch, voice and timing of a speed-perturbed copy differ from the clean clip's. They train the answers only.
+ANSWER_ONLY_VARIANTS: frozenset[str] = frozenset(SPEEDS)
 
 
 def telephone(wave: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -143,10 +152,28 @@ def room(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, flo
     return x.astype(np.float32)
 
 
+def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
+    """``wave`` played ``factor`` times as fast (pitch and tempo together), cut or zero-padded back to its
+    own length so that crops and windows stay where they were. (N,) float32 in and out.
+
+    scipy's polyphase resampler rather than a hand-written interpolator: it filters against aliasing."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(factor).limit_denominator(100)  # 0.9 -> 9/10: N samples -> N * 10/9
+    y = resample_poly(wave.astype(np.float64), ratio.denominator, ratio.numerator)[: wave.shape[0]]
+    if y.shape[0] < wave.shape[0]:
+        y = np.pad(y, (0, wave.shape[0] - y.shape[0]))
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
 def apply_channel(wave: np.ndarray, channel: str, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``clean`` (unchanged), ``telephone`` or ``room`` (needs ``rng``)."""
+    """``clean`` (unchanged), ``telephone``, ``room`` (needs ``rng``), or a speed perturbation (``slow``, ``fast``)."""
     if channel == "clean":
         return wave
+    if channel in SPEEDS:
+        return speed_perturb(wave, SPEEDS[channel])
     if channel == "telephone":
         return telephone(wave, rng=rng)
     if channel == "room":

@@ -86,10 +86,11 @@ class TrainConfig(BaseModel):
     encoder_layers: int | None = Field(
         default=None, ge=1, le=64, description="keep the first N blocks of the pretrained encoder (default all)",
     )
-    tower_variants: list[Literal["clean", "telephone", "room"]] = Field(
+    tower_variants: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
         default_factory=list,
         description="frozen tower: cache its output once per clip and per channel variant and train on the cache "
-                    "(e.g. clean telephone room); empty = run the tower on augmented waves every step",
+                    "(e.g. clean telephone room; slow and fast are 0.9x and 1.1x speed perturbations, which "
+                    "train the answers only); empty = run the tower on augmented waves every step",
     )
     clip_seconds: float | None = Field(
         default=None, gt=0.0, le=30.0,

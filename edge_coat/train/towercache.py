@@ -150,11 +150,13 @@ class TowerBatchMaker:
     ``examples``: per folder, Example objects (their ``wave`` is only used for its length);
     ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
     ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
+    ``answer_only``: indices of variants whose rows carry no expert loss (their targets describe another
+    audio: ``edge_coat.train.augment.ANSWER_ONLY_VARIANTS``).
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
                  crop_seconds: float, rng: np.random.Generator, time_mask: float = 0.0,
-                 channel_mask: float = 0.0) -> None:
+                 channel_mask: float = 0.0, answer_only: Sequence[int] = ()) -> None:
         pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
         if not pairs:
             raise ValueError("no training clips left after the held-out and validation splits")
@@ -169,17 +171,20 @@ class TowerBatchMaker:
         self.rng = rng
         self.time_mask = time_mask
         self.channel_mask = channel_mask
+        self.answer_only = frozenset(answer_only)
 
     def __call__(self, batch_size: int):
         from edge_coat.model.coat import CoatBatch
 
-        rows, prompts, answers, cuts = [], [], [], []
+        rows, prompts, answers, cuts, no_experts = [], [], [], [], []
         for _ in range(batch_size):
             f = int(self.rng.integers(len(self.examples)))
             i = int(self.rng.integers(len(self.examples[f])))
             ex = self.examples[f][i]
             variants = self.features[f][i]
-            h = variants[int(self.rng.integers(len(variants)))]  # (T, Da)
+            v = int(self.rng.integers(len(variants)))
+            h = variants[v]  # (T, Da)
+            no_experts.append(v in self.answer_only)
             start_chunk = 0
             if h.shape[0] > self.crop_pos:
                 start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))
@@ -200,5 +205,8 @@ class TowerBatchMaker:
             hidden[b, : r.shape[0]] = r
             mask[b, : r.shape[0]] = True
         targets, masks = expert_batch(self.experts, cuts)
+        drop = torch.tensor(no_experts)
+        for name in masks:
+            masks[name][drop] = False  # (B,) or (B, F): the whole row
         return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
                          tower=(torch.from_numpy(hidden), torch.from_numpy(mask)))

@@ -283,3 +283,65 @@ def test_masks_and_validation_options_are_checked(separable, capsys):
     rc = main(["train", "--init", "qwen2_audio", "--size", "test", "--experts", TEST_EXPERTS, "--val-every", "5",
                "--data", f"{separable['train']}:emotion", "--out", "/tmp/never"])
     assert rc == 2 and "--val-every selects weights on the validation split" in capsys.readouterr().err
+
+
+def test_speed_variants_move_pitch_and_keep_the_clip_length():
+    from edge_coat.train.augment import ANSWER_ONLY_VARIANTS, SPEEDS, speed_perturb
+
+    t = np.arange(2 * SR) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+    def peak_hz(x):
+        spec = np.abs(np.fft.rfft(x[: SR] * np.hanning(SR)))
+        return float(np.argmax(spec))  # 1 s of audio: bins are 1 Hz apart
+
+    for name, factor in SPEEDS.items():
+        out = apply_channel(tone, name)
+        assert out.shape == tone.shape and out.dtype == np.float32
+        assert abs(peak_hz(out) - 200 * factor) <= 1.0  # 180 Hz slow, 220 Hz fast
+        np.testing.assert_array_equal(out, apply_channel(tone, name))  # deterministic
+    assert ANSWER_ONLY_VARIANTS == {"slow", "fast"}
+    slow = speed_perturb(tone, 0.9)
+    assert np.abs(slow[: int(1.7 * SR)]).max() > 0.4  # the slowed copy fills the clip (cut, not padded)
+    fast = speed_perturb(tone, 1.1)
+    assert np.abs(fast[-int(0.05 * SR):]).max() == 0.0  # the faster copy ends early: zero-padded
+
+
+def test_answer_only_variants_carry_no_expert_loss():
+    from edge_coat.train.data import Example
+    from edge_coat.train.towercache import TowerBatchMaker
+
+    class Pooled:
+        name, dim, frame_rate, pooled = "voice", 2, 0.0, True
+
+    class Frames:
+        name, dim, frame_rate, pooled = "idx", 1, 25.0, False
+
+    ex = Example(wave=np.zeros(2 * SR, np.float32), task="emotion", answer="happy",
+                 targets={"voice": np.ones(2, np.float32), "idx": np.ones((51, 1), np.float32)})
+    clean = np.zeros((50, 4), np.float16)
+    slow = np.ones((50, 4), np.float16)  # the variant's rows are told apart by their values
+    maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1])
+    seen = set()
+    for _ in range(10):
+        b = maker(4)
+        hidden, _ = b.tower
+        for row in range(4):
+            perturbed = bool(hidden[row, 0, 0] == 1)
+            seen.add(perturbed)
+            assert bool(b.expert_masks["voice"][row]) is not perturbed
+            assert bool(b.expert_masks["idx"][row].any()) is not perturbed
+        assert b.answers == ["happy"] * 4  # every row still trains the answer
+    assert seen == {True, False}
+
+
+def test_speed_variants_are_accepted_tower_variants():
+    import pydantic
+
+    from edge_coat.train.config import DataSource, TrainConfig
+
+    base = dict(data=[DataSource(path="x", task="emotion")], init_family="qwen2_audio")
+    assert TrainConfig(**base, tower_variants=["clean", "slow", "fast"]).tower_variants == ["clean", "slow", "fast"]
+    with pytest.raises(pydantic.ValidationError):
+        TrainConfig(**base, tower_variants=["clean", "radio"])
