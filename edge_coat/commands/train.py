@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
     m.add_argument("--encoder-layers", type=int, help="keep the first N blocks of --init-encoder (default all)")
     m.add_argument("--tower-variants", default="",
                    help="frozen tower: cache its output per clip for these channels (comma list of clean, telephone, room; "
-                        "slow, fast: 0.9x / 1.1x speed perturbations, answers only)")
+                        "slow, fast: 0.9x / 1.1x speed perturbations of emotion clips, answers only)")
     m.add_argument("--clip-seconds", type=float,
                    help="a new model's evaluation window in seconds (default: its encoder input, --max-seconds)")
     m.add_argument("--tower-cache", default=".cache/tower", help="tower-output cache directory")

@@ -90,7 +90,7 @@ class TrainConfig(BaseModel):
         default_factory=list,
         description="frozen tower: cache its output once per clip and per channel variant and train on the cache "
                     "(e.g. clean telephone room; slow and fast are 0.9x and 1.1x speed perturbations, which "
-                    "train the answers only); empty = run the tower on augmented waves every step",
+                    "train the answers on emotion clips only); empty = run the tower on augmented waves every step",
     )
     clip_seconds: float | None = Field(
         default=None, gt=0.0, le=30.0,

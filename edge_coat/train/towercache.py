@@ -151,12 +151,13 @@ class TowerBatchMaker:
     ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
     ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
     ``answer_only``: indices of variants whose rows carry no expert loss (their targets describe another
-    audio: ``edge_coat.train.augment.ANSWER_ONLY_VARIANTS``).
+    audio: ``edge_coat.train.augment.ANSWER_ONLY_VARIANTS``); only clips of ``answer_only_tasks`` draw them.
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
                  crop_seconds: float, rng: np.random.Generator, time_mask: float = 0.0,
-                 channel_mask: float = 0.0, answer_only: Sequence[int] = ()) -> None:
+                 channel_mask: float = 0.0, answer_only: Sequence[int] = (),
+                 answer_only_tasks: Sequence[str] = ("emotion",)) -> None:
         pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
         if not pairs:
             raise ValueError("no training clips left after the held-out and validation splits")
@@ -172,6 +173,7 @@ class TowerBatchMaker:
         self.time_mask = time_mask
         self.channel_mask = channel_mask
         self.answer_only = frozenset(answer_only)
+        self.answer_only_tasks = frozenset(answer_only_tasks)
 
     def __call__(self, batch_size: int):
         from edge_coat.model.coat import CoatBatch
@@ -182,7 +184,11 @@ class TowerBatchMaker:
             i = int(self.rng.integers(len(self.examples[f])))
             ex = self.examples[f][i]
             variants = self.features[f][i]
-            v = int(self.rng.integers(len(variants)))
+            if ex.task in self.answer_only_tasks or not self.answer_only:
+                v = int(self.rng.integers(len(variants)))
+            else:  # e.g. a machine: no speed-perturbed copy
+                allowed = [j for j in range(len(variants)) if j not in self.answer_only]
+                v = allowed[int(self.rng.integers(len(allowed)))]
             h = variants[v]  # (T, Da)
             no_experts.append(v in self.answer_only)
             start_chunk = 0

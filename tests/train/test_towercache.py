@@ -334,6 +334,13 @@ def test_answer_only_variants_carry_no_expert_loss():
             assert bool(b.expert_masks["idx"][row].any()) is not perturbed
         assert b.answers == ["happy"] * 4  # every row still trains the answer
     assert seen == {True, False}
+    # a machine's clips never draw a speed-perturbed copy
+    machine = Example(wave=ex.wave, task="anomaly", answer="normal", targets=ex.targets)
+    maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1])
+    for _ in range(10):
+        b = maker(4)
+        assert float(b.tower[0].max()) == 0.0 and bool(b.expert_masks["voice"].all())
 
 
 def test_speed_variants_are_accepted_tower_variants():
