@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
     m.add_argument("--encoder-layers", type=int, help="keep the first N blocks of --init-encoder (default all)")
     m.add_argument("--tower-variants", default="",
                    help="frozen tower: cache its output per clip for these channels (comma list of clean, telephone, room; "
-                        "slow, fast: 0.9x / 1.1x speed perturbations of emotion clips, answers only)")
+                        "slow, fast: 0.9x / 1.1x speed perturbations: see --speed-tasks, --speed-experts)")
     m.add_argument("--clip-seconds", type=float,
                    help="a new model's evaluation window in seconds (default: its encoder input, --max-seconds)")
     m.add_argument("--tower-cache", default=".cache/tower", help="tower-output cache directory")
@@ -78,6 +78,10 @@ def add_arguments(parser) -> None:
     a.add_argument("--crop-seconds", type=float, default=0.0, help="random crop length (default: the encoder window)")
     a.add_argument("--gain-db", type=float, default=0.0, help="random gain within +-DB (default off)")
     a.add_argument("--noise-snr-db", type=float, default=None, help="add noise at SNR in [DB, DB+20] (default off)")
+    a.add_argument("--speed-tasks", default="emotion",
+                   help="tasks whose clips draw the slow/fast tower variants (comma list; default emotion)")
+    a.add_argument("--speed-experts", default="",
+                   help="experts still trained on slow/fast rows (comma list; default none: answers only)")
     a.add_argument("--time-mask", type=float, default=0.0, metavar="SHARE",
                    help="frozen tower: mask up to SHARE of the audio positions per clip (SpecAugment; default off)")
     a.add_argument("--channel-mask", type=float, default=0.0, metavar="SHARE",
@@ -112,6 +116,7 @@ def config_from_args(args):
         lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, val_every=args.val_every,
         time_mask=args.time_mask, channel_mask=args.channel_mask,
+        speed_tasks=parse_list(args.speed_tasks), speed_experts=parse_list(args.speed_experts),
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,
         tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,

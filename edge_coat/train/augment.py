@@ -77,10 +77,6 @@ SPEEDS: dict[str, float] = {"slow": 0.9, "fast": 1.1}
 #: pitch, voice and timing of a speed-perturbed copy differ from the clean clip's. They train the answers only.
 ANSWER_ONLY_VARIANTS: frozenset[str] = frozenset(SPEEDS)
 
-#: The tasks whose clips are drawn in a speed-perturbed variant: speech, where it makes new voices. A
-#: machine's or a street sound's frequencies are what tell it apart (a motor's rotation rate, a siren's
-#: pitch), and there it cost UrbanSound8K 9 points (docs/coat-tiny-1.3-speed).
-SPEED_TASKS: frozenset[str] = frozenset({"emotion"})
 
 
 def telephone(wave: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -136,6 +136,15 @@ class TrainConfig(BaseModel):
         description="frozen-tower training: flatten up to this share of the tower's channels to their clip mean "
                     "(two bands). 0 = off",
     )
+    speed_tasks: list[Literal["emotion", "anomaly", "events", "fault"]] = Field(
+        default_factory=lambda: ["emotion"],
+        description="tasks whose clips draw the speed-perturbed tower variants (slow, fast), when cached",
+    )
+    speed_experts: list[str] = Field(
+        default_factory=list,
+        description="experts still trained on speed-perturbed rows (their targets survive a 10 % speed change, "
+                    "e.g. speech_content, sound_tags); the others are masked there. Empty = answers only",
+    )
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="label smoothing of the answer loss")
     val_every: int = Field(
         default=0, ge=0, le=10_000_000,
@@ -161,6 +170,9 @@ class TrainConfig(BaseModel):
         unknown = sorted((set(self.expert_weights) | set(self.expert_strides)) - set(self.experts))
         if unknown:
             raise ValueError(f"expert weights or strides given for {unknown}, which are not among the experts {self.experts}")
+        unknown = sorted(set(self.speed_experts) - set(self.experts))
+        if unknown:
+            raise ValueError(f"--speed-experts names {unknown}, which are not among the experts {self.experts}")
         if (self.time_mask or self.channel_mask) and not self.tower_variants:
             raise ValueError("--time-mask / --channel-mask act on the cached tower output: give --tower-variants")
         if self.standardize_tower and not (self.tower_variants and self.init_encoder):

@@ -151,13 +151,14 @@ class TowerBatchMaker:
     ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
     ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
     ``answer_only``: indices of variants whose rows carry no expert loss (their targets describe another
-    audio: ``edge_coat.train.augment.ANSWER_ONLY_VARIANTS``); only clips of ``answer_only_tasks`` draw them.
+    audio: ``edge_coat.train.augment.ANSWER_ONLY_VARIANTS``); only clips of ``answer_only_tasks`` draw them,
+    and on them only the ``answer_only_keep`` experts (targets that survive the perturbation) still train.
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
                  crop_seconds: float, rng: np.random.Generator, time_mask: float = 0.0,
                  channel_mask: float = 0.0, answer_only: Sequence[int] = (),
-                 answer_only_tasks: Sequence[str] = ("emotion",)) -> None:
+                 answer_only_tasks: Sequence[str] = ("emotion",), answer_only_keep: Sequence[str] = ()) -> None:
         pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
         if not pairs:
             raise ValueError("no training clips left after the held-out and validation splits")
@@ -174,6 +175,7 @@ class TowerBatchMaker:
         self.channel_mask = channel_mask
         self.answer_only = frozenset(answer_only)
         self.answer_only_tasks = frozenset(answer_only_tasks)
+        self.answer_only_keep = frozenset(answer_only_keep)
 
     def __call__(self, batch_size: int):
         from edge_coat.model.coat import CoatBatch
@@ -213,6 +215,7 @@ class TowerBatchMaker:
         targets, masks = expert_batch(self.experts, cuts)
         drop = torch.tensor(no_experts)
         for name in masks:
-            masks[name][drop] = False  # (B,) or (B, F): the whole row
+            if name not in self.answer_only_keep:
+                masks[name][drop] = False  # (B,) or (B, F): the whole row
         return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
                          tower=(torch.from_numpy(hidden), torch.from_numpy(mask)))

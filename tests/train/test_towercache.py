@@ -334,13 +334,22 @@ def test_answer_only_variants_carry_no_expert_loss():
             assert bool(b.expert_masks["idx"][row].any()) is not perturbed
         assert b.answers == ["happy"] * 4  # every row still trains the answer
     assert seen == {True, False}
-    # a machine's clips never draw a speed-perturbed copy
+    # by default a machine's clips never draw a speed-perturbed copy
     machine = Example(wave=ex.wave, task="anomaly", answer="normal", targets=ex.targets)
     maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
                             crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1])
     for _ in range(10):
         b = maker(4)
         assert float(b.tower[0].max()) == 0.0 and bool(b.expert_masks["voice"].all())
+    # asked for, they do; an expert whose target survives the perturbation keeps training on them
+    maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1],
+                            answer_only_tasks=["anomaly"], answer_only_keep=["idx"])
+    b = maker(16)
+    perturbed = b.tower[0][:, 0, 0] == 1
+    assert bool(perturbed.any()) and not bool(perturbed.all())
+    assert bool((b.expert_masks["voice"] == ~perturbed).all())
+    assert bool(b.expert_masks["idx"].any(-1).all())
 
 
 def test_speed_variants_are_accepted_tower_variants():
@@ -352,3 +361,6 @@ def test_speed_variants_are_accepted_tower_variants():
     assert TrainConfig(**base, tower_variants=["clean", "slow", "fast"]).tower_variants == ["clean", "slow", "fast"]
     with pytest.raises(pydantic.ValidationError):
         TrainConfig(**base, tower_variants=["clean", "radio"])
+    assert TrainConfig(**base).speed_tasks == ["emotion"]
+    with pytest.raises(pydantic.ValidationError, match="not among the experts"):
+        TrainConfig(**base, tower_variants=["clean", "slow"], speed_experts=["no_such_expert"])
