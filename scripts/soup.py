@@ -7,7 +7,7 @@ same configuration (the softmax temperature aside) and the same frozen tower; th
 Averaging weights of such runs (Wortsman et al. 2022, "Model soups") reduces the seed-to-seed variance
 measured in docs/coat-tiny-1.2-candidates-3-5 at no serving cost: the result is one model of the same
 shape. The temperature is refitted on the run's validation split (as training does), never on held-out
-clips. Writes OUT (a model directory) and OUT/../soup.json (members, temperature).
+clips. Writes OUT (a model directory) and, beside it, OUT-soup.json (members, temperature).
 """
 
 from __future__ import annotations

@@ -65,18 +65,14 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
 
 
 # -- channels: what a call-centre line and a factory room do to audio ------------------------------
-#: The channels ``apply_channel`` knows (``eval --channel``, the tower cache's variants).
+#: The channels ``apply_channel`` knows (the tower cache's variants; ``eval --channel`` offers clean and telephone).
 CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast")
 
 #: Speed perturbation (Ko et al., Interspeech 2015): the clip resampled and played at 16 kHz, so tempo,
 #: pitch and formants all move by the factor, like another speaker talking a little faster or slower.
-#: Used on the tower cache only (a training variant, never an evaluation channel).
+#: Used on the tower cache only (a training variant, never an evaluation channel). The teachers' targets
+#: describe the clip as recorded, so on these variants only the experts named in ``--speed-experts`` train.
 SPEEDS: dict[str, float] = {"slow": 0.9, "fast": 1.1}
-
-#: Variants whose expert targets (computed on the clip as recorded) no longer describe the audio: the
-#: pitch, voice and timing of a speed-perturbed copy differ from the clean clip's. They train the answers only.
-ANSWER_ONLY_VARIANTS: frozenset[str] = frozenset(SPEEDS)
-
 
 
 def telephone(wave: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:

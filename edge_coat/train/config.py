@@ -89,8 +89,8 @@ class TrainConfig(BaseModel):
     tower_variants: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
         default_factory=list,
         description="frozen tower: cache its output once per clip and per channel variant and train on the cache "
-                    "(e.g. clean telephone room; slow and fast are 0.9x and 1.1x speed perturbations, which "
-                    "train the answers on emotion clips only); empty = run the tower on augmented waves every step",
+                    "(e.g. clean telephone room; slow and fast are 0.9x and 1.1x speed perturbations: see speed_tasks and "
+                    "speed_experts); empty = run the tower on augmented waves every step",
     )
     clip_seconds: float | None = Field(
         default=None, gt=0.0, le=30.0,
@@ -173,6 +173,8 @@ class TrainConfig(BaseModel):
         unknown = sorted(set(self.speed_experts) - set(self.experts))
         if unknown:
             raise ValueError(f"--speed-experts names {unknown}, which are not among the experts {self.experts}")
+        if self.speed_experts and not {"slow", "fast"} & set(self.tower_variants):
+            raise ValueError("--speed-experts acts on speed-perturbed rows: add slow and/or fast to --tower-variants")
         if (self.time_mask or self.channel_mask) and not self.tower_variants:
             raise ValueError("--time-mask / --channel-mask act on the cached tower output: give --tower-variants")
         if self.standardize_tower and not (self.tower_variants and self.init_encoder):

@@ -74,7 +74,7 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
     """Encode every training clip once per tower variant (cached on disk) and draw batches from that."""
     from tqdm import tqdm
 
-    from edge_coat.train.augment import ANSWER_ONLY_VARIANTS
+    from edge_coat.train.augment import SPEEDS
     from edge_coat.train.standardize import fold_into_tower, standardize, tower_stats
     from edge_coat.train.towercache import TowerBatchMaker, TowerCache, tower_fingerprint
 
@@ -97,8 +97,8 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
     return TowerBatchMaker(examples, features, prompts, experts, model.max_seconds,
                            config.augment.crop_seconds, rng, time_mask=config.time_mask,
                            channel_mask=config.channel_mask,
-                           answer_only=[v for v, name in enumerate(config.tower_variants) if name in ANSWER_ONLY_VARIANTS],
-                           answer_only_tasks=config.speed_tasks, answer_only_keep=config.speed_experts)
+                           perturbed=[v for v, name in enumerate(config.tower_variants) if name in SPEEDS],
+                           perturbed_tasks=config.speed_tasks, perturbed_experts=config.speed_experts)
 
 
 def validation_sets(config: TrainConfig, splits, clip_seconds: float) -> list[tuple[str, str, list, list[str]]]:

@@ -150,15 +150,15 @@ class TowerBatchMaker:
     ``examples``: per folder, Example objects (their ``wave`` is only used for its length);
     ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
     ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
-    ``answer_only``: indices of variants whose rows carry no expert loss (their targets describe another
-    audio: ``edge_coat.train.augment.ANSWER_ONLY_VARIANTS``); only clips of ``answer_only_tasks`` draw them,
-    and on them only the ``answer_only_keep`` experts (targets that survive the perturbation) still train.
+    ``perturbed``: indices of variants whose audio the teachers' targets no longer describe (speed
+    perturbations, ``edge_coat.train.augment.SPEEDS``). Only clips of ``perturbed_tasks`` draw them, and on
+    their rows only the ``perturbed_experts`` (targets that survive the perturbation) keep a loss.
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
                  crop_seconds: float, rng: np.random.Generator, time_mask: float = 0.0,
-                 channel_mask: float = 0.0, answer_only: Sequence[int] = (),
-                 answer_only_tasks: Sequence[str] = ("emotion",), answer_only_keep: Sequence[str] = ()) -> None:
+                 channel_mask: float = 0.0, perturbed: Sequence[int] = (),
+                 perturbed_tasks: Sequence[str] = ("emotion",), perturbed_experts: Sequence[str] = ()) -> None:
         pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
         if not pairs:
             raise ValueError("no training clips left after the held-out and validation splits")
@@ -173,26 +173,27 @@ class TowerBatchMaker:
         self.rng = rng
         self.time_mask = time_mask
         self.channel_mask = channel_mask
-        self.answer_only = frozenset(answer_only)
-        self.answer_only_tasks = frozenset(answer_only_tasks)
-        self.answer_only_keep = frozenset(answer_only_keep)
+        self.perturbed = frozenset(perturbed)
+        self.perturbed_tasks = frozenset(perturbed_tasks)
+        self.perturbed_experts = frozenset(perturbed_experts)
+        n_variants = len(self.features[0][0])
+        self.unperturbed = [v for v in range(n_variants) if v not in self.perturbed]  # what other clips draw from
 
     def __call__(self, batch_size: int):
         from edge_coat.model.coat import CoatBatch
 
-        rows, prompts, answers, cuts, no_experts = [], [], [], [], []
+        rows, prompts, answers, cuts, perturbed_rows = [], [], [], [], []
         for _ in range(batch_size):
             f = int(self.rng.integers(len(self.examples)))
             i = int(self.rng.integers(len(self.examples[f])))
             ex = self.examples[f][i]
             variants = self.features[f][i]
-            if ex.task in self.answer_only_tasks or not self.answer_only:
+            if ex.task in self.perturbed_tasks:
                 v = int(self.rng.integers(len(variants)))
-            else:  # e.g. a machine: no speed-perturbed copy
-                allowed = [j for j in range(len(variants)) if j not in self.answer_only]
-                v = allowed[int(self.rng.integers(len(allowed)))]
+            else:  # e.g. a machine by default: no speed-perturbed copy
+                v = self.unperturbed[int(self.rng.integers(len(self.unperturbed)))]
             h = variants[v]  # (T, Da)
-            no_experts.append(v in self.answer_only)
+            perturbed_rows.append(v in self.perturbed)
             start_chunk = 0
             if h.shape[0] > self.crop_pos:
                 start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))
@@ -213,9 +214,8 @@ class TowerBatchMaker:
             hidden[b, : r.shape[0]] = r
             mask[b, : r.shape[0]] = True
         targets, masks = expert_batch(self.experts, cuts)
-        drop = torch.tensor(no_experts)
-        for name in masks:
-            if name not in self.answer_only_keep:
-                masks[name][drop] = False  # (B,) or (B, F): the whole row
+        drop = torch.tensor(perturbed_rows)
+        for name in masks.keys() - self.perturbed_experts:
+            masks[name][drop] = False  # (B,) or (B, F): the whole row
         return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
                          tower=(torch.from_numpy(hidden), torch.from_numpy(mask)))

@@ -286,7 +286,7 @@ def test_masks_and_validation_options_are_checked(separable, capsys):
 
 
 def test_speed_variants_move_pitch_and_keep_the_clip_length():
-    from edge_coat.train.augment import ANSWER_ONLY_VARIANTS, SPEEDS, speed_perturb
+    from edge_coat.train.augment import SPEEDS, speed_perturb
 
     t = np.arange(2 * SR) / SR
     tone = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
@@ -300,14 +300,13 @@ def test_speed_variants_move_pitch_and_keep_the_clip_length():
         assert out.shape == tone.shape and out.dtype == np.float32
         assert abs(peak_hz(out) - 200 * factor) <= 1.0  # 180 Hz slow, 220 Hz fast
         np.testing.assert_array_equal(out, apply_channel(tone, name))  # deterministic
-    assert ANSWER_ONLY_VARIANTS == {"slow", "fast"}
     slow = speed_perturb(tone, 0.9)
     assert np.abs(slow[: int(1.7 * SR)]).max() > 0.4  # the slowed copy fills the clip (cut, not padded)
     fast = speed_perturb(tone, 1.1)
     assert np.abs(fast[-int(0.05 * SR):]).max() == 0.0  # the faster copy ends early: zero-padded
 
 
-def test_answer_only_variants_carry_no_expert_loss():
+def test_perturbed_variants_carry_only_the_kept_expert_losses():
     from edge_coat.train.data import Example
     from edge_coat.train.towercache import TowerBatchMaker
 
@@ -322,7 +321,7 @@ def test_answer_only_variants_carry_no_expert_loss():
     clean = np.zeros((50, 4), np.float16)
     slow = np.ones((50, 4), np.float16)  # the variant's rows are told apart by their values
     maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
-                            crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1])
+                            crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1])
     seen = set()
     for _ in range(10):
         b = maker(4)
@@ -337,14 +336,14 @@ def test_answer_only_variants_carry_no_expert_loss():
     # by default a machine's clips never draw a speed-perturbed copy
     machine = Example(wave=ex.wave, task="anomaly", answer="normal", targets=ex.targets)
     maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
-                            crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1])
+                            crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1])
     for _ in range(10):
         b = maker(4)
         assert float(b.tower[0].max()) == 0.0 and bool(b.expert_masks["voice"].all())
     # asked for, they do; an expert whose target survives the perturbation keeps training on them
     maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
-                            crop_seconds=2.0, rng=np.random.default_rng(0), answer_only=[1],
-                            answer_only_tasks=["anomaly"], answer_only_keep=["idx"])
+                            crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1],
+                            perturbed_tasks=["anomaly"], perturbed_experts=["idx"])
     b = maker(16)
     perturbed = b.tower[0][:, 0, 0] == 1
     assert bool(perturbed.any()) and not bool(perturbed.all())
@@ -364,3 +363,19 @@ def test_speed_variants_are_accepted_tower_variants():
     assert TrainConfig(**base).speed_tasks == ["emotion"]
     with pytest.raises(pydantic.ValidationError, match="not among the experts"):
         TrainConfig(**base, tower_variants=["clean", "slow"], speed_experts=["no_such_expert"])
+    with pytest.raises(pydantic.ValidationError, match="add slow and/or fast"):
+        TrainConfig(**base, tower_variants=["clean"], speed_experts=["sound_tags"])
+
+
+def test_a_run_trains_on_speed_variants_end_to_end(separable, encoder_dir, tmp_path):
+    kept = TEST_EXPERTS.split(",")[0]
+    rc = main([*TOWER_TRAIN, "--init-encoder", str(encoder_dir), "--tower-variants", "clean,slow,fast",
+               "--speed-experts", kept, "--data", f"{separable['train']}:emotion", "--steps", "4",
+               "--batch-size", "4", "--checkpoint-every", "4", "--out", str(tmp_path / "run"),
+               "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower")])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert cfg["tower_variants"] == ["clean", "slow", "fast"] and cfg["speed_experts"] == [kept]
+    cached = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "tower").rglob("*.npy")}
+    assert cached == {"clean.npy", "slow.npy", "fast.npy"}
+    assert (tmp_path / "run" / "model" / "coat.safetensors").exists()
