@@ -82,6 +82,9 @@ def add_arguments(parser) -> None:
                    help="tasks whose clips draw the slow/fast tower variants (comma list; default emotion)")
     a.add_argument("--speed-experts", default="",
                    help="experts still trained on slow/fast rows (comma list; default none: answers only)")
+    a.add_argument("--speed-teachers", action="store_true",
+                   help="run the teachers on the slow/fast audio too, so every expert trains on those rows "
+                        "(speech_content keeps the clip's own transcript target)")
     a.add_argument("--time-mask", type=float, default=0.0, metavar="SHARE",
                    help="frozen tower: mask up to SHARE of the audio positions per clip (SpecAugment; default off)")
     a.add_argument("--channel-mask", type=float, default=0.0, metavar="SHARE",
@@ -117,6 +120,7 @@ def config_from_args(args):
         label_smoothing=args.label_smoothing, val_every=args.val_every,
         time_mask=args.time_mask, channel_mask=args.channel_mask,
         speed_tasks=parse_list(args.speed_tasks), speed_experts=parse_list(args.speed_experts),
+        speed_teachers=args.speed_teachers,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,
         tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,

@@ -71,7 +71,8 @@ CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast")
 #: Speed perturbation (Ko et al., Interspeech 2015): the clip resampled and played at 16 kHz, so tempo,
 #: pitch and formants all move by the factor, like another speaker talking a little faster or slower.
 #: Used on the tower cache only (a training variant, never an evaluation channel). The teachers' targets
-#: describe the clip as recorded, so on these variants only the experts named in ``--speed-experts`` train.
+#: describe the clip as recorded, so on these variants only the experts named in ``--speed-experts`` train,
+#: unless ``--speed-teachers`` runs the teachers on the perturbed audio as well.
 SPEEDS: dict[str, float] = {"slow": 0.9, "fast": 1.1}
 
 

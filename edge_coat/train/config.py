@@ -145,6 +145,12 @@ class TrainConfig(BaseModel):
         description="experts still trained on speed-perturbed rows (their targets survive a 10 % speed change, "
                     "e.g. speech_content, sound_tags); the others are masked there. Empty = answers only",
     )
+    speed_teachers: bool = Field(
+        default=False,
+        description="run the teachers on the speed-perturbed audio, so that every expert also trains on the "
+                    "slow/fast rows (speech_content keeps the clip's own target: a transcript survives a 10 % "
+                    "speed change, and that teacher costs seconds per clip on a CPU)",
+    )
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="label smoothing of the answer loss")
     val_every: int = Field(
         default=0, ge=0, le=10_000_000,
@@ -175,6 +181,10 @@ class TrainConfig(BaseModel):
             raise ValueError(f"--speed-experts names {unknown}, which are not among the experts {self.experts}")
         if self.speed_experts and not {"slow", "fast"} & set(self.tower_variants):
             raise ValueError("--speed-experts acts on speed-perturbed rows: add slow and/or fast to --tower-variants")
+        if self.speed_teachers and not {"slow", "fast"} & set(self.tower_variants):
+            raise ValueError("--speed-teachers acts on speed-perturbed rows: add slow and/or fast to --tower-variants")
+        if self.speed_teachers and self.speed_experts:
+            raise ValueError("--speed-teachers trains every expert on the speed-perturbed rows: drop --speed-experts")
         if (self.time_mask or self.channel_mask) and not self.tower_variants:
             raise ValueError("--time-mask / --channel-mask act on the cached tower output: give --tower-variants")
         if self.standardize_tower and not (self.tower_variants and self.init_encoder):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +116,9 @@ class Example:
     task: str
     answer: str
     targets: dict[str, np.ndarray]  # expert name -> (frames, dim) or (dim,)
+    # tower variant index -> the teachers' targets on that variant's audio (speed perturbations with
+    # --speed-teachers); a variant without an entry is described by ``targets``
+    variant_targets: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def load_wave(clip: Clip, max_seconds: float) -> np.ndarray:

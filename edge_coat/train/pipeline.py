@@ -70,6 +70,30 @@ def _load_examples(clips, task: str, experts, cache, progress: bool, strides=Non
     return out
 
 
+#: Teachers whose target a speed change leaves as it was: with --speed-teachers the perturbed rows reuse the
+#: clip's own target (a transcript; its teacher, Whisper's decoder, costs seconds per clip on a CPU).
+SPEED_INVARIANT = ("speech_content",)
+
+
+def _speed_targets(config: TrainConfig, examples, experts, cache) -> None:
+    """--speed-teachers: the teachers' targets on each slow/fast variant of every clip of a speed task, in
+    ``Example.variant_targets`` (computed once, then read from the teacher cache like any other clip)."""
+    from tqdm import tqdm
+
+    from edge_coat.train.augment import SPEEDS, speed_perturb
+
+    run = [e for e in experts if e.name not in SPEED_INVARIANT]
+    variants = [(v, SPEEDS[name]) for v, name in enumerate(config.tower_variants) if name in SPEEDS]
+    for src, folder in zip(config.data, examples):
+        if src.task not in config.speed_tasks:
+            continue
+        for ex in tqdm(folder, disable=not config.progress, desc=f"speed targets {src.task}", leave=False):
+            for v, factor in variants:
+                targets = cache.get_all(run, speed_perturb(ex.wave, factor), config.expert_strides)
+                targets.update({k: ex.targets[k] for k in SPEED_INVARIANT if k in ex.targets})
+                ex.variant_targets[v] = targets
+
+
 def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
     """Encode every training clip once per tower variant (cached on disk) and draw batches from that."""
     from tqdm import tqdm
@@ -226,6 +250,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     use_experts = experts if config.expert_losses else []
     examples = [_load_examples(s.train, src.task, use_experts, cache, config.progress, config.expert_strides)
                 for src, s in zip(config.data, splits)]
+    if config.speed_teachers and use_experts:
+        _speed_targets(config, examples, use_experts, cache)
     rng = np.random.default_rng(config.seed)
     prompts = {t: spec.prompt for t, spec in tasks.items()}
     if config.tower_variants:

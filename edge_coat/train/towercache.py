@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,8 @@ class TowerBatchMaker:
     ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
     ``perturbed``: indices of variants whose audio the teachers' targets no longer describe (speed
     perturbations, ``edge_coat.train.augment.SPEEDS``). Only clips of ``perturbed_tasks`` draw them, and on
-    their rows only the ``perturbed_experts`` (targets that survive the perturbation) keep a loss.
+    their rows only the ``perturbed_experts`` (targets that survive the perturbation) keep a loss, unless the
+    clip carries the teachers' targets for that variant (``Example.variant_targets``).
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
@@ -193,7 +195,9 @@ class TowerBatchMaker:
             else:  # e.g. a machine by default: no speed-perturbed copy
                 v = self.unperturbed[int(self.rng.integers(len(self.unperturbed)))]
             h = variants[v]  # (T, Da)
-            perturbed_rows.append(v in self.perturbed)
+            if v in ex.variant_targets:  # the teachers heard this variant (--speed-teachers): every expert trains
+                ex = replace(ex, targets=ex.variant_targets[v])
+            perturbed_rows.append(v in self.perturbed and v not in self.examples[f][i].variant_targets)
             start_chunk = 0
             if h.shape[0] > self.crop_pos:
                 start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))

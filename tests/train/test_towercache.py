@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -351,6 +352,35 @@ def test_perturbed_variants_carry_only_the_kept_expert_losses():
     assert bool(b.expert_masks["idx"].any(-1).all())
 
 
+def test_perturbed_variants_heard_by_the_teachers_train_every_expert():
+    from edge_coat.train.data import Example
+    from edge_coat.train.towercache import TowerBatchMaker
+
+    class Pooled:
+        name, dim, frame_rate, pooled = "voice", 2, 0.0, True
+
+    class Frames:
+        name, dim, frame_rate, pooled = "idx", 1, 25.0, False
+
+    # --speed-teachers: the slow variant (index 1) carries the targets its own audio gave the teachers
+    ex = Example(wave=np.zeros(2 * SR, np.float32), task="emotion", answer="happy",
+                 targets={"voice": np.ones(2, np.float32), "idx": np.ones((51, 1), np.float32)},
+                 variant_targets={1: {"voice": np.full(2, 5.0, np.float32), "idx": np.full((51, 1), 5.0, np.float32)}})
+    clean = np.zeros((50, 4), np.float16)
+    slow = np.ones((50, 4), np.float16)
+    maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1])
+    b = maker(16)
+    perturbed = b.tower[0][:, 0, 0] == 1
+    assert bool(perturbed.any()) and not bool(perturbed.all())
+    assert bool(b.expert_masks["voice"].all()) and bool(b.expert_masks["idx"].all())  # nothing masked
+    # each row's targets are those of the audio the tower heard
+    expected = torch.where(perturbed, 5.0, 1.0)
+    assert torch.equal(b.expert_targets["voice"][:, 0], expected)
+    assert torch.equal(b.expert_targets["idx"][:, 0, 0], expected)
+    assert ex.targets["voice"][0] == 1.0  # the clip's own targets are left as they were
+
+
 def test_speed_variants_are_accepted_tower_variants():
     import pydantic
 
@@ -365,6 +395,10 @@ def test_speed_variants_are_accepted_tower_variants():
         TrainConfig(**base, tower_variants=["clean", "slow"], speed_experts=["no_such_expert"])
     with pytest.raises(pydantic.ValidationError, match="add slow and/or fast"):
         TrainConfig(**base, tower_variants=["clean"], speed_experts=["sound_tags"])
+    with pytest.raises(pydantic.ValidationError, match="add slow and/or fast"):
+        TrainConfig(**base, tower_variants=["clean", "telephone"], speed_teachers=True)
+    with pytest.raises(pydantic.ValidationError, match="drop --speed-experts"):
+        TrainConfig(**base, tower_variants=["clean", "slow"], speed_teachers=True, speed_experts=["sound_tags"])
 
 
 def test_a_run_trains_on_speed_variants_end_to_end(separable, encoder_dir, tmp_path):
@@ -379,3 +413,26 @@ def test_a_run_trains_on_speed_variants_end_to_end(separable, encoder_dir, tmp_p
     cached = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "tower").rglob("*.npy")}
     assert cached == {"clean.npy", "slow.npy", "fast.npy"}
     assert (tmp_path / "run" / "model" / "coat.safetensors").exists()
+
+
+def test_speed_teachers_run_the_teachers_on_the_perturbed_audio(separable, encoder_dir, tmp_path):
+    from edge_coat.data.folder import load_audio
+    from edge_coat.experts.cache import TeacherCache, audio_sha256
+    from edge_coat.train.augment import speed_perturb
+
+    rc = main([*TOWER_TRAIN, "--init-encoder", str(encoder_dir), "--tower-variants", "clean,fast",
+               "--speed-teachers", "--data", f"{separable['train']}:emotion", "--steps", "2",
+               "--batch-size", "4", "--checkpoint-every", "2", "--out", str(tmp_path / "run"),
+               "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower")])
+    assert rc == 0
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["speed_teachers"] is True
+    (trained,) = [part["train"] for part in json.loads((tmp_path / "run" / "split.json").read_text()).values()]
+    cache = TeacherCache(tmp_path / "teacher")
+    for expert in TEST_EXPERTS.split(","):
+        # every training clip was heard by the teacher as recorded and 1.1x as fast, and nothing else was
+        stored = {p.stem for p in (tmp_path / "teacher" / expert).rglob("*.npz")}
+        assert len(stored) == 2 * len(trained)
+        for name in trained:
+            wave = load_audio(Path(separable["train"]) / name)
+            assert cache.path_for(expert, audio_sha256(wave)).stem in stored
+            assert cache.path_for(expert, audio_sha256(speed_perturb(wave, 1.1))).stem in stored
