@@ -76,7 +76,8 @@ COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-ev
 # summary (candidate 2 of 2026-12-05, docs/coat-tiny-1.2-candidate-2, which had 1.1's 800-step stage 1).
 # 1.1 was NEW_OPTS="" STEPS1=800 OUT=runs/coat-tiny-2.
 # TOWER_VARIANTS: the tower cache's variants (default clean,telephone,room). Speed perturbation (slow,fast, with
-# AUG="--speed-tasks ... --speed-experts ...") was tried on 2026-12-06 and not shipped: docs/coat-tiny-1.3-speed.
+# AUG="--speed-tasks ... --speed-experts ..." or "--speed-tasks ... --speed-teachers") was tried on 2026-12-06 and
+# not shipped: docs/coat-tiny-1.3-speed.
 # EXPERTS: the distilled experts (comma list; default the five families' seven experts). Candidate 4 of
 # 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidates-3-5) dropped the speaker embedding with candidate
 # 2's NEW_OPTS: EXPERTS=speech_vad,pitch_prosody,loudness_spectral,sound_tags,speech_content,reconstruction
