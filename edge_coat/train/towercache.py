@@ -195,9 +195,10 @@ class TowerBatchMaker:
             else:  # e.g. a machine by default: no speed-perturbed copy
                 v = self.unperturbed[int(self.rng.integers(len(self.unperturbed)))]
             h = variants[v]  # (T, Da)
-            if v in ex.variant_targets:  # the teachers heard this variant (--speed-teachers): every expert trains
+            heard = v in ex.variant_targets  # the teachers heard this variant (--speed-teachers): every expert trains
+            if heard:
                 ex = replace(ex, targets=ex.variant_targets[v])
-            perturbed_rows.append(v in self.perturbed and v not in self.examples[f][i].variant_targets)
+            perturbed_rows.append(v in self.perturbed and not heard)
             start_chunk = 0
             if h.shape[0] > self.crop_pos:
                 start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))

@@ -307,21 +307,30 @@ def test_speed_variants_move_pitch_and_keep_the_clip_length():
     assert np.abs(fast[-int(0.05 * SR):]).max() == 0.0  # the faster copy ends early: zero-padded
 
 
+class _PooledExpert:  # the two target shapes expert_batch handles, without running a teacher
+    name, dim, frame_rate, pooled = "voice", 2, 0.0, True
+
+
+class _FrameExpert:
+    name, dim, frame_rate, pooled = "idx", 1, 25.0, False
+
+
+def _clip_with_slow_variant(**example):
+    """A 2 s clip whose targets are all ones, and its two tower variants: clean (zeros) and slow (ones), so a
+    batch row tells by its values which variant it drew. ``example``: further Example fields."""
+    from edge_coat.train.data import Example
+
+    ex = Example(wave=np.zeros(2 * SR, np.float32), task=example.pop("task", "emotion"), answer="happy",
+                 targets={"voice": np.ones(2, np.float32), "idx": np.ones((51, 1), np.float32)}, **example)
+    return ex, [np.zeros((50, 4), np.float16), np.ones((50, 4), np.float16)]
+
+
 def test_perturbed_variants_carry_only_the_kept_expert_losses():
     from edge_coat.train.data import Example
     from edge_coat.train.towercache import TowerBatchMaker
 
-    class Pooled:
-        name, dim, frame_rate, pooled = "voice", 2, 0.0, True
-
-    class Frames:
-        name, dim, frame_rate, pooled = "idx", 1, 25.0, False
-
-    ex = Example(wave=np.zeros(2 * SR, np.float32), task="emotion", answer="happy",
-                 targets={"voice": np.ones(2, np.float32), "idx": np.ones((51, 1), np.float32)})
-    clean = np.zeros((50, 4), np.float16)
-    slow = np.ones((50, 4), np.float16)  # the variant's rows are told apart by their values
-    maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+    ex, (clean, slow) = _clip_with_slow_variant()
+    maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [_PooledExpert(), _FrameExpert()], chunk_seconds=1.0,
                             crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1])
     seen = set()
     for _ in range(10):
@@ -336,13 +345,13 @@ def test_perturbed_variants_carry_only_the_kept_expert_losses():
     assert seen == {True, False}
     # by default a machine's clips never draw a speed-perturbed copy
     machine = Example(wave=ex.wave, task="anomaly", answer="normal", targets=ex.targets)
-    maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+    maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [_PooledExpert(), _FrameExpert()], chunk_seconds=1.0,
                             crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1])
     for _ in range(10):
         b = maker(4)
         assert float(b.tower[0].max()) == 0.0 and bool(b.expert_masks["voice"].all())
     # asked for, they do; an expert whose target survives the perturbation keeps training on them
-    maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+    maker = TowerBatchMaker([[machine]], [[[clean, slow]]], {"anomaly": "p"}, [_PooledExpert(), _FrameExpert()], chunk_seconds=1.0,
                             crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1],
                             perturbed_tasks=["anomaly"], perturbed_experts=["idx"])
     b = maker(16)
@@ -353,22 +362,12 @@ def test_perturbed_variants_carry_only_the_kept_expert_losses():
 
 
 def test_perturbed_variants_heard_by_the_teachers_train_every_expert():
-    from edge_coat.train.data import Example
     from edge_coat.train.towercache import TowerBatchMaker
 
-    class Pooled:
-        name, dim, frame_rate, pooled = "voice", 2, 0.0, True
-
-    class Frames:
-        name, dim, frame_rate, pooled = "idx", 1, 25.0, False
-
     # --speed-teachers: the slow variant (index 1) carries the targets its own audio gave the teachers
-    ex = Example(wave=np.zeros(2 * SR, np.float32), task="emotion", answer="happy",
-                 targets={"voice": np.ones(2, np.float32), "idx": np.ones((51, 1), np.float32)},
-                 variant_targets={1: {"voice": np.full(2, 5.0, np.float32), "idx": np.full((51, 1), 5.0, np.float32)}})
-    clean = np.zeros((50, 4), np.float16)
-    slow = np.ones((50, 4), np.float16)
-    maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [Pooled(), Frames()], chunk_seconds=1.0,
+    ex, (clean, slow) = _clip_with_slow_variant(
+        variant_targets={1: {"voice": np.full(2, 5.0, np.float32), "idx": np.full((51, 1), 5.0, np.float32)}})
+    maker = TowerBatchMaker([[ex]], [[[clean, slow]]], {"emotion": "p"}, [_PooledExpert(), _FrameExpert()], chunk_seconds=1.0,
                             crop_seconds=2.0, rng=np.random.default_rng(0), perturbed=[1])
     b = maker(16)
     perturbed = b.tower[0][:, 0, 0] == 1
