@@ -6,6 +6,10 @@
 
 The optional second folder holds the previous version's results: its CoAT rows are shown beside the new ones.
 ``--name`` / ``--previous-name`` label the two (default: coat-tiny 1.2 and 1.1, the shipped card's).
+``--seeds "LABEL=RUN:DIR,DIR,..."`` (repeatable) adds a table of the held-out figures of several training seeds,
+each folder's ``<figure>-RUN.json`` (RUN: coat or no-experts), with their mean:
+
+    python scripts/coat_tiny_table.py runs/coat-tiny-20/results --seeds "1.3=coat:runs/coat-tiny-20/results,..."
 
 Every number comes from `edge-coat eval` or `python -m bench.accuracy.reference_baselines` JSON;
 nothing is typed in by hand. A missing result is shown as "not run".
@@ -123,6 +127,44 @@ def noise_table(results: Path) -> list[str]:
     return out
 
 
+SEED_FIGURES = (("emotion", "ua", "RAVDESS 8-class UA (spk 14-16)"), ("emotion-tel", "ua", "RAVDESS telephone UA"),
+                ("emotion-emovo", "ua", "EMOVO UA (f3, m3)"), ("emotion-turev", "ua", "TurEV UA (1984)"),
+                ("emotion", "angry", "angry-vs-rest AUC (RAVDESS)"), ("events", "accuracy", "UrbanSound8K accuracy"))
+
+
+def _seed_value(folder: Path, figure: str, key: str, run: str):
+    doc = _load(folder, f"{figure}-{run}")
+    if doc is None:
+        return None
+    if key == "angry":
+        return doc.get("per_class", {}).get("angry", {}).get("auc_vs_rest")
+    return _metric(doc, key)
+
+
+def seeds_table(groups: list[tuple[str, str, list[Path]]]) -> list[str]:
+    """One column per (label, run, folders): each seed's figure and the mean of the seeds that have it."""
+    out = ["| held-out figure | " + " | ".join(f"{label}: {len(dirs)} seeds, each / **mean**" for label, _, dirs in groups) + " |",
+           "|---|" + "---|" * len(groups)]
+    for figure, key, title in SEED_FIGURES:
+        cells = []
+        for _, run, dirs in groups:
+            values = [_seed_value(d, figure, key, run) for d in dirs]
+            have = [v for v in values if v is not None]
+            mean = f"**{sum(have) / len(have):.3f}**" if have else "not run"
+            cells.append(" / ".join("-" if v is None else f"{v:.3f}" for v in values) + f" / {mean}")
+        out.append(f"| {title} | " + " | ".join(cells) + " |")
+    return out
+
+
+def parse_seeds(spec: str) -> tuple[str, str, list[Path]]:
+    """"LABEL=RUN:DIR,DIR,..." -> (label, run, folders)."""
+    label, sep, rest = spec.partition("=")
+    run, sep2, dirs = rest.partition(":")
+    if not (sep and sep2 and label and run in ("coat", "no-experts") and dirs):
+        raise SystemExit(f"--seeds: expected LABEL=coat:DIR,DIR,... or LABEL=no-experts:DIR,..., got {spec!r}")
+    return label, run, [Path(d) for d in dirs.split(",")]
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -131,6 +173,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("previous", type=Path, nargs="?")
     p.add_argument("--name", default="coat-tiny 1.2")
     p.add_argument("--previous-name", default="1.1")
+    p.add_argument("--seeds", action="append", default=[], metavar="LABEL=RUN:DIR,DIR,...",
+                   help="a table of several seeds' held-out figures (repeatable: one column each)")
     args = p.parse_args(argv)
     set_names(args.name, args.previous_name)
     results, previous = args.results, args.previous
@@ -142,6 +186,9 @@ def main(argv: list[str]) -> int:
                         ("Anomaly profiles in noise (factory seed 99, loudness-normalised)", noise_table(results))):
         print(f"### {title}\n")
         print("\n".join(rows) + "\n")
+    if args.seeds:
+        print("### Training seeds (held-out figures of each seed; means over the seeds that have the figure)\n")
+        print("\n".join(seeds_table([parse_seeds(s) for s in args.seeds])) + "\n")
     return 0
 
 
