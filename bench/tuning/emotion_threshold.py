@@ -21,7 +21,8 @@ Splits (by speaker; the model card's split): settings are chosen on the developm
 (RAVDESS 01-13, EMOVO f1,f2,m1,m2, TurEV all but 1984; the model trained on all of these but RAVDESS 13,
 so dev figures may flatter it); the held-out speakers (RAVDESS 14-16, EMOVO f3,m3, TurEV
 1984), clean and through a telephone channel (``edge_coat.train.augment.telephone``), are only reported,
-for the chosen setting and the previous defaults.
+for the chosen setting, the current defaults (``EmotionConfig()`` as the code has it: the setting a re-tuning
+would replace) and the first defaults (``PREVIOUS``).
 
 Criterion (``choose``): the most dev angry calls (``angry`` + ``calm>angry``) alerted, subject to false
 alerts on at most ``MAX_FALSE`` of the dev calm/happy calls and of the dev ``calm>angry`` calls before the
@@ -327,6 +328,14 @@ def fmt_corpora(counts: dict) -> str:
     return ", ".join(f"{c} angry {a}/{n} false {f}/{m}" for c, (a, n, f, m) in counts.items())
 
 
+def current_setting() -> dict:
+    """The ``EmotionConfig`` defaults the service runs with now, as a grid setting (off-threshold and
+    off-windows as ``config_of`` sets them; ``test_current_defaults_are_a_grid_setting`` checks they match)."""
+    c = EmotionConfig()
+    return {"negative_labels": list(c.negative_labels), "ema_alpha": c.ema_alpha,
+            "on_threshold": c.episode.on_threshold, "on_windows": c.episode.on_windows}
+
+
 def grid() -> list[dict]:
     return [{"negative_labels": list(neg), "ema_alpha": a, "on_threshold": on, "on_windows": w}
             for neg, a, on, w in itertools.product(NEGATIVE_SETS, ALPHAS, ON_THRESHOLDS, ON_WINDOWS)]
@@ -406,6 +415,7 @@ def main(argv=None) -> int:
         dev_sweeps.append(sweep(settings, dev, replays[key]["clean"]))
     chosen = choose(dev_sweeps, args.max_false)
     previous = name_of({**PREVIOUS, "negative_labels": list(PREVIOUS["negative_labels"])})
+    current = name_of(current_setting())
     report["chosen"] = dev_sweeps[0][chosen]["setting"] if chosen else None
     for scenario, dev_sweep in zip(scenarios, dev_sweeps):
         key = f"window {scenario[0]:g} s hop {scenario[1]:g} s"
@@ -415,7 +425,7 @@ def main(argv=None) -> int:
         print(f"\n{key}, dev: best within the false-alert bound (of {len(ok)} meeting it)")
         for n in top:
             print(fmt_row(n, dev_sweep[n]))
-        shown = {"previous": previous, **({"chosen": chosen} if chosen else {})}
+        shown = {"previous": previous, "current": current, **({"chosen": chosen} if chosen else {})}
         for label, n in shown.items():
             print(fmt_row(f"[{label}] {n}", dev_sweep[n]))
         held_rows = {}
@@ -433,7 +443,8 @@ def main(argv=None) -> int:
             print(fmt_row(f"[{label}]", r))
             print(f"  by corpus: {fmt_corpora(r['by_corpus'])}")
         report["scenarios"][key] = {"dev": {"sweep": dev_sweep, "chosen": dev_sweep.get(chosen),
-                                            "previous": dev_sweep[previous]}, "heldout": held_rows}
+                                            "previous": dev_sweep[previous], "current": dev_sweep[current]},
+                                    "heldout": held_rows}
     if chosen:
         print(f"\nchosen: {chosen}")
     else:

@@ -72,6 +72,15 @@ def test_choose_maximises_worst_case_angry_detection_within_the_false_alert_boun
     assert et.name_of(et.PREVIOUS) in {et.name_of(s) for s in et.grid()}  # the old defaults are in the sweep
 
 
+def test_current_defaults_are_a_grid_setting():
+    """The row "current" replays EmotionConfig() exactly: its setting is in the sweep, and config_of rebuilds it."""
+    from edge_coat.detectors.config import EmotionConfig
+
+    current = et.current_setting()
+    assert et.name_of(current) in {et.name_of(s) for s in et.grid()}
+    assert et.config_of(current) == EmotionConfig()
+
+
 def test_calls_from_the_real_corpora_follow_the_speaker_split(shared_data):
     speakers = {"ravdess": {"01", "14"}, "turev": {"1984"}}
     calls = et.build_calls(shared_data, corpora=("ravdess", "turev"), speakers=speakers)
