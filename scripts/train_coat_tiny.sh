@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the embedded default model models/coat-tiny 1.2 (issue 13): a pretrained Whisper
+# The recipe of the embedded default model models/coat-tiny 1.3 (issue 13): a pretrained Whisper
 # tiny.en tower (frozen, its output channels standardised), CoAT distilled from five expert families in
 # two stages (a short stage 1), every ablation and every evaluation of the model card's table. Re-running it resumes each training from its last
 # checkpoint and skips finished steps and results.
@@ -8,8 +8,10 @@
 #   RUNS="coat no-experts" STAGES=train bash scripts/train_coat_tiny.sh
 #   STAGES=eval SHARDS=3 SHARD=0 bash scripts/train_coat_tiny.sh &  (and SHARD=1, SHARD=2): evaluations only
 #   STEPS1=4 STEPS2=4 LOCO_STEPS=4 FACTORY_TRAIN=40 FACTORY_TEST=30 OUT=/tmp/ct bash scripts/train_coat_tiny.sh  # smoke
-# The defaults are 1.2's. Commands written before 1.2 (docs/coat-tiny-1.1, docs/coat-tiny-1.2-candidate*) assumed
-# 1.1's: add NEW_OPTS="" STEPS1=800 to 1.1's, STEPS1=800 to the candidates' (they set NEW_OPTS themselves).
+# The defaults are 1.3's. 1.2's recipe is the same without speed perturbation: OUT=runs/coat-tiny-13 AUG="" TOWER_VARIANTS=clean,telephone,room.
+# Commands written before 1.3 (docs/coat-tiny-1.2*, docs/coat-tiny-1.3-speed) assumed 1.2's defaults: add AUG="" (or their
+# own AUG) and TOWER_VARIANTS=clean,telephone,room (or their own). Commands written before 1.2 (docs/coat-tiny-1.1,
+# docs/coat-tiny-1.2-candidate*) assumed 1.1's: add NEW_OPTS="" STEPS1=800 to 1.1's, STEPS1=800 to the candidates'.
 #
 # Model: Qwen2-Audio family. Audio tower = Whisper tiny.en's first 3 blocks (chosen on the RAVDESS
 # development folds: block 3's mean+std features gave UA 0.711 against 0.684 / 0.651 for blocks 2 / 4,
@@ -22,6 +24,10 @@
 #   - UrbanSound8K fold 1: about a quarter of the source recordings held out (python -m edge_coat.train.split).
 #   - factory: training clips (seed 11) without the compressor and without the squeal fault; held out:
 #     seed 99 (same machines/faults), a new machine (compressor, seed 98) and a new fault (squeal, seed 97).
+# Speed perturbation (1.3): every training clip is also encoded at 0.9x and 1.1x speed (Ko et al. 2015), and the
+# answer-training runs draw those rows too; on them the experts whose targets a 10 % speed change keeps
+# (speech_content, sound_tags, speech_vad) still train, the others are masked (try 3 of docs/coat-tiny-1.3-speed).
+# Stage 1 is 1.2's own (no perturbed rows: it trains only the experts, most of which the perturbation would mask).
 # Stage 1 aligns the thinking block to the experts (answer weight 0) for STEPS1 steps (200 since 1.2: 1.1's 800
 # left an expert-only block that the answers never fully re-shaped; docs/coat-tiny-1.2); stage 2 continues
 # from it with answers and experts together. Ablations: the same two stages without expert losses (stage 1 then has
@@ -31,7 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/coat-tiny-13}
+OUT=${OUT:-runs/coat-tiny-20}
 DATA=${DATA:-../shared/data}
 STEPS1=${STEPS1:-200}
 STEPS2=${STEPS2:-3000}
@@ -67,17 +73,21 @@ fi
 
 # 2. training ---------------------------------------------------------------------------------------
 COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-every 25 --crop-seconds 10 --gain-db 6
-        --tower-variants "${TOWER_VARIANTS:-clean,telephone,room}" --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
-        --experts "$EXPERTS" --expert-stride speech_content=16 ${AUG:-})
+        --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
+        --experts "$EXPERTS" --expert-stride speech_content=16)
+# The answer-training runs' channels and augmentation (stage 2, the ablation, LOCO); stage 1's are S1_TOWER_VARIANTS, S1_AUG.
+ANSWER_AUG=(--tower-variants "${TOWER_VARIANTS:-clean,telephone,room,slow,fast}"
+            ${AUG---speed-tasks emotion,events,anomaly,fault --speed-experts speech_content,sound_tags,speech_vad})
+S1_OPTS=(--tower-variants "${S1_TOWER_VARIANTS:-clean,telephone,room}" ${S1_AUG:-})
 # SELECT: options of the answer-training runs (stage 2, the ablation, LOCO). Both empty for 1.1. The
 # regularised candidate of 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidate) was
 #   OUT=runs/coat-tiny-3 AUG="--time-mask 0.2 --channel-mask 0.2" SELECT="--label-smoothing 0.1 --val-every 200"
 # NEW_OPTS: options of a new model (stage 1, the ablation, LOCO). 1.2: a standardised tower and a linear
 # summary (candidate 2 of 2026-12-05, docs/coat-tiny-1.2-candidate-2, which had 1.1's 800-step stage 1).
 # 1.1 was NEW_OPTS="" STEPS1=800 OUT=runs/coat-tiny-2.
-# TOWER_VARIANTS: the tower cache's variants (default clean,telephone,room). Speed perturbation (slow,fast, with
-# AUG="--speed-tasks ... --speed-experts ..." or "--speed-tasks ... --speed-teachers") was tried on 2026-12-06 and
-# not shipped: docs/coat-tiny-1.3-speed.
+# TOWER_VARIANTS: the tower cache's variants of the answer-training runs (default clean,telephone,room,slow,fast);
+# AUG: their augmentation options (default: 1.3's speed tasks and kept experts; AUG="" for none). The six speed
+# tries of 2026-12-06 (docs/coat-tiny-1.3-speed) set both; try 3 became 1.3's default.
 # EXPERTS: the distilled experts (comma list; default the five families' seven experts). Candidate 4 of
 # 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidates-3-5) dropped the speaker embedding with candidate
 # 2's NEW_OPTS: EXPERTS=speech_vad,pitch_prosody,loudness_spectral,sound_tags,speech_content,reconstruction
@@ -108,12 +118,12 @@ stage2() {  # run-s1 run data... : stage 2 from stage 1's model
 [ "${STAGES:-all}" = eval ] && RUNS=none   # STAGES=eval: only the evaluations (models trained already)
 for run in ${RUNS:-coat no-experts loco}; do
   case $run in
-    coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0
-          stage2 coat-s1 coat "${ALL_DATA[@]}" ;;
-    no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" ;;
+    coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
+          stage2 coat-s1 coat "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" ;;
+    no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" "${ANSWER_AUG[@]}" ;;
     loco) for held in ${LOCO:-ravdess emovo turev}; do
             data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || data+=(--data "$DATA/$c:emotion"); done
-            train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1 "${SELECT[@]}"
+            train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1 "${SELECT[@]}" "${ANSWER_AUG[@]}"
           done ;;
     none) ;;
     *) echo "unknown run $run (coat | no-experts | loco | none)" >&2; exit 2 ;;
