@@ -49,6 +49,11 @@ def _metric(doc: dict | None, key: str):
     return None if doc is None else doc["metrics"].get(key)
 
 
+def _angry_auc(doc: dict | None):
+    """The angry-vs-rest AUC of an emotion result (the alert's clip-level figure)."""
+    return None if doc is None else doc.get("per_class", {}).get("angry", {}).get("auc_vs_rest")
+
+
 def _ref(doc: dict | None, kind: str, key: str):
     if doc is None or kind not in doc.get("results", {}):
         return None
@@ -62,14 +67,10 @@ def emotion_table(results: Path, previous: Path | None = None) -> list[str]:
            "|---|" + "---|" * (len(cols) + 1)]
     for key, title in MODELS:
         cells = [_f(_metric(_load(results, f"{c[0]}-{key}"), c[2])) for c in cols]
-        doc = _load(results, f"emotion-{key}")
-        angry = None if doc is None else doc["per_class"].get("angry", {}).get("auc_vs_rest")
-        out.append(f"| {title} | " + " | ".join(cells) + f" | {_f(angry)} |")
+        out.append(f"| {title} | " + " | ".join(cells) + f" | {_f(_angry_auc(_load(results, f'emotion-{key}')))} |")
     if previous is not None:
         cells = [_f(_metric(_load(previous, f"{c[0]}-coat"), c[2])) for c in cols]
-        doc = _load(previous, "emotion-coat")
-        angry = None if doc is None else doc["per_class"].get("angry", {}).get("auc_vs_rest")
-        out.append(f"| {PREVIOUS} | " + " | ".join(cells) + f" | {_f(angry)} |")
+        out.append(f"| {PREVIOUS} | " + " | ".join(cells) + f" | {_f(_angry_auc(_load(previous, 'emotion-coat')))} |")
     for kind, title in REFS[:2]:
         cells = [_f(_ref(_load(results, f"ref-{c[0]}"), kind, c[2])) for c in cols]
         out.append(f"| {title} | " + " | ".join(cells) + " | n/a |")
@@ -134,11 +135,7 @@ SEED_FIGURES = (("emotion", "ua", "RAVDESS 8-class UA (spk 14-16)"), ("emotion-t
 
 def _seed_value(folder: Path, figure: str, key: str, run: str):
     doc = _load(folder, f"{figure}-{run}")
-    if doc is None:
-        return None
-    if key == "angry":
-        return doc.get("per_class", {}).get("angry", {}).get("auc_vs_rest")
-    return _metric(doc, key)
+    return _angry_auc(doc) if key == "angry" else _metric(doc, key)
 
 
 def seeds_table(groups: list[tuple[str, str, list[Path]]]) -> list[str]:
