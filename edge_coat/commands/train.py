@@ -53,6 +53,9 @@ def add_arguments(parser) -> None:
                    help="ablation: identical run with every expert loss weight set to 0")
     m.add_argument("--experts", help="comma list of experts (default: the five defaults)")
     m.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W", help="an expert's loss weight")
+    m.add_argument("--expert-scale-end", type=float, default=1.0, metavar="S",
+                   help="scale of the expert losses at the last step, falling linearly from 1 at step 0 "
+                        "(0 = fade them out; default 1: constant)")
     m.add_argument("--expert-stride", action="append", default=[], metavar="NAME=N",
                    help="an expensive expert reads one training clip in N (by content hash; the rest masked)")
     o = parser.add_argument_group("optimisation")
@@ -126,6 +129,7 @@ def config_from_args(args):
         tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,
         freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
         expert_losses=not args.no_expert_losses, expert_weights=weights, expert_strides=strides,
+        expert_scale_end=args.expert_scale_end,
         holdout_speakers=parse_list(args.holdout_speakers), holdout_sources=parse_list(args.holdout_sources),
         val_speakers=parse_list(args.val_speakers), val_fraction=args.val_fraction,
         augment=AugmentConfig(crop_seconds=args.crop_seconds, gain_db=args.gain_db, noise_snr_db=args.noise_snr_db),

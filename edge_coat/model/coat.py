@@ -485,8 +485,9 @@ class CoatModel(nn.Module):
 
     # -- training --------------------------------------------------------------------------------
     def training_losses(self, batch: CoatBatch, use_thinking: bool | None = None,
-                        label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
-        """Teacher-forced answer cross-entropy (``label_smoothing`` over the vocabulary) + weighted expert losses.
+                        label_smoothing: float = 0.0, expert_scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """Teacher-forced answer cross-entropy (``label_smoothing`` over the vocabulary) + weighted expert losses,
+        their sum scaled by ``expert_scale`` (a schedule's factor; 1 = the experts' own weights).
 
         Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum, "total": ...}``.
         Expert losses need the thinking positions; with thinking off only the answer loss is returned.
@@ -510,7 +511,7 @@ class CoatModel(nn.Module):
         if asm.think_index is not None and batch.expert_targets:
             latents = gather_positions(out.hidden_states[self.supervised_layer], asm.think_index)  # (B, K, D)
             per = self.heads.losses(latents.float(), batch.expert_targets, batch.expert_masks)
-            weighted = sum(self.heads.specs[n].weight * v for n, v in per.items())
+            weighted = expert_scale * sum(self.heads.specs[n].weight * v for n, v in per.items())
             for name, value in per.items():
                 losses[f"expert/{name}"] = value
             losses["experts"] = weighted

@@ -111,6 +111,11 @@ class TrainConfig(BaseModel):
         description="experts distilled into the thinking slots (registry names)",
     )
     expert_weights: dict[str, float] = Field(default_factory=dict, description="expert name -> loss weight (default 1)")
+    expert_scale_end: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="scale of the expert losses at this run's last step; it falls linearly from 1 at step 0 "
+                    "(0 = fade the experts out over the run, 1 = constant)",
+    )
     expert_strides: dict[str, int] = Field(
         default_factory=dict,
         description="expert name -> N: an expensive teacher reads one training clip in N (picked by content hash); "
@@ -190,6 +195,8 @@ class TrainConfig(BaseModel):
         if self.standardize_tower and not (self.tower_variants and self.init_encoder):
             raise ValueError("--standardize-tower measures a new model's pretrained tower on its cached output: give "
                              "--init-encoder DIR and --tower-variants")
+        if self.expert_scale_end < 1.0 and not self.expert_losses:
+            raise ValueError("--expert-scale-end fades the expert losses, which --no-expert-losses turns off: drop one")
         if self.val_every and not (self.val_speakers or self.val_fraction):
             raise ValueError("--val-every selects weights on the validation split: give --val-speakers or --val-fraction")
         overlap = sorted(set(self.val_speakers) & set(self.holdout_speakers))

@@ -165,6 +165,14 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
+def expert_scale(step: int, config: TrainConfig) -> float:
+    """The expert losses' scale at ``step`` (0-based, before the update): linear from 1 at step 0 to
+    ``config.expert_scale_end`` at the last step, so a resumed run continues the same schedule."""
+    if config.expert_scale_end >= 1.0 or config.steps <= 1:
+        return 1.0
+    return 1.0 - (1.0 - config.expert_scale_end) * step / (config.steps - 1)
+
+
 def _short(name: str) -> str:
     return name.removeprefix("expert/")[:10]
 
@@ -249,7 +257,8 @@ class Trainer:
         try:
             while self.step < cfg.steps:
                 batch = self.make_batch(cfg.batch_size)
-                losses = self.model.training_losses(batch, label_smoothing=cfg.label_smoothing)
+                losses = self.model.training_losses(batch, label_smoothing=cfg.label_smoothing,
+                                                    expert_scale=expert_scale(self.step, cfg))
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in self.params], cfg.grad_clip)
@@ -268,6 +277,8 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     last = {k: v / count for k, v in sums.items()}
                     last["lr"] = self.scheduler.get_last_lr()[0]
+                    if cfg.expert_scale_end < 1.0:
+                        last["expert_scale"] = expert_scale(self.step - 1, cfg)
                     last["seconds"] = time.time() - t0
                     self.run.log_metrics(self.step, last)
                     sums.clear()

@@ -88,6 +88,20 @@ def test_answer_loss_reaches_thinking_block(model, waves):
     model.zero_grad(set_to_none=True)
 
 
+def test_expert_scale_scales_only_the_expert_term(model, waves):
+    model.eval()  # no dropout: the two calls see the same network
+    with torch.no_grad():
+        full = model.training_losses(_batch(model, waves))
+        faded = model.training_losses(_batch(model, waves), expert_scale=0.25)
+        off = model.training_losses(_batch(model, waves), expert_scale=0.0)
+    assert float(full["experts"]) > 0
+    torch.testing.assert_close(faded["answer"], full["answer"])
+    torch.testing.assert_close(faded["expert/voice"], full["expert/voice"])  # per-expert losses are logged unscaled
+    torch.testing.assert_close(faded["experts"], 0.25 * full["experts"])
+    torch.testing.assert_close(faded["total"], full["answer"] + 0.25 * full["experts"])
+    torch.testing.assert_close(off["total"], full["answer"])
+
+
 def test_no_thinking_training_has_only_the_answer_loss(model, waves):
     losses = model.training_losses(_batch(model, waves), use_thinking=False)
     assert set(losses) == {"answer", "total"}

@@ -123,6 +123,40 @@ def test_resume_continues_from_the_checkpoint(separable, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
 
 
+def test_expert_scale_schedule_is_linear_from_one_to_the_end_value():
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.data import parse_data_spec
+    from edge_coat.train.trainer import expert_scale
+
+    def config(end, steps=5):
+        return TrainConfig(init_model="m", data=[parse_data_spec("d:emotion")], steps=steps, expert_scale_end=end)
+
+    assert [expert_scale(s, config(0.0)) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert [expert_scale(s, config(0.5)) for s in (0, 2, 4)] == [1.0, 0.75, 0.5]
+    assert {expert_scale(s, config(1.0)) for s in range(5)} == {1.0}  # the default: constant
+    assert expert_scale(0, config(0.0, steps=1)) == 1.0
+
+
+def test_expert_losses_fade_out_over_the_run(separable, tmp_path):
+    common = [*TRAIN, "--data", f"{separable['train']}:emotion", "--batch-size", "2", "--log-every", "1",
+              "--teacher-cache", str(tmp_path / "cache"), "--steps", "3"]
+    assert main([*common, "--out", str(tmp_path / "fade"), "--expert-scale-end", "0"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "fade" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["expert_scale"] for r in rows] == [1.0, 0.5, 0.0]
+    assert rows[0]["experts"] > 0 and rows[-1]["experts"] == 0.0  # the last step trains the answers alone
+    assert rows[-1]["expert/pitch_prosody"] > 0  # still measured, for the log
+    assert rows[-1]["total"] == pytest.approx(rows[-1]["answer"])
+    assert json.loads((tmp_path / "fade" / "run_config.json").read_text())["expert_scale_end"] == 0.0
+
+
+def test_expert_fade_with_the_no_expert_ablation_is_refused(separable, tmp_path, capsys):
+    rc = main([*TRAIN, "--data", f"{separable['train']}:emotion", "--steps", "2", "--out", str(tmp_path / "run"),
+               "--no-expert-losses", "--expert-scale-end", "0"])
+    assert rc == 2
+    assert "--expert-scale-end" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_anomaly_eval_auc_matches_the_per_clip_scores(tmp_path):
     from sklearn.metrics import roc_auc_score
 
