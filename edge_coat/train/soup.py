@@ -1,0 +1,179 @@
+"""A model soup: one model whose every weight is the mean of the same weight in several trained runs.
+
+    python -m edge_coat.train.soup --out DIR RUN [RUN ...]
+
+Runs that start from the same weights and differ only in their seed (stage-2 runs of one recipe, each from the
+same stage-1 model) can be averaged weight for weight into one model that serves at one model's cost (Wortsman et
+al. 2022, "Model soups"). The ingredients are checked first: same config but the seed (paths compared where they
+lead, the starting model by the bytes of its weights), same weight names and shapes. The soup's softmax temperature
+is then fitted again on the validation clips that none of the ingredients trained on (the intersection of their
+validation splits), and ``DIR/soup.json`` records the ingredients with the sha256 of their weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: run_config keys that may differ between the ingredients of one soup: the seed (the point of a soup), where
+#: caches live, how the run reported progress, and the starting model's path (compared by its weights instead).
+FREE_KEYS = frozenset({"seed", "teacher_cache", "tower_cache", "progress", "log_every", "checkpoint_every",
+                       "keep_checkpoints", "device", "init_model", "data"})
+
+
+class SoupError(ValueError):
+    """The runs cannot be averaged into one model (the message says which and why)."""
+
+
+def _weights_digest(model_dir: Path) -> str:
+    """One sha256 over the weight files of a model directory (its base and CoAT safetensors)."""
+    import hashlib
+
+    from edge_coat.model.manifest import hash_file
+
+    files = sorted(p for p in model_dir.glob("*.safetensors"))
+    if not files:
+        raise SoupError(f"{model_dir}: no *.safetensors weights")
+    return hashlib.sha256("".join(f"{p.name}:{hash_file(p)[0]}\n" for p in files).encode()).hexdigest()
+
+
+def _comparable(config: dict) -> dict:
+    out = {k: v for k, v in config.items() if k not in FREE_KEYS}
+    out["data"] = [(os.path.realpath(d["path"]), d["task"]) for d in config.get("data", [])]
+    return out
+
+
+def check_runs(runs: list[Path]) -> list[dict]:
+    """Each run's config, after checking that the runs can be averaged (else ``SoupError``)."""
+    if len(runs) < 2:
+        raise SoupError("a soup needs at least two runs")
+    configs = []
+    for run in runs:
+        for need in ("run_config.json", "split.json", "model/coat_config.json"):
+            if not (run / need).is_file():
+                raise SoupError(f"{run}: no {need}: give finished training runs (edge-coat train --out)")
+        configs.append(json.loads((run / "run_config.json").read_text()))
+    seeds = [c.get("seed") for c in configs]
+    if len(set(seeds)) != len(seeds):
+        raise SoupError(f"the runs repeat a seed ({seeds}): averaging a run with itself adds nothing")
+    first = _comparable(configs[0])
+    for run, config in zip(runs[1:], configs[1:]):
+        other = _comparable(config)
+        diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+        if diff:
+            raise SoupError(f"{run} was trained with other settings than {runs[0]} ({', '.join(diff)}): "
+                            "a soup averages runs of one recipe that differ only in their seed")
+    starts = {c.get("init_model") for c in configs}
+    if None in starts:
+        raise SoupError("every run must continue one trained model (--model DIR): runs from fresh weights share no start")
+    digests = {_weights_digest(Path(s)) for s in starts}
+    if len(digests) != 1:
+        raise SoupError(f"the runs start from different weights ({', '.join(sorted(starts))}): "
+                        "a soup needs one shared starting model")
+    return configs
+
+
+def average_state(models) -> dict:
+    """The elementwise mean of the models' state dicts (float32); other tensors must be equal."""
+    import torch
+
+    states = [m.state_dict() for m in models]
+    keys = list(states[0])
+    for i, s in enumerate(states[1:], 1):
+        if list(s) != keys or any(s[k].shape != states[0][k].shape for k in keys):
+            raise SoupError(f"ingredient {i} has other weight names or shapes than ingredient 0")
+    out = {}
+    for k in keys:
+        ts = [s[k] for s in states]
+        if ts[0].is_floating_point():
+            out[k] = (sum(t.float() for t in ts) / len(ts)).to(ts[0].dtype)
+        else:
+            if any(not torch.equal(t, ts[0]) for t in ts[1:]):
+                raise SoupError(f"non-float weight {k} differs between the ingredients: it cannot be averaged")
+            out[k] = ts[0]
+    return out
+
+
+def shared_validation(runs: list[Path], configs: list[dict], tasks: dict,
+                      clip_seconds: float) -> dict[str, list[tuple]]:
+    """task -> [(wave, answer)] over the validation clips of every run (the intersection of their splits),
+    each clip cut to ``clip_seconds`` as training's own calibration cuts it; ``tasks``: the model's TaskSpecs."""
+    from edge_coat.data.tasks import get_task
+    from edge_coat.train.config import DataSource
+    from edge_coat.train.data import load_folders, load_wave
+    from edge_coat.train.pipeline import dataset_labels
+
+    splits = [{os.path.realpath(k): v for k, v in json.loads((r / "split.json").read_text()).items()} for r in runs]
+    sources = [DataSource(**d) for d in configs[0]["data"]]
+    folders = load_folders(sources, {s.task: dataset_labels(s.task, tasks[s.task]) for s in sources})
+    out: dict[str, list[tuple]] = {}
+    for src, clips in zip(sources, folders):
+        key = os.path.realpath(src.path)
+        shared = set.intersection(*(set(s.get(key, {}).get("val", [])) for s in splits))
+        task = get_task(src.task)
+        for c in clips:
+            if c.file in shared:
+                out.setdefault(src.task, []).append((load_wave(c, clip_seconds), task.answer(c.label, c.meta)))
+    return out
+
+
+def make_soup(runs: list[str | Path], out: str | Path) -> Path:
+    """Average ``runs``' models into ``out`` (a model directory), recalibrated; returns ``out``."""
+    import torch
+
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.trainer import calibrate_temperature
+
+    runs = [Path(r) for r in runs]
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise SoupError(f"{out} is not empty: choose a new --out")
+    configs = check_runs(runs)
+    models = [CoatModel.from_pretrained(r / "model") for r in runs]
+    soup = models[0]
+    with torch.no_grad():
+        soup.load_state_dict(average_state(models))
+    del models[1:]
+    soup.eval()
+    val = shared_validation(runs, configs, soup.config.tasks, soup.clip_seconds)
+    calibration = calibrate_temperature(soup, val)
+    soup.config.temperature = float(calibration["temperature"])
+    soup.save_pretrained(out)
+    record = {
+        "ingredients": [{"run": str(r), "seed": c.get("seed"), "weights_sha256": _weights_digest(r / "model")}
+                        for r, c in zip(runs, configs)],
+        "start": {"model": configs[0]["init_model"], "weights_sha256": _weights_digest(Path(configs[0]["init_model"]))},
+        "calibration": calibration,
+        "validation_clips": {t: len(v) for t, v in val.items()},
+    }
+    (out / "soup.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("soup of %d runs in %s (temperature %.3f on %d shared validation clips)", len(runs), out,
+             calibration["temperature"], calibration["n"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edge_coat.train.soup", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="finished training runs (directories with run_config.json, model/)")
+    p.add_argument("--out", required=True, help="new model directory")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        make_soup(args.runs, args.out)
+    except SoupError as exc:
+        if args.debug:
+            raise
+        print(f"soup: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
