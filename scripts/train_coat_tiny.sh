@@ -92,6 +92,9 @@ S1_OPTS=(--tower-variants "${S1_TOWER_VARIANTS:-clean,telephone,room}" ${S1_AUG:
 # 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidates-3-5) dropped the speaker embedding with candidate
 # 2's NEW_OPTS: EXPERTS=speech_vad,pitch_prosody,loudness_spectral,sound_tags,speech_content,reconstruction
 read -r -a SELECT <<<"${SELECT:-}"
+# EXPERT_OPTS: options of the answer-training runs that have expert losses (stage 2 and LOCO), not of the no-expert
+# ablation. The fading schedule of docs/coat-tiny-expert-fade is EXPERT_OPTS="--expert-scale-end 0".
+read -r -a EXPERT_OPTS <<<"${EXPERT_OPTS:-}"
 NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
      --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}"
      ${NEW_OPTS---standardize-tower --no-summary-mlp})
@@ -119,11 +122,11 @@ stage2() {  # run-s1 run data... : stage 2 from stage 1's model
 for run in ${RUNS:-coat no-experts loco}; do
   case $run in
     coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
-          stage2 coat-s1 coat "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" ;;
+          stage2 coat-s1 coat "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" ;;
     no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" "${ANSWER_AUG[@]}" ;;
     loco) for held in ${LOCO:-ravdess emovo turev}; do
             data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || data+=(--data "$DATA/$c:emotion"); done
-            train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1 "${SELECT[@]}" "${ANSWER_AUG[@]}"
+            train "loco-$held" "$LOCO_STEPS" "${NEW[@]}" "${data[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 1 "${SELECT[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}"
           done ;;
     none) ;;
     *) echo "unknown run $run (coat | no-experts | loco | none)" >&2; exit 2 ;;

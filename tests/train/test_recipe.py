@@ -75,6 +75,7 @@ def test_recipe_defaults_are_1_3s(tmp_path):
         assert c["speed_teachers"] is False, run
     assert cfg["coat"]["init_model"] == str(tmp_path / "out" / "coat-s1" / "model")
     assert cfg["coat"]["expert_losses"] and not cfg["no-experts"]["expert_losses"]
+    assert {c["expert_scale_end"] for c in cfg.values()} == {1.0}  # 1.3: constant expert losses
     assert cfg["no-experts"]["steps"] == cfg["coat-s1"]["steps"] + cfg["coat"]["steps"]
     # Leave-one-corpus-out: each model trains on the two other corpora only.
     for held in ("ravdess", "emovo", "turev"):
@@ -89,3 +90,13 @@ def test_recipe_reproduces_1_2_without_speed(tmp_path):
     for run in RUNS:
         assert cfg[run]["tower_variants"] == ["clean", "telephone", "room"], run
         assert cfg[run]["speed_experts"] == [], run
+
+
+@pytest.mark.timeout(600)
+def test_expert_opts_reach_the_runs_with_expert_losses_only(tmp_path):
+    """EXPERT_OPTS (the fading schedule of docs/coat-tiny-expert-fade): stage 2 and LOCO, never the ablation."""
+    cfg = _recipe(tmp_path, EXPERT_OPTS="--expert-scale-end 0")
+    for run in ("coat", "loco-ravdess", "loco-emovo", "loco-turev"):
+        assert cfg[run]["expert_scale_end"] == 0.0, run
+    assert cfg["no-experts"]["expert_scale_end"] == 1.0  # --no-expert-losses has nothing to fade (and refuses it)
+    assert cfg["coat-s1"]["expert_scale_end"] == 1.0
