@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from edge_coat.errors import INVALID_INPUT, UserError, explain
+
 log = logging.getLogger(__name__)
 
 #: run_config keys that may differ between the ingredients of one soup: the seed (the point of a soup), where
@@ -27,8 +29,11 @@ FREE_KEYS = frozenset({"seed", "teacher_cache", "tower_cache", "progress", "log_
                        "keep_checkpoints", "device", "init_model", "data"})
 
 
-class SoupError(ValueError):
+class SoupError(UserError):
     """The runs cannot be averaged into one model (the message says which and why)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=INVALID_INPUT)
 
 
 def _weights_digest(model_dir: Path) -> str:
@@ -49,8 +54,9 @@ def _comparable(config: dict) -> dict:
     return out
 
 
-def check_runs(runs: list[Path]) -> list[dict]:
-    """Each run's config, after checking that the runs can be averaged (else ``SoupError``)."""
+def check_runs(runs: list[Path]) -> tuple[list[dict], str]:
+    """(each run's config, the sha256 of their shared start's weights), after checking that the runs can be
+    averaged (else ``SoupError``)."""
     if len(runs) < 2:
         raise SoupError("a soup needs at least two runs")
     configs = []
@@ -76,7 +82,7 @@ def check_runs(runs: list[Path]) -> list[dict]:
     if len(digests) != 1:
         raise SoupError(f"the runs start from different weights ({', '.join(sorted(starts))}): "
                         "a soup needs one shared starting model")
-    return configs
+    return configs, digests.pop()
 
 
 def average_state(models) -> dict:
@@ -102,24 +108,23 @@ def average_state(models) -> dict:
 
 def shared_validation(runs: list[Path], configs: list[dict], tasks: dict,
                       clip_seconds: float) -> dict[str, list[tuple]]:
-    """task -> [(wave, answer)] over the validation clips of every run (the intersection of their splits),
-    each clip cut to ``clip_seconds`` as training's own calibration cuts it; ``tasks``: the model's TaskSpecs."""
-    from edge_coat.data.tasks import get_task
-    from edge_coat.train.config import DataSource
-    from edge_coat.train.data import load_folders, load_wave
-    from edge_coat.train.pipeline import dataset_labels
+    """task -> [(wave, answer)] over the validation clips of every run (the intersection of the splits their
+    ``split.json`` recorded), loaded as training's own calibration loads them; ``tasks``: the model's TaskSpecs."""
+    from dataclasses import replace
 
-    splits = [{os.path.realpath(k): v for k, v in json.loads((r / "split.json").read_text()).items()} for r in runs]
-    sources = [DataSource(**d) for d in configs[0]["data"]]
-    folders = load_folders(sources, {s.task: dataset_labels(s.task, tasks[s.task]) for s in sources})
-    out: dict[str, list[tuple]] = {}
-    for src, clips in zip(sources, folders):
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.pipeline import make_splits, validation_sets
+
+    config = TrainConfig(**configs[0])
+    recorded = [{os.path.realpath(k): v for k, v in json.loads((r / "split.json").read_text()).items()} for r in runs]
+    splits = []
+    for src, split in zip(config.data, make_splits(config, {t: tasks[t] for t in {s.task for s in config.data}})):
         key = os.path.realpath(src.path)
-        shared = set.intersection(*(set(s.get(key, {}).get("val", [])) for s in splits))
-        task = get_task(src.task)
-        for c in clips:
-            if c.file in shared:
-                out.setdefault(src.task, []).append((load_wave(c, clip_seconds), task.answer(c.label, c.meta)))
+        shared = set.intersection(*(set(rec.get(key, {}).get("val", [])) for rec in recorded))
+        splits.append(replace(split, val=[c for c in split.val if c.file in shared]))
+    out: dict[str, list[tuple]] = {}
+    for _, task, waves, answers in validation_sets(config, splits, clip_seconds):
+        out.setdefault(task, []).extend(zip(waves, answers))
     return out
 
 
@@ -134,7 +139,7 @@ def make_soup(runs: list[str | Path], out: str | Path) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SoupError(f"{out} is not empty: choose a new --out")
-    configs = check_runs(runs)
+    configs, start_digest = check_runs(runs)
     models = [CoatModel.from_pretrained(r / "model") for r in runs]
     soup = models[0]
     with torch.no_grad():
@@ -148,7 +153,7 @@ def make_soup(runs: list[str | Path], out: str | Path) -> Path:
     record = {
         "ingredients": [{"run": str(r), "seed": c.get("seed"), "weights_sha256": _weights_digest(r / "model")}
                         for r, c in zip(runs, configs)],
-        "start": {"model": configs[0]["init_model"], "weights_sha256": _weights_digest(Path(configs[0]["init_model"]))},
+        "start": {"model": configs[0]["init_model"], "weights_sha256": start_digest},
         "calibration": calibration,
         "validation_clips": {t: len(v) for t, v in val.items()},
     }
@@ -167,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         make_soup(args.runs, args.out)
-    except SoupError as exc:
+    except Exception as exc:  # noqa: BLE001 - one line per problem (edge_coat.errors), the traceback with --debug
         if args.debug:
             raise
-        print(f"soup: {exc}", file=sys.stderr)
-        return 2
+        message, code = explain(exc)
+        print(f"soup: {message}", file=sys.stderr)
+        return code
     return 0
 
 

@@ -85,3 +85,20 @@ def test_runs_from_different_starts_are_refused(runs, tmp_path, capsys):
     save_file(weights, str(other / "coat.safetensors"))
     assert soup([str(runs / "seed1"), str(run2), "--out", str(tmp_path / "soup")]) == 2
     assert "different weights" in capsys.readouterr().err
+
+
+def test_a_run_whose_data_moved_gets_one_line_and_no_model(runs, tmp_path, capsys):
+    import shutil
+
+    moved = []
+    for seed in ("seed1", "seed2"):
+        shutil.copytree(runs / seed, tmp_path / seed)
+        config = json.loads((tmp_path / seed / "run_config.json").read_text())
+        config["data"] = [{**d, "path": str(tmp_path / "gone")} for d in config["data"]]
+        (tmp_path / seed / "run_config.json").write_text(json.dumps(config))
+        moved.append(str(tmp_path / seed))
+    assert soup([*moved, "--out", str(tmp_path / "soup")]) == 2
+    err = capsys.readouterr().err  # after the model loaders' progress lines: the dataset's problems, no traceback
+    message = err[err.index("soup: "):]
+    assert "gone: not a directory" in message and "Traceback" not in err
+    assert not (tmp_path / "soup").exists()
