@@ -12,7 +12,10 @@ Two layouts:
 
 The thinking graphs: ``thinking.onnx`` (the whole block), its per-frame and per-window parts
 ``thinking_frames.onnx`` + ``thinking_window.onnx`` (``export_thinking_parts``: the model stage keeps each
-frame's part per stream), their weights once in ``thinking.weights`` (``share_weights``). Parity of the parts
+frame's part per stream). The graphs read their weights from the bundle's own safetensors files
+(``link_to_safetensors``), so no weight is stored twice; what no safetensors file holds is kept once in
+``thinking.weights`` (``share_weights``; bundles exported before 2026-12-06 keep all of the thinking weights
+there, and a self-contained ``encoder.onnx``, and load as before). Parity of the parts
 is checked as ``thinking_window(thinking_frames(x))`` against the torch block's ``forward`` (component
 ``thinking_split``). Bundles exported before the parts hold a self-contained ``thinking.onnx`` only; they
 load and serve as before, whole windows through ``thinking.onnx``.
@@ -32,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_coat.export.encoder import encoder_parity, export_encoder
-from edge_coat.export.onnx_export import export_thinking, export_thinking_parts, share_weights
+from edge_coat.export.onnx_export import export_thinking, export_thinking_parts, link_to_safetensors, share_weights
 from edge_coat.export.parity import (
     DEFAULT_TOLERANCE,
     ParityInput,
@@ -139,7 +142,9 @@ def export_bundle(
             if coat_dir is not None:
                 _copy_tree(coat_src, tmp)
         onnx_path = export_thinking(block, tmp / THINKING_ONNX)
-        share_weights([onnx_path, *export_thinking_parts(block, tmp)], THINKING_WEIGHTS)
+        graphs = [onnx_path, *export_thinking_parts(block, tmp)]
+        link_to_safetensors(graphs, sorted(tmp.glob("*.safetensors")))  # the weights the bundle holds already
+        share_weights(graphs, THINKING_WEIGHTS)  # the rest, each tensor once (none for coat-tiny)
         cpu = (runtime or ThinkingRuntimeConfig()).model_copy(update={"provider": "cpu", "verify_bundle": False})
         onnx_block = OnnxThinkingBlock(onnx_path, cpu)
         inputs: list[ParityInput] = random_inputs(audio_dim)
@@ -151,6 +156,7 @@ def export_bundle(
                                 file=THINKING_WINDOW_ONNX, component="thinking_split")]
         if encoder:
             enc_path = export_encoder(model, tmp / ENCODER_ONNX)
+            link_to_safetensors([enc_path], sorted(tmp.glob("*.safetensors")))
             enc_rt = EncoderRuntimeConfig(provider="cpu", intra_op_threads=cpu.intra_op_threads)
             onnx_encoder = attach_onnx_encoder(model, enc_path, enc_rt)
             long = synthetic_waves((2 * model.max_seconds,), seed=1)  # two encoder chunks

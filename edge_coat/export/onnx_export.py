@@ -14,9 +14,17 @@ Qwen2-Audio family exports its encoder (the others encode in torch and still get
 graph's parity stays the encoder's, and the call it would save costs little next to the per-frame work
 (one onnxruntime call per batch of new chunks: BENCHMARKS.md section 6, "thinking cache").
 
-``share_weights`` moves the three thinking graphs' weights into one external-data file
-(``thinking.weights``) holding each distinct tensor once: the two parts hold the same weights as
-``thinking.onnx``, and three self-contained copies would add ~11 MB to a 57 MB bundle.
+``link_to_safetensors`` points a graph's weights at the bundle's own safetensors files instead of copying
+them: the exporter writes each weight as a float32 initializer (often transposed, for MatMul), while the
+bundle already holds the same numbers in ``model.safetensors`` / ``coat.safetensors`` (float16 for
+coat-tiny). An initializer whose values equal a stored tensor (or its transpose) becomes an external
+reference into that file plus ``Cast`` (and ``Transpose``) nodes, which onnxruntime folds once when the
+session starts, so the computation is the same float32 arithmetic on the same values. coat-tiny 1.3's
+encoder graph held its 24 MB of weights a second time; linked, it is 0.3 MB and gives bit-identical
+outputs.
+``share_weights`` moves what is left (tensors no safetensors file holds) of the three thinking graphs into
+one external-data file (``thinking.weights``) holding each distinct tensor once: the two parts hold the
+same weights as ``thinking.onnx``.
 """
 
 from __future__ import annotations
@@ -112,11 +120,94 @@ def export_thinking_parts(block: nn.Module, folder: str | Path, *, example_frame
     return frames_path, window_path
 
 
-def share_weights(paths: list[Path], data_name: str, *, min_bytes: int = 1024, align: int = 64) -> Path:
+#: safetensors dtype -> (numpy dtype, ONNX TensorProto data type) for the dtypes a graph can reference.
+_ST_DTYPES = {"F16": ("float16", 10), "F32": ("float32", 1)}
+
+
+def safetensors_layout(path: Path) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
+    """{tensor name: (dtype, shape, byte offset in the file, byte length)} of a safetensors file.
+
+    Read by hand because the ``safetensors`` package gives tensors, not where they lie in the file, and an
+    ONNX external reference needs the file offset. The format is fixed and documented: an unsigned 64-bit
+    little-endian header length N, N bytes of JSON ({name: {dtype, shape, data_offsets: [begin, end]}}),
+    then the data, offsets relative to its start."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return {name: (info["dtype"], tuple(info["shape"]), 8 + n + info["data_offsets"][0],
+                   info["data_offsets"][1] - info["data_offsets"][0])
+            for name, info in header.items() if name != "__metadata__"}
+
+
+def link_to_safetensors(paths: list[Path], stores: list[Path], *, min_bytes: int = 1024) -> int:
+    """Rewrite the self-contained graphs at ``paths`` so that each float32 initializer of at least ``min_bytes``
+    whose values equal a float16/float32 tensor of one of the safetensors files ``stores`` (same folder as the
+    graphs), or that tensor transposed, is read from that file: an external reference to the stored tensor,
+    then ``Cast`` to float32 (and ``Transpose``) under the initializer's old name. Other initializers stay as
+    they are. Returns how many were linked."""
+    import hashlib
+
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    def key(a: np.ndarray) -> str:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        return hashlib.sha256(f"{a.shape}:".encode() + a.tobytes()).hexdigest()
+
+    found: dict[str, tuple[Path, str, tuple[int, ...], int, int, bool]] = {}  # value key -> where, transposed?
+    for store in stores:
+        blob = store.read_bytes()
+        for name, (dtype, shape, offset, length) in safetensors_layout(store).items():
+            if dtype not in _ST_DTYPES or length < min_bytes // 2:
+                continue
+            arr = np.frombuffer(blob, dtype=_ST_DTYPES[dtype][0], count=int(np.prod(shape)), offset=offset).reshape(shape)
+            found.setdefault(key(arr), (store, dtype, shape, offset, length, False))
+            if arr.ndim == 2:
+                found.setdefault(key(arr.T), (store, dtype, shape, offset, length, True))
+    linked = 0
+    for path in paths:
+        model = onnx.load(str(path), load_external_data=False)
+        graph, nodes = model.graph, []
+        for tensor in list(graph.initializer):
+            if tensor.data_type != onnx.TensorProto.FLOAT or tensor.data_location == onnx.TensorProto.EXTERNAL:
+                continue
+            value = numpy_helper.to_array(tensor)
+            hit = found.get(key(value)) if value.nbytes >= min_bytes else None
+            if hit is None:
+                continue
+            store, dtype, shape, offset, length, transposed = hit
+            stored = onnx.TensorProto(name=f"{tensor.name}.stored", data_type=_ST_DTYPES[dtype][1], dims=shape)
+            stored.raw_data = b"\0" * length  # set_external_data wants a raw_data field to replace
+            set_external_data(stored, location=store.name, offset=offset, length=length)
+            stored.data_location = onnx.TensorProto.EXTERNAL
+            stored.ClearField("raw_data")
+            graph.initializer.remove(tensor)
+            graph.initializer.append(stored)
+            cast_out = f"{tensor.name}.float" if transposed else tensor.name
+            nodes.append(helper.make_node("Cast", [stored.name], [cast_out], to=onnx.TensorProto.FLOAT))
+            if transposed:
+                nodes.append(helper.make_node("Transpose", [cast_out], [tensor.name], perm=[1, 0]))
+            linked += 1
+        if nodes:  # they read only initializers, so they go first and the node order stays topological
+            rest = list(graph.node)
+            del graph.node[:]
+            graph.node.extend(nodes + rest)
+            onnx.save(model, str(path))
+            onnx.checker.check_model(str(path))
+    log.info("%d graph weights read from %s", linked, ", ".join(s.name for s in stores))
+    return linked
+
+
+def share_weights(paths: list[Path], data_name: str, *, min_bytes: int = 1024, align: int = 64) -> Path | None:
     """Rewrite the self-contained graphs at ``paths`` (one folder) so that their weights of at least
     ``min_bytes`` live in one external-data file ``data_name`` beside them, each distinct tensor (same dtype,
     shape and bytes) once, at ``align``-byte offsets. onnxruntime reads it from the graph's folder. Returns the
-    data file's path."""
+    data file's path, or None (and no file) when no graph has such a weight left."""
     import hashlib
 
     import onnx
@@ -128,8 +219,10 @@ def share_weights(paths: list[Path], data_name: str, *, min_bytes: int = 1024, a
     where: dict[str, tuple[int, int]] = {}  # content key -> (offset, length)
     with open(data_path, "wb") as f:
         for path in paths:
-            model = onnx.load(str(path))
+            model = onnx.load(str(path), load_external_data=False)
             for tensor in model.graph.initializer:
+                if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                    continue  # read from a safetensors file already (link_to_safetensors)
                 raw = numpy_helper.to_array(tensor).tobytes()  # little-endian, as ONNX raw_data stores it
                 if len(raw) < min_bytes:
                     continue
@@ -148,6 +241,9 @@ def share_weights(paths: list[Path], data_name: str, *, min_bytes: int = 1024, a
                 tensor.ClearField("raw_data")
             onnx.save(model, str(path))
             onnx.checker.check_model(str(path))
+    if not where:
+        data_path.unlink()
+        return None
     log.info("thinking graphs' weights shared in %s (%d bytes, %d tensors)", data_path, data_path.stat().st_size,
              len(where))
     return data_path

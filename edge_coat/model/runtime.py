@@ -334,6 +334,40 @@ class OnnxAudioEncoder:
         return embeds.to(device), mask.to(device)
 
 
+def save_materialized(path: Path, out: Path) -> Path:
+    """Save the graph at ``path`` self-contained to ``out``: its weights read from the folder's files, and each
+    ``Cast``/``Transpose`` of a stored weight (``edge_coat.export.onnx_export.link_to_safetensors``) computed
+    into a plain float32 initializer again, so that tools that work on initializers (onnxruntime's
+    ``quantize_dynamic``) see the weights. The same numbers onnxruntime folds at session start."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))  # external data read from path's folder
+    graph = model.graph
+    values = {t.name: t for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        src = values.get(node.input[0]) if node.op_type in ("Cast", "Transpose") and len(node.input) == 1 else None
+        if src is None or not src.name.endswith((".stored", ".float")):
+            kept.append(node)
+            continue
+        a = numpy_helper.to_array(src)
+        if node.op_type == "Cast":
+            a = a.astype(onnx.helper.tensor_dtype_to_np_dtype(next(x.i for x in node.attribute if x.name == "to")))
+        else:
+            a = np.transpose(a, next(list(x.ints) for x in node.attribute if x.name == "perm"))
+        values[node.output[0]] = numpy_helper.from_array(np.ascontiguousarray(a), node.output[0])
+    used = {i for n in kept for i in n.input} | {o.name for o in graph.output}
+    inits = [t for name, t in values.items() if name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    onnx.save(model, str(out))
+    return out
+
+
 def int8_copy(path: Path) -> Path:
     """A dynamically int8-quantized copy of the graph at ``path`` (onnxruntime ``quantize_dynamic``, int8
     weights, activations quantized per call), written once per graph version into the temp folder: a
@@ -350,7 +384,12 @@ def int8_copy(path: Path) -> Path:
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{threading.get_ident()}.tmp")
-        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+        src = out.with_suffix(f".{threading.get_ident()}.src.onnx")
+        try:
+            save_materialized(path, src)  # the quantizer only quantizes weights that are initializers
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        finally:
+            src.unlink(missing_ok=True)
         tmp.replace(out)  # atomic: a concurrent loader sees the whole file or none
         log.info("%s: int8 copy written to %s", path.name, out)
     return out

@@ -141,3 +141,24 @@ def test_int8_encoder_switch(bundles, saved_models, backend):
     assert torch.equal(m_t, m_q)
     cos = torch.nn.functional.cosine_similarity(e_q[m_q], e_t[m_t], dim=-1)  # (positions,)
     assert float(cos.mean()) > 0.95 and float((e_q - e_t)[m_t].abs().max()) > 0  # close, not the fp32 graph
+
+
+def test_int8_copy_quantizes_the_weights_the_graph_reads_from_safetensors(bundles):
+    """encoder.onnx reads its weights from model.safetensors (Cast/Transpose of stored float16 tensors); the
+    int8 copy must still quantize every one of them, as it did when the graph held them inline."""
+    import onnx
+
+    from edge_coat.model.runtime import int8_copy
+
+    folder = bundles["qwen2_audio"][1]
+    graph = onnx.load(str(folder / "encoder.onnx"), load_external_data=False).graph
+    stored = [t for t in graph.initializer if any(e.value == "model.safetensors" for e in t.external_data)]
+    inline = [t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) >= 1024]
+    assert len(stored) >= 8 and not inline  # no float weight stored inline (positions index constants may be)
+    names = {t.name for t in stored}
+    weights = {n.output[0] for n in graph.node if n.op_type == "Cast" and n.input[0] in names}  # stored, as float32
+    weights |= {n.output[0] for n in graph.node if n.op_type == "Transpose" and n.input[0] in weights}
+    matmuls = sum(n.op_type == "MatMul" and n.input[1] in weights for n in graph.node)
+    assert matmuls >= 6
+    q = onnx.load(str(int8_copy(folder / "encoder.onnx"))).graph
+    assert sum(n.op_type == "MatMulInteger" for n in q.node) == matmuls  # every weight MatMul quantized

@@ -76,18 +76,26 @@ def test_dynamic_batch_and_time_axes(saved_models, bundles):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bundle_carries_the_two_parts_with_shared_weights(saved_models, bundles, family, tmp_path):
-    """thinking_frames.onnx + thinking_window.onnx beside thinking.onnx, all three reading one weights file that
-    holds each tensor once (coat-tiny's four files: 11.1 MB, its self-contained thinking.onnx 10.8 MB), their
-    parity recorded, and the parts matching torch's two parts and its forward at any batch and length."""
+    """thinking_frames.onnx + thinking_window.onnx beside thinking.onnx, all three reading their weights from the
+    bundle's coat.safetensors (no copy of them; before: a 9.5 MB thinking.weights in coat-tiny), their parity
+    recorded, and the parts matching torch's two parts and its forward at any batch and length."""
+    import onnx
+
     from edge_coat.export.onnx_export import export_thinking
 
     torch_model, _ = saved_models[family]
     manifest, folder = bundles[family]
     files = {f.path: f.size for f in manifest.files}
-    parts = ("thinking.onnx", "thinking_frames.onnx", "thinking_window.onnx", "thinking.weights")
-    assert set(parts) <= set(files)
+    parts = ("thinking.onnx", "thinking_frames.onnx", "thinking_window.onnx")
+    assert set(parts) <= set(files) and "thinking.weights" not in files  # nothing left for it to hold
     alone = export_thinking(torch_model.thinking, tmp_path / "thinking.onnx").stat().st_size
-    assert files["thinking.weights"] < alone and files["thinking.onnx"] < alone  # each large weight once, out of the graphs
+    assert files["thinking.onnx"] < alone  # the same graph without its weights
+    for part in parts:
+        graph = onnx.load(str(folder / part), load_external_data=False).graph
+        external = {e.value for t in graph.initializer for e in t.external_data if e.key == "location"}
+        assert external == {"coat.safetensors"}, part
+        assert not [t.name for t in graph.initializer  # no float weight stored inline
+                    if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) >= 1024], part
     record = next(r for r in manifest.parity if r.component == "thinking_split")
     assert record.file == "thinking_window.onnx" and 0 <= record.max_abs_diff <= 1e-4
     assert {c.source for c in record.cases} == {"random", "synthetic"}
@@ -111,12 +119,13 @@ def test_bundle_carries_the_two_parts_with_shared_weights(saved_models, bundles,
         block.from_frames(np.zeros((1, 5, block.frame_dim), np.float32), np.zeros((1, 5), bool))
 
 
-def test_a_modified_shared_weights_file_is_refused(bundles, tmp_path):
+@pytest.mark.parametrize("name", ["coat.safetensors", "model.safetensors"])
+def test_a_modified_weights_file_the_graphs_read_is_refused(bundles, tmp_path, name):
     flipped = shutil.copytree(bundles["qwen2_audio"][1], tmp_path / "flipped")
-    data = bytearray((flipped / "thinking.weights").read_bytes())
+    data = bytearray((flipped / name).read_bytes())
     data[len(data) // 3] ^= 0x40
-    (flipped / "thinking.weights").write_bytes(bytes(data))
-    with pytest.raises(BundleError, match=r"thinking\.weights: modified"):
+    (flipped / name).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=rf"{name.replace('.', '[.]')}: modified"):
         load_bundle(flipped, runtime=CPU)
 
 

@@ -62,7 +62,7 @@ def test_coat_folder_is_small_and_described(site):
     _, _, base, coat = site
     manifest = read_manifest(coat)
     assert manifest.role == "coat" and manifest.family == "qwen2_audio"
-    assert {f.path for f in manifest.files} == COAT_FILES | {"thinking.onnx", "thinking_frames.onnx", "thinking_window.onnx", "thinking.weights",
+    assert {f.path for f in manifest.files} == COAT_FILES | {"thinking.onnx", "thinking_frames.onnx", "thinking_window.onnx",
                                                             "lora/adapter_config.json",
                                                             "lora/adapter_model.safetensors"}
     assert manifest.data_provenance == ["generated test tones"]
