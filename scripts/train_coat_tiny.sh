@@ -70,7 +70,7 @@ gen factory-test 99 "$FACTORY_TEST" "${KNOWN[@]}"
 gen factory-novel-machine 98 $((FACTORY_TEST * 3 / 5)) --machines compressor
 gen factory-novel-fault 97 $((FACTORY_TEST * 3 / 5)) --faults squeal
 if [ ! -f "$OUT/us8k_holdout.txt" ]; then
-  "$PY" -m edge_coat.train.split --data "$DATA/urbansound8k" --fraction 0.25 --seed 0 >"$OUT/us8k_holdout.txt"
+  "$PY" -m edge_coat.train.split --data "$DATA/urbansound8k" --fraction 0.25 --seed "${US8K_SEED:-0}" >"$OUT/us8k_holdout.txt"
 fi
 
 # 2. training ---------------------------------------------------------------------------------------
@@ -103,7 +103,9 @@ NEW=(--init qwen2_audio --size tiny --init-encoder "$OUT/whisper" --encoder-laye
 ALL_DATA=(--data "$DATA/ravdess:emotion" --data "$DATA/emovo:emotion" --data "$DATA/turev:emotion"
           --data "$OUT/data/factory-train:anomaly" --data "$OUT/data/factory-train:fault"
           --data "$DATA/urbansound8k:events" --holdout-sources "$OUT/us8k_holdout.txt"
-          --holdout-speakers 14,15,16,f3,m3,1984 --val-speakers 13)
+          --holdout-speakers "${HOLDOUT:-14,15,16,f3,m3,1984}" --val-speakers "${VAL_SPEAKERS:-13}")
+# HOLDOUT, VAL_SPEAKERS, US8K_SEED: another split for the training runs (docs/coat-tiny-folds); the card's is the
+# default, and the evaluations below stay on it.
 
 train() {  # run steps [options]: new or resumed, skipped when finished
   local run=$1 steps=$2; shift 2
