@@ -161,7 +161,7 @@ def link_to_safetensors(paths: list[Path], stores: list[Path], *, min_bytes: int
 
     found: dict[str, tuple[Path, str, tuple[int, ...], int, int, bool]] = {}  # value key -> where, transposed?
     for store in stores:
-        blob = store.read_bytes()
+        blob = np.memmap(store, dtype=np.uint8, mode="r")  # reads only the float16/float32 tensors, on demand
         for name, (dtype, shape, offset, length) in safetensors_layout(store).items():
             if dtype not in _ST_DTYPES or length < min_bytes // 2:
                 continue
