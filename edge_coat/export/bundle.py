@@ -143,7 +143,8 @@ def export_bundle(
                 _copy_tree(coat_src, tmp)
         onnx_path = export_thinking(block, tmp / THINKING_ONNX)
         graphs = [onnx_path, *export_thinking_parts(block, tmp)]
-        link_to_safetensors(graphs, sorted(tmp.glob("*.safetensors")))  # the weights the bundle holds already
+        stores = sorted(tmp.glob("*.safetensors"))  # the weights the bundle holds already
+        link_to_safetensors(graphs, stores)
         share_weights(graphs, THINKING_WEIGHTS)  # the rest, each tensor once (none for coat-tiny)
         cpu = (runtime or ThinkingRuntimeConfig()).model_copy(update={"provider": "cpu", "verify_bundle": False})
         onnx_block = OnnxThinkingBlock(onnx_path, cpu)
@@ -156,7 +157,7 @@ def export_bundle(
                                 file=THINKING_WINDOW_ONNX, component="thinking_split")]
         if encoder:
             enc_path = export_encoder(model, tmp / ENCODER_ONNX)
-            link_to_safetensors([enc_path], sorted(tmp.glob("*.safetensors")))
+            link_to_safetensors([enc_path], stores)
             enc_rt = EncoderRuntimeConfig(provider="cpu", intra_op_threads=cpu.intra_op_threads)
             onnx_encoder = attach_onnx_encoder(model, enc_path, enc_rt)
             long = synthetic_waves((2 * model.max_seconds,), seed=1)  # two encoder chunks

