@@ -17,6 +17,8 @@ def add_arguments(parser) -> None:
                         "null drops a label; predictions are restricted to the mapped labels")
     parser.add_argument("--json", dest="json_out", help="write the results as JSON here")
     parser.add_argument("--no-thinking", action="store_true", help="ablation: the same weights without the thinking block")
+    parser.add_argument("--no-readout", action="store_true",
+                        help="ablation: the LLM's answers alone, without the model's linear answer readout")
     parser.add_argument("--enroll", type=int, help="anomaly: normal clips (per machine) used for enrollment, "
                         "first in file order (default: half)")
     parser.add_argument("--anomaly-features", choices=("mel", "thinking", "mel+thinking"),
@@ -65,6 +67,7 @@ def run(args) -> int:
     model = CoatModel.from_pretrained(args.model, quantization=args.quantization, device=args.device)
     if args.encoder_quantization == "int8":
         model.quantize_encoder_int8()
+    model.use_readout = not args.no_readout
     if args.task not in model.config.tasks:
         print(f"edge-coat eval: model {args.model} has no task {args.task!r} (it has {sorted(model.config.tasks)})",
               file=sys.stderr)
@@ -94,7 +97,7 @@ def run(args) -> int:
         print(f"edge-coat eval: {exc}", file=sys.stderr)
         return 2
 
-    mode = " (no thinking)" if args.no_thinking else ""
+    mode = "".join(m for m, on in ((" (no thinking)", args.no_thinking), (" (no readout)", args.no_readout)) if on)
     print(f"{args.task} on {args.data}: {result.n} clips, model {args.model}{mode}")
     m = result.metrics
     if args.task == "anomaly":

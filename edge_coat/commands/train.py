@@ -67,6 +67,9 @@ def add_arguments(parser) -> None:
     o.add_argument("--warmup-steps", type=int, default=50)
     o.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     o.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the answer loss (default 0)")
+    o.add_argument("--readout-c", type=float, default=0.1, metavar="C",
+                   help="after training, fit the linear answer readout of emotion and events on the training clips with "
+                        "this inverse L2 strength (default 0.1; 0 = none)")
     o.add_argument("--val-every", type=int, default=0, metavar="N",
                    help="score the validation split every N steps and keep the best weights (default 0: the last)")
     o.add_argument("--seed", type=int, default=0)
@@ -120,7 +123,7 @@ def config_from_args(args):
         summary_frame_mlp=args.summary_frame_mlp, standardize_tower=args.standardize_tower,
         llm_audio_stride=args.llm_audio_stride, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, val_every=args.val_every,
+        label_smoothing=args.label_smoothing, val_every=args.val_every, readout_c=args.readout_c,
         time_mask=args.time_mask, channel_mask=args.channel_mask,
         speed_tasks=parse_list(args.speed_tasks), speed_experts=parse_list(args.speed_experts),
         speed_teachers=args.speed_teachers,

@@ -23,6 +23,7 @@ from edge_coat.model.audio import MAX_WINDOW_SECONDS, MelFrontend, join_chunks, 
 from edge_coat.model.config import CoatConfig
 from edge_coat.model.decoding import greedy_generate, prefill, score_candidates, score_fused, score_prompts_fused
 from edge_coat.model.heads import ExpertHeads, slot_pool
+from edge_coat.model.readout import AnswerReadout, window_statistics
 from edge_coat.model.sequence import IGNORE, Assembled, assemble, gather_positions, pool_positions
 from edge_coat.model.thinking import ThinkingBlock
 
@@ -40,12 +41,15 @@ class ScoreResult:
     thinking: (B, K, D) float32, hidden states at the thinking positions at the supervised layer (with
         thinking off: the audio positions' states at that layer averaged into K stretches).
     labels: the candidates, in column order.
+    readout: (B, C) float32 log-probabilities of the answer readout over the candidates, or None when it did
+        not score them (no readout for the task, or ``use_readout`` off); ``probs`` then fuses both.
     """
 
     logprobs: np.ndarray
     probs: np.ndarray
     thinking: np.ndarray
     labels: tuple[str, ...]
+    readout: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,10 @@ class CoatModel(nn.Module):
         self.think_open = nn.Parameter(torch.randn(d) * scale)  # (D,)
         self.think_close = nn.Parameter(torch.randn(d) * scale)  # (D,)
         self.heads = ExpertHeads(coat_config.experts, d)
+        #: the linear answer readout beside the LLM's answer (tasks in ``coat_config.readout``; none by default)
+        self.readout = AnswerReadout(coat_config.readout, 2 * adapter.audio_dim)
+        #: False scores with the LLM alone even where a readout exists (its ablation)
+        self.use_readout = True
         self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames, per_chunk=coat_config.chunk_features == "chunk")
         #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
         #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
@@ -123,7 +131,7 @@ class CoatModel(nn.Module):
         self.coat_modules_to(adapter.device)
 
     def coat_modules_to(self, device) -> None:
-        for m in (self.thinking, self.heads):
+        for m in (self.thinking, self.heads, self.readout):
             m.to(device)
         self.think_open.data = self.think_open.data.to(device)
         self.think_close.data = self.think_close.data.to(device)
@@ -221,7 +229,9 @@ class CoatModel(nn.Module):
             self.tokenizer.save_pretrained(str(directory))
         coat = self.coat_state_dict()
         if self.config.storage_dtype == "float16":  # loads back into the float32 modules (load_state_dict casts)
-            coat = {k: v.half() if v.is_floating_point() else v for k, v in coat.items()}
+            # the readout stays float32: its folded bias cancels large products (edge_coat.model.readout)
+            coat = {k: v.half() if v.is_floating_point() and not k.startswith("readout.") else v
+                    for k, v in coat.items()}
         save_file(coat, str(directory / COAT_WEIGHTS))
         self.config.save(directory)
         return directory
@@ -391,16 +401,20 @@ class CoatModel(nn.Module):
     @torch.inference_mode()
     def score_labels(self, waves, prompt: str, candidates: list[str], sample_rate: int = SAMPLE_RATE,
                      use_thinking: bool | None = None, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     thinking: torch.Tensor | None = None) -> ScoreResult:
+                     thinking: torch.Tensor | None = None, task: str | None = None) -> ScoreResult:
         """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch.
 
-        ``audio`` / ``thinking``: computed before, as ``build`` takes them (``waves`` is then not used)."""
+        ``audio`` / ``thinking``: computed before, as ``build`` takes them (``waves`` is then not used).
+        ``task``: the configured task asked (default: the one whose prompt is ``prompt``), whose answer readout,
+        if it has one covering the candidates, is fused into ``probs``."""
         if len(candidates) < 2:
             raise ValueError(f"expected at least 2 candidates, got {candidates!r}")
         waves = list(waves) if waves is not None and not isinstance(waves, np.ndarray) else waves
         n = audio[0].shape[0] if audio is not None else len(waves)
-        asm, _, _ = self.build(waves, [prompt] * n, sample_rate=sample_rate, use_thinking=use_thinking,
-                               audio=audio, thinking=thinking)
+        asm, embeds, embeds_mask = self.build(waves, [prompt] * n, sample_rate=sample_rate,
+                                              use_thinking=use_thinking, audio=audio, thinking=thinking)
+        if task is None:
+            task = next((t for t, spec in self.config.tasks.items() if spec.prompt == prompt), None)
         cand_ids = [self.answer_ids(c) for c in candidates]
         if self.scoring == "fused":
             lp, hidden = score_fused(self.adapter, asm, cand_ids, output_hidden_states=True)
@@ -411,20 +425,34 @@ class CoatModel(nn.Module):
         else:
             raise ValueError(f"model.scoring must be 'fused' or 'cached', got {self.scoring!r}")
         latents = self._latents(asm, hidden)
-        probs = torch.softmax(lp / self.config.temperature, -1)
+        probs, ro = self._probs(task, lp, candidates, embeds, embeds_mask)
         return ScoreResult(
             logprobs=lp.float().cpu().numpy(),
-            probs=probs.float().cpu().numpy(),
+            probs=probs,
             thinking=latents.float().cpu().numpy(),
             labels=tuple(candidates),
+            readout=ro,
         )
+
+    def _probs(self, task: str | None, lp: torch.Tensor, candidates, audio: torch.Tensor,
+               audio_mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Candidate probabilities from the LLM's log-likelihoods lp (B, C) at the calibrated temperature, fused
+        with the answer readout of ``task`` on the windows' audio (B, T, D) when it knows the candidates.
+        Returns (probs (B, C), the readout's log-probabilities (B, C) or None)."""
+        z = lp.float() / self.config.temperature  # (B, C)
+        ro = None
+        if self.use_readout and self.readout.knows(task, candidates):
+            ro = self.readout.log_probs(task, window_statistics(audio, audio_mask), candidates)  # (B, C)
+            z = z + ro.to(z.device)
+            ro = ro.cpu().numpy()
+        return torch.softmax(z, -1).cpu().numpy(), ro
 
     def score_task(self, waves, task: str, **kwargs) -> ScoreResult:
         """``score_labels`` with the prompt and labels of a configured task."""
         if task not in self.config.tasks:
             raise ValueError(f"unknown task {task!r}; this model knows {sorted(self.config.tasks)}")
         spec = self.config.tasks[task]
-        return self.score_labels(waves, spec.prompt, list(spec.labels), **kwargs)
+        return self.score_labels(waves, spec.prompt, list(spec.labels), task=task, **kwargs)
 
     @torch.inference_mode()
     def score_tasks(self, waves, tasks: list[str], *, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -447,7 +475,7 @@ class CoatModel(nn.Module):
             return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking)
                     for t in tasks}
         n = audio[0].shape[0] if audio is not None else len(waves)
-        asm, _, _ = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking, audio=audio,
+        asm, embeds, embeds_mask = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking, audio=audio,
                                thinking=thinking)
         specs = [self.config.tasks[t] for t in tasks]
         prompts = [(self._ids(spec.prompt), [self.answer_ids(c) for c in spec.labels]) for spec in specs]
@@ -455,9 +483,9 @@ class CoatModel(nn.Module):
         latents = self._latents(asm, hidden).float().cpu().numpy()
         out = {}
         for task, spec, lp in zip(tasks, specs, lps):
-            probs = torch.softmax(lp / self.config.temperature, -1)
-            out[task] = ScoreResult(logprobs=lp.float().cpu().numpy(), probs=probs.float().cpu().numpy(),
-                                    thinking=latents, labels=tuple(spec.labels))
+            probs, ro = self._probs(task, lp, spec.labels, embeds, embeds_mask)
+            out[task] = ScoreResult(logprobs=lp.float().cpu().numpy(), probs=probs, thinking=latents,
+                                    labels=tuple(spec.labels), readout=ro)
         return out
 
     @torch.inference_mode()

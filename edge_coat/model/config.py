@@ -123,6 +123,12 @@ class CoatConfig(BaseModel):
     temperature: float = Field(
         default=1.0, gt=0.0, le=100.0, description="softmax temperature over candidate log-likelihoods (calibrated)"
     )
+    readout: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="tasks with a linear answer readout on the window's audio statistics (edge_coat.model.readout), "
+                    "each with its labels in the order of the readout's rows; their probabilities are "
+                    "softmax(logprobs / temperature + log p_readout)",
+    )
     use_thinking: bool = Field(default=True, description="False removes the thinking block from the sequence (ablation)")
     prefix: str = Field(default="", description="text placed before the audio (e.g. a system/user turn opener)")
     answer_prefix: str = Field(

@@ -157,6 +157,11 @@ class TrainConfig(BaseModel):
                     "speed change, and that teacher costs seconds per clip on a CPU)",
     )
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="label smoothing of the answer loss")
+    readout_c: float = Field(
+        default=0.1, ge=0.0, le=1e6,
+        description="after training, fit the answer readout of the emotion and events tasks on the training clips "
+                    "with this inverse L2 strength (edge_coat.train.readout); 0 = no readout",
+    )
     val_every: int = Field(
         default=0, ge=0, le=10_000_000,
         description="score the validation split every N steps (and at the end) and keep the best weights "

@@ -275,4 +275,28 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
         val.setdefault(task, []).extend(zip(waves, answers))
     calibration = calibrate_temperature(model, val)
     log.info("temperature %.3f (%s validation clips)", calibration["temperature"], calibration["n"])
+    if config.readout_c > 0:
+        _fit_readout(model, config, splits, run)
     return save_trained(model, run, calibration)
+
+
+def _fit_readout(model, config: TrainConfig, splits, run: RunDir) -> None:
+    """The answer readout of the readout tasks the run trained, on their training clips (RUN/readout.json)."""
+    import json
+
+    from edge_coat.data.tasks import get_task
+    from edge_coat.train.data import load_wave
+    from edge_coat.train.readout import DEFAULT_TASKS, fit_readout
+
+    items: dict[str, list] = {}
+    for src, s in zip(config.data, splits):
+        if src.task in DEFAULT_TASKS:
+            task = get_task(src.task)
+            items.setdefault(src.task, []).extend(
+                (load_wave(c, model.max_window_seconds), task.answer(c.label, c.meta)) for c in s.train)
+    items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
+    if not items:
+        log.info("no readout: no emotion or events training clips of two labels or more")
+        return
+    report = fit_readout(model, items, config.readout_c)
+    (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

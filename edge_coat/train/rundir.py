@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "run_config.json"
 METRICS_NAME = "metrics.jsonl"
 
-#: run-config keys that may differ when resuming (how long / how often, not what is trained).
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "keep_checkpoints", "progress"})
+#: run-config keys that may differ when resuming (how long / how often, not what is trained; the readout is fitted
+#: after the training loop).
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "keep_checkpoints", "progress", "readout_c"})
 
 
 def rng_state(sampler: np.random.Generator | None = None) -> dict:

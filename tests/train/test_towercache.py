@@ -62,7 +62,10 @@ def test_the_pretrained_tower_stays_frozen_and_the_rest_learns(tower_run, encode
 
     for name in ("model.safetensors", "coat.safetensors"):
         with safe_open(str(tower_run / "run" / "model" / name), "pt") as f:
-            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}, name
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys() if not k.startswith("readout.")}
+            assert dtypes == {"F16"}, name
+            # the answer readout alone stays float32 (its folded bias cancels large products)
+            assert {f.get_slice(k).get_dtype() for k in f.keys() if k.startswith("readout.")} <= {"F32"}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     # 16 clips x 2 variants encoded once and kept on disk
     assert len(list((tower_run / "tower").rglob("*.npy"))) == 32

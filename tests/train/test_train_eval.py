@@ -44,9 +44,11 @@ def test_eval_on_known_answers(trained, separable, tmp_path, capsys):
     out = tmp_path / "e.json"
     preds = tmp_path / "p.csv"
     rc = main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
-               "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out), "--predictions", str(preds)])
+               "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out), "--predictions", str(preds),
+               "--no-readout"])  # the LLM's answers alone: what the training learned
     assert rc == 0
     printed = capsys.readouterr().out
+    assert "(no readout)" in printed
     assert "confusion matrix" in printed and "macro F1" in printed
     doc = json.loads(out.read_text())
     assert list(doc) == ["task", "model", "n", "metrics", "per_class"]
@@ -60,6 +62,60 @@ def test_eval_on_known_answers(trained, separable, tmp_path, capsys):
     assert labels == ["happy", "sad"]  # restricted by the label map, in the model's order
     hand = [[sum(1 for t, p in pairs if t == a and p == b) for b in labels] for a in labels]
     assert doc["metrics"]["confusion"] == hand
+
+
+def test_training_fits_the_answer_readout_on_the_training_clips(trained, separable, tmp_path):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.data import load_wave
+
+    report = json.loads((trained / "readout.json").read_text())
+    assert report["emotion"]["clips"] == 16 and report["emotion"]["labels"] == ["happy", "sad"]
+    model = CoatModel.from_pretrained(trained / "model")
+    assert model.config.readout == {"emotion": ["happy", "sad"]}
+    # the readout alone tells the held-out tone from the noise
+    from edge_coat.data.folder import DatasetFolder
+
+    clips = list(DatasetFolder(separable["test"]))
+    res = model.score_labels([load_wave(c, 1.0) for c in clips], model.config.tasks["emotion"].prompt,
+                             ["happy", "sad"])
+    predicted = [["happy", "sad"][i] for i in res.readout.argmax(1)]
+    assert np.mean([p == c.label for p, c in zip(predicted, clips)]) >= 0.9
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", str(trained / "model"), "--task", "emotion", "--data", str(separable["test"]),
+                 "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["metrics"]["ua"] >= 0.9
+
+
+def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_path, capsys):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import main as readout_main
+
+    assert readout_main([str(trained), "--out", str(tmp_path / "copy" / "model"), "--c", "1.0"]) == 0
+    assert "readout fitted for emotion" in capsys.readouterr().out
+    assert json.loads((tmp_path / "copy" / "readout.json").read_text())["emotion"]["c"] == 1.0
+    refit = CoatModel.from_pretrained(tmp_path / "copy" / "model")
+    first = CoatModel.from_pretrained(trained / "model")
+    w1, w2 = first.readout.tasks["emotion"].weight, refit.readout.tasks["emotion"].weight
+    assert w1.shape == w2.shape and not torch.allclose(w1, w2)  # weaker regularisation, other weights
+    # not a run folder: one line naming the problem
+    capsys.readouterr()
+    assert readout_main([str(tmp_path / "nowhere"), "--model", str(trained / "model")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run_config.json not found" in err
+
+
+def test_fit_readout_refuses_one_label_and_unknown_answers(trained):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import fit_readout
+
+    model = CoatModel.from_pretrained(trained / "model")
+    wave = np.zeros(8000, np.float32) + 0.01
+    with pytest.raises(ValueError, match="at least two labels"):
+        fit_readout(model, {"emotion": [(wave, "happy"), (wave, "happy")]})
+    with pytest.raises(ValueError, match="not among its labels"):
+        fit_readout(model, {"emotion": [(wave, "happy"), (wave, "bored")]})
+    with pytest.raises(ValueError, match="no task"):
+        fit_readout(model, {"weather": [(wave, "a"), (wave, "b")]})
 
 
 def test_eval_no_thinking_and_holdout_speakers(trained, separable, tmp_path):

@@ -1,0 +1,165 @@
+"""Fit the answer readout (``edge_coat.model.readout``) of a trained model on its run's training clips.
+
+``fit_readout`` computes each training clip's audio statistics with the model's own encoder and fits a
+multinomial logistic regression per task (scikit-learn's: a convex L2-regularised fit whose solver and
+convergence checks are well kept; nothing here needs more). The feature standardisation is folded into the
+weights, so serving is one matrix product. The training run calls it after the temperature calibration
+(``edge-coat train --readout-c``); for a model trained before, or to refit:
+
+    python -m edge_coat.train.readout RUN            # RUN/model gets the readout, RUN/readout.json the report
+    python -m edge_coat.train.readout RUN --out DIR/model   # a copy with the readout, DIR/readout.json
+
+which reads the run's own split (``RUN/split.json``) and data folders (``RUN/run_config.json``): only the
+training clips of the tasks asked (default emotion and events) are used, never the calibration or held-out ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+#: the readout's L2 strength: C of LogisticRegression (chosen on the card split and fold A, docs/coat-tiny-readout)
+DEFAULT_C = 0.1
+DEFAULT_TASKS = ("emotion", "events")
+
+
+@torch.inference_mode()
+def clip_statistics(model, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """(N, 2D) float32 ``window_statistics`` of each wave's audio embeddings (``model.encode``)."""
+    from edge_coat.model.readout import window_statistics
+
+    out = []
+    for i in range(0, len(waves), batch_size):
+        audio, mask = model.encode(list(waves[i:i + batch_size]))
+        out.append(window_statistics(audio, mask).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2 * model.adapter.audio_dim), np.float32)
+
+
+def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float = DEFAULT_C,
+                batch_size: int = 16) -> dict:
+    """Fit and install a readout for each task of ``items`` (task -> (wave, answer) training pairs).
+
+    A task needs at least two answers among its pairs; its labels are the answers seen (a subset of the
+    task's labels, which the readout then leaves to the LLM alone). Updates ``model.readout`` and
+    ``model.config.readout``; returns a report per task (clips, labels, training accuracy)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    if c <= 0:
+        raise ValueError(f"readout C must be > 0, got {c}")
+    report = {}
+    for task, pairs in items.items():
+        if task not in model.config.tasks:
+            raise ValueError(f"no task {task!r} in this model; it has {sorted(model.config.tasks)}")
+        answers = [a for _, a in pairs]
+        known = set(model.config.tasks[task].labels)
+        unknown = sorted(set(answers) - known)
+        if unknown:
+            raise ValueError(f"task {task!r}: answers {unknown} are not among its labels {sorted(known)}")
+        if len(set(answers)) < 2:
+            raise ValueError(f"task {task!r}: a readout needs clips of at least two labels, got {sorted(set(answers))}")
+        x = clip_statistics(model, [w for w, _ in pairs], batch_size)  # (N, 2D)
+        scaler = StandardScaler().fit(x)
+        clf = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x), answers)
+        coef, intercept = clf.coef_, clf.intercept_
+        if coef.shape[0] == 1:  # two labels: scikit-learn keeps the logit of the second; softmax over [0, logit]
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+        weight = coef / scaler.scale_[None]  # (C, 2D): the standardisation folded in
+        bias = intercept - weight @ scaler.mean_  # (C,)
+        labels = [str(v) for v in clf.classes_]
+        dev = model.readout.tasks[task].weight.device if task in model.readout.tasks else model.device
+        model.readout.set_task(task, labels, torch.tensor(weight, dtype=torch.float32, device=dev),
+                               torch.tensor(bias, dtype=torch.float32, device=dev))
+        model.config.readout = {**model.config.readout, task: labels}
+        report[task] = {"clips": len(pairs), "labels": labels, "c": c,
+                        "train_accuracy": float(clf.score(scaler.transform(x), answers))}
+        log.info("readout %s: %d clips, %d labels, training accuracy %.3f", task, len(pairs), len(labels),
+                 report[task]["train_accuracy"])
+    return report
+
+
+def check_run(run: Path) -> Path:
+    """``run`` if it holds a finished training run's config and split, else FileNotFoundError naming the file."""
+    run = Path(run)
+    for name in ("run_config.json", "split.json"):
+        if not (run / name).is_file():
+            raise FileNotFoundError(f"{run / name} not found: expected a training run folder (edge-coat train --out)")
+    return run
+
+
+def training_items(run: Path, tasks: Sequence[str], max_seconds: float) -> dict[str, list[tuple[np.ndarray, str]]]:
+    """The training split's (wave, answer) pairs of a finished run, per task: the folders of its
+    ``run_config.json`` and the file lists of its ``split.json``."""
+    from edge_coat.data.tasks import get_task
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.data import load_folders, load_wave
+    from edge_coat.train.pipeline import dataset_labels, task_specs
+
+    run = check_run(run)
+    config = TrainConfig.model_validate_json((run / "run_config.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    sources = [s for s in config.data if s.task in tasks]
+    if not sources:
+        raise ValueError(f"run {run} trained no task of {list(tasks)} (it has {sorted({s.task for s in config.data})})")
+    specs = task_specs(sorted({s.task for s in sources}))
+    folders = load_folders(sources, {t: dataset_labels(t, spec) for t, spec in specs.items()})
+    items: dict[str, list] = {}
+    for src, clips in zip(sources, folders):
+        files = split.get(src.path, {}).get("train")
+        if files is None:
+            raise ValueError(f"{run / 'split.json'} has no training list for {src.path}")
+        keep = set(files)
+        task = get_task(src.task)
+        items.setdefault(src.task, []).extend(
+            (load_wave(c, max_seconds), task.answer(c.label, c.meta)) for c in clips if c.file in keep)
+    return items
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from edge_coat.model.coat import CoatModel
+
+    p = argparse.ArgumentParser(prog="python -m edge_coat.train.readout", description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="a finished training run folder (RUN/model, run_config.json, split.json)")
+    p.add_argument("--model", type=Path, default=None, help="model folder to read (default RUN/model)")
+    p.add_argument("--out", type=Path, default=None, help="where to write the model with its readout (default: --model)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma list of tasks (default %(default)s)")
+    p.add_argument("--c", type=float, default=DEFAULT_C, help="inverse L2 strength (default %(default)s)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    src = args.model or args.run / "model"
+    out = args.out or src
+    try:
+        check_run(args.run)
+        if not (src / "coat_config.json").is_file():
+            raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
+        model = CoatModel.from_pretrained(src)
+        tasks = [t for t in args.tasks.split(",") if t]
+        items = training_items(args.run, [t for t in tasks if t in model.config.tasks], model.max_window_seconds)
+        report = fit_readout(model, items, args.c)
+    except (OSError, ValueError) as exc:
+        print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
+        return 2
+    if out != src:
+        model.save_pretrained(out)
+    else:
+        model.save_pretrained(out, base=False)
+    report_dir = args.out.parent if args.out is not None else args.run
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"readout fitted for {', '.join(report)}; model written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

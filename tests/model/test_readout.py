@@ -1,0 +1,104 @@
+"""The answer readout beside the LLM's answer: statistics, fusion, storage (edge_coat.model.readout)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_coat.model import tiny_coat_model
+from edge_coat.model.coat import COAT_WEIGHTS, CoatModel
+from edge_coat.model.readout import AnswerReadout, window_statistics
+
+
+def test_window_statistics_reads_only_the_real_positions():
+    audio = torch.tensor([[[1.0, 10.0], [3.0, 10.0], [100.0, -100.0]]])  # (1, 3, 2); the last position is padding
+    mask = torch.tensor([[True, True, False]])
+    stats = window_statistics(audio, mask)
+    assert stats.shape == (1, 4)
+    np.testing.assert_allclose(stats[0].numpy(), [2.0, 10.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_log_probs_are_renormalised_over_the_candidates_in_their_order():
+    ro = AnswerReadout({"emotion": ["angry", "calm", "sad"]}, feature_dim=2)
+    ro.set_task("emotion", ["angry", "calm", "sad"], torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]),
+                torch.zeros(3))
+    x = torch.tensor([[2.0, 1.0]])
+    full = torch.log_softmax(torch.tensor([[2.0, 1.0, -2.0]]), -1)
+    np.testing.assert_allclose(ro.log_probs("emotion", x, ["angry", "calm", "sad"]), full, atol=1e-6)
+    sub = ro.log_probs("emotion", x, ["sad", "angry"])  # a corpus that scores a subset, in its own order
+    np.testing.assert_allclose(sub, torch.log_softmax(torch.tensor([[-2.0, 2.0]]), -1), atol=1e-6)
+    assert ro.knows("emotion", ["sad", "angry"])
+    assert not ro.knows("emotion", ["sad", "happy"]) and not ro.knows("events", ["sad", "angry"])
+    with pytest.raises(ValueError, match="expected weight"):
+        ro.set_task("events", ["a", "b"], torch.zeros(3, 2), torch.zeros(2))
+
+
+def _with_readout(model: CoatModel, seed: int = 0) -> CoatModel:
+    """Install a random readout for the model's first task (its labels in reverse order)."""
+    task = sorted(model.config.tasks)[0]
+    labels = list(reversed(model.config.tasks[task].labels))
+    g = torch.Generator().manual_seed(seed)
+    dim = model.readout.feature_dim
+    model.readout.set_task(task, labels, torch.randn(len(labels), dim, generator=g) * 3,
+                           torch.randn(len(labels), generator=g))
+    model.config.readout = {task: labels}
+    return model
+
+
+def test_probs_fuse_the_llm_and_the_readout_and_the_ablation_drops_it():
+    model = _with_readout(tiny_coat_model("qwen2_audio", seed=0))
+    task = sorted(model.config.tasks)[0]
+    spec = model.config.tasks[task]
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(16_000).astype(np.float32) * 0.1 for _ in range(3)]
+    fused = model.score_task(waves, task)
+    assert fused.readout is not None and fused.readout.shape == (3, len(spec.labels))
+    expected = torch.softmax(torch.tensor(fused.logprobs) / model.config.temperature + torch.tensor(fused.readout), -1)
+    np.testing.assert_allclose(fused.probs, expected.numpy(), atol=1e-5)
+    # score_labels finds the task by its prompt; score_tasks fuses alike
+    by_prompt = model.score_labels(waves, spec.prompt, list(spec.labels))
+    np.testing.assert_allclose(by_prompt.probs, fused.probs, atol=1e-5)
+    np.testing.assert_allclose(model.score_tasks(waves, [task])[task].probs, fused.probs, atol=1e-4)
+    model.use_readout = False
+    alone = model.score_task(waves, task)
+    assert alone.readout is None
+    np.testing.assert_allclose(alone.logprobs, fused.logprobs, atol=1e-5)
+    np.testing.assert_allclose(
+        alone.probs, torch.softmax(torch.tensor(alone.logprobs) / model.config.temperature, -1).numpy(), atol=1e-5)
+    assert not np.allclose(alone.probs, fused.probs, atol=1e-3)
+
+
+def test_a_task_without_readout_or_with_unknown_candidates_is_the_llm_alone():
+    model = _with_readout(tiny_coat_model("qwen2_audio", seed=0))
+    task = sorted(model.config.tasks)[0]
+    spec = model.config.tasks[task]
+    waves = [np.zeros(8_000, np.float32) + 0.01]
+    res = model.score_labels(waves, spec.prompt, [*spec.labels[:1], "not-a-label"])
+    assert res.readout is None
+    others = [t for t in model.config.tasks if t != task]
+    if others:
+        assert model.score_task(waves, others[0]).readout is None
+
+
+def test_the_readout_survives_save_and_load_in_float32(tmp_path):
+    model = _with_readout(tiny_coat_model("qwen2_audio", seed=0), seed=3)
+    model.config.storage_dtype = "float16"
+    model.save_pretrained(tmp_path / "m")
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tmp_path / "m" / COAT_WEIGHTS))
+    ro_keys = [k for k in stored if k.startswith("readout.")]
+    assert ro_keys and all(stored[k].dtype == torch.float32 for k in ro_keys)
+    assert any(v.dtype == torch.float16 for k, v in stored.items() if not k.startswith("readout."))
+    config = json.loads((tmp_path / "m" / "coat_config.json").read_text())
+    task = sorted(model.config.tasks)[0]
+    assert config["readout"] == {task: list(reversed(model.config.tasks[task].labels))}
+    loaded = CoatModel.from_pretrained(tmp_path / "m")
+    for k in ro_keys:
+        torch.testing.assert_close(loaded.state_dict()[k], model.state_dict()[k])
+    waves = [np.random.default_rng(1).standard_normal(12_000).astype(np.float32) * 0.1]
+    np.testing.assert_allclose(loaded.score_task(waves, task).readout, model.score_task(waves, task).readout,
+                               atol=1e-3)
