@@ -162,6 +162,10 @@ class TrainConfig(BaseModel):
         description="after training, fit the answer readout of the emotion and events tasks on the training clips "
                     "with this inverse L2 strength (edge_coat.train.readout); 0 = no readout",
     )
+    readout_channels: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
+        default_factory=lambda: ["clean", "telephone", "room"], min_length=1,
+        description="channel copies of each training clip the readout is fitted on (edge_coat.train.augment)",
+    )
     val_every: int = Field(
         default=0, ge=0, le=10_000_000,
         description="score the validation split every N steps (and at the end) and keep the best weights "

@@ -286,7 +286,7 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir) -> None:
 
     from edge_coat.data.tasks import get_task
     from edge_coat.train.data import load_wave
-    from edge_coat.train.readout import DEFAULT_TASKS, fit_readout
+    from edge_coat.train.readout import DEFAULT_TASKS, fit_readout, with_channels
 
     items: dict[str, list] = {}
     for src, s in zip(config.data, splits):
@@ -298,5 +298,5 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir) -> None:
     if not items:
         log.info("no readout: no emotion or events training clips of two labels or more")
         return
-    report = fit_readout(model, items, config.readout_c)
+    report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c)
     (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -69,7 +69,8 @@ def test_training_fits_the_answer_readout_on_the_training_clips(trained, separab
     from edge_coat.train.data import load_wave
 
     report = json.loads((trained / "readout.json").read_text())
-    assert report["emotion"]["clips"] == 16 and report["emotion"]["labels"] == ["happy", "sad"]
+    # 16 training clips, each as recorded and through the telephone and room channels
+    assert report["emotion"]["clips"] == 48 and report["emotion"]["labels"] == ["happy", "sad"]
     model = CoatModel.from_pretrained(trained / "model")
     assert model.config.readout == {"emotion": ["happy", "sad"]}
     # the readout alone tells the held-out tone from the noise
@@ -102,6 +103,21 @@ def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_pa
     assert readout_main([str(tmp_path / "nowhere"), "--model", str(trained / "model")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "run_config.json not found" in err
+
+
+def test_channel_copies_are_reproducible_and_checked():
+    from edge_coat.train.readout import with_channels
+
+    rng = np.random.default_rng(0)
+    items = {"emotion": [(rng.standard_normal(8000).astype(np.float32) * 0.1, a) for a in ("happy", "sad")]}
+    a, b = with_channels(items), with_channels(items)
+    assert [x for _, x in a["emotion"]] == ["happy"] * 3 + ["sad"] * 3
+    np.testing.assert_array_equal(a["emotion"][0][0], items["emotion"][0][0])  # clean: as recorded
+    for (w1, _), (w2, _) in zip(a["emotion"], b["emotion"]):
+        np.testing.assert_array_equal(w1, w2)
+    assert not np.allclose(a["emotion"][1][0], a["emotion"][0][0])  # the telephone copy differs
+    with pytest.raises(ValueError, match="expected a non-empty list"):
+        with_channels(items, ["radio"])
 
 
 def test_fit_readout_refuses_one_label_and_unknown_answers(trained):
