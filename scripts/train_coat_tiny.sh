@@ -33,6 +33,9 @@
 # from it with answers and experts together. Ablations: the same two stages without expert losses (stage 1 then has
 # nothing to learn, so that run trains answers for STEPS1 + STEPS2 steps), and --no-thinking at eval time.
 # Leave-one-corpus-out: emotion-only models trained on two corpora, tested on all of the third.
+# 1.4: every training run ends by fitting the answer readout (edge-coat train --readout-c, default 0.1; clean, telephone
+# and room copies of the training clips), so the models this recipe trains now score with it; 1.3's figures were
+# without it (READOUT_C=0 reproduces them). docs/coat-tiny-readout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +77,7 @@ if [ ! -f "$OUT/us8k_holdout.txt" ]; then
 fi
 
 # 2. training ---------------------------------------------------------------------------------------
-COMMON=(--val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-every 25 --crop-seconds 10 --gain-db 6
+COMMON=(--readout-c "${READOUT_C:-0.1}" --val-fraction 0.1 --batch-size "$BATCH" --checkpoint-every 200 --log-every 25 --crop-seconds 10 --gain-db 6
         --tower-cache "$TOWER" --teacher-cache "$CACHE" --threads "$THREADS"
         --experts "$EXPERTS" --expert-stride speech_content=16)
 # The answer-training runs' channels and augmentation (stage 2, the ablation, LOCO); stage 1's are S1_TOWER_VARIANTS, S1_AUG.

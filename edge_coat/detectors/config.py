@@ -167,17 +167,17 @@ class EmotionConfig(DetectorConfig):
 
     type: Literal["emotion"] = Field("emotion", description="detector type")
     task: str = Field("emotion", min_length=1, description="label_probs key holding the emotion distribution")
-    # Defaults tuned on whole calls of development speakers with the embedded model, coat-tiny 1.3
-    # (bench/tuning/emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds", 8d): the most angry calls
-    # alerted in the worst of 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows (81 %; 88-91 % at the short windows)
-    # with false alerts on at most 10 % of calm/happy calls in each. 1.2's setting (angry + fearful + disgust,
-    # no smoothing, on 0.5 for 3 windows) stays within the bound with 1.3 but alerts on only 42 % of dev angry
-    # calls at 3 s windows (the chosen one: 88 %).
+    # Defaults tuned on whole calls of development speakers with the embedded model, coat-tiny 1.4
+    # (bench/tuning/emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds", 8e): the most angry calls
+    # alerted in the worst of 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows (81 %; 84-86 % at the short windows) with
+    # false alerts on at most 10 % of calm/happy calls in each. 1.3's setting (angry + disgust, EMA 0.7, on 0.4
+    # for 2 windows) raises false alerts on 29 % of dev calm/happy calls at 2 s windows with 1.4's fused
+    # probabilities.
     negative_labels: tuple[str, ...] = Field(
-        ("angry", "disgust"), min_length=1, description="labels that raise an alert when sustained"
+        ("angry",), min_length=1, description="labels that raise an alert when sustained"
     )
     ema_alpha: float = Field(
-        0.7, gt=0.0, le=1.0, description="EMA weight of the newest speech window (1: no smoothing)"
+        1.0, gt=0.0, le=1.0, description="EMA weight of the newest speech window (1: no smoothing)"
     )
     min_speech_ratio: float = Field(
         0.3, ge=0.0, le=1.0, description="windows with less speech than this neither raise nor reset an alert"
@@ -186,7 +186,7 @@ class EmotionConfig(DetectorConfig):
         -55.0, ge=-160.0, le=0.0, description="without a VAD reading, windows quieter than this count as speech-free"
     )
     episode: EpisodeConfig = Field(
-        default_factory=lambda: EpisodeConfig(on_threshold=0.4, off_threshold=0.2, on_windows=2, off_windows=3,
+        default_factory=lambda: EpisodeConfig(on_threshold=0.25, off_threshold=0.05, on_windows=3, off_windows=3,
                                               cooldown_s=10.0),
         description="hysteresis/cooldown of emotion episodes",
     )
