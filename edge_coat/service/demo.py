@@ -171,6 +171,11 @@ def demo_tokens(workdir: Path) -> tuple[str, str]:
     return demo, viewer
 
 
+#: the desk stream's emotion gate: windows quieter than this, or with less speech, are not scored
+DESK_MIN_DBFS = -50.0
+DESK_MIN_SPEECH = 0.3
+
+
 def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]) -> dict:
     model = Path(opts.model)
     streams = {}
@@ -179,7 +184,8 @@ def demo_config(opts: DemoOptions, files: dict[str, Path], model_tasks: set[str]
                                    "tasks": {"anomaly": {"min_rms_dbfs": -70.0}}}
     if "emotion" in model_tasks and SPEECH_STREAM in files:
         streams[SPEECH_STREAM] = {"window_s": opts.window_s, "hop_s": opts.hop_s,
-                                  "tasks": {"emotion": {"min_rms_dbfs": -50.0, "min_speech_ratio": 0.3}}}
+                                  "tasks": {"emotion": {"min_rms_dbfs": DESK_MIN_DBFS,
+                                                        "min_speech_ratio": DESK_MIN_SPEECH}}}
     site = {
         "capture": {"sources": [{"uri": str(files[s]), "stream_id": s, "realtime": opts.realtime} for s in streams],
                     "sender": {"endpoint": "tcp://127.0.0.1:0", "buffer_s": 120.0},
@@ -225,6 +231,7 @@ class Display:
         self.done_s: dict[str, float] = {s: 0.0 for s in durations}
         self.score: dict[str, str] = {}
         self.emotion: list[tuple[float, str, float]] = []  # (window start s, top emotion, probability)
+        self.scored: dict[str, int] = {}  # stream -> windows the model scored (gated windows never arrive)
         self.events: list = []
         self._last_progress = 0.0
 
@@ -236,6 +243,7 @@ class Display:
         with self.lock:
             self.first_ts.setdefault(w.stream_id, w.start_ts)
             self.done_s[w.stream_id] = max(self.done_s.get(w.stream_id, 0.0), self.rel(w.stream_id, w.end_ts))
+            self.scored[w.stream_id] = self.scored.get(w.stream_id, 0) + 1
             probs = next(iter(result.label_probs.values()), {})
             if probs:
                 label, p = max(probs.items(), key=lambda kv: kv[1])
@@ -410,6 +418,9 @@ def _summarize(opts, display: Display, received: list, summary: dict, files: dic
         seen = ", ".join(f"{e.text[:60]} at {display.rel(e.stream_id, e.window_start_ts):.0f} s" for e in emotion)
         rows.append((f"{SPEECH_STREAM}: your recording {opts.caller.name}: emotion alert?",
                      f"yes: {seen}" if emotion else "no alert", "fired" if emotion else "none"))
+        gated = _gated_note(opts, display)
+        if gated:
+            rows.append((f"{SPEECH_STREAM}: windows of your recording scored", gated, "partly"))
     elif SPEECH_STREAM in display.durations:
         rows.append((f"{SPEECH_STREAM}: synthetic speech carries no emotion (espeak-ng)", f"{len(emotion)} alert(s)",
                      "ok" if not emotion else "unexpected (informational)"))
@@ -430,6 +441,17 @@ def _summarize(opts, display: Display, received: list, summary: dict, files: dic
         print(line, file=out, flush=True)
     return DemoResult(expected_anomaly_seen=bool(after), first_anomaly_at=first, false_alarms=len(before),
                       events=received, stored=stored, lines=lines)
+
+
+def _gated_note(opts, display: Display) -> str:
+    """'' when every window of the caller's recording was scored, else how many were and why the rest were not."""
+    total = display.durations.get(SPEECH_STREAM, 0.0)
+    expected = int((total - opts.window_s) // opts.hop_s) + 1 if total >= opts.window_s else 0
+    scored = display.scored.get(SPEECH_STREAM, 0)
+    if scored >= expected:
+        return ""
+    return (f"{scored} of {expected}: the others were quieter than {DESK_MIN_DBFS:g} dBFS or held under "
+            f"{DESK_MIN_SPEECH:.0%} speech (the desk stream's gate); raise the level of a quiet recording")
 
 
 def default_workdir() -> Path:
