@@ -23,6 +23,8 @@ Public API (import from ``edge_coat.model``)::
     r = model.score_labels(waves, prompt, candidates)   # waves: list of (n,) float32 16 kHz mono
     r = model.score_task(waves, "emotion")              # prompt + labels from coat_config.tasks
     r.logprobs (B, C), r.probs (B, C), r.thinking (B, K, D), r.labels   (numpy, float32)
+    r.readout (B, C) or None   # the answer readout's log-probabilities, fused into r.probs
+    model.use_readout = False  # r.probs from the LLM's answers alone (edge_coat.model.readout)
     texts = model.generate(waves, prompt, max_new_tokens=16)            # greedy, cached
     states = model.probe_states(waves, prompt)   # ProbeStates: thinking (layers+1, B, K, D),
                                                  # audio (layers+1, B, T, D), audio_mask (B, T)
