@@ -443,7 +443,7 @@ class CoatModel(nn.Module):
         ro = None
         if self.use_readout and self.readout.knows(task, candidates):
             ro = self.readout.log_probs(task, window_statistics(audio, audio_mask), candidates)  # (B, C)
-            z = z + ro.to(z.device)
+            z = (z + ro.to(z.device)) / self.config.readout_temperature
             ro = ro.cpu().numpy()
         return torch.softmax(z, -1).cpu().numpy(), ro
 

@@ -127,7 +127,12 @@ class CoatConfig(BaseModel):
         default_factory=dict,
         description="tasks with a linear answer readout on the window's audio statistics (edge_coat.model.readout), "
                     "each with its labels in the order of the readout's rows; their probabilities are "
-                    "softmax(logprobs / temperature + log p_readout)",
+                    "softmax((logprobs / temperature + log p_readout) / readout_temperature)",
+    )
+    readout_temperature: float = Field(
+        default=1.0, gt=0.0, le=100.0,
+        description="softmax temperature of the fused scores where a readout scores (calibrated on the validation "
+                    "split after the readout is fitted: two opinions from the same audio, added, are over-confident)",
     )
     use_thinking: bool = Field(default=True, description="False removes the thinking block from the sequence (ablation)")
     prefix: str = Field(default="", description="text placed before the audio (e.g. a system/user turn opener)")

@@ -1,13 +1,14 @@
 """The answer readout: a linear classifier on the window's audio statistics, beside the LLM's answer.
 
 For a task it knows, the model's label probabilities are the product of two calibrated opinions,
-``softmax(logprobs / T + log p_readout)``: the LLM's candidate log-likelihoods (after the thinking block) at
+``softmax((logprobs / T + log p_readout) / T_r)``: the LLM's candidate log-likelihoods (after the thinking block) at
 their calibrated temperature, and a multinomial logistic regression on the mean and standard deviation over
 time of the window's audio embeddings (``CoatModel.encode``'s output, which the thinking block and the LLM
 read too), renormalised over the candidates scored. The readout is fitted after training on the training
 split's clips (``edge_coat.train.readout``); the tiny LLM over-fits a thousand clips and varies by many points
 between seeds, a regularised convex fit on the same embeddings does neither, and the two err differently
-(``docs/coat-tiny-readout``).
+(``docs/coat-tiny-readout``). Both read the same audio, so their sum is over-confident: ``T_r``
+(``coat_config.readout_temperature``) is calibrated on the validation split after the fit (coat-tiny 1.4: 3.4).
 
 Stored in ``coat.safetensors`` as ``readout.tasks.<task>.weight`` (C, 2D) and ``.bias`` (C,) (buffers, not
 parameters: no optimiser touches them), the

@@ -276,17 +276,18 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     calibration = calibrate_temperature(model, val)
     log.info("temperature %.3f (%s validation clips)", calibration["temperature"], calibration["n"])
     if config.readout_c > 0:
-        _fit_readout(model, config, splits, run)
+        _fit_readout(model, config, splits, run, val)
     return save_trained(model, run, calibration)
 
 
-def _fit_readout(model, config: TrainConfig, splits, run: RunDir) -> None:
-    """The answer readout of the readout tasks the run trained, on their training clips (RUN/readout.json)."""
+def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> None:
+    """The answer readout of the readout tasks the run trained, on their training clips, and the fused scores'
+    temperature on the validation clips ``val`` (task -> (wave, answer)); report in RUN/readout.json."""
     import json
 
     from edge_coat.data.tasks import get_task
     from edge_coat.train.data import load_wave
-    from edge_coat.train.readout import DEFAULT_TASKS, fit_readout, with_channels
+    from edge_coat.train.readout import DEFAULT_TASKS, calibrate_readout_temperature, fit_readout, with_channels
 
     items: dict[str, list] = {}
     for src, s in zip(config.data, splits):
@@ -299,4 +300,5 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir) -> None:
         log.info("no readout: no emotion or events training clips of two labels or more")
         return
     report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c)
+    report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report})
     (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

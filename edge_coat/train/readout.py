@@ -9,8 +9,9 @@ weights, so serving is one matrix product. The training run calls it after the t
     python -m edge_coat.train.readout RUN            # RUN/model gets the readout, RUN/readout.json the report
     python -m edge_coat.train.readout RUN --out DIR/model   # a copy with the readout, DIR/readout.json
 
-which reads the run's own split (``RUN/split.json``) and data folders (``RUN/run_config.json``): only the
-training clips of the tasks asked (default emotion and events) are used, never the calibration or held-out ones.
+which reads the run's own split (``RUN/split.json``) and data folders (``RUN/run_config.json``): the readout is
+fitted on the training clips of the tasks asked (default emotion and events), the fused temperature on the
+validation clips (``calibrate_readout_temperature``); held-out clips are never read.
 """
 
 from __future__ import annotations
@@ -107,6 +108,33 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
     return report
 
 
+def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, str]]], batch_size: int = 16) -> dict:
+    """Fit ``model.config.readout_temperature`` on ``val`` (task -> (wave, answer)), the tasks the readout scores:
+    the NLL-optimal temperature of the fused scores ``logprobs / T + log p_readout``. Sets it (1.0 when there is
+    nothing to fit) and returns ``trainer.fit_temperature``'s report."""
+    from edge_coat.train.trainer import fit_temperature
+
+    logits, truth = [], []
+    for task, items in val.items():
+        labels = model.readout.labels.get(task)  # scored over the readout's own labels (all of the task's, usually)
+        if labels is None:
+            continue
+        items = [(w, a) for w, a in items if a in labels]
+        prompt = model.config.tasks[task].prompt
+        for i in range(0, len(items), batch_size):
+            chunk = items[i:i + batch_size]
+            res = model.score_labels([w for w, _ in chunk], prompt, labels, task=task)
+            if res.readout is None:  # use_readout off: nothing fused to calibrate
+                continue
+            fused = res.logprobs / model.config.temperature + res.readout  # (b, C)
+            logits += [row.astype(np.float64) for row in fused]
+            truth += [labels.index(a) for _, a in chunk]
+    report = fit_temperature(logits, truth)
+    model.config.readout_temperature = float(report["temperature"])
+    log.info("readout temperature %.3f (%d validation clips)", report["temperature"], report["n"])
+    return report
+
+
 def check_run(run: Path) -> Path:
     """``run`` if it holds a finished training run's config and split, else FileNotFoundError naming the file."""
     run = Path(run)
@@ -116,9 +144,10 @@ def check_run(run: Path) -> Path:
     return run
 
 
-def training_items(run: Path, tasks: Sequence[str], max_seconds: float) -> dict[str, list[tuple[np.ndarray, str]]]:
-    """The training split's (wave, answer) pairs of a finished run, per task: the folders of its
-    ``run_config.json`` and the file lists of its ``split.json``."""
+def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
+                   part: str = "train") -> dict[str, list[tuple[np.ndarray, str]]]:
+    """The (wave, answer) pairs of one part of a finished run's split ("train" or "val"), per task: the folders of
+    its ``run_config.json`` and the file lists of its ``split.json``."""
     from edge_coat.data.tasks import get_task
     from edge_coat.train.config import TrainConfig
     from edge_coat.train.data import load_folders, load_wave
@@ -134,9 +163,9 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float) -> dict[
     folders = load_folders(sources, {t: dataset_labels(t, spec) for t, spec in specs.items()})
     items: dict[str, list] = {}
     for src, clips in zip(sources, folders):
-        files = split.get(src.path, {}).get("train")
+        files = split.get(src.path, {}).get(part)
         if files is None:
-            raise ValueError(f"{run / 'split.json'} has no training list for {src.path}")
+            raise ValueError(f"{run / 'split.json'} has no {part!r} list for {src.path}")
         keep = set(files)
         task = get_task(src.task)
         items.setdefault(src.task, []).extend(
@@ -170,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = training_items(args.run, [t for t in tasks if t in model.config.tasks], model.max_window_seconds)
         items = with_channels(items, [c for c in args.channels.split(",") if c])
         report = fit_readout(model, items, args.c)
+        val = training_items(args.run, list(report), model.max_window_seconds, part="val")
+        report["temperature"] = calibrate_readout_temperature(model, val)
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2

@@ -333,8 +333,6 @@ def calibrate_temperature(model, val: dict[str, list[tuple[np.ndarray, str]]], b
 
     Returns ``{"temperature", "nll_before", "nll_after", "n"}``; T stays 1.0 when ``val`` is empty.
     """
-    from scipy.optimize import minimize_scalar
-
     logps, truth = [], []
     for task, items in val.items():
         spec = model.config.tasks[task]
@@ -344,19 +342,28 @@ def calibrate_temperature(model, val: dict[str, list[tuple[np.ndarray, str]]], b
             for row, (_, label) in zip(res.logprobs, chunk):
                 logps.append(row.astype(np.float64))
                 truth.append(list(spec.labels).index(label))
-    if not logps:
+    return fit_temperature(logps, truth)
+
+
+def fit_temperature(logits: Sequence[np.ndarray], truth: Sequence[int]) -> dict:
+    """The temperature T minimising the mean NLL of ``softmax(logits / T)`` at the true indices.
+
+    Returns ``{"temperature", "nll_before" (T = 1), "nll_after", "n"}``; T = 1.0 when there is nothing to fit."""
+    from scipy.optimize import minimize_scalar
+
+    if not len(logits):
         return {"temperature": 1.0, "n": 0, "note": "no validation split: temperature left at 1.0"}
 
     def nll(log_t: float) -> float:
         t = math.exp(log_t)
         total = 0.0
-        for lp, y in zip(logps, truth):
-            z = lp / t
+        for lp, y in zip(logits, truth):
+            z = np.asarray(lp, dtype=np.float64) / t
             total += float(np.logaddexp.reduce(z) - z[y])
-        return total / len(logps)
+        return total / len(logits)
 
     res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(50.0)), method="bounded")
-    return {"temperature": float(math.exp(res.x)), "nll_before": nll(0.0), "nll_after": float(res.fun), "n": len(logps)}
+    return {"temperature": float(math.exp(res.x)), "nll_before": nll(0.0), "nll_after": float(res.fun), "n": len(logits)}
 
 
 def save_trained(model, run: RunDir, calibration: dict) -> Path:

@@ -54,10 +54,11 @@ def test_probs_fuse_the_llm_and_the_readout_and_the_ablation_drops_it():
     spec = model.config.tasks[task]
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(16_000).astype(np.float32) * 0.1 for _ in range(3)]
+    model.config.readout_temperature = 2.5
     fused = model.score_task(waves, task)
     assert fused.readout is not None and fused.readout.shape == (3, len(spec.labels))
-    expected = torch.softmax(torch.tensor(fused.logprobs) / model.config.temperature + torch.tensor(fused.readout), -1)
-    np.testing.assert_allclose(fused.probs, expected.numpy(), atol=1e-5)
+    z = torch.tensor(fused.logprobs) / model.config.temperature + torch.tensor(fused.readout)
+    np.testing.assert_allclose(fused.probs, torch.softmax(z / 2.5, -1).numpy(), atol=1e-5)
     # score_labels finds the task by its prompt; score_tasks fuses alike
     by_prompt = model.score_labels(waves, spec.prompt, list(spec.labels))
     np.testing.assert_allclose(by_prompt.probs, fused.probs, atol=1e-5)

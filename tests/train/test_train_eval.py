@@ -73,6 +73,10 @@ def test_training_fits_the_answer_readout_on_the_training_clips(trained, separab
     assert report["emotion"]["clips"] == 48 and report["emotion"]["labels"] == ["happy", "sad"]
     model = CoatModel.from_pretrained(trained / "model")
     assert model.config.readout == {"emotion": ["happy", "sad"]}
+    # the fused scores' temperature is fitted on the run's validation clips (none in this run: left at 1.0)
+    split = json.loads((trained / "split.json").read_text())
+    assert report["temperature"]["n"] == sum(len(v["val"]) for v in split.values())
+    assert model.config.readout_temperature == pytest.approx(report["temperature"]["temperature"])
     # the readout alone tells the held-out tone from the noise
     from edge_coat.data.folder import DatasetFolder
 
@@ -118,6 +122,31 @@ def test_channel_copies_are_reproducible_and_checked():
     assert not np.allclose(a["emotion"][1][0], a["emotion"][0][0])  # the telephone copy differs
     with pytest.raises(ValueError, match="expected a non-empty list"):
         with_channels(items, ["radio"])
+
+
+def test_the_readout_temperature_minimises_the_fused_nll_on_validation_clips(trained, separable):
+    """calibrate_readout_temperature's T: the fused NLL on the clips it was fitted on is no worse than at T = 1 or
+    at T moved either way."""
+    from edge_coat.data.folder import DatasetFolder
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.data import load_wave
+    from edge_coat.train.readout import calibrate_readout_temperature
+
+    model = CoatModel.from_pretrained(trained / "model")
+    val = {"emotion": [(load_wave(c, 1.0), c.label) for c in DatasetFolder(separable["test"])]}
+    report = calibrate_readout_temperature(model, val)
+    t = model.config.readout_temperature
+    assert t == report["temperature"] and report["n"] == 12 and report["nll_after"] <= report["nll_before"] + 1e-9
+
+    def nll(temp: float) -> float:
+        model.config.readout_temperature = temp
+        res = model.score_task([w for w, _ in val["emotion"]], "emotion")
+        y = [list(res.labels).index(a) for _, a in val["emotion"]]
+        return float(-np.mean(np.log(res.probs[np.arange(len(y)), y])))
+
+    assert nll(t) <= min(nll(t * 1.5), nll(t / 1.5), nll(1.0)) + 1e-6
+    model.use_readout = False  # nothing fused: the temperature is left at 1.0
+    assert calibrate_readout_temperature(model, val)["n"] == 0 and model.config.readout_temperature == 1.0
 
 
 def test_fit_readout_refuses_one_label_and_unknown_answers(trained):
