@@ -211,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir = args.out.parent if args.out is not None else args.run
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"readout fitted for {', '.join(report)}; model written to {out}")
+    tasks = [t for t in report if t != "temperature"]
+    print(f"readout fitted for {', '.join(tasks)} (fused temperature {model.config.readout_temperature:.3f}); "
+          f"model written to {out}")
     return 0
 
 
