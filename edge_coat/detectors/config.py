@@ -167,12 +167,11 @@ class EmotionConfig(DetectorConfig):
 
     type: Literal["emotion"] = Field("emotion", description="detector type")
     task: str = Field("emotion", min_length=1, description="label_probs key holding the emotion distribution")
-    # Defaults tuned on whole calls of development speakers with the embedded model, coat-tiny 1.4
-    # (bench/tuning/emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds", 8e): the most angry calls
-    # alerted in the worst of 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows (81 %; 84-86 % at the short windows) with
-    # false alerts on at most 10 % of calm/happy calls in each. 1.3's setting (angry + disgust, EMA 0.7, on 0.4
-    # for 2 windows) raises false alerts on 29 % of dev calm/happy calls at 2 s windows with 1.4's fused
-    # probabilities.
+    # Defaults tuned on whole calls of development speakers with the embedded model, coat-tiny 1.4 with its
+    # fused temperature (bench/tuning/emotion_threshold.py, BENCHMARKS.md "Emotion alert thresholds", 8e): the most
+    # angry calls alerted in the worst of 10 s/2 s, 3 s/1.5 s and 2 s/1 s windows (77 %; 86-91 % at the short
+    # windows) with false alerts on at most 10 % of calm/happy calls in each. 1.3's setting (angry + disgust,
+    # EMA 0.7, on 0.4 for 2 windows) raised false alerts on 29 % of dev calm/happy calls at 2 s windows with 1.4.
     negative_labels: tuple[str, ...] = Field(
         ("angry",), min_length=1, description="labels that raise an alert when sustained"
     )
@@ -186,7 +185,7 @@ class EmotionConfig(DetectorConfig):
         -55.0, ge=-160.0, le=0.0, description="without a VAD reading, windows quieter than this count as speech-free"
     )
     episode: EpisodeConfig = Field(
-        default_factory=lambda: EpisodeConfig(on_threshold=0.25, off_threshold=0.05, on_windows=3, off_windows=3,
+        default_factory=lambda: EpisodeConfig(on_threshold=0.3, off_threshold=0.1, on_windows=3, off_windows=3,
                                               cooldown_s=10.0),
         description="hysteresis/cooldown of emotion episodes",
     )
