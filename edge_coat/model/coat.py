@@ -425,7 +425,8 @@ class CoatModel(nn.Module):
         else:
             raise ValueError(f"model.scoring must be 'fused' or 'cached', got {self.scoring!r}")
         latents = self._latents(asm, hidden)
-        probs, ro = self._probs(task, lp, candidates, embeds, embeds_mask)
+        stats = self._readout_stats([(task, candidates)], embeds, embeds_mask)
+        probs, ro = self._probs(task, lp, candidates, stats)
         return ScoreResult(
             logprobs=lp.float().cpu().numpy(),
             probs=probs,
@@ -434,15 +435,22 @@ class CoatModel(nn.Module):
             readout=ro,
         )
 
-    def _probs(self, task: str | None, lp: torch.Tensor, candidates, audio: torch.Tensor,
-               audio_mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    def _readout_stats(self, asked, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor | None:
+        """The windows' ``window_statistics`` (B, 2D), computed once for all the (task, candidates) ``asked`` of a
+        batch, or None when the readout scores none of them."""
+        if self.use_readout and any(self.readout.knows(t, c) for t, c in asked):
+            return window_statistics(audio, audio_mask)
+        return None
+
+    def _probs(self, task: str | None, lp: torch.Tensor, candidates,
+               stats: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Candidate probabilities from the LLM's log-likelihoods lp (B, C) at the calibrated temperature, fused
-        with the answer readout of ``task`` on the windows' audio (B, T, D) when it knows the candidates.
-        Returns (probs (B, C), the readout's log-probabilities (B, C) or None)."""
+        with the answer readout of ``task`` on the windows' statistics (``_readout_stats``) when it knows the
+        candidates. Returns (probs (B, C), the readout's log-probabilities (B, C) or None)."""
         z = lp.float() / self.config.temperature  # (B, C)
         ro = None
-        if self.use_readout and self.readout.knows(task, candidates):
-            ro = self.readout.log_probs(task, window_statistics(audio, audio_mask), candidates)  # (B, C)
+        if stats is not None and self.readout.knows(task, candidates):
+            ro = self.readout.log_probs(task, stats, candidates)  # (B, C)
             z = (z + ro.to(z.device)) / self.config.readout_temperature
             ro = ro.cpu().numpy()
         return torch.softmax(z, -1).cpu().numpy(), ro
@@ -475,15 +483,16 @@ class CoatModel(nn.Module):
             return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking)
                     for t in tasks}
         n = audio[0].shape[0] if audio is not None else len(waves)
-        asm, embeds, embeds_mask = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking, audio=audio,
-                               thinking=thinking)
+        asm, embeds, embeds_mask = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking,
+                                              audio=audio, thinking=thinking)
         specs = [self.config.tasks[t] for t in tasks]
         prompts = [(self._ids(spec.prompt), [self.answer_ids(c) for c in spec.labels]) for spec in specs]
         lps, hidden = score_prompts_fused(self.adapter, asm, prompts, output_hidden_states=True)
         latents = self._latents(asm, hidden).float().cpu().numpy()
+        stats = self._readout_stats([(t, spec.labels) for t, spec in zip(tasks, specs)], embeds, embeds_mask)
         out = {}
         for task, spec, lp in zip(tasks, specs, lps):
-            probs, ro = self._probs(task, lp, spec.labels, embeds, embeds_mask)
+            probs, ro = self._probs(task, lp, spec.labels, stats)
             out[task] = ScoreResult(logprobs=lp.float().cpu().numpy(), probs=probs, thinking=latents,
                                     labels=tuple(spec.labels), readout=ro)
         return out

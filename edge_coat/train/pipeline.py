@@ -285,16 +285,18 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
     temperature on the validation clips ``val`` (task -> (wave, answer)); report in RUN/readout.json."""
     import json
 
-    from edge_coat.data.tasks import get_task
-    from edge_coat.train.data import load_wave
-    from edge_coat.train.readout import DEFAULT_TASKS, calibrate_readout_temperature, fit_readout, with_channels
+    from edge_coat.train.readout import (
+        DEFAULT_TASKS,
+        calibrate_readout_temperature,
+        fit_readout,
+        labelled_waves,
+        with_channels,
+    )
 
     items: dict[str, list] = {}
     for src, s in zip(config.data, splits):
         if src.task in DEFAULT_TASKS:
-            task = get_task(src.task)
-            items.setdefault(src.task, []).extend(
-                (load_wave(c, model.max_window_seconds), task.answer(c.label, c.meta)) for c in s.train)
+            items.setdefault(src.task, []).extend(labelled_waves(s.train, src.task, model.max_window_seconds))
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         log.info("no readout: no emotion or events training clips of two labels or more")

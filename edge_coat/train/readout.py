@@ -135,6 +135,15 @@ def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, s
     return report
 
 
+def labelled_waves(clips, task: str, max_seconds: float) -> list[tuple[np.ndarray, str]]:
+    """(wave, answer) of each clip for ``task``: the audio as ``load_wave`` reads it, the task's answer to its label."""
+    from edge_coat.data.tasks import get_task
+    from edge_coat.train.data import load_wave
+
+    spec = get_task(task)
+    return [(load_wave(c, max_seconds), spec.answer(c.label, c.meta)) for c in clips]
+
+
 def check_run(run: Path) -> Path:
     """``run`` if it holds a finished training run's config and split, else FileNotFoundError naming the file."""
     run = Path(run)
@@ -148,9 +157,8 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
                    part: str = "train") -> dict[str, list[tuple[np.ndarray, str]]]:
     """The (wave, answer) pairs of one part of a finished run's split ("train" or "val"), per task: the folders of
     its ``run_config.json`` and the file lists of its ``split.json``."""
-    from edge_coat.data.tasks import get_task
     from edge_coat.train.config import TrainConfig
-    from edge_coat.train.data import load_folders, load_wave
+    from edge_coat.train.data import load_folders
     from edge_coat.train.pipeline import dataset_labels, task_specs
 
     run = check_run(run)
@@ -167,9 +175,7 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
         if files is None:
             raise ValueError(f"{run / 'split.json'} has no {part!r} list for {src.path}")
         keep = set(files)
-        task = get_task(src.task)
-        items.setdefault(src.task, []).extend(
-            (load_wave(c, max_seconds), task.answer(c.label, c.meta)) for c in clips if c.file in keep)
+        items.setdefault(src.task, []).extend(labelled_waves([c for c in clips if c.file in keep], src.task, max_seconds))
     return items
 
 

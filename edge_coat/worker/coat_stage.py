@@ -122,7 +122,7 @@ class CoatStage:
 
             torch.set_num_threads(cfg.torch_threads)
         self.model = model if model is not None else load_model(cfg)
-        self.model.use_readout = bool(getattr(cfg, "readout", True))
+        self.model.use_readout = cfg.readout
         self.model_name, self.model_version = bundle_identity(cfg.path, cfg.name)
         self.tasks = dict(self.model.config.tasks)
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)

@@ -103,3 +103,25 @@ def test_the_readout_survives_save_and_load_in_float32(tmp_path):
     waves = [np.random.default_rng(1).standard_normal(12_000).astype(np.float32) * 0.1]
     np.testing.assert_allclose(loaded.score_task(waves, task).readout, model.score_task(waves, task).readout,
                                atol=1e-3)
+
+
+def test_score_tasks_computes_the_window_statistics_once_for_every_readout_task(monkeypatch):
+    import edge_coat.model.coat as coat_mod
+
+    model = tiny_coat_model("qwen2_audio", seed=0)
+    tasks = sorted(model.config.tasks)[:2]
+    g = torch.Generator().manual_seed(1)
+    for task in tasks:
+        labels = list(model.config.tasks[task].labels)
+        model.readout.set_task(task, labels, torch.randn(len(labels), model.readout.feature_dim, generator=g),
+                               torch.zeros(len(labels)))
+        model.config.readout = {**model.config.readout, task: labels}
+    calls = []
+    real = coat_mod.window_statistics
+    monkeypatch.setattr(coat_mod, "window_statistics", lambda a, m: calls.append(1) or real(a, m))
+    waves = [np.random.default_rng(2).standard_normal(12_000).astype(np.float32) * 0.1]
+    out = model.score_tasks(waves, tasks)
+    assert len(calls) == 1 and all(out[t].readout is not None for t in tasks)
+    model.use_readout = False
+    model.score_tasks(waves, tasks)
+    assert len(calls) == 1  # nothing fused: no statistics
