@@ -8,6 +8,11 @@ al. 2022, "Model soups"). The ingredients are checked first: same config but the
 lead, the starting model by the bytes of its weights), same weight names and shapes. The soup's softmax temperature
 is then fitted again on the validation clips that none of the ingredients trained on (the intersection of their
 validation splits), and ``DIR/soup.json`` records the ingredients with the sha256 of their weights.
+
+``--readout-c C`` (the recipe's is 0.1) also fits the answer readout (``edge_coat.train.readout``) on the
+ingredients' training clips, its fused temperature on the shared validation clips: ``DIR`` gets the first
+ingredient's ``run_config.json`` and the soup's ``split.json`` (``soup_split``), so it doubles as a run folder.
+A five-seed soup with a readout was tried against one seed with its readout and lost (docs/coat-tiny-soup-readout).
 """
 
 from __future__ import annotations
@@ -128,8 +133,56 @@ def shared_validation(runs: list[Path], configs: list[dict], tasks: dict,
     return out
 
 
-def make_soup(runs: list[str | Path], out: str | Path) -> Path:
-    """Average ``runs``' models into ``out`` (a model directory), recalibrated; returns ``out``."""
+def soup_split(runs: list[Path], configs: list[dict]) -> dict:
+    """The split the soup as a whole has, per data folder of the first run's config: ``train`` the union of the
+    runs' training clips, ``val`` the intersection of their validation clips (no ingredient trained on them),
+    ``held_out`` theirs (the same in every run: ``check_runs`` compared the holdout settings)."""
+    recorded = [{os.path.realpath(k): v for k, v in json.loads((r / "split.json").read_text()).items()} for r in runs]
+    out = {}
+    for src in configs[0]["data"]:
+        parts = [rec.get(os.path.realpath(src["path"]), {}) for rec in recorded]
+        out[src["path"]] = {
+            "train": sorted(set().union(*(p.get("train", []) for p in parts))),
+            "val": sorted(set.intersection(*(set(p.get("val", [])) for p in parts))),
+            "held_out": sorted(parts[0].get("held_out", [])),
+        }
+    return out
+
+
+def fit_soup_readout(out: Path, c: float, channels) -> dict:
+    """The answer readout of the soup in ``out`` (``edge_coat.train.readout``, as a training run fits it) on the
+    training clips of its ingredients, the fused temperature on the shared validation clips; returns the report."""
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import (
+        DEFAULT_TASKS,
+        calibrate_readout_temperature,
+        fit_readout,
+        training_items,
+        with_channels,
+    )
+
+    model = CoatModel.from_pretrained(out)
+    model.eval()
+    tasks = [t for t in DEFAULT_TASKS if t in model.config.tasks]
+    sources = {s["task"] for s in json.loads((out / "run_config.json").read_text())["data"]}
+    items = training_items(out, [t for t in tasks if t in sources], model.max_window_seconds)
+    items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
+    if not items:
+        return {}
+    report = fit_readout(model, with_channels(items, channels), c)
+    val = training_items(out, list(report), model.max_window_seconds, part="val")
+    report["temperature"] = calibrate_readout_temperature(model, val)
+    model.save_pretrained(out, base=False)
+    return report
+
+
+def make_soup(runs: list[str | Path], out: str | Path, readout_c: float = 0.0,
+              readout_channels=("clean", "telephone", "room")) -> Path:
+    """Average ``runs``' models into ``out`` (a model directory), recalibrated; returns ``out``.
+
+    ``out`` also gets the first run's ``run_config.json`` and the soup's ``split.json`` (``soup_split``), so it
+    doubles as a run folder (``python -m edge_coat.train.readout OUT --model OUT``). ``readout_c`` > 0 fits the
+    answer readout there and then, with that C, on ``readout_channels``."""
     import torch
 
     from edge_coat.model.coat import CoatModel
@@ -150,12 +203,17 @@ def make_soup(runs: list[str | Path], out: str | Path) -> Path:
     calibration = calibrate_temperature(soup, val)
     soup.config.temperature = float(calibration["temperature"])
     soup.save_pretrained(out)
+    (out / "run_config.json").write_text(json.dumps(configs[0], indent=2) + "\n")
+    (out / "split.json").write_text(json.dumps(soup_split(runs, configs), indent=1) + "\n")
+    del soup, models
+    readout = fit_soup_readout(out, readout_c, readout_channels) if readout_c > 0 else None
     record = {
         "ingredients": [{"run": str(r), "seed": c.get("seed"), "weights_sha256": _weights_digest(r / "model")}
                         for r, c in zip(runs, configs)],
         "start": {"model": configs[0]["init_model"], "weights_sha256": start_digest},
         "calibration": calibration,
         "validation_clips": {t: len(v) for t, v in val.items()},
+        "readout": readout,
     }
     (out / "soup.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info("soup of %d runs in %s (temperature %.3f on %d shared validation clips)", len(runs), out,
@@ -167,11 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge_coat.train.soup", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="finished training runs (directories with run_config.json, model/)")
     p.add_argument("--out", required=True, help="new model directory")
+    p.add_argument("--readout-c", type=float, default=0.0,
+                   help="fit the answer readout with this C on the ingredients' training clips (0: none, the default; "
+                        "the recipe's is 0.1)")
+    p.add_argument("--readout-channels", default="clean,telephone,room",
+                   help="channel copies of each training clip the readout is fitted on (default %(default)s)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        make_soup(args.runs, args.out)
+        if args.readout_c < 0:
+            raise ValueError(f"--readout-c must be >= 0, got {args.readout_c}")
+        make_soup(args.runs, args.out, args.readout_c, [c for c in args.readout_channels.split(",") if c])
     except Exception as exc:  # noqa: BLE001 - one line per problem (edge_coat.errors), the traceback with --debug
         if args.debug:
             raise

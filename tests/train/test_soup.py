@@ -102,3 +102,49 @@ def test_a_run_whose_data_moved_gets_one_line_and_no_model(runs, tmp_path, capsy
     message = err[err.index("soup: "):]
     assert "gone: not a directory" in message and "Traceback" not in err
     assert not (tmp_path / "soup").exists()
+
+
+def test_the_soup_split_unions_training_clips_and_keeps_only_shared_validation(tmp_path):
+    from edge_coat.train.soup import soup_split
+
+    data = [{"path": str(tmp_path / "corpus"), "task": "emotion"}]
+    parts = [{"train": ["a", "b"], "val": ["c", "d"], "held_out": ["z"]},
+             {"train": ["a", "c"], "val": ["b", "d"], "held_out": ["z"]}]
+    runs = []
+    for i, part in enumerate(parts):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        (run / "split.json").write_text(json.dumps({str(tmp_path / "corpus"): part}))
+        runs.append(run)
+    got = soup_split(runs, [{"data": data}] * 2)[str(tmp_path / "corpus")]
+    # d is the one clip no ingredient trained on; b and c were trained on by one of them each
+    assert got == {"train": ["a", "b", "c"], "val": ["d"], "held_out": ["z"]}
+
+
+def test_a_soup_with_a_readout_fits_it_on_its_ingredients_clips(runs, separable, tmp_path):
+    from edge_coat.model.coat import CoatModel
+
+    out = tmp_path / "soup"
+    assert soup([str(runs / "seed1"), str(runs / "seed2"), "--out", str(out), "--readout-c", "0.1",
+                 "--readout-channels", "clean,telephone"]) == 0
+    record = json.loads((out / "soup.json").read_text())
+    split = json.loads((out / "split.json").read_text())
+    (train,) = [v["train"] for v in split.values()]
+    seed1 = json.loads((runs / "seed1" / "split.json").read_text())
+    assert set(train) == set().union(*(v["train"] for v in seed1.values()))  # same val speaker: same training clips
+    # two channel copies of each training clip, the fused temperature on the 4 shared validation clips
+    assert record["readout"]["emotion"]["clips"] == 2 * len(train)
+    assert record["readout"]["temperature"]["n"] == 4
+    model = CoatModel.from_pretrained(out)
+    assert model.config.readout["emotion"] and model.readout.tasks["emotion"].weight.abs().sum() > 0
+    assert model.config.readout_temperature == pytest.approx(record["readout"]["temperature"]["temperature"])
+    # the soup folder doubles as a run folder: the readout refit reads its split
+    from edge_coat.train.readout import main as refit
+    assert refit([str(out), "--model", str(out), "--out", str(tmp_path / "refit" / "model")]) == 0
+    assert json.loads((tmp_path / "refit" / "readout.json").read_text())["emotion"]["clips"] == 3 * len(train)
+
+
+def test_a_negative_readout_c_is_refused_in_one_line(runs, tmp_path, capsys):
+    assert soup([str(runs / "seed1"), str(runs / "seed2"), "--out", str(tmp_path / "soup"), "--readout-c", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("soup: ") and "--readout-c" in err and len(err.strip().splitlines()) == 1

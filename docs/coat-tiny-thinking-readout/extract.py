@@ -1,0 +1,95 @@
+"""Dump, per clip of a run's split, what a readout could read: the audio statistics the 1.4 readout reads, the
+thinking latents (supervised-layer states at the thinking positions), the thinking block's own output, and the
+LLM's log-likelihoods per task (docs/coat-tiny-thinking-readout/README.md).
+
+    python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking]
+
+Parts: train (each clip clean, telephone and room, as the readout is fitted), val, held_out (clean), and the
+held-out RAVDESS clips through the telephone channel (part held_out_tel), each row tagged with its corpus."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def main():
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.model.readout import window_statistics
+    from edge_coat.train.augment import apply_channel
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.data import load_folders, load_wave
+    from edge_coat.train.pipeline import dataset_labels, task_specs
+    from edge_coat.data.tasks import get_task
+
+    p = argparse.ArgumentParser()
+    p.add_argument("run", type=Path)
+    p.add_argument("model", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--no-thinking", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    model = CoatModel.from_pretrained(a.model)
+    model.use_readout = False
+    cfg = TrainConfig.model_validate_json((a.run / "run_config.json").read_text())
+    split = json.loads((a.run / "split.json").read_text())
+    tasks = ["emotion", "events"]
+    sources = [s for s in cfg.data if s.task in tasks]
+    specs = task_specs(sorted({s.task for s in sources}))
+    folders = load_folders(sources, {t: dataset_labels(t, spec) for t, spec in specs.items()})
+    rows = []  # (part, corpus, task, answer, wave)
+    for src, clips in zip(sources, folders):
+        corpus = Path(src.path).name
+        spec = get_task(src.task)
+        for part in ("train", "val", "held_out"):
+            keep = set(split[src.path][part])
+            for i, c in enumerate(x for x in clips if x.file in keep):
+                w = load_wave(c, model.max_window_seconds)
+                ans = spec.answer(c.label, c.meta)
+                if part == "train":
+                    for k, ch in enumerate(("clean", "telephone", "room")):
+                        rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([0, i, k]))))
+                else:
+                    rows.append((part, corpus, src.task, ans, w))
+                    if part == "held_out" and corpus == "ravdess":
+                        rows.append(("held_out_tel", corpus, src.task, ans, apply_channel(w, "telephone")))
+    print(f"{len(rows)} rows", flush=True)
+    use = not a.no_thinking
+    stats, lat_mean, lat_std, think_mean, lps = [], [], [], [], {t: [] for t in tasks}
+    t0 = time.time()
+    bs = 16
+    with torch.inference_mode():
+        for i in range(0, len(rows), bs):
+            waves = [r[4] for r in rows[i:i + bs]]
+            audio, mask = model.encode(waves)
+            stats.append(window_statistics(audio, mask).numpy())
+            th = model.think(audio, mask) if use else None
+            res = model.score_tasks(None, tasks, audio=(audio, mask), thinking=th, use_thinking=use)
+            lat = res[tasks[0]].thinking  # (b, K, D)
+            lat_mean.append(lat.mean(1))
+            lat_std.append(lat.std(1))
+            think_mean.append(th.float().mean(1).numpy() if th is not None else np.zeros_like(lat.mean(1)))
+            for t in tasks:
+                lps[t].append(res[t].logprobs)
+            if i % (bs * 20) == 0:
+                print(f"{i}/{len(rows)} {time.time() - t0:.0f}s", flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        a.out, part=np.array([r[0] for r in rows]), corpus=np.array([r[1] for r in rows]),
+        task=np.array([r[2] for r in rows]), answer=np.array([r[3] for r in rows]),
+        stats=np.concatenate(stats), lat_mean=np.concatenate(lat_mean), lat_std=np.concatenate(lat_std),
+        think_mean=np.concatenate(think_mean),
+        **{f"lp_{t}": np.concatenate(v) for t, v in lps.items()},
+        labels_emotion=np.array(model.config.tasks["emotion"].labels),
+        labels_events=np.array(model.config.tasks["events"].labels),
+        temperature=np.array(model.config.temperature))
+    print(f"wrote {a.out} in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
