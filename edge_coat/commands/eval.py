@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
                         help="int8: dynamic int8 of the torch audio encoder and projector (model.encoder.quantization)")
     parser.add_argument("--device", default=None, help="torch device (default: the model's load device, CPU)")
     parser.add_argument("--predictions", help="also write per-clip predictions (csv) here")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="emotion/events: 95%% intervals of accuracy and UA over N clip resamples (default "
+                             "%(default)s; 0: none)")
 
 
 def run(args) -> int:
@@ -57,6 +60,8 @@ def run(args) -> int:
     try:
         if args.snr_db is not None and not -20.0 <= args.snr_db <= 80.0:  # also refuses nan
             raise ValueError(f"--snr-db must be between -20 and 80 dB, got {args.snr_db}")
+        if args.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0 resamples (0: no interval), got {args.bootstrap}")
         mapping = parse_label_map(args.label_map)
         folder = DatasetFolder(args.data)
     except (ValueError, DatasetError) as exc:
@@ -92,7 +97,7 @@ def run(args) -> int:
             config = AnomalyConfig(**{k: v for k, v in overrides.items() if v is not None})
             result = evaluate_anomaly(model, clips, enroll=args.enroll, config=config, **common)
         else:
-            result = evaluate_classification(model, args.task, clips, candidates, **common)
+            result = evaluate_classification(model, args.task, clips, candidates, bootstrap=args.bootstrap, **common)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         print(f"edge-coat eval: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +120,10 @@ def run(args) -> int:
                            [[k, v["precision"], v["recall"], v["f1"], v["support"]] for k, v in result.per_class.items()]))
         print(format_confusion(m["labels"], m["confusion"]))
         print(format_table(["accuracy", "UA", "macro F1"], [[m["accuracy"], m["ua"], m["macro_f1"]]]))
+        if "ci95" in m:
+            ci = m["ci95"]
+            print(f"95% interval over {m['ci95_resamples']} clip resamples: accuracy {ci['accuracy'][0]:.3f}-"
+                  f"{ci['accuracy'][1]:.3f}, UA {ci['ua'][0]:.3f}-{ci['ua'][1]:.3f}")
     if args.json_out:
         write_json(args.json_out, eval_document(result.task, result.model, result.n, result.metrics, result.per_class))
         print(f"wrote {args.json_out}")

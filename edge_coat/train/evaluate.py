@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_coat.data.folder import Clip
 from edge_coat.train.data import load_wave
-from edge_coat.train.metrics import anomaly_metrics, classification_metrics
+from edge_coat.train.metrics import anomaly_metrics, bootstrap_intervals, classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,18 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
 def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates: Sequence[str], *,
                             use_thinking: bool = True, batch_size: int = 8, loudness_dbfs: float | None = None,
                             progress: bool = False, model_name: str = "", channel: str = "clean",
-                            snr_db: float | None = None) -> EvalResult:
+                            snr_db: float | None = None, bootstrap: int = 1000) -> EvalResult:
+    """Score ``clips`` and compute the classification metrics; ``bootstrap`` > 0 adds ``metrics["ci95"]``, 95 %
+    percentile intervals of accuracy and UA over that many clip resamples (``bootstrap_intervals``)."""
     prompt = model.config.tasks[task].prompt
     probs, _ = score_clips(model, clips, prompt, candidates, use_thinking=use_thinking, batch_size=batch_size,
                            loudness_dbfs=loudness_dbfs, progress=progress, channel=channel, snr_db=snr_db)
     pred_idx = probs.argmax(-1)  # (N,)
     y_pred = [candidates[i] for i in pred_idx]
     metrics, per_class = classification_metrics([c.label for c in clips], y_pred, candidates)
+    if bootstrap > 0:
+        metrics["ci95"] = bootstrap_intervals([c.label for c in clips], y_pred, resamples=bootstrap)
+        metrics["ci95_resamples"] = bootstrap
     # One-vs-rest ranking of each class by its probability: what an alert on that class ("angry") rests on.
     truth = [c.label for c in clips]
     for j, label in enumerate(candidates):

@@ -67,6 +67,33 @@ def classification_metrics(
     return metrics, per_class
 
 
+def bootstrap_intervals(y_true: Sequence[str], y_pred: Sequence[str], resamples: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile intervals of accuracy and UA over the clips resampled with replacement (seeded, so a rerun
+    gives the same interval): ``{"accuracy": [lo, hi], "ua": [lo, hi]}``.
+
+    The unit is the clip. Clips of one speaker are correlated, so with a few held-out speakers this interval is
+    narrower than a speaker-level one would be (too few speakers to resample them); it bounds the sampling noise
+    of the clips, not the choice of speakers. UA in a resample averages the recall of the classes present in it."""
+    if resamples < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"expected resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
+    classes = sorted(set(y_true))
+    t = np.array([classes.index(v) for v in y_true])  # (N,)
+    correct = np.array([a == b for a, b in zip(y_true, y_pred)], dtype=np.float64)  # (N,)
+    if t.size == 0:
+        raise ValueError("expected at least one example to resample, got none")
+    idx = np.random.default_rng(seed).integers(0, t.size, size=(resamples, t.size))  # (R, N)
+    acc = correct[idx].mean(1)  # (R,)
+    k = len(classes)
+    offsets = (np.arange(resamples)[:, None] * k + t[idx]).ravel()  # per (resample, class) bins
+    hits = np.bincount(offsets, weights=correct[idx].ravel(), minlength=resamples * k).reshape(resamples, k)
+    counts = np.bincount(offsets, minlength=resamples * k).reshape(resamples, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ua = np.nanmean(np.where(counts > 0, hits / np.maximum(counts, 1), np.nan), 1)  # (R,)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {"accuracy": [float(v) for v in np.percentile(acc, q)], "ua": [float(v) for v in np.percentile(ua, q)]}
+
+
 def partial_auc(y_true: Sequence[int], scores: Sequence[float], max_fpr: float = 0.1) -> float:
     """Raw area under the ROC curve for FPR in [0, max_fpr], divided by ``max_fpr`` (DCASE pAUC).
 
@@ -107,3 +134,45 @@ def anomaly_metrics(y_true: Sequence[int], scores: Sequence[float], max_fpr: flo
         "pauc_mcclish": float(roc_auc_score(y, s, max_fpr=max_fpr)),
         "max_fpr": float(max_fpr),
     }
+
+
+def pairs_from_confusion(labels: Sequence[str], confusion: Sequence[Sequence[int]]) -> tuple[list[str], list[str]]:
+    """(y_true, y_pred) that give ``confusion`` (rows true, columns predicted): an eval JSON's clips, unordered."""
+    y_true, y_pred = [], []
+    for a, row in zip(labels, confusion):
+        for b, n in zip(labels, row):
+            y_true += [a] * int(n)
+            y_pred += [b] * int(n)
+    return y_true, y_pred
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edge_coat.train.metrics RESULT.json ...``: the 95 % clip-bootstrap intervals of accuracy and UA
+    of classification results written by ``edge-coat eval --json`` (rebuilt from their confusion matrices, so
+    results written before the intervals existed get them too)."""
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m edge_coat.train.metrics", description=main.__doc__.split("\n")[0])
+    p.add_argument("results", nargs="+", help="edge-coat eval --json files (emotion or events)")
+    p.add_argument("--resamples", type=int, default=1000)
+    args = p.parse_args(argv)
+    rc = 0
+    for path in args.results:
+        try:
+            m = json.loads(open(path, encoding="utf-8").read())["metrics"]
+            y_true, y_pred = pairs_from_confusion(m["labels"], m["confusion"])
+            ci = bootstrap_intervals(y_true, y_pred, resamples=args.resamples)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"{path}: not a classification result of edge-coat eval ({exc.__class__.__name__}: {exc})",
+                  file=sys.stderr)
+            rc = 2
+            continue
+        print(f"{path}: n {len(y_true)}, accuracy {m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}], "
+              f"UA {m['ua']:.3f} [{ci['ua'][0]:.3f}-{ci['ua'][1]:.3f}]")
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,7 +9,7 @@ import pytest
 
 from edge_coat.data.folder import Clip
 from edge_coat.train.labelmap import apply_label_map, parse_label_map
-from edge_coat.train.metrics import anomaly_metrics, classification_metrics, partial_auc
+from edge_coat.train.metrics import anomaly_metrics, bootstrap_intervals, classification_metrics, partial_auc
 from edge_coat.train.report import eval_document, format_confusion, write_json
 
 
@@ -102,3 +102,41 @@ def test_eval_document_shape(tmp_path):
     assert list(json.loads(out.read_text())) == ["task", "model", "n", "metrics", "per_class"]
     with pytest.raises(ValueError):
         eval_document("emotion", "m", -1, {}, {})
+
+
+def test_bootstrap_intervals_hold_the_point_values_and_match_a_loop():
+    rng = np.random.default_rng(3)
+    y_true = list(rng.choice(["a", "b", "c"], size=120, p=[0.5, 0.3, 0.2]))
+    y_pred = [t if rng.random() < 0.7 else "a" for t in y_true]
+    m, _ = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    ci = bootstrap_intervals(y_true, y_pred, resamples=400, seed=5)
+    for key in ("accuracy", "ua"):
+        lo, hi = ci[key]
+        assert lo < m[key] < hi and hi - lo < 0.3, (key, lo, m[key], hi)
+    # the vectorised UA equals recomputing classification_metrics on each resample
+    idx = np.random.default_rng(5).integers(0, 120, size=(400, 120))
+    uas = [classification_metrics([y_true[i] for i in r], [y_pred[i] for i in r], ["a", "b", "c"])[0]["ua"] for r in idx]
+    assert ci["ua"] == pytest.approx(list(np.percentile(uas, [2.5, 97.5])))
+    assert bootstrap_intervals(y_true, y_pred, resamples=400, seed=5) == ci  # seeded: a rerun gives the same
+    # all right: a point interval at 1
+    assert bootstrap_intervals(["a", "b"] * 10, ["a", "b"] * 10, resamples=50) == {"accuracy": [1.0, 1.0], "ua": [1.0, 1.0]}
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap_intervals(y_true, y_pred, resamples=0)
+
+
+def test_intervals_of_a_written_result_are_rebuilt_from_its_confusion(tmp_path, capsys):
+    from edge_coat.train.metrics import main, pairs_from_confusion
+
+    y_true = ["a"] * 6 + ["b"] * 4
+    y_pred = ["a", "a", "a", "a", "b", "b", "b", "b", "b", "a"]
+    m, per = classification_metrics(y_true, y_pred, ["a", "b"])
+    t, p = pairs_from_confusion(m["labels"], m["confusion"])
+    assert classification_metrics(t, p, ["a", "b"])[0] == m
+    path = write_json(tmp_path / "r.json", eval_document("emotion", "m", 10, m, per))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main([str(path), str(bad), "--resamples", "200"]) == 2  # one bad file: reported, the others still printed
+    out, err = capsys.readouterr()
+    ci = bootstrap_intervals(t, p, resamples=200)  # the clips in the confusion's order
+    assert f"UA {m['ua']:.3f} [{ci['ua'][0]:.3f}-{ci['ua'][1]:.3f}]" in out
+    assert "bad.json: not a classification result" in err and len(err.strip().splitlines()) == 1

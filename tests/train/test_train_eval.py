@@ -55,6 +55,11 @@ def test_eval_on_known_answers(trained, separable, tmp_path, capsys):
     assert doc["task"] == "emotion" and doc["n"] == 12 and set(doc["per_class"]) == {"happy", "sad"}
     assert {"accuracy", "ua", "macro_f1"} <= set(doc["metrics"])
     assert doc["metrics"]["accuracy"] >= 0.9 and doc["metrics"]["ua"] >= 0.9  # tone vs noise was learned
+    # the 95 % interval over clip resamples holds the point value and is printed
+    ci = doc["metrics"]["ci95"]
+    assert doc["metrics"]["ci95_resamples"] == 1000
+    assert ci["ua"][0] <= doc["metrics"]["ua"] <= ci["ua"][1] and ci["accuracy"][0] <= doc["metrics"]["accuracy"]
+    assert "95% interval over 1000 clip resamples" in printed
     # the JSON's confusion is the one the per-clip predictions give
     truth = {r["file"]: r["label"] for r in csv.DictReader(open(separable["test"] / "labels.csv"))}
     pairs = [(truth[r["file"]], r["prediction"]) for r in csv.DictReader(open(preds))]
@@ -302,3 +307,10 @@ def test_probe_table_for_each_expert_and_layer(trained, separable, tmp_path, cap
     label = {r["layer"]: r for r in doc["results"] if r["target"] == "label"}
     assert label[0]["audio"] >= 0.9  # tone vs noise is linearly readable from the audio embeddings
     assert label[3]["thinking"] >= 0.9  # and, after training, from the thinking positions
+
+
+def test_eval_refuses_a_negative_bootstrap_in_one_line(separable, tmp_path, capsys):
+    rc = main(["eval", "--model", str(tmp_path / "none"), "--task", "emotion", "--data", str(separable["test"]),
+               "--bootstrap", "-1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--bootstrap must be >= 0" in err and len(err.strip().splitlines()) == 1
