@@ -140,3 +140,43 @@ def test_intervals_of_a_written_result_are_rebuilt_from_its_confusion(tmp_path, 
     ci = bootstrap_intervals(t, p, resamples=200)  # the clips in the confusion's order
     assert f"UA {m['ua']:.3f} [{ci['ua'][0]:.3f}-{ci['ua'][1]:.3f}]" in out
     assert "bad.json: not a classification result" in err and len(err.strip().splitlines()) == 1
+
+
+def test_paired_bootstrap_of_a_difference_is_narrower_than_unpaired_and_matches_a_loop():
+    from edge_coat.train.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(7)
+    y_true = list(rng.choice(["a", "b", "c"], size=150))
+    hard = rng.random(150) < 0.4  # clips both systems get wrong: shared difficulty
+    pred_b = [("a" if t != "a" else "b") if h else t for t, h in zip(y_true, hard)]
+    pred_a = [t if i % 10 == 0 else p for i, (t, p) in enumerate(zip(y_true, pred_b))]  # B, with every 10th clip fixed
+    d = paired_bootstrap(y_true, pred_a, pred_b, resamples=300, seed=2)
+    ma = classification_metrics(y_true, pred_a, ["a", "b", "c"])[0]
+    mb = classification_metrics(y_true, pred_b, ["a", "b", "c"])[0]
+    assert d["ua"]["diff"] == pytest.approx(ma["ua"] - mb["ua"]) and d["ua"]["diff"] > 0
+    lo, hi = d["ua"]["ci95"]
+    assert lo <= d["ua"]["diff"] <= hi
+    # a loop over the same draws gives the same interval
+    idx = np.random.default_rng(2).integers(0, 150, size=(300, 150))
+    diffs = [classification_metrics([y_true[i] for i in r], [pred_a[i] for i in r], ["a", "b", "c"])[0]["ua"]
+             - classification_metrics([y_true[i] for i in r], [pred_b[i] for i in r], ["a", "b", "c"])[0]["ua"] for r in idx]
+    assert [lo, hi] == pytest.approx(list(np.percentile(diffs, [2.5, 97.5])))
+    # pairing: the difference's interval is narrower than either system's own interval
+    ci_a = bootstrap_intervals(y_true, pred_a, resamples=300, seed=2)["ua"]
+    assert hi - lo < ci_a[1] - ci_a[0]
+
+
+def test_paired_command_reads_two_prediction_files_and_refuses_mismatches(tmp_path, capsys):
+    from edge_coat.train.metrics import main
+
+    (tmp_path / "labels.csv").write_text("file,label\nx.wav,a\ny.wav,b\nz.wav,a\n")
+    (tmp_path / "a.csv").write_text("file,prediction,score\nx.wav,a,0.9\ny.wav,b,0.8\nz.wav,a,0.7\n")
+    (tmp_path / "b.csv").write_text("file,prediction,score\nz.wav,b,0.6\nx.wav,a,0.9\ny.wav,a,0.5\n")
+    (tmp_path / "short.csv").write_text("file,prediction,score\nx.wav,a,0.9\n")
+    assert main(["--paired", str(tmp_path / "labels.csv"), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
+                 "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "A - B on 3 clips: accuracy +0.667" in out and "UA +0.750" in out  # A all right; B right on x only
+    assert main(["--paired", str(tmp_path / "labels.csv"), str(tmp_path / "a.csv"), str(tmp_path / "short.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "scored different clips" in err and len(err.strip().splitlines()) == 1
