@@ -80,11 +80,19 @@ def _resampled(t: np.ndarray, correct: np.ndarray, idx: np.ndarray, k: int) -> t
 
 
 def _draws(n: int, resamples: int, seed: int, level: float) -> np.ndarray:
+    """(R, N) clip indices of ``resamples`` draws with replacement, after checking the arguments."""
     if resamples < 1 or not 0.0 < level < 1.0:
         raise ValueError(f"expected resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
     if n == 0:
         raise ValueError("expected at least one example to resample, got none")
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # (R, N)
+
+
+def _scored(y_true: Sequence[str], *preds: Sequence[str]) -> tuple[np.ndarray, int, list[np.ndarray]]:
+    """(true class indices (N,), number of classes, each prediction's 0/1 correctness (N,))."""
+    classes = sorted(set(y_true))
+    t = np.array([classes.index(v) for v in y_true])
+    return t, len(classes), [np.array([a == b for a, b in zip(y_true, p)], dtype=np.float64) for p in preds]
 
 
 def bootstrap_intervals(y_true: Sequence[str], y_pred: Sequence[str], resamples: int = 1000, seed: int = 0,
@@ -96,10 +104,8 @@ def bootstrap_intervals(y_true: Sequence[str], y_pred: Sequence[str], resamples:
     narrower than a speaker-level one would be (too few speakers to resample them); it bounds the sampling noise
     of the clips, not the choice of speakers. UA in a resample averages the recall of the classes present in it."""
     idx = _draws(len(y_true), resamples, seed, level)
-    classes = sorted(set(y_true))
-    t = np.array([classes.index(v) for v in y_true])  # (N,)
-    correct = np.array([a == b for a, b in zip(y_true, y_pred)], dtype=np.float64)  # (N,)
-    acc, ua = _resampled(t, correct, idx, len(classes))
+    t, k, (correct,) = _scored(y_true, y_pred)
+    acc, ua = _resampled(t, correct, idx, k)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     return {"accuracy": [float(v) for v in np.percentile(acc, q)], "ua": [float(v) for v in np.percentile(ua, q)]}
 
@@ -112,19 +118,13 @@ def paired_bootstrap(y_true: Sequence[str], pred_a: Sequence[str], pred_b: Seque
     if not len(y_true) == len(pred_a) == len(pred_b):
         raise ValueError(f"expected as many predictions as truths, got {len(pred_a)} and {len(pred_b)} for {len(y_true)}")
     idx = _draws(len(y_true), resamples, seed, level)
-    classes = sorted(set(y_true))
-    t = np.array([classes.index(v) for v in y_true])  # (N,)
-    out = {}
-    stats = []
-    for pred in (pred_a, pred_b):
-        correct = np.array([a == b for a, b in zip(y_true, pred)], dtype=np.float64)  # (N,)
-        stats.append((_resampled(t, correct, idx, len(classes)), correct))
+    t, k, (ca, cb) = _scored(y_true, pred_a, pred_b)
+    every = np.arange(len(t))[None]  # (1, N): the clips as they are, for the point difference
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    point = [classification_metrics(list(y_true), list(p), sorted(set(y_true) | set(p)))[0] for p in (pred_a, pred_b)]
-    for j, key in enumerate(("accuracy", "ua")):
-        diff = stats[0][0][j] - stats[1][0][j]  # (R,)
-        out[key] = {"diff": point[0][key] - point[1][key], "ci95": [float(v) for v in np.percentile(diff, q)]}
-    return out
+    point = np.subtract(_resampled(t, ca, every, k), _resampled(t, cb, every, k))[:, 0]  # (2,): accuracy, UA
+    diff = np.subtract(_resampled(t, ca, idx, k), _resampled(t, cb, idx, k))  # (2, R)
+    return {key: {"diff": float(point[j]), "ci95": [float(v) for v in np.percentile(diff[j], q)]}
+            for j, key in enumerate(("accuracy", "ua"))}
 
 
 def partial_auc(y_true: Sequence[int], scores: Sequence[float], max_fpr: float = 0.1) -> float:

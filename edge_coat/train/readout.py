@@ -179,6 +179,27 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
     return items
 
 
+def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
+                    channels: Sequence[str] = DEFAULT_CHANNELS) -> dict:
+    """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
+    ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
+    clips. A task whose clips carry fewer than two answers is left to the LLM alone. Returns the report
+    (per task, plus "temperature"); ValueError when no task can have a readout."""
+    run = check_run(run)
+    from edge_coat.train.config import TrainConfig
+
+    trained = {s.task for s in TrainConfig.model_validate_json((run / "run_config.json").read_text()).data}
+    asked = [t for t in tasks if t in model.config.tasks and t in trained]
+    items = training_items(run, asked, model.max_window_seconds) if asked else {}
+    items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
+    if not items:
+        raise ValueError(f"{run}: no training clips of two answers or more for a readout of {list(tasks)}")
+    report = fit_readout(model, with_channels(items, channels), c)
+    val = training_items(run, list(report), model.max_window_seconds, part="val")
+    report["temperature"] = calibrate_readout_temperature(model, val)
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from edge_coat.model.coat import CoatModel
 
@@ -201,12 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (src / "coat_config.json").is_file():
             raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
         model = CoatModel.from_pretrained(src)
-        tasks = [t for t in args.tasks.split(",") if t]
-        items = training_items(args.run, [t for t in tasks if t in model.config.tasks], model.max_window_seconds)
-        items = with_channels(items, [c for c in args.channels.split(",") if c])
-        report = fit_readout(model, items, args.c)
-        val = training_items(args.run, list(report), model.max_window_seconds, part="val")
-        report["temperature"] = calibrate_readout_temperature(model, val)
+        report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
+                                 [c for c in args.channels.split(",") if c])
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2

@@ -149,33 +149,6 @@ def soup_split(runs: list[Path], configs: list[dict]) -> dict:
     return out
 
 
-def fit_soup_readout(out: Path, c: float, channels) -> dict:
-    """The answer readout of the soup in ``out`` (``edge_coat.train.readout``, as a training run fits it) on the
-    training clips of its ingredients, the fused temperature on the shared validation clips; returns the report."""
-    from edge_coat.model.coat import CoatModel
-    from edge_coat.train.readout import (
-        DEFAULT_TASKS,
-        calibrate_readout_temperature,
-        fit_readout,
-        training_items,
-        with_channels,
-    )
-
-    model = CoatModel.from_pretrained(out)
-    model.eval()
-    tasks = [t for t in DEFAULT_TASKS if t in model.config.tasks]
-    sources = {s["task"] for s in json.loads((out / "run_config.json").read_text())["data"]}
-    items = training_items(out, [t for t in tasks if t in sources], model.max_window_seconds)
-    items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
-    if not items:
-        return {}
-    report = fit_readout(model, with_channels(items, channels), c)
-    val = training_items(out, list(report), model.max_window_seconds, part="val")
-    report["temperature"] = calibrate_readout_temperature(model, val)
-    model.save_pretrained(out, base=False)
-    return report
-
-
 def make_soup(runs: list[str | Path], out: str | Path, readout_c: float = 0.0,
               readout_channels=("clean", "telephone", "room")) -> Path:
     """Average ``runs``' models into ``out`` (a model directory), recalibrated; returns ``out``.
@@ -205,17 +178,21 @@ def make_soup(runs: list[str | Path], out: str | Path, readout_c: float = 0.0,
     soup.save_pretrained(out)
     (out / "run_config.json").write_text(json.dumps(configs[0], indent=2) + "\n")
     (out / "split.json").write_text(json.dumps(soup_split(runs, configs), indent=1) + "\n")
-    del soup, models
-    readout = fit_soup_readout(out, readout_c, readout_channels) if readout_c > 0 else None
     record = {
         "ingredients": [{"run": str(r), "seed": c.get("seed"), "weights_sha256": _weights_digest(r / "model")}
                         for r, c in zip(runs, configs)],
         "start": {"model": configs[0]["init_model"], "weights_sha256": start_digest},
         "calibration": calibration,
         "validation_clips": {t: len(v) for t, v in val.items()},
-        "readout": readout,
+        "readout": None,
     }
     (out / "soup.json").write_text(json.dumps(record, indent=2) + "\n")
+    if readout_c > 0:  # after the soup is complete on disk: a failed fit leaves a usable soup to refit
+        from edge_coat.train.readout import DEFAULT_TASKS, fit_run_readout
+
+        record["readout"] = fit_run_readout(soup, out, DEFAULT_TASKS, readout_c, readout_channels)
+        soup.save_pretrained(out, base=False)
+        (out / "soup.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info("soup of %d runs in %s (temperature %.3f on %d shared validation clips)", len(runs), out,
              calibration["temperature"], calibration["n"])
     return out
