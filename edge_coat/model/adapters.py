@@ -169,22 +169,61 @@ class Qwen2AudioAdapter(FamilyAdapter):
         return self._project(hidden, mel_mask.to(self.device))
 
     def encode_tower(self, mel, mel_mask):
-        from transformers.masking_utils import create_bidirectional_mask
-
         tower = self.model.model.audio_tower
         mel = mel.to(self.device, self.dtype)  # (B, n_mels, F)
         mel_mask = mel_mask.to(self.device)
         conv_len = (mel_mask.sum(-1) - 1) // 2 + 1  # (B,) frames after the stride-2 conv
-        t_conv = (mel.shape[-1] - 1) // 2 + 1
-        conv_mask = (torch.arange(t_conv, device=mel.device)[None, :] < conv_len[:, None]).long()  # (B, T')
         # Mask the padded frames inside the encoder, as Qwen2AudioModel.forward does.
-        enc_mask = create_bidirectional_mask(
-            config=tower.config,
-            inputs_embeds=torch.zeros(mel.shape[0], t_conv, 1, dtype=mel.dtype, device=mel.device),
-            attention_mask=conv_mask,
-        )
+        enc_mask = self._encoder_mask(conv_len, (mel.shape[-1] - 1) // 2 + 1, mel.dtype)
         hidden = tower(mel, attention_mask=enc_mask).last_hidden_state  # (B, T, Da)
         return hidden, self._valid(mel_mask, hidden.shape[1])
+
+    def _encoder_mask(self, conv_len: torch.Tensor, t_conv: int, dtype: torch.dtype):
+        """Each chunk's valid frames after the conv (B,) -> the encoder blocks' bidirectional attention mask."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        conv_mask = (torch.arange(t_conv, device=conv_len.device)[None, :] < conv_len[:, None]).long()  # (B, T')
+        return create_bidirectional_mask(
+            config=self.model.model.audio_tower.config,
+            inputs_embeds=torch.zeros(conv_len.shape[0], t_conv, 1, dtype=dtype, device=conv_len.device),
+            attention_mask=conv_mask,
+        )
+
+    def top_inputs(self, mel, mel_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The input of the tower's top block: (hidden (B, T', Da) at the conv rate, frames after the conv (B,),
+        valid output positions (B,)). ``tower_top`` of the first two gives ``encode_tower``'s output: a tower whose
+        top block trains (LoRA) caches everything below it (``edge_coat.train.towercache.TopInputCache``)."""
+        tower = self.model.model.audio_tower
+        seen = {}
+
+        def grab(_module, args, kwargs):
+            seen["h"] = args[0] if args else kwargs["hidden_states"]
+            raise _Stop
+
+        handle = tower.layers[-1].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            self.encode_tower(mel, mel_mask)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        mel_mask = mel_mask.to(self.device)
+        conv_len = (mel_mask.sum(-1) - 1) // 2 + 1  # (B,)
+        return seen["h"], conv_len, self.output_lengths(mel_mask.sum(-1))
+
+    def tower_top(self, hidden: torch.Tensor, conv_len: torch.Tensor) -> torch.Tensor:
+        """The top block, the pool and the final norm on ``top_inputs``: (B, T', Da), (B,) -> (B, T, Da), exactly
+        as the tower's own forward runs them."""
+        tower = self.model.model.audio_tower
+        hidden = hidden.to(self.device, self.dtype)
+        x = tower.layers[-1](hidden, self._encoder_mask(conv_len.to(self.device), hidden.shape[1], hidden.dtype))
+        x = x[0] if isinstance(x, tuple) else x
+        x = tower.avg_pooler(x.permute(0, 2, 1)).permute(0, 2, 1)
+        return tower.layer_norm(x)
+
+
+class _Stop(Exception):
+    """Ends a tower forward pass at the top block (``Qwen2AudioAdapter.top_inputs``)."""
 
 
 class AudioFlamingo3Adapter(FamilyAdapter):

@@ -80,6 +80,9 @@ class CoatBatch:
     expert_masks: dict[str, torch.Tensor] = field(default_factory=dict)
     #: the audio tower's output instead of ``waves`` (frozen tower, cached): (hidden (B, T, Da), mask (B, T) bool)
     tower: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: the input of the tower's top block instead (its LoRA trains; ``CoatModel.tower_from_top``): (hidden
+    #: (N, T', Da) of N encoder chunks, frames after the conv (N,), valid output positions (N,), chunks per window (B,))
+    tower_top: tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]] | None = None
 
 
 class CoatModel(nn.Module):
@@ -277,6 +280,23 @@ class CoatModel(nn.Module):
         exactly as ``encode`` chunks them: a frozen tower's output cached for training is what serving
         computes (``edge_coat.train.towercache``)."""
         return self._encode_with(self.adapter.encode_tower, waves, sample_rate)
+
+    def top_inputs(self, wave: np.ndarray, sample_rate: int = SAMPLE_RATE
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One window -> the input of the tower's top block for each of its encoder chunks: (hidden (n, T', Da),
+        frames after the conv (n,), valid output positions (n,)). ``tower_from_top`` of them is ``encode_tower``
+        of the window; a training run whose top block learns (a LoRA) caches these instead of the tower output."""
+        waves = validate_waves([wave], sample_rate=sample_rate, max_seconds=self.max_window_seconds)
+        mel, mel_mask, _ = self.frontend.chunks(waves)  # (n, n_mels, F), (n, F)
+        return self.adapter.top_inputs(mel, mel_mask)
+
+    def tower_from_top(self, hidden: torch.Tensor, conv_len: torch.Tensor, out_len: torch.Tensor,
+                       counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``top_inputs`` of windows' chunks (N, T', Da), (N,), (N,) and chunks per window (B,) -> the tower's output
+        (B, T, Da) and mask (B, T) bool, joined per window as ``encode_tower`` joins them."""
+        out = self.adapter.tower_top(hidden, conv_len)  # (N, Tc, Da)
+        mask = torch.arange(out.shape[1], device=out.device)[None, :] < out_len.to(out.device)[:, None]  # (N, Tc)
+        return join_chunks(out, mask, counts)
 
     def _encode_with(self, encoder, waves, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
         waves = validate_waves(waves, sample_rate=sample_rate, max_seconds=self.max_window_seconds)
@@ -529,7 +549,12 @@ class CoatModel(nn.Module):
         Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum, "total": ...}``.
         Expert losses need the thinking positions; with thinking off only the answer loss is returned.
         """
-        n_audio = batch.tower[0].shape[0] if batch.tower is not None else len(batch.waves)
+        tower = batch.tower
+        if batch.tower_top is not None:
+            if tower is not None:
+                raise ValueError("a batch carries the tower's output (tower) or its top block's input (tower_top), not both")
+            tower = self.tower_from_top(*batch.tower_top)
+        n_audio = tower[0].shape[0] if tower is not None else len(batch.waves)
         if not (n_audio == len(batch.prompts) == len(batch.answers)):
             raise ValueError(
                 f"batch sizes differ: {n_audio} windows of audio, {len(batch.prompts)} prompts, "
@@ -538,7 +563,7 @@ class CoatModel(nn.Module):
         if self.quantization != "fp32":
             raise ValueError(f"training needs the fp32 model, this one is {self.quantization}")
         asm, _, _ = self.build(batch.waves, batch.prompts, answers=batch.answers, use_thinking=use_thinking,
-                               tower=batch.tower)
+                               tower=tower)
         out = self.adapter.decode(asm.embeds, asm.attention_mask, asm.positions, output_hidden_states=True)
         logits = self.adapter.lm_head(out.last_hidden_state[:, :-1])  # (B, L-1, V) predicts tokens 1..L-1
         answer = F.cross_entropy(logits.float().flatten(0, 1), asm.labels[:, 1:].flatten(), ignore_index=IGNORE,

@@ -73,7 +73,8 @@ class TowerStandardization(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source_fingerprint: str = Field(description="tower_fingerprint of the tower before the fold (its training cache)")
+    source_fingerprint: str = Field(description="tower_fingerprint of the tower before the fold (its training cache); "
+                                    "'adapted-' + that of the folded tower once a tower LoRA was merged into it")
     mean: list[float] = Field(min_length=1, description="per-channel mean subtracted")
     std: list[float] = Field(min_length=1, description="per-channel standard deviation divided by")
     clips: int = Field(ge=1, description="training clips (clean variant) the statistics were measured on")

@@ -97,6 +97,13 @@ class TrainConfig(BaseModel):
         description="a new model's evaluation window (CoatConfig.clip_seconds; default: its encoder input)",
     )
     tower_cache: str = Field(default=".cache/tower", description="tower-output cache directory")
+    tower_lora_rank: int = Field(
+        default=0, ge=0, le=256,
+        description="train a LoRA of this rank (peft; q, k, v, out, fc1, fc2) on the pretrained tower's top block; "
+                    "the block's input is cached per clip and variant instead of the tower's output, and the LoRA is "
+                    "merged into the block when training ends. 0 = the whole tower frozen",
+    )
+    tower_lora_alpha: float = Field(default=16.0, gt=0.0, le=4096.0, description="the tower LoRA's alpha")
     answer_weight: float = Field(
         default=1.0, ge=0.0, le=100.0,
         description="weight of the answer loss (0 = stage 1: align the thinking block to the experts only)",
@@ -199,6 +206,13 @@ class TrainConfig(BaseModel):
             raise ValueError("--speed-teachers acts on speed-perturbed rows: add slow and/or fast to --tower-variants")
         if self.speed_teachers and self.speed_experts:
             raise ValueError("--speed-teachers trains every expert on the speed-perturbed rows: drop --speed-experts")
+        if self.tower_lora_rank and not self.tower_variants:
+            raise ValueError("--tower-lora-rank caches the top block's input per channel variant: give --tower-variants")
+        if self.tower_lora_rank and (self.time_mask or self.channel_mask):
+            raise ValueError("--time-mask / --channel-mask act on the frozen tower's cached output: drop them with "
+                             "--tower-lora-rank")
+        if self.tower_lora_rank and self.init_family not in (None, "qwen2_audio"):
+            raise ValueError("--tower-lora-rank adapts a Qwen2-Audio tower's top block: use --init qwen2_audio")
         if (self.time_mask or self.channel_mask) and not self.tower_variants:
             raise ValueError("--time-mask / --channel-mask act on the cached tower output: give --tower-variants")
         if self.standardize_tower and not (self.tower_variants and self.init_encoder):

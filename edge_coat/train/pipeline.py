@@ -16,7 +16,15 @@ from edge_coat.train.data import (
     split_folder,
 )
 from edge_coat.train.rundir import RunDir, seed_everything
-from edge_coat.train.trainer import Trainer, calibrate_temperature, new_model, save_trained, write_split
+from edge_coat.train.trainer import (
+    Trainer,
+    add_tower_lora,
+    calibrate_temperature,
+    merge_tower_lora,
+    new_model,
+    save_trained,
+    write_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +108,18 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
 
     from edge_coat.train.augment import SPEEDS
     from edge_coat.train.standardize import fold_into_tower, standardize, tower_stats
-    from edge_coat.train.towercache import TowerBatchMaker, TowerCache, tower_fingerprint
+    from edge_coat.train.towercache import (
+        TopInputCache,
+        TowerBatchMaker,
+        TowerCache,
+        top_output,
+        tower_fingerprint,
+    )
 
-    towers = TowerCache(model, config.tower_cache, config.tower_variants, gain_db=config.augment.gain_db)
+    if config.tower_lora_rank:  # the top block trains: cache its input (everything below it stays frozen)
+        towers = TopInputCache(model, config.tower_cache, config.tower_variants, gain_db=config.augment.gain_db)
+    else:
+        towers = TowerCache(model, config.tower_cache, config.tower_variants, gain_db=config.augment.gain_db)
     features = []
     for folder in examples:
         features.append([towers.features(_cap(ex.wave, model.max_window_seconds))
@@ -114,10 +131,13 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
         ref = config.tower_variants.index("clean") if "clean" in config.tower_variants else 0
         folders = {str(src.path): folder for src, folder in zip(config.data, features)}
         clean = [f[ref] for folder in folders.values() for f in folder]
+        if config.tower_lora_rank:  # the frozen tower's output: the LoRA is not there yet
+            clean = [top_output(model, item) for item in clean]
         mean, std = tower_stats(clean)
         fold_into_tower(model, mean, std, tower_fingerprint(model), len(clean))
-        features = [[[standardize(v, model.config.tower_standardized) for v in f] for f in folder]
-                    for folder in features]
+        if not config.tower_lora_rank:  # the top block's input does not change; its output now runs the fold
+            features = [[[standardize(v, model.config.tower_standardized) for v in f] for f in folder]
+                        for folder in features]
     return TowerBatchMaker(examples, features, prompts, experts, model.max_seconds,
                            config.augment.crop_seconds, rng, time_mask=config.time_mask,
                            channel_mask=config.channel_mask,
@@ -156,7 +176,7 @@ def make_validator(model, config: TrainConfig, sets, batch_size: int = 16):
         batches = []
         for i in range(0, len(waves), batch_size):
             part = waves[i:i + batch_size]
-            if config.train_encoder:
+            if config.train_encoder or config.tower_lora_rank:  # the tower changes while training
                 batches.append(part)
                 continue
             with torch.inference_mode():  # no autograd graph: before setup_trainable every weight requires grad
@@ -171,7 +191,7 @@ def make_validator(model, config: TrainConfig, sets, batch_size: int = 16):
             labels = list(model.config.tasks[task].labels)
             predicted = []
             for b in batches:
-                if config.train_encoder:
+                if config.train_encoder or config.tower_lora_rank:
                     res = model.score_task(b, task)
                 else:
                     with torch.inference_mode():
@@ -260,6 +280,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
         make_batch = BatchMaker(examples, prompts, use_experts, model.max_seconds, config.augment, rng)
     if fresh is not None:
         model.save_pretrained(fresh)
+    if config.tower_lora_rank:  # after the fresh model is saved: its tower has plain weights
+        add_tower_lora(model, config.tower_lora_rank, config.tower_lora_alpha)
     # validation clips held through training only when they select the checkpoint
     val_sets = validation_sets(config, splits, model.clip_seconds) if config.val_every else None
     validate = make_validator(model, config, val_sets) if val_sets is not None else None
@@ -267,6 +289,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     if resume and run.latest_checkpoint() is not None:
         trainer.resume()
     trainer.train()
+    if config.tower_lora_rank:  # the served tower has plain weights; calibration and readout see that tower
+        log.info("tower LoRA merged into %d linears of the top block", merge_tower_lora(model))
 
     if val_sets is None:
         val_sets = validation_sets(config, splits, model.clip_seconds)

@@ -7,6 +7,10 @@ which chunks a clip exactly as serving chunks a window of that length, and kept 
 Batches then draw a clip and a variant, crop at encoder-chunk boundaries (so a crop is what serving
 computes for a window starting there) and train the projector, thinking block, heads and LLM.
 
+A run whose top tower block trains (``--tower-lora-rank``) caches the input of that block instead
+(``TopInputCache``: everything below it is still frozen) and runs the block, the pool and the final norm in
+each training step.
+
 Disk layout (resume and re-runs skip the encoder): ``ROOT/<fingerprint>/<sha[:2]>/<sha>-<variant>.npy``
 where ``fingerprint`` hashes the tower weights and chunking, and ``sha`` the clip's samples. A
 variant's augmentation is seeded by the clip and the variant index, so the same variant is the same
@@ -60,22 +64,52 @@ def variant_wave(wave: np.ndarray, channel: str, seed: int, gain_db: float) -> n
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-class TowerCache:
-    """Tower outputs of clips x variants, on disk under ``root`` and in memory."""
+def top_fingerprint(model) -> str:
+    """Hash of what decides the top block's input: the chunking and every tower weight below that block (not
+    the block, its LoRA or the final norm with a folded standardisation)."""
+    tower = model.base.model.audio_tower
+    top = f"layers.{len(tower.layers) - 1}."
+    h = hashlib.sha256(b"top-input")
+    h.update(f"{model.frontend.n_mels}:{model.frontend.max_frames}:{model.frontend.per_chunk}".encode())
+    for name, tensor in sorted(tower.state_dict().items()):
+        if name.startswith((top, "layer_norm.")):
+            continue
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
-    def __init__(self, model, root: str | os.PathLike, variants: Sequence[str], gain_db: float = 6.0) -> None:
+
+def _write_atomic(path: Path, save) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        save(f)
+    os.replace(tmp, path)
+
+
+class _VariantStore:
+    """What the two caches share: a model, its channel variants and their folder ``root/key``."""
+
+    def __init__(self, model, root: str | os.PathLike, key: str, variants: Sequence[str], gain_db: float) -> None:
         if not variants:
             raise ValueError("expected at least one tower variant (e.g. clean)")
         self.model = model
         self.variants = list(variants)
         self.gain_db = gain_db
+        self.root = Path(root) / key
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.computed = 0
+
+
+class TowerCache(_VariantStore):
+    """Tower outputs of clips x variants, on disk under ``root`` and in memory."""
+
+    def __init__(self, model, root: str | os.PathLike, variants: Sequence[str], gain_db: float = 6.0) -> None:
         #: a tower with a folded standardisation (``edge_coat.train.standardize``) reads and writes the cache of
         #: the tower before the fold, through the same affine map
         self.standardized = model.config.tower_standardized
         key = self.standardized.source_fingerprint if self.standardized is not None else tower_fingerprint(model)
-        self.root = Path(root) / key
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.computed = 0
+        super().__init__(model, root, key, variants, gain_db)
 
     def _path(self, sha: str, v: int) -> Path:
         return self.root / sha[:2] / f"{sha}-{v}-{self.variants[v]}.npy"
@@ -111,11 +145,56 @@ class TowerCache:
 
     @staticmethod
     def _write(path: Path, arr: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
+        _write_atomic(path, lambda f: np.save(f, arr))
+
+
+#: One clip variant's top-block input: (hidden (n, T', Da) float16 of its n encoder chunks, frames after the conv
+#: (n,), valid output positions (n,)), as ``CoatModel.top_inputs`` gives them.
+TopInput = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class TopInputCache(_VariantStore):
+    """The input of the tower's top block, per clip and variant (``CoatModel.top_inputs``), on disk under
+    ``root`` and in memory: what a run that trains that block (a LoRA) draws its batches from. Whole chunks are
+    kept, padding included: the stride-2 pool of a chunk's last valid position can read a padded one."""
+
+    def __init__(self, model, root: str | os.PathLike, variants: Sequence[str], gain_db: float = 6.0) -> None:
+        super().__init__(model, root, top_fingerprint(model), variants, gain_db)
+
+    def _path(self, sha: str, v: int) -> Path:
+        return self.root / sha[:2] / f"{sha}-{v}-{self.variants[v]}.npz"
+
+    def features(self, wave: np.ndarray) -> list[TopInput]:
+        """Each variant's ``TopInput`` of ``wave``."""
+        sha = audio_sha256(wave)
+        out: list[TopInput] = []
+        seed = int(sha[:8], 16)
+        for v in range(len(self.variants)):
+            path = self._path(sha, v)
+            try:
+                with np.load(path) as z:
+                    out.append((z["hidden"], z["conv"], z["out"]))
+                continue
+            except (OSError, ValueError, KeyError):
+                pass
+            w = variant_wave(wave, self.variants[v], seed + 7919 * v, self.gain_db)
+            with torch.inference_mode():
+                hidden, conv, valid = self.model.top_inputs(w)
+            item = (hidden.float().cpu().numpy().astype(np.float16), conv.cpu().numpy().astype(np.int16),
+                    valid.cpu().numpy().astype(np.int16))
+            _write_atomic(path, lambda f: np.savez(f, hidden=item[0], conv=item[1], out=item[2]))
+            out.append(item)
+            self.computed += 1
+        return out
+
+
+def top_output(model, item: TopInput) -> np.ndarray:
+    """A cached ``TopInput`` through the model's top block now -> the tower's output (T, Da) float16."""
+    h, conv, valid = item
+    with torch.inference_mode():
+        out, mask = model.tower_from_top(torch.from_numpy(h).float(), torch.from_numpy(conv).long(),
+                                         torch.from_numpy(valid).long(), [h.shape[0]])
+    return out[0][mask[0]].float().cpu().numpy().astype(np.float16)
 
 
 def mask_features(h: np.ndarray, time_share: float, channel_share: float, rng: np.random.Generator,
@@ -149,7 +228,8 @@ class TowerBatchMaker:
     it, a variant uniformly; crop at encoder-chunk boundaries; targets cut to the crop.
 
     ``examples``: per folder, Example objects (their ``wave`` is only used for its length);
-    ``features``: per folder, per clip, the variants' (T, Da) float16 arrays.
+    ``features``: per folder, per clip, the variants' (T, Da) float16 arrays, or their ``TopInput`` (the top
+    block's input, ``TopInputCache``): the batch then carries ``tower_top`` for the model to run that block.
     ``time_mask`` / ``channel_mask``: SpecAugment on the tower output (``mask_features``), 0 = off.
     ``perturbed``: indices of variants whose audio the teachers' targets no longer describe (speed
     perturbations, ``edge_coat.train.augment.SPEEDS``). Only clips of ``perturbed_tasks`` draw them, and on
@@ -179,6 +259,9 @@ class TowerBatchMaker:
         self.perturbed_tasks = frozenset(perturbed_tasks)
         self.perturbed_experts = frozenset(perturbed_experts)
         n_variants = len(self.features[0][0])
+        self.top = isinstance(self.features[0][0][0], tuple)
+        if self.top and (time_mask or channel_mask):
+            raise ValueError("time and channel masks act on the cached tower output, not on the top block's input")
         self.unperturbed = [v for v in range(n_variants) if v not in self.perturbed]  # what other clips draw from
 
     def __call__(self, batch_size: int):
@@ -199,28 +282,53 @@ class TowerBatchMaker:
             if heard:
                 ex = replace(ex, targets=ex.variant_targets[v])
             perturbed_rows.append(v in self.perturbed and not heard)
-            start_chunk = 0
-            if h.shape[0] > self.crop_pos:
-                start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))
-            lo = start_chunk * self.chunk_pos
-            h = h[lo:lo + self.crop_pos]
-            if self.time_mask or self.channel_mask:
-                h = mask_features(h, self.time_mask, self.channel_mask, self.rng)
+            if self.top:
+                h, start_chunk, positions = self._crop_chunks(h)
+            else:
+                h, start_chunk = self._crop(h)
+                positions = h.shape[0]
             rows.append(h)
             prompts.append(self.prompts[ex.task])
             answers.append(ex.answer)
             start = start_chunk * self.chunk_samples
-            length = min(ex.wave.shape[0] - start, int(round(h.shape[0] / TOWER_RATE * SAMPLE_RATE)))
+            length = min(ex.wave.shape[0] - start, int(round(positions / TOWER_RATE * SAMPLE_RATE)))
             cuts.append((ex, start, max(length, 1)))
-        t = max(r.shape[0] for r in rows)
-        hidden = np.zeros((len(rows), t, rows[0].shape[1]), np.float32)  # (B, T, Da)
-        mask = np.zeros((len(rows), t), bool)  # (B, T)
-        for b, r in enumerate(rows):
-            hidden[b, : r.shape[0]] = r
-            mask[b, : r.shape[0]] = True
+        if self.top:
+            hidden = torch.from_numpy(np.concatenate([r[0] for r in rows])).float()  # (N, T', Da)
+            conv = torch.from_numpy(np.concatenate([r[1] for r in rows])).long()  # (N,)
+            valid = torch.from_numpy(np.concatenate([r[2] for r in rows])).long()  # (N,)
+            tower, tower_top = None, (hidden, conv, valid, [r[0].shape[0] for r in rows])
+        else:
+            t = max(r.shape[0] for r in rows)
+            hidden = np.zeros((len(rows), t, rows[0].shape[1]), np.float32)  # (B, T, Da)
+            mask = np.zeros((len(rows), t), bool)  # (B, T)
+            for b, r in enumerate(rows):
+                hidden[b, : r.shape[0]] = r
+                mask[b, : r.shape[0]] = True
+            tower, tower_top = (torch.from_numpy(hidden), torch.from_numpy(mask)), None
         targets, masks = expert_batch(self.experts, cuts)
         drop = torch.tensor(perturbed_rows)
         for name in masks.keys() - self.perturbed_experts:
             masks[name][drop] = False  # (B,) or (B, F): the whole row
         return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
-                         tower=(torch.from_numpy(hidden), torch.from_numpy(mask)))
+                         tower=tower, tower_top=tower_top)
+
+    def _crop(self, h: np.ndarray) -> tuple[np.ndarray, int]:
+        """A clip's tower output (T, Da) -> at most ``crop_pos`` positions from a random chunk boundary, masked."""
+        start_chunk = 0
+        if h.shape[0] > self.crop_pos:
+            start_chunk = int(self.rng.integers(0, -(-(h.shape[0] - self.crop_pos) // self.chunk_pos) + 1))
+        lo = start_chunk * self.chunk_pos
+        h = h[lo:lo + self.crop_pos]
+        if self.time_mask or self.channel_mask:
+            h = mask_features(h, self.time_mask, self.channel_mask, self.rng)
+        return h, start_chunk
+
+    def _crop_chunks(self, item: TopInput) -> tuple[TopInput, int, int]:
+        """A clip's top-block input -> at most as many whole chunks as the crop holds, from a random one; the
+        chunk it starts at and the tower output positions it gives."""
+        hidden, conv, valid = item
+        n, keep = hidden.shape[0], max(1, self.crop_pos // self.chunk_pos)
+        start = int(self.rng.integers(0, n - keep + 1)) if n > keep else 0
+        part = (hidden[start:start + keep], conv[start:start + keep], valid[start:start + keep])
+        return part, start, int(part[2].sum())

@@ -121,6 +121,9 @@ def setup_trainable(model, config: TrainConfig) -> list[tuple[str, torch.nn.Para
             if module is not None:
                 for p in module.parameters():
                     p.requires_grad_(True)
+    if config.tower_lora_rank:
+        for name, p in base.audio_tower.named_parameters():
+            p.requires_grad_("lora_" in name)
     if config.lora:
         from peft import LoraConfig, inject_adapter_in_model
 
@@ -137,19 +140,54 @@ def setup_trainable(model, config: TrainConfig) -> list[tuple[str, torch.nn.Para
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def merge_lora(model) -> int:
-    """Fold LoRA adapters into their base linears and put the plain linears back; returns how many."""
+#: the tower's top-block linears a tower LoRA adapts (``add_tower_lora``)
+TOWER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+def add_tower_lora(model, rank: int, alpha: float) -> None:
+    """LoRA adapters (peft) on the linears of the audio tower's top block; the rest of the tower stays as it is.
+    B starts at zero, so the tower's output is unchanged until training moves it."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    tower = model.base.model.audio_tower
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=TOWER_LORA_TARGETS)
+    tower.layers[-1] = inject_adapter_in_model(config, tower.layers[-1])
+
+
+def merge_lora(model, root=None) -> int:
+    """Fold LoRA adapters under ``root`` (default: the LLM) into their base linears and put the plain linears
+    back; returns how many."""
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:
         return 0
     merged = 0
-    for parent in list(model.adapter.llm.modules()):
+    for parent in list((root if root is not None else model.adapter.llm).modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, LoraLayer):
                 child.merge()
                 setattr(parent, child_name, child.get_base_layer())
                 merged += 1
+    return merged
+
+
+def merge_tower_lora(model) -> int:
+    """Merge a tower LoRA into the top block (``add_tower_lora``); returns how many linears it merged. The tower's
+    weights have changed: a standardisation folded into it keeps its map (the projector trained through it) and
+    takes the merged tower's fingerprint, so a frozen-tower cache (``towercache.TowerCache``) of this model is
+    never read from the cache of the tower it started from."""
+    from edge_coat.train.towercache import tower_fingerprint
+
+    tower = model.base.model.audio_tower
+    merged = merge_lora(model, tower)
+    storage = torch.float16 if model.config.storage_dtype == "float16" else torch.float32
+    with torch.no_grad():  # rounded as the model will be saved, so the live model is the saved one
+        for p in tower.layers[-1].parameters():
+            p.copy_(p.to(storage).to(p.dtype))
+    st = model.config.tower_standardized
+    if merged and st is not None:
+        model.config = model.config.model_copy(update={"tower_standardized": st.model_copy(
+            update={"source_fingerprint": "adapted-" + tower_fingerprint(model)})})
     return merged
 
 

@@ -438,3 +438,125 @@ def test_speed_teachers_run_the_teachers_on_the_perturbed_audio(separable, encod
             wave = load_audio(Path(separable["train"]) / name)
             assert cache.path_for(expert, audio_sha256(wave)).stem in stored
             assert cache.path_for(expert, audio_sha256(speed_perturb(wave, 1.1))).stem in stored
+
+
+def test_the_top_blocks_cached_input_gives_the_tower_output_serving_computes(separable, encoder_dir, tmp_path):
+    """--tower-lora-rank caches the input of the tower's top block; that block, the pool and the final norm
+    run on it must give exactly what ``encode_tower`` gives, for a clip of several chunks and a partial one."""
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.pipeline import task_specs
+    from edge_coat.train.towercache import TopInputCache, top_fingerprint, top_output
+    from edge_coat.train.trainer import add_tower_lora, new_model
+
+    cfg = TrainConfig(data=[{"path": str(separable["train"]), "task": "emotion"}], init_family="qwen2_audio",
+                      init_size="test", max_seconds=1, init_encoder=str(encoder_dir), encoder_layers=2)
+    model = new_model(cfg, task_specs(["emotion"]), [])
+    model.eval()
+    for seconds in (0.3, 1.0, 2.5):
+        wave = (0.2 * np.sin(2 * np.pi * 300 * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
+        with torch.inference_mode():
+            h, m = model.encode_tower([wave])
+            top, conv, valid = model.top_inputs(wave)
+            out, om = model.tower_from_top(top, conv, valid, [top.shape[0]])
+        assert top.shape[0] == -(-int(seconds * SR) // SR)  # one row per 1 s chunk
+        torch.testing.assert_close(out[om], h[m], atol=1e-5, rtol=1e-5)
+    cache = TopInputCache(model, tmp_path, ["clean", "telephone"])
+    clean, tel = cache.features(wave)
+    assert clean[0].dtype == np.float16 and clean[0].shape == (3, 50, 64) and clean[2].tolist() == [25, 25, 12]
+    np.testing.assert_allclose(top_output(model, clean).astype(np.float32), h[m].numpy(),
+                               atol=2e-2 * float(h.abs().max()))
+    assert not np.allclose(tel[0], clean[0])
+    again = TopInputCache(model, tmp_path, ["clean", "telephone"])
+    np.testing.assert_array_equal(again.features(wave)[1][0], tel[0])
+    assert again.computed == 0
+    # the cache key ignores the top block (its LoRA trains) and the final norm (a folded standardisation)
+    key = top_fingerprint(model)
+    add_tower_lora(model, 4, 8.0)
+    with torch.no_grad():
+        model.base.model.audio_tower.layer_norm.weight.mul_(2.0)
+    assert top_fingerprint(model) == key
+
+
+def test_tower_batches_of_top_block_inputs_crop_whole_chunks():
+    from edge_coat.train.data import Example
+    from edge_coat.train.towercache import TowerBatchMaker
+
+    class Frames:  # a time-resolved expert at 25 Hz whose value is the frame index
+        name, dim, frame_rate, pooled = "idx", 1, 25.0, False
+
+    ex = Example(wave=np.zeros(int(4.5 * SR), np.float32), task="emotion", answer="happy",
+                 targets={"idx": np.arange(113, dtype=np.float32)[:, None]})
+    hidden = np.arange(5, dtype=np.float16)[:, None, None].repeat(50, 1).repeat(4, 2)  # (5 chunks, 50, Da=4): chunk index
+    item = (hidden, np.array([50, 50, 50, 50, 25], np.int16), np.array([25, 25, 25, 25, 12], np.int16))
+    maker = TowerBatchMaker([[ex]], [[[item]]], {"emotion": "p"}, [Frames()], chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0))
+    starts = set()
+    for _ in range(20):
+        b = maker(3)
+        assert b.tower is None
+        h, conv, valid, counts = b.tower_top
+        assert counts == [2, 2, 2] and h.shape == (6, 50, 4)
+        for row in range(3):
+            first = int(h[2 * row, 0, 0])
+            starts.add(first)
+            np.testing.assert_array_equal(h[2 * row:2 * row + 2, 0, 0].numpy(), [first, first + 1])
+            target = b.expert_targets["idx"][row][b.expert_masks["idx"][row]][:, 0].numpy()
+            assert target[0] == 25 * first and abs(len(target) - int(valid[2 * row:2 * row + 2].sum())) <= 1
+    assert starts == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="not on the top block's input"):
+        TowerBatchMaker([[ex]], [[[item]]], {"emotion": "p"}, [Frames()], chunk_seconds=1.0, crop_seconds=2.0,
+                        rng=np.random.default_rng(0), time_mask=0.1)
+
+
+def test_a_tower_lora_trains_the_top_block_and_is_merged_into_it(separable, encoder_dir, tmp_path):
+    """--tower-lora-rank: the top block moves, the blocks below it do not, the saved tower has plain weights
+    (no LoRA left), and the saved model serves what training validated: the tower output is what the merged
+    block computes, and a standardisation folded in keeps its map under a new cache key."""
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.model.whisper import load_encoder
+    from edge_coat.train.towercache import tower_fingerprint
+
+    out = tmp_path / "run"
+    rc = main([*TOWER_TRAIN, "--encoder-layers", "2", "--init-encoder", str(encoder_dir),
+               "--tower-variants", "clean,telephone", "--standardize-tower", "--tower-lora-rank", "4",
+               "--data", f"{separable['train']}:emotion", "--steps", "30", "--lr", "3e-3", "--batch-size", "4",
+               "--log-every", "10", "--checkpoint-every", "10", "--out", str(out),
+               "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower"),
+               "--thinking-summary", "--llm-audio-stride", "5"])
+    assert rc == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["answer"] < 0.5 * rows[0]["answer"]
+    ckpt = torch.load(out / "checkpoints" / "step-000030.pt", weights_only=True)["trainable"]
+    lora = [n for n in ckpt if "lora_" in n]
+    assert lora and all(".layers.1." in n for n in lora)  # the top block only
+    assert any(float(ckpt[n].abs().max()) > 0 for n in lora if "lora_B" in n)  # B left zero: it moved
+    assert len(list((tmp_path / "tower").rglob("*.npz"))) == 32  # 16 clips x 2 variants, top-block input
+    model = CoatModel.from_pretrained(out / "model")
+    tower = model.base.model.audio_tower.state_dict()
+    assert not any("lora" in n for n in tower)
+    pretrained = load_encoder(encoder_dir).state_dict()
+    for name, value in tower.items():
+        if name.startswith("layers.0."):  # below the top block: the pretrained weights
+            torch.testing.assert_close(value, pretrained[name].float(), atol=1e-3, rtol=0, msg=name)
+    moved = max(float((tower[n] - pretrained[n].float()).abs().max()) for n in tower
+                if n.startswith("layers.1.") and n.endswith("proj.weight"))
+    assert moved > 1e-3
+    st = model.config.tower_standardized
+    assert st is not None and st.source_fingerprint.startswith("adapted-")
+    init = CoatModel.from_pretrained(out / "init")  # the model before training: the frozen tower's cache key
+    assert not init.config.tower_standardized.source_fingerprint.startswith("adapted-")
+    assert st.source_fingerprint == "adapted-" + tower_fingerprint(model)  # the merged, saved tower
+    assert init.config.tower_standardized.mean == st.mean  # the fold keeps its map: the projector trained through it
+    res = tmp_path / "e.json"
+    assert main(["eval", "--model", str(out / "model"), "--task", "emotion", "--data", str(separable["test"]),
+                 "--json", str(res)]) == 0
+    assert json.loads(res.read_text())["metrics"]["accuracy"] >= 0.9
+
+
+def test_tower_lora_options_are_checked(separable, capsys):
+    base = ["train", "--init", "qwen2_audio", "--size", "test", "--experts", TEST_EXPERTS,
+            "--data", f"{separable['train']}:emotion", "--out", "/tmp/never", "--tower-lora-rank", "4"]
+    assert main(base) == 2
+    assert "--tower-lora-rank caches the top block's input" in capsys.readouterr().err
+    assert main([*base, "--tower-variants", "clean", "--time-mask", "0.1"]) == 2
+    assert "drop them with --tower-lora-rank" in capsys.readouterr().err
