@@ -23,6 +23,8 @@ for f in $FOLDS; do
   ev $D/$f-lora-telephone --model $m --task emotion --data $DATA/ravdess --holdout-speakers $(rav $f) --channel telephone
   ev $D/$f-lora-emovo --model $m --task emotion --data $DATA/emovo --holdout-speakers $(emo $f) --label-map "$EMO_MAP"
   ev $D/$f-lora-turev --model $m --task emotion --data $DATA/turev --holdout-speakers $(tur $f) --label-map "$TUR_MAP"
+  ev $D/$f-lora-nothink-clean --model $m --task emotion --data $DATA/ravdess --holdout-speakers $(rav $f) --no-thinking
+  ev $D/$f-coat-nothink-clean --model $r/coat-ro3/model --task emotion --data $DATA/ravdess --holdout-speakers $(rav $f) --no-thinking
   for arm in lora coat; do  # UrbanSound8K: both arms here (the folds' earlier events results kept no predictions)
     mm=$m; [ $arm = coat ] && mm=$r/coat-ro3/model
     ev $D/$f-$arm-events --model $mm --task events --data $DATA/urbansound8k --holdout-sources $r/us8k_holdout.txt
@@ -41,6 +43,12 @@ pair() {  # set coat-csv lora-csv labels
       [ -f $D/$f-lora-$s.csv ] && pair "$f $s" $ref $D/$f-lora-$s.csv $lab
     done
   done
+  for f in $FOLDS; do  # the thinking block's part in the new model: fused output against --no-thinking
+    [ -f $D/$f-lora-nothink-clean.csv ] && pair "$f clean, coat-lora minus its own --no-thinking" $D/$f-lora-nothink-clean.csv \
+      $D/$f-lora-clean.csv $DATA/ravdess/labels.csv
+    [ -f $D/$f-coat-nothink-clean.csv ] && pair "$f clean, coat minus its own --no-thinking" $D/$f-coat-nothink-clean.csv \
+      $P/$f-coat-clean.csv $DATA/ravdess/labels.csv
+  done
   pooled=""; for f in A B C; do [ -f $D/$f-lora-turev.csv ] && pooled="$pooled $f"; done
   if [ -n "$pooled" ]; then
     for s in clean telephone emovo turev events; do
@@ -53,5 +61,12 @@ pair() {  # set coat-csv lora-csv labels
       case $s in clean|telephone) lab=$DATA/ravdess/labels.csv;; *) lab=$DATA/$( [ $s = events ] && echo urbansound8k || echo $s )/labels.csv;; esac
       pair "pooled ($use) $s" $D/pooled-coat-$s.csv $D/pooled-lora-$s.csv $lab
     done
+    for arm in lora coat; do
+      { echo "file,prediction,score"; for f in $pooled; do tail -n +2 $D/$f-$arm-nothink-clean.csv; done; } > $D/pooled-$arm-nothink-clean.csv
+    done
+    pair "pooled ($pooled) clean, coat-lora minus its own --no-thinking" $D/pooled-lora-nothink-clean.csv \
+      $D/pooled-lora-clean.csv $DATA/ravdess/labels.csv
+    pair "pooled ($pooled) clean, coat minus its own --no-thinking" $D/pooled-coat-nothink-clean.csv \
+      $D/pooled-coat-clean.csv $DATA/ravdess/labels.csv
   fi
 } | tee $D/paired.txt
