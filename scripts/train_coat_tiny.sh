@@ -130,9 +130,11 @@ for run in ${RUNS:-coat no-experts loco}; do
   case $run in
     coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
           stage2 coat-s1 coat "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" ;;
-    coat-lora)  # stage 2 with a LoRA on the tower's top block (docs/coat-tiny-tower-lora-coat), from coat's stage 1
+    coat-lora)  # stage 2 with a LoRA on the tower's top block (docs/coat-tiny-tower-lora-coat), from coat's stage 1;
+                # LORA_RUN names the run (default coat-lora), TOWER_LORA_RANK / TOWER_LORA_ALPHA its LoRA (8 / 16)
           train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
-          stage2 coat-s1 coat-lora "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" --tower-lora-rank "${TOWER_LORA_RANK:-8}" ;;
+          stage2 coat-s1 "${LORA_RUN:-coat-lora}" "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" \
+            --tower-lora-rank "${TOWER_LORA_RANK:-8}" --tower-lora-alpha "${TOWER_LORA_ALPHA:-16}" ;;
     no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" "${ANSWER_AUG[@]}" ;;
     loco) for held in ${LOCO:-ravdess emovo turev}; do
             data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || data+=(--data "$DATA/$c:emotion"); done

@@ -519,6 +519,7 @@ def test_a_tower_lora_trains_the_top_block_and_is_merged_into_it(separable, enco
     out = tmp_path / "run"
     rc = main([*TOWER_TRAIN, "--encoder-layers", "2", "--init-encoder", str(encoder_dir),
                "--tower-variants", "clean,telephone", "--standardize-tower", "--tower-lora-rank", "4",
+               "--tower-lora-alpha", "8",
                "--data", f"{separable['train']}:emotion", "--steps", "30", "--lr", "3e-3", "--batch-size", "4",
                "--log-every", "10", "--checkpoint-every", "10", "--out", str(out),
                "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower"),
@@ -526,6 +527,8 @@ def test_a_tower_lora_trains_the_top_block_and_is_merged_into_it(separable, enco
     assert rc == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["answer"] < 0.5 * rows[0]["answer"]
+    recorded = json.loads((out / "run_config.json").read_text())
+    assert (recorded["tower_lora_rank"], recorded["tower_lora_alpha"]) == (4, 8.0)
     ckpt = torch.load(out / "checkpoints" / "step-000030.pt", weights_only=True)["trainable"]
     lora = [n for n in ckpt if "lora_" in n]
     assert lora and all(".layers.1." in n for n in lora)  # the top block only
