@@ -125,14 +125,17 @@ stage2() {  # run-s1 run data... : stage 2 from stage 1's model
   local s1=$1 run=$2; shift 2
   train "$run" "$STEPS2" --model "$OUT/$s1/model" --lr 5e-4 --warmup-steps 50 --seed 1 --answer-weight 1 "${SELECT[@]}" "$@"
 }
+stage1() {  # coat-s1: the thinking block aligned to the experts (answer weight 0)
+  train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
+}
 [ "${STAGES:-all}" = eval ] && RUNS=none   # STAGES=eval: only the evaluations (models trained already)
 for run in ${RUNS:-coat no-experts loco}; do
   case $run in
-    coat) train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
+    coat) stage1
           stage2 coat-s1 coat "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" ;;
     coat-lora)  # stage 2 with a LoRA on the tower's top block (docs/coat-tiny-tower-lora-coat), from coat's stage 1;
                 # LORA_RUN names the run (default coat-lora), TOWER_LORA_RANK / TOWER_LORA_ALPHA its LoRA (8 / 16)
-          train coat-s1 "$STEPS1" "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --answer-weight 0 "${S1_OPTS[@]}"
+          stage1
           stage2 coat-s1 "${LORA_RUN:-coat-lora}" "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" \
             --tower-lora-rank "${TOWER_LORA_RANK:-8}" --tower-lora-alpha "${TOWER_LORA_ALPHA:-16}" ;;
     no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" "${ANSWER_AUG[@]}" ;;

@@ -171,12 +171,13 @@ def make_validator(model, config: TrainConfig, sets, batch_size: int = 16):
 
     if not sets:
         return None
+    tower_trains = config.train_encoder or bool(config.tower_lora_rank)  # run it on the waves each time
     encoded = []
     for name, task, waves, answers in sets:
         batches = []
         for i in range(0, len(waves), batch_size):
             part = waves[i:i + batch_size]
-            if config.train_encoder or config.tower_lora_rank:  # the tower changes while training
+            if tower_trains:
                 batches.append(part)
                 continue
             with torch.inference_mode():  # no autograd graph: before setup_trainable every weight requires grad
@@ -191,7 +192,7 @@ def make_validator(model, config: TrainConfig, sets, batch_size: int = 16):
             labels = list(model.config.tasks[task].labels)
             predicted = []
             for b in batches:
-                if config.train_encoder or config.tower_lora_rank:
+                if tower_trains:
                     res = model.score_task(b, task)
                 else:
                     with torch.inference_mode():

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -175,7 +176,7 @@ class TopInputCache(_VariantStore):
                 with np.load(path) as z:
                     out.append((z["hidden"], z["conv"], z["out"]))
                 continue
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or damaged: recompute
                 pass
             w = variant_wave(wave, self.variants[v], seed + 7919 * v, self.gain_db)
             with torch.inference_mode():
@@ -251,6 +252,7 @@ class TowerBatchMaker:
         self.chunk_pos = int(round(chunk_seconds * TOWER_RATE))
         self.chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
         crop_chunks = max(1, int(crop_seconds // chunk_seconds)) if crop_seconds > 0 else 10**6
+        self.crop_chunks = crop_chunks
         self.crop_pos = crop_chunks * self.chunk_pos
         self.rng = rng
         self.time_mask = time_mask
@@ -328,7 +330,7 @@ class TowerBatchMaker:
         """A clip's top-block input -> at most as many whole chunks as the crop holds, from a random one; the
         chunk it starts at and the tower output positions it gives."""
         hidden, conv, valid = item
-        n, keep = hidden.shape[0], max(1, self.crop_pos // self.chunk_pos)
+        n, keep = hidden.shape[0], self.crop_chunks
         start = int(self.rng.integers(0, n - keep + 1)) if n > keep else 0
         part = (hidden[start:start + keep], conv[start:start + keep], valid[start:start + keep])
         return part, start, int(part[2].sum())

@@ -180,12 +180,14 @@ def merge_tower_lora(model) -> int:
 
     tower = model.base.model.audio_tower
     merged = merge_lora(model, tower)
+    if not merged:
+        return 0
     storage = torch.float16 if model.config.storage_dtype == "float16" else torch.float32
     with torch.no_grad():  # rounded as the model will be saved, so the live model is the saved one
         for p in tower.layers[-1].parameters():
             p.copy_(p.to(storage).to(p.dtype))
     st = model.config.tower_standardized
-    if merged and st is not None:
+    if st is not None:
         model.config = model.config.model_copy(update={"tower_standardized": st.model_copy(
             update={"source_fingerprint": "adapted-" + tower_fingerprint(model)})})
     return merged

@@ -469,6 +469,10 @@ def test_the_top_blocks_cached_input_gives_the_tower_output_serving_computes(sep
     again = TopInputCache(model, tmp_path, ["clean", "telephone"])
     np.testing.assert_array_equal(again.features(wave)[1][0], tel[0])
     assert again.computed == 0
+    damaged = next(again.root.rglob("*-1-telephone.npz"))
+    damaged.write_bytes(damaged.read_bytes()[:100])  # a truncated file is encoded again, not a crash
+    np.testing.assert_array_equal(again.features(wave)[1][0], tel[0])
+    assert again.computed == 1
     # the cache key ignores the top block (its LoRA trains) and the final norm (a folded standardisation)
     key = top_fingerprint(model)
     add_tower_lora(model, 4, 8.0)
@@ -511,29 +515,39 @@ def test_tower_batches_of_top_block_inputs_crop_whole_chunks():
 def test_a_tower_lora_trains_the_top_block_and_is_merged_into_it(separable, encoder_dir, tmp_path):
     """--tower-lora-rank: the top block moves, the blocks below it do not, the saved tower has plain weights
     (no LoRA left), and the saved model serves what training validated: the tower output is what the merged
-    block computes, and a standardisation folded in keeps its map under a new cache key."""
+    block computes, and a standardisation folded in keeps its map under a new cache key. The run is stopped
+    and resumed (the LoRA's weights and optimizer state come back from the checkpoint) and validates on the
+    waves through the adapted tower."""
     from edge_coat.model.coat import CoatModel
     from edge_coat.model.whisper import load_encoder
     from edge_coat.train.towercache import tower_fingerprint
 
     out = tmp_path / "run"
-    rc = main([*TOWER_TRAIN, "--encoder-layers", "2", "--init-encoder", str(encoder_dir),
-               "--tower-variants", "clean,telephone", "--standardize-tower", "--tower-lora-rank", "4",
-               "--tower-lora-alpha", "8",
-               "--data", f"{separable['train']}:emotion", "--steps", "30", "--lr", "3e-3", "--batch-size", "4",
-               "--log-every", "10", "--checkpoint-every", "10", "--out", str(out),
-               "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower"),
-               "--thinking-summary", "--llm-audio-stride", "5"])
-    assert rc == 0
+    args = [*TOWER_TRAIN, "--encoder-layers", "2", "--init-encoder", str(encoder_dir),
+            "--tower-variants", "clean,telephone", "--standardize-tower", "--tower-lora-rank", "4",
+            "--tower-lora-alpha", "8", "--val-every", "10", "--val-fraction", "0.25",
+            "--data", f"{separable['train']}:emotion", "--lr", "3e-3", "--batch-size", "4",
+            "--log-every", "10", "--checkpoint-every", "10", "--out", str(out),
+            "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower"),
+            "--thinking-summary", "--llm-audio-stride", "5"]
+    assert main([*args, "--steps", "20"]) == 0
+    first = torch.load(out / "checkpoints" / "step-000020.pt", weights_only=True)["trainable"]
+    assert main([*args, "--steps", "30", "--resume"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["answer"] < 0.5 * rows[0]["answer"]
+    losses = [r for r in rows if "answer" in r]
+    assert [r["step"] for r in losses] == [10, 20, 30]  # resumed at 20, not restarted
+    assert sorted(r["step"] for r in rows if "val/score" in r) == [10, 20, 30]
+    assert losses[-1]["answer"] < 0.5 * losses[0]["answer"]
     recorded = json.loads((out / "run_config.json").read_text())
     assert (recorded["tower_lora_rank"], recorded["tower_lora_alpha"]) == (4, 8.0)
     ckpt = torch.load(out / "checkpoints" / "step-000030.pt", weights_only=True)["trainable"]
     lora = [n for n in ckpt if "lora_" in n]
     assert lora and all(".layers.1." in n for n in lora)  # the top block only
     assert any(float(ckpt[n].abs().max()) > 0 for n in lora if "lora_B" in n)  # B left zero: it moved
-    assert len(list((tmp_path / "tower").rglob("*.npz"))) == 32  # 16 clips x 2 variants, top-block input
+    assert set(first) == set(ckpt) and any(not torch.equal(first[n], ckpt[n]) for n in lora)  # trained on after resuming
+    trained = json.loads((out / "split.json").read_text())[str(separable["train"])]["train"]
+    assert 0 < len(trained) < 16  # a quarter of the 16 clips validates
+    assert len(list((tmp_path / "tower").rglob("*.npz"))) == 2 * len(trained)  # training clips x 2 variants
     model = CoatModel.from_pretrained(out / "model")
     tower = model.base.model.audio_tower.state_dict()
     assert not any("lora" in n for n in tower)
