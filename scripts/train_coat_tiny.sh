@@ -134,10 +134,13 @@ for run in ${RUNS:-coat no-experts loco}; do
     coat) stage1
           stage2 coat-s1 coat "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" ;;
     coat-lora)  # stage 2 with a LoRA on the tower's top block (docs/coat-tiny-tower-lora-coat), from coat's stage 1;
-                # LORA_RUN names the run (default coat-lora), TOWER_LORA_RANK / TOWER_LORA_ALPHA its LoRA (8 / 16)
+                # LORA_RUN names the run (default coat-lora), TOWER_LORA_RANK / TOWER_LORA_ALPHA its LoRA (8 / 16),
+                # TOWER_ANCHOR the weight that keeps it near the pretrained tower (default none;
+                # docs/coat-tiny-tower-anchor)
           stage1
           stage2 coat-s1 "${LORA_RUN:-coat-lora}" "${ALL_DATA[@]}" "${ANSWER_AUG[@]}" "${EXPERT_OPTS[@]}" \
-            --tower-lora-rank "${TOWER_LORA_RANK:-8}" --tower-lora-alpha "${TOWER_LORA_ALPHA:-16}" ;;
+            --tower-lora-rank "${TOWER_LORA_RANK:-8}" --tower-lora-alpha "${TOWER_LORA_ALPHA:-16}" \
+            ${TOWER_ANCHOR:+--tower-anchor-weight "$TOWER_ANCHOR"} ;;
     no-experts) train no-experts $((STEPS1 + STEPS2)) "${NEW[@]}" "${ALL_DATA[@]}" --lr 1e-3 --warmup-steps 100 --no-expert-losses "${SELECT[@]}" "${ANSWER_AUG[@]}" ;;
     loco) for held in ${LOCO:-ravdess emovo turev}; do
             data=(); for c in ravdess emovo turev; do [ "$c" = "$held" ] || data+=(--data "$DATA/$c:emotion"); done

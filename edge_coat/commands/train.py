@@ -48,6 +48,9 @@ def add_arguments(parser) -> None:
                    help="LoRA of this rank on the pretrained tower's top block, merged into it at the end (needs "
                         "--tower-variants; its input is cached instead of the tower's output). Default 0: frozen")
     m.add_argument("--tower-lora-alpha", type=float, default=16.0, help="the tower LoRA's alpha (default 16)")
+    m.add_argument("--tower-anchor-weight", type=float, default=0.0, metavar="W",
+                   help="keep the tower LoRA's output near the pretrained tower's: weight W of their mean squared "
+                        "difference (default 0: none)")
     m.add_argument("--answer-weight", type=float, default=1.0,
                    help="answer-loss weight (0 = stage 1: thinking block aligned to the experts only)")
     m.add_argument("--freeze-llm", action="store_true", help="keep the LLM frozen")
@@ -137,7 +140,7 @@ def config_from_args(args):
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,
         tower_variants=parse_list(args.tower_variants), tower_cache=args.tower_cache,
-        tower_lora_rank=args.tower_lora_rank, tower_lora_alpha=args.tower_lora_alpha, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,
+        tower_lora_rank=args.tower_lora_rank, tower_lora_alpha=args.tower_lora_alpha, tower_anchor_weight=args.tower_anchor_weight, clip_seconds=args.clip_seconds, answer_weight=args.answer_weight,
         freeze_llm=args.freeze_llm, lora=args.lora, lora_r=args.lora_r,
         expert_losses=not args.no_expert_losses, expert_weights=weights, expert_strides=strides,
         expert_scale_end=args.expert_scale_end,

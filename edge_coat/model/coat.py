@@ -8,6 +8,7 @@ no vocabulary resize is needed), ``frontend`` (log-mel features).
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -542,18 +543,32 @@ class CoatModel(nn.Module):
 
     # -- training --------------------------------------------------------------------------------
     def training_losses(self, batch: CoatBatch, use_thinking: bool | None = None,
-                        label_smoothing: float = 0.0, expert_scale: float = 1.0) -> dict[str, torch.Tensor]:
+                        label_smoothing: float = 0.0, expert_scale: float = 1.0,
+                        tower_anchor: float = 0.0) -> dict[str, torch.Tensor]:
         """Teacher-forced answer cross-entropy (``label_smoothing`` over the vocabulary) + weighted expert losses,
-        their sum scaled by ``expert_scale`` (a schedule's factor; 1 = the experts' own weights).
+        their sum scaled by ``expert_scale`` (a schedule's factor; 1 = the experts' own weights), + ``tower_anchor``
+        times the mean squared difference between the tower's output and the pretrained tower's (a batch of the
+        top block's input whose block carries a LoRA: the same block with its adapters off).
 
-        Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum, "total": ...}``.
+        Returns ``{"answer": ..., "expert/<name>": ... (unweighted), "experts": weighted sum,
+        "tower_anchor": ... (unweighted, when asked), "total": ...}``.
         Expert losses need the thinking positions; with thinking off only the answer loss is returned.
         """
         tower = batch.tower
+        anchor = None
         if batch.tower_top is not None:
             if tower is not None:
                 raise ValueError("a batch carries the tower's output (tower) or its top block's input (tower_top), not both")
+            if tower_anchor:
+                with torch.no_grad(), adapters_off(self.base.model.audio_tower.layers[-1]):
+                    reference, _ = self.tower_from_top(*batch.tower_top)
             tower = self.tower_from_top(*batch.tower_top)
+            if tower_anchor:
+                valid = tower[1]  # (B, T) the positions both outputs share
+                anchor = (tower[0][valid].float() - reference[valid].float()).pow(2).mean()
+        elif tower_anchor:
+            raise ValueError("the tower anchor compares the top block with and without its LoRA: the batch must carry "
+                             "the top block's input (tower_top)")
         n_audio = tower[0].shape[0] if tower is not None else len(batch.waves)
         if not (n_audio == len(batch.prompts) == len(batch.answers)):
             raise ValueError(
@@ -578,5 +593,26 @@ class CoatModel(nn.Module):
                 losses[f"expert/{name}"] = value
             losses["experts"] = weighted
             total = total + weighted
+        if anchor is not None:
+            losses["tower_anchor"] = anchor
+            total = total + tower_anchor * anchor
         losses["total"] = total
         return losses
+
+
+@contextmanager
+def adapters_off(module: nn.Module):
+    """Run ``module`` without its LoRA adapters (peft's own switch, ``BaseTunerLayer.enable_adapters``), so the
+    same weights give the pretrained block's output; the adapters are back on, and train, afterwards."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+    if not layers:
+        raise ValueError("this block carries no LoRA adapters to switch off")
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)

@@ -104,6 +104,13 @@ class TrainConfig(BaseModel):
                     "merged into the block when training ends. 0 = the whole tower frozen",
     )
     tower_lora_alpha: float = Field(default=16.0, gt=0.0, le=4096.0, description="the tower LoRA's alpha")
+    tower_anchor_weight: float = Field(
+        default=0.0, ge=0.0, le=100.0,
+        description="weight of a loss that keeps the adapted tower's output near the pretrained one (mean squared "
+                    "difference per output value, the same batch run through the block without its LoRA): the "
+                    "L2 feature-preservation regulariser against forgetting what the pretrained tower knew. "
+                    "0 = none; needs --tower-lora-rank",
+    )
     answer_weight: float = Field(
         default=1.0, ge=0.0, le=100.0,
         description="weight of the answer loss (0 = stage 1: align the thinking block to the experts only)",
@@ -211,6 +218,8 @@ class TrainConfig(BaseModel):
         if self.tower_lora_rank and (self.time_mask or self.channel_mask):
             raise ValueError("--time-mask / --channel-mask act on the frozen tower's cached output: drop them with "
                              "--tower-lora-rank")
+        if self.tower_anchor_weight and not self.tower_lora_rank:
+            raise ValueError("--tower-anchor-weight keeps a tower LoRA near the pretrained tower: give --tower-lora-rank")
         if self.tower_lora_rank and self.init_family not in (None, "qwen2_audio"):
             raise ValueError("--tower-lora-rank adapts a Qwen2-Audio tower's top block: use --init qwen2_audio")
         if (self.time_mask or self.channel_mask) and not self.tower_variants:

@@ -1,6 +1,7 @@
 """The training loop of ``edge-coat train``.
 
-Loss = answer cross-entropy + weighted expert distillation losses (``CoatModel.training_losses``).
+Loss = answer cross-entropy + weighted expert distillation losses (``CoatModel.training_losses``), + with a tower
+LoRA, optionally, an anchor that keeps the adapted tower's output near the pretrained one.
 What trains: the thinking block, think markers and expert heads always; the LLM fully (default), as
 LoRA adapters (``lora``) or not at all (``freeze_llm``); the audio encoder only with
 ``train_encoder``. Fixed seeds, AdamW with warm-up and cosine decay, gradient clipping, a tqdm bar
@@ -298,7 +299,8 @@ class Trainer:
             while self.step < cfg.steps:
                 batch = self.make_batch(cfg.batch_size)
                 losses = self.model.training_losses(batch, label_smoothing=cfg.label_smoothing,
-                                                    expert_scale=expert_scale(self.step, cfg))
+                                                    expert_scale=expert_scale(self.step, cfg),
+                                                    tower_anchor=cfg.tower_anchor_weight)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in self.params], cfg.grad_clip)

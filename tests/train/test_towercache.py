@@ -481,6 +481,56 @@ def test_the_top_blocks_cached_input_gives_the_tower_output_serving_computes(sep
     assert top_fingerprint(model) == key
 
 
+def test_the_tower_anchor_measures_how_far_the_lora_moved_the_tower(separable, encoder_dir):
+    """--tower-anchor-weight: the anchor is the mean squared difference between the tower output with and without
+    the top block's LoRA. It is zero while the LoRA is untouched, grows as the LoRA moves, trains only the LoRA
+    (through the adapted path), and leaves the adapters on and trainable."""
+    from edge_coat.model.coat import CoatBatch, adapters_off
+    from edge_coat.train.config import TrainConfig
+    from edge_coat.train.pipeline import task_specs
+    from edge_coat.train.trainer import add_tower_lora, new_model
+
+    cfg = TrainConfig(data=[{"path": str(separable["train"]), "task": "emotion"}], init_family="qwen2_audio",
+                      init_size="test", max_seconds=1, init_encoder=str(encoder_dir), encoder_layers=2)
+    model = new_model(cfg, task_specs(["emotion"]), [])
+    add_tower_lora(model, 4, 8.0)
+    block = model.base.model.audio_tower.layers[-1]
+    lora = {n: p for n, p in block.named_parameters() if "lora_" in n}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in lora.values():
+        p.requires_grad_(True)
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (1.5, 0.7)]
+    tops = [model.top_inputs(w) for w in waves]
+    top = (torch.cat([t[0] for t in tops]), torch.cat([t[1] for t in tops]), torch.cat([t[2] for t in tops]),
+           [t[0].shape[0] for t in tops])
+    batch = CoatBatch(waves=[None, None], prompts=["p", "p"], answers=["happy", "sad"], tower_top=top)
+    plain = model.training_losses(batch)
+    assert "tower_anchor" not in plain
+    at_start = model.training_losses(batch, tower_anchor=2.0)
+    assert float(at_start["tower_anchor"].detach()) == 0.0  # B starts at zero: the LoRA changes nothing yet
+    torch.testing.assert_close(at_start["total"], plain["total"])
+    with torch.no_grad():
+        for n, p in lora.items():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    moved = model.training_losses(batch, tower_anchor=2.0)
+    anchor = float(moved["tower_anchor"].detach())
+    with torch.no_grad():
+        adapted, mask = model.tower_from_top(*top)
+        with adapters_off(block):
+            pretrained, _ = model.tower_from_top(*top)
+    assert anchor > 0 and anchor == pytest.approx(float((adapted[mask] - pretrained[mask]).pow(2).mean()), rel=1e-5)
+    unanchored = model.training_losses(batch)
+    torch.testing.assert_close(moved["total"], unanchored["total"] + 2.0 * moved["tower_anchor"])
+    moved["tower_anchor"].backward()
+    assert all(p.requires_grad for p in lora.values())  # switched back on, and still training
+    assert any(float(p.grad.abs().max()) > 0 for n, p in lora.items() if "lora_B" in n)
+    with pytest.raises(ValueError, match="must carry the top block's input"):
+        model.training_losses(CoatBatch(waves=waves, prompts=["p", "p"], answers=["happy", "sad"]), tower_anchor=1.0)
+
+
 def test_tower_batches_of_top_block_inputs_crop_whole_chunks():
     from edge_coat.train.data import Example
     from edge_coat.train.towercache import TowerBatchMaker
@@ -525,7 +575,7 @@ def test_a_tower_lora_trains_the_top_block_and_is_merged_into_it(separable, enco
     out = tmp_path / "run"
     args = [*TOWER_TRAIN, "--encoder-layers", "2", "--init-encoder", str(encoder_dir),
             "--tower-variants", "clean,telephone", "--standardize-tower", "--tower-lora-rank", "4",
-            "--tower-lora-alpha", "8", "--val-every", "10", "--val-fraction", "0.25",
+            "--tower-lora-alpha", "8", "--tower-anchor-weight", "0.5", "--val-every", "10", "--val-fraction", "0.25",
             "--data", f"{separable['train']}:emotion", "--lr", "3e-3", "--batch-size", "4",
             "--log-every", "10", "--checkpoint-every", "10", "--out", str(out),
             "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower"),
@@ -538,8 +588,9 @@ def test_a_tower_lora_trains_the_top_block_and_is_merged_into_it(separable, enco
     assert [r["step"] for r in losses] == [10, 20, 30]  # resumed at 20, not restarted
     assert sorted(r["step"] for r in rows if "val/score" in r) == [10, 20, 30]
     assert losses[-1]["answer"] < 0.5 * losses[0]["answer"]
+    assert all(r["tower_anchor"] > 0 for r in losses)  # the anchor is logged, and the LoRA moved from the start
     recorded = json.loads((out / "run_config.json").read_text())
-    assert (recorded["tower_lora_rank"], recorded["tower_lora_alpha"]) == (4, 8.0)
+    assert (recorded["tower_lora_rank"], recorded["tower_lora_alpha"], recorded["tower_anchor_weight"]) == (4, 8.0, 0.5)
     ckpt = torch.load(out / "checkpoints" / "step-000030.pt", weights_only=True)["trainable"]
     lora = [n for n in ckpt if "lora_" in n]
     assert lora and all(".layers.1." in n for n in lora)  # the top block only
@@ -577,3 +628,5 @@ def test_tower_lora_options_are_checked(separable, capsys):
     assert "--tower-lora-rank caches the top block's input" in capsys.readouterr().err
     assert main([*base, "--tower-variants", "clean", "--time-mask", "0.1"]) == 2
     assert "drop them with --tower-lora-rank" in capsys.readouterr().err
+    assert main([*base[:-2], "--tower-variants", "clean", "--tower-anchor-weight", "1"]) == 2
+    assert "--tower-anchor-weight keeps a tower LoRA near the pretrained tower" in capsys.readouterr().err
