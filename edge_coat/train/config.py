@@ -235,3 +235,17 @@ class TrainConfig(BaseModel):
         if overlap:
             raise ValueError(f"speakers {overlap} are both held out and used for calibration: pick disjoint sets")
         return self
+
+
+def config_defaults() -> dict:
+    """Each ``TrainConfig`` option that has a default, as ``model_dump(mode="json")`` writes it: a run recorded before
+    an option existed resumes with that option at its default (``rundir.RunDir``)."""
+    from pydantic import TypeAdapter
+
+    out = {}
+    for name, spec in TrainConfig.model_fields.items():
+        if spec.is_required():
+            continue
+        value = spec.get_default(call_default_factory=True)
+        out[name] = TypeAdapter(spec.annotation).dump_python(value, mode="json")
+    return out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_coat.train.config import TrainConfig
+from edge_coat.train.config import TrainConfig, config_defaults
 from edge_coat.train.data import (
     BatchMaker,
     Example,
@@ -243,7 +243,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, tas
     check_groups_used(splits, config.holdout_sources, "source", "--holdout-sources")
     check_groups_used(splits, config.val_speakers, "speaker", "--val-speakers")
 
-    run = RunDir(out_dir, config.model_dump(mode="json"), resume=resume)
+    run = RunDir(out_dir, config.model_dump(mode="json"), resume=resume, defaults=config_defaults())
     write_split(run, [s.path for s in config.data], splits)
     for src, s in zip(config.data, splits):
         log.info("%s (%s): %d train, %d val, %d held out", src.path, src.task, len(s.train), len(s.val), len(s.held_out))

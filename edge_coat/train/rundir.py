@@ -76,7 +76,10 @@ def seed_everything(seed: int) -> None:
 class RunDir:
     """Open (or create) a run directory. ``resume=False`` refuses a directory that already holds a run."""
 
-    def __init__(self, root: str | os.PathLike, config: Mapping, *, resume: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike, config: Mapping, *, resume: bool = False,
+                 defaults: Mapping | None = None) -> None:
+        """``defaults``: each option's default. A key the recorded config lacks is an option added after the run
+        started; the run did what its default does, so resuming with that default is allowed."""
         self.root = Path(root)
         self.checkpoints = self.root / "checkpoints"
         config_path = self.root / CONFIG_NAME
@@ -86,6 +89,7 @@ class RunDir:
                     f"{self.root} already holds a training run; pass --resume to continue it or choose a new --out"
                 )
             recorded = json.loads(config_path.read_text())
+            recorded = {**{k: v for k, v in (defaults or {}).items() if k not in recorded}, **recorded}
             changed = sorted(
                 k for k in set(recorded) | set(config)
                 if k not in RESUMABLE_CHANGES and recorded.get(k) != config.get(k)

@@ -49,3 +49,24 @@ def test_metrics_log(tmp_path):
     run = RunDir(tmp_path, {})
     run.log_metrics(3, {"total": 1.5})
     assert run.read_metrics()[0]["step"] == 3 and run.read_metrics()[0]["total"] == 1.5
+
+
+def test_a_run_recorded_before_an_option_existed_resumes_with_its_default(tmp_path):
+    """A run started before an option was added has no key for it; it did what the default does, so it resumes with
+    the default and is refused with anything else. ``config_defaults`` gives the defaults as the record writes them."""
+    import json
+
+    from edge_coat.train.config import TrainConfig, config_defaults
+
+    now = TrainConfig(data=[{"path": "x", "task": "emotion"}], init_family="qwen2_audio").model_dump(mode="json")
+    old = {k: v for k, v in now.items() if k != "tower_anchor_weight"}
+    (tmp_path / "run_config.json").write_text(json.dumps(old))
+    defaults = config_defaults()
+    assert defaults["tower_anchor_weight"] == 0.0 and "data" not in defaults
+    RunDir(tmp_path, now, resume=True, defaults=defaults)
+    assert json.loads((tmp_path / "run_config.json").read_text())["tower_anchor_weight"] == 0.0  # recorded from now on
+    (tmp_path / "run_config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="tower_anchor_weight: recorded 0.0, now 1.0"):
+        RunDir(tmp_path, {**now, "tower_anchor_weight": 1.0}, resume=True, defaults=defaults)
+    with pytest.raises(ValueError, match="tower_anchor_weight: recorded None, now 0.0"):
+        RunDir(tmp_path, now, resume=True)  # without the defaults a missing key is a change
