@@ -603,16 +603,22 @@ class CoatModel(nn.Module):
 @contextmanager
 def adapters_off(module: nn.Module):
     """Run ``module`` without its LoRA adapters (peft's own switch, ``BaseTunerLayer.enable_adapters``), so the
-    same weights give the pretrained block's output; the adapters are back on, and train, afterwards."""
+    same weights give the pretrained block's output. Afterwards each adapter is as it was: switched on or off, and
+    trainable or frozen (peft's switch also sets ``requires_grad``, so that is put back too)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
     if not layers:
         raise ValueError("this block carries no LoRA adapters to switch off")
+    was_on = [not layer.disable_adapters for layer in layers]
+    trains = {p: p.requires_grad for layer in layers for p in layer.parameters()}
     for layer in layers:
         layer.enable_adapters(False)
     try:
         yield
     finally:
-        for layer in layers:
-            layer.enable_adapters(True)
+        for layer, on in zip(layers, was_on):
+            if on:
+                layer.enable_adapters(True)
+        for p, flag in trains.items():
+            p.requires_grad_(flag)

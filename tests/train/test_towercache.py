@@ -527,6 +527,12 @@ def test_the_tower_anchor_measures_how_far_the_lora_moved_the_tower(separable, e
     moved["tower_anchor"].backward()
     assert all(p.requires_grad for p in lora.values())  # switched back on, and still training
     assert any(float(p.grad.abs().max()) > 0 for n, p in lora.items() if "lora_B" in n)
+    for p in lora.values():  # a frozen LoRA stays frozen: switching it off and on again leaves it as it was
+        p.requires_grad_(False)
+    with adapters_off(block):
+        pass
+    assert not any(p.requires_grad for p in lora.values())
+    assert not any(p.requires_grad for n, p in block.named_parameters() if "lora_" not in n)
     with pytest.raises(ValueError, match="must carry the top block's input"):
         model.training_losses(CoatBatch(waves=waves, prompts=["p", "p"], answers=["happy", "sad"]), tower_anchor=1.0)
 
