@@ -4,6 +4,8 @@ LLM's log-likelihoods per task (docs/coat-tiny-thinking-readout/README.md).
 
     python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking]
 
+Also the tower output's statistics (``tower_stats``, docs/coat-tiny-tower-readout).
+
 Parts: train (each clip clean, telephone and room, as the readout is fitted), val, held_out (clean), and the
 held-out RAVDESS clips through the telephone channel (part held_out_tel), each row tagged with its corpus."""
 import argparse
@@ -60,14 +62,16 @@ def main():
                         rows.append(("held_out_tel", corpus, src.task, ans, apply_channel(w, "telephone")))
     print(f"{len(rows)} rows", flush=True)
     use = not a.no_thinking
-    stats, lat_mean, lat_std, think_mean, lps = [], [], [], [], {t: [] for t in tasks}
+    stats, tower_stats, lat_mean, lat_std, think_mean, lps = [], [], [], [], [], {t: [] for t in tasks}
     t0 = time.time()
     bs = 16
     with torch.inference_mode():
         for i in range(0, len(rows), bs):
             waves = [r[4] for r in rows[i:i + bs]]
-            audio, mask = model.encode(waves)
+            hidden, mask = model.encode_tower(waves)  # the tower output, chunked as encode chunks it
+            audio = model.adapter.project(hidden)  # = model.encode(waves)
             stats.append(window_statistics(audio, mask).numpy())
+            tower_stats.append(window_statistics(hidden, mask).numpy())
             th = model.think(audio, mask) if use else None
             res = model.score_tasks(None, tasks, audio=(audio, mask), thinking=th, use_thinking=use)
             lat = res[tasks[0]].thinking  # (b, K, D)
@@ -82,7 +86,7 @@ def main():
     np.savez_compressed(
         a.out, part=np.array([r[0] for r in rows]), corpus=np.array([r[1] for r in rows]),
         task=np.array([r[2] for r in rows]), answer=np.array([r[3] for r in rows]),
-        stats=np.concatenate(stats), lat_mean=np.concatenate(lat_mean), lat_std=np.concatenate(lat_std),
+        stats=np.concatenate(stats), tower_stats=np.concatenate(tower_stats), lat_mean=np.concatenate(lat_mean), lat_std=np.concatenate(lat_std),
         think_mean=np.concatenate(think_mean),
         **{f"lp_{t}": np.concatenate(v) for t, v in lps.items()},
         labels_emotion=np.array(model.config.tasks["emotion"].labels),

@@ -8,8 +8,9 @@ forward from a different input. Those families keep the encoder in torch (``desc
 the load log say so). Which families export it is ``FamilySpec.onnx_encoder`` in ``edge_coat.model.config``.
 
 Graph: inputs ``mel`` (B, n_mels, F) float32 and ``mel_mask`` (B, F) int64 (1 = a real frame), F the
-encoder's fixed input length; output ``audio_embeds`` (B, T, D) float32, T = F / 4, D the LLM width
-(projector included). B is dynamic, so one batch of encoder-length chunks (``MelFrontend.chunks``)
+encoder's fixed input length; outputs ``audio_embeds`` (B, T, D) float32, T = F / 4, D the LLM width
+(projector included), and ``audio_tower`` (B, T, Da), the tower's output before the projector (what a readout
+with ``readout_input`` 'tower' reads; an intermediate of the same graph, so it costs nothing to output). B is dynamic, so one batch of encoder-length chunks (``MelFrontend.chunks``)
 runs as one call. The valid-position mask is computed in Python from ``mel_mask`` exactly as the
 torch adapter does (``FamilyAdapter.output_lengths``).
 
@@ -37,6 +38,7 @@ from edge_coat.model.runtime import (
     INPUT_MEL,
     INPUT_MEL_MASK,
     OUTPUT_EMBEDS,
+    OUTPUT_TOWER,
     OnnxAudioEncoder,
     import_onnxruntime,
     require_onnx_encoder,
@@ -58,13 +60,13 @@ class _Qwen2AudioEncoderGraph(nn.Module):
         self.tower = base_model.model.audio_tower
         self.projector = base_model.model.multi_modal_projector
 
-    def forward(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t_conv = (mel.shape[-1] - 1) // 2 + 1  # frames after the stride-2 conv
         conv_len = (mel_mask.sum(-1) - 1) // 2 + 1  # (B,)
         conv_mask = torch.arange(t_conv, device=mel.device)[None, :] < conv_len[:, None]  # (B, T')
         enc_mask = conv_mask[:, None, None, :].expand(-1, 1, t_conv, -1)  # (B, 1, T', T') keys masked
         hidden = self.tower(mel, attention_mask=enc_mask).last_hidden_state  # (B, T, Da)
-        return self.projector(hidden)  # (B, T, D)
+        return self.projector(hidden), hidden  # (B, T, D), (B, T, Da)
 
 
 def export_encoder(model, path: str | Path) -> Path:
@@ -81,7 +83,7 @@ def export_encoder(model, path: str | Path) -> Path:
     mel_mask = torch.ones(2, frames, dtype=torch.long)  # (2, F)
     mel_mask[1, frames // 3:] = 0
     batch = torch.export.Dim("batch", min=1)
-    save_onnx(graph, (mel, mel_mask), path, input_names=[INPUT_MEL, INPUT_MEL_MASK], output_names=[OUTPUT_EMBEDS],
+    save_onnx(graph, (mel, mel_mask), path, input_names=[INPUT_MEL, INPUT_MEL_MASK], output_names=[OUTPUT_EMBEDS, OUTPUT_TOWER],
               dynamic_shapes={"mel": {0: batch}, "mel_mask": {0: batch}})
     log.info("exported audio encoder + projector to %s (%d bytes)", path, path.stat().st_size)
     return path
@@ -106,7 +108,7 @@ def encoder_parity(
     *,
     tolerance: float,
 ) -> ParityRecord:
-    """Compare the torch encoder with ``onnx_encoder`` on random mels (batch 1 and 3, ragged masks) and
+    """Compare the torch encoder with ``onnx_encoder`` (both outputs: the embeds and the tower) on random mels (batch 1 and 3, ragged masks) and
     on each source's windows cut into encoder chunks (one batch per source). Differences are taken
     over the valid audio positions (the padded ones are dropped before the decoder). Raises
     ParityError over ``tolerance`` (NaN counts as a failure)."""
@@ -119,12 +121,15 @@ def encoder_parity(
     cases = []
     for source, mel, mask in inputs:
         with torch.inference_mode():
-            ref, ref_mask = model.adapter.encode_audio(mel, mask)  # (B, T, D), (B, T)
-        got, got_mask = onnx_encoder(mel, mask)
-        if got.shape != ref.shape or not torch.equal(got_mask.cpu(), ref_mask.cpu()):
-            raise ParityError(f"ONNX encoder output shape/mask {tuple(got.shape)} differs from torch {tuple(ref.shape)}")
+            hidden, ref_mask = model.adapter.encode_tower(mel, mask)  # (B, T, Da), (B, T)
+            ref = model.adapter.project(hidden)  # (B, T, D): encode_audio's output
+        got, got_mask, got_tower = onnx_encoder.encode_with_tower(mel, mask)
+        if got.shape != ref.shape or got_tower.shape != hidden.shape or not torch.equal(got_mask.cpu(), ref_mask.cpu()):
+            raise ParityError(f"ONNX encoder output shapes/mask {tuple(got.shape)}, {tuple(got_tower.shape)} differ "
+                              f"from torch {tuple(ref.shape)}, {tuple(hidden.shape)}")
         valid = ref_mask.cpu()
-        diff = float((got.cpu() - ref.float().cpu())[valid].abs().max())
+        diff = max(float((got.cpu() - ref.float().cpu())[valid].abs().max()),
+                   float((got_tower.cpu() - hidden.float().cpu())[valid].abs().max()))
         cases.append(ParityCase(source=source, batch=int(mel.shape[0]), frames=int(ref.shape[1]), max_abs_diff=diff))
         log.info("encoder parity %s B=%d: max abs diff %.3g", source, mel.shape[0], diff)
     return parity_record("encoder", ENCODER_ONNX, "ONNX audio encoder", onnx_encoder.provider, cases, tolerance)

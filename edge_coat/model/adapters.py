@@ -84,6 +84,16 @@ class FamilyAdapter:
         return self.hidden_size
 
     @property
+    def supports_tower(self) -> bool:
+        """Whether this family exposes the tower's output before the projector (``encode_tower``)."""
+        return type(self).encode_tower is not FamilyAdapter.encode_tower
+
+    @property
+    def tower_dim(self) -> int:
+        """Width of the audio tower's output before the projector (``encode_tower``; Qwen2-Audio's ``d_model``)."""
+        return int(self.audio_config.d_model)
+
+    @property
     def n_mels(self) -> int:
         return int(self.audio_config.num_mel_bins)
 

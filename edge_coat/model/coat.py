@@ -112,7 +112,9 @@ class CoatModel(nn.Module):
         self.think_close = nn.Parameter(torch.randn(d) * scale)  # (D,)
         self.heads = ExpertHeads(coat_config.experts, d)
         #: the linear answer readout beside the LLM's answer (tasks in ``coat_config.readout``; none by default)
-        self.readout = AnswerReadout(coat_config.readout, 2 * adapter.audio_dim)
+        #: its input (``coat_config.readout_input``): the projected audio embeds or the tower's output
+        self.readout = AnswerReadout(coat_config.readout, 2 * (
+            adapter.tower_dim if coat_config.readout_input == "tower" else adapter.audio_dim))
         #: False scores with the LLM alone even where a readout exists (its ablation)
         self.use_readout = True
         self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames, per_chunk=coat_config.chunk_features == "chunk")
@@ -276,6 +278,55 @@ class CoatModel(nn.Module):
         """
         return self._encode_with(self.encode_mel, waves, sample_rate)
 
+    def set_readout_input(self, source: str) -> None:
+        """Make the answer readout read ``source`` ('audio': the projected embeds; 'tower': the tower's output).
+        Switching drops the readouts fitted on the other input (they do not fit the new features): refit them."""
+        if source not in ("audio", "tower"):
+            raise ValueError(f"readout input must be 'audio' or 'tower', got {source!r}")
+        if source == "tower" and not self.adapter.supports_tower:
+            raise ValueError(f"the {self.config.family} family does not expose its tower's output: fit the readout "
+                             "on the audio embeds (readout input 'audio')")
+        if source == self.config.readout_input:
+            return
+        dim = self.adapter.tower_dim if source == "tower" else self.adapter.audio_dim
+        self.readout = AnswerReadout({}, 2 * dim).to(self.readout_device)
+        self.config.readout = {}
+        self.config.readout_input = source
+
+    @property
+    def readout_device(self) -> torch.device:
+        return self.think_open.device
+
+    @property
+    def needs_readout_frames(self) -> bool:
+        """Whether scoring needs the tower's output beside the audio embeds: a readout in use that reads the tower
+        (``coat_config.readout_input`` 'tower'). ``encode_full`` and ``encode_chunks(..., with_tower=True)`` give it."""
+        return self.use_readout and bool(self.config.readout) and self.config.readout_input == "tower"
+
+    def encode_mel_full(self, mel: torch.Tensor, mel_mask: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``encode_mel`` with the tower's output before the projector: (embeds (B, T, D), mask (B, T) bool,
+        tower (B, T, Da)), in torch or the runtime in ``self.audio_encoder`` (a graph that outputs the tower too)."""
+        if self.audio_encoder is not None:
+            return self.audio_encoder.encode_with_tower(mel, mel_mask)
+        hidden, mask = self.adapter.encode_tower(mel, mel_mask)  # (B, T, Da), (B, T)
+        return self.adapter.project(hidden), mask, hidden  # the projector is what encode_audio applies after it
+
+    def encode_full(self, waves, sample_rate: int = SAMPLE_RATE
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``encode`` plus what the answer readout reads beside the embeds: (embeds (B, T, D), mask (B, T) bool,
+        the tower's output (B, T, Da) when ``needs_readout_frames``, else None)."""
+        if not self.needs_readout_frames:
+            return (*self.encode(waves, sample_rate), None)
+        d = self.adapter.audio_dim
+
+        def both(mel, mel_mask):  # one tensor per position, so chunks join as encode joins them
+            embeds, mask, hidden = self.encode_mel_full(mel, mel_mask)
+            return torch.cat([embeds, hidden.to(embeds.dtype)], -1), mask  # (B, T, D + Da)
+
+        joined, mask = self._encode_with(both, waves, sample_rate)
+        return joined[..., :d], mask, joined[..., d:]
+
     def encode_tower(self, waves, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
         """Waveforms -> (audio-tower output before the projector (B, T, Da), mask (B, T) bool), chunked
         exactly as ``encode`` chunks them: a frozen tower's output cached for training is what serving
@@ -320,10 +371,11 @@ class CoatModel(nn.Module):
         (``edge_coat.worker.encoder_cache``); with window-level features it may not."""
         return self.frontend.per_chunk
 
-    def encode_chunks(self, chunks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_chunks(self, chunks: list[np.ndarray], with_tower: bool = False):
         """Chunks of at most ``chunk_samples`` (float32 16 kHz mono, already validated as parts of windows)
         -> (embeds (N, Tc, D), mask (N, Tc) bool), each chunk with its own features, exactly as
-        ``encode`` encodes the chunks of a window when ``chunks_encode_alike``."""
+        ``encode`` encodes the chunks of a window when ``chunks_encode_alike``. ``with_tower``: (embeds, mask,
+        the tower's output (N, Tc, Da)), as ``encode_full`` encodes them."""
         if not self.chunks_encode_alike:
             raise ValueError("this model computes features over the whole window (chunk_features 'window'): "
                              "its chunks cannot be encoded on their own; use encode(waves)")
@@ -332,6 +384,8 @@ class CoatModel(nn.Module):
             raise ValueError(f"chunks {too_long}: expected 1..{self.chunk_samples} samples each, got "
                              f"{[chunks[i].size for i in too_long]}")
         mel, mel_mask = self.frontend(chunks)  # (N, n_mels, F), (N, F)
+        if with_tower:
+            return self.encode_mel_full(mel, mel_mask)  # (N, Tc, D), (N, Tc), (N, Tc, Da)
         return self.encode_mel(mel, mel_mask)  # (N, Tc, D), (N, Tc)
 
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
@@ -422,15 +476,21 @@ class CoatModel(nn.Module):
     @torch.inference_mode()
     def score_labels(self, waves, prompt: str, candidates: list[str], sample_rate: int = SAMPLE_RATE,
                      use_thinking: bool | None = None, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     thinking: torch.Tensor | None = None, task: str | None = None) -> ScoreResult:
+                     thinking: torch.Tensor | None = None, task: str | None = None,
+                     readout_frames: torch.Tensor | None = None) -> ScoreResult:
         """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch.
 
         ``audio`` / ``thinking``: computed before, as ``build`` takes them (``waves`` is then not used).
+        ``readout_frames``: with ``audio``, the tower's output at the same positions (B, T, Da) when the readout
+        reads it (``needs_readout_frames``; ``encode_full`` gives both).
         ``task``: the configured task asked (default: the one whose prompt is ``prompt``), whose answer readout,
         if it has one covering the candidates, is fused into ``probs``."""
         if len(candidates) < 2:
             raise ValueError(f"expected at least 2 candidates, got {candidates!r}")
         waves = list(waves) if waves is not None and not isinstance(waves, np.ndarray) else waves
+        if audio is None and self.needs_readout_frames:
+            embeds, mask, readout_frames = self.encode_full(waves, sample_rate)
+            audio = (embeds, mask)
         n = audio[0].shape[0] if audio is not None else len(waves)
         asm, embeds, embeds_mask = self.build(waves, [prompt] * n, sample_rate=sample_rate,
                                               use_thinking=use_thinking, audio=audio, thinking=thinking)
@@ -446,7 +506,7 @@ class CoatModel(nn.Module):
         else:
             raise ValueError(f"model.scoring must be 'fused' or 'cached', got {self.scoring!r}")
         latents = self._latents(asm, hidden)
-        stats = self._readout_stats([(task, candidates)], embeds, embeds_mask)
+        stats = self._readout_stats([(task, candidates)], embeds, embeds_mask, readout_frames)
         probs, ro = self._probs(task, lp, candidates, stats)
         return ScoreResult(
             logprobs=lp.float().cpu().numpy(),
@@ -456,12 +516,22 @@ class CoatModel(nn.Module):
             readout=ro,
         )
 
-    def _readout_stats(self, asked, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor | None:
-        """The windows' ``window_statistics`` (B, 2D), computed once for all the (task, candidates) ``asked`` of a
+    def _readout_stats(self, asked, audio: torch.Tensor, audio_mask: torch.Tensor,
+                       readout_frames: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The windows' ``window_statistics`` (B, 2F) of what the readout reads (the audio embeds, or
+        ``readout_frames``: the tower's output), computed once for all the (task, candidates) ``asked`` of a
         batch, or None when the readout scores none of them."""
-        if self.use_readout and any(self.readout.knows(t, c) for t, c in asked):
-            return window_statistics(audio, audio_mask)
-        return None
+        if not (self.use_readout and any(self.readout.knows(t, c) for t, c in asked)):
+            return None
+        if self.config.readout_input == "tower":
+            if readout_frames is None:
+                raise ValueError("this model's answer readout reads the audio tower's output: pass readout_frames "
+                                 "with audio= (encode_full gives both), or waves")
+            if tuple(readout_frames.shape[:2]) != tuple(audio_mask.shape):
+                raise ValueError(f"readout_frames: expected shape {tuple(audio_mask.shape)} + (Da,), got "
+                                 f"{tuple(readout_frames.shape)}")
+            return window_statistics(readout_frames.to(audio_mask.device), audio_mask)
+        return window_statistics(audio, audio_mask)
 
     def _probs(self, task: str | None, lp: torch.Tensor, candidates,
                stats: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -486,7 +556,8 @@ class CoatModel(nn.Module):
     @torch.inference_mode()
     def score_tasks(self, waves, tasks: list[str], *, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
                     thinking: torch.Tensor | None = None, use_thinking: bool | None = None,
-                    sample_rate: int = SAMPLE_RATE) -> dict[str, ScoreResult]:
+                    sample_rate: int = SAMPLE_RATE, readout_frames: torch.Tensor | None = None
+                    ) -> dict[str, ScoreResult]:
         """``score_task`` for several tasks of the same windows, their shared prefix (prefix text, audio,
         thinking block) run once: one decoder call with each task's prompt and candidates as branches after
         it (``score_prompts_fused``). Same scores as one ``score_task`` per task up to float noise; the
@@ -495,14 +566,17 @@ class CoatModel(nn.Module):
         unknown = [t for t in tasks if t not in self.config.tasks]
         if unknown or not tasks:
             raise ValueError(f"expected tasks this model knows ({sorted(self.config.tasks)}), got {list(tasks)}")
+        if audio is None and self.needs_readout_frames:
+            embeds, mask, readout_frames = self.encode_full(waves, sample_rate)
+            audio = (embeds, mask)
         if self.scoring != "fused":
             if audio is None:
                 audio = self.encode(waves, sample_rate)
             use = self.config.use_thinking if use_thinking is None else use_thinking
             if use and thinking is None:
                 thinking = self.think(*audio)
-            return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking)
-                    for t in tasks}
+            return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking,
+                                       readout_frames=readout_frames) for t in tasks}
         n = audio[0].shape[0] if audio is not None else len(waves)
         asm, embeds, embeds_mask = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking,
                                               audio=audio, thinking=thinking)
@@ -510,7 +584,8 @@ class CoatModel(nn.Module):
         prompts = [(self._ids(spec.prompt), [self.answer_ids(c) for c in spec.labels]) for spec in specs]
         lps, hidden = score_prompts_fused(self.adapter, asm, prompts, output_hidden_states=True)
         latents = self._latents(asm, hidden).float().cpu().numpy()
-        stats = self._readout_stats([(t, spec.labels) for t, spec in zip(tasks, specs)], embeds, embeds_mask)
+        stats = self._readout_stats([(t, spec.labels) for t, spec in zip(tasks, specs)], embeds, embeds_mask,
+                                    readout_frames)
         out = {}
         for task, spec, lp in zip(tasks, specs, lps):
             probs, ro = self._probs(task, lp, spec.labels, stats)

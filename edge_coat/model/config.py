@@ -130,6 +130,13 @@ class CoatConfig(BaseModel):
                     "each with its labels in the order of the readout's rows; their probabilities are "
                     "softmax((logprobs / temperature + log p_readout) / readout_temperature)",
     )
+    readout_input: Literal["audio", "tower"] = Field(
+        default="audio",
+        description="what the answer readout's window statistics are taken over: 'audio', the projected audio "
+                    "embeddings the thinking block and the LLM read (coat-tiny 1.4); 'tower', the audio tower's output "
+                    "before the projector (coat-tiny 1.5: the projector is a trained map to a narrower width, and a "
+                    "linear readout of the tower's own statistics scored better, docs/coat-tiny-tower-readout)",
+    )
     readout_temperature: float = Field(
         default=1.0, gt=0.0, le=100.0,
         description="softmax temperature of the fused scores where a readout scores (calibrated on the validation "

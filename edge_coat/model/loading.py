@@ -135,7 +135,11 @@ def _pick_encoder(model, coat_path: Path, model_dir: Path, runtime: EncoderRunti
     elif model.device.type != "cpu":
         log.info("audio encoder: torch (the model is on %s: the encoder stays with the base model there)", model.device)
     else:
-        attach_onnx_encoder(model, path, runtime)
+        encoder = attach_onnx_encoder(model, path, runtime)
+        if model.config.readout and model.config.readout_input == "tower" and not encoder.has_tower:
+            raise ValueError(f"{path} outputs no tower, which this model's answer readout reads (readout_input "
+                             "'tower'): the bundle's encoder was exported by an older edge-coat; re-export it with "
+                             "edge-coat export, or set model.encoder.backend: torch")
 
 
 def attach_onnx_thinking(model, onnx_path: str | Path, runtime: ThinkingRuntimeConfig | None = None):

@@ -3,14 +3,16 @@
 For a task it knows, the model's label probabilities are the product of two calibrated opinions,
 ``softmax((logprobs / T + log p_readout) / T_r)``: the LLM's candidate log-likelihoods (after the thinking block) at
 their calibrated temperature, and a multinomial logistic regression on the mean and standard deviation over
-time of the window's audio embeddings (``CoatModel.encode``'s output, which the thinking block and the LLM
-read too), renormalised over the candidates scored. The readout is fitted after training on the training
+time of the window's audio, renormalised over the candidates scored. Which audio is ``coat_config.readout_input``:
+'audio', the projected embeddings the thinking block and the LLM read (``CoatModel.encode``, coat-tiny 1.4), or
+'tower', the audio tower's output before the projector (``CoatModel.encode_full``, coat-tiny 1.5: wider, and not
+narrowed by a map trained for the LLM; it scored better on held-out folds, docs/coat-tiny-tower-readout). The readout is fitted after training on the training
 split's clips (``edge_coat.train.readout``); the tiny LLM over-fits a thousand clips and varies by many points
 between seeds, a regularised convex fit on the same embeddings does neither, and the two err differently
 (``docs/coat-tiny-readout``). Both read the same audio, so their sum is over-confident: ``T_r``
 (``coat_config.readout_temperature``) is calibrated on the validation split after the fit (coat-tiny 1.4: 3.4).
 
-Stored in ``coat.safetensors`` as ``readout.tasks.<task>.weight`` (C, 2D) and ``.bias`` (C,) (buffers, not
+Stored in ``coat.safetensors`` as ``readout.tasks.<task>.weight`` (C, 2F, F the width read) and ``.bias`` (C,) (buffers, not
 parameters: no optimiser touches them), the
 feature standardisation folded in; ``coat_config.json``'s ``readout`` names each task's C labels in row order.
 """

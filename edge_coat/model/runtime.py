@@ -7,7 +7,9 @@ input's device. numpy arrays are accepted too.
 
 ``OnnxAudioEncoder(path, adapter, config)`` is ``model.encode_mel``'s runtime for ``encoder.onnx``
 (audio encoder + projector, Qwen2-Audio family; ``edge_coat.export.encoder`` writes it):
-``(mel (B, n_mels, F), mel_mask (B, F)) -> (embeds (B, T, D) float32, mask (B, T) bool)``.
+``(mel (B, n_mels, F), mel_mask (B, F)) -> (embeds (B, T, D) float32, mask (B, T) bool)``;
+``encode_with_tower`` adds the tower's output before the projector (B, T, Da), where the graph has it
+(``has_tower``: exported since coat-tiny 1.5).
 
 The graph file names and input/output names below are the bundle format: ``edge_coat.export`` writes
 graphs with them, this module reads them.
@@ -47,6 +49,9 @@ OUTPUT_FRAMES = "thinking_frames"
 INPUT_MEL = "mel"
 INPUT_MEL_MASK = "mel_mask"
 OUTPUT_EMBEDS = "audio_embeds"
+#: the encoder graph's second output (bundles from coat-tiny 1.5): the tower's output before the projector, which a
+#: readout with ``readout_input`` 'tower' reads
+OUTPUT_TOWER = "audio_tower"
 
 _SESSIONS: dict[tuple, object] = {}
 _SESSIONS_LOCK = threading.Lock()
@@ -311,6 +316,8 @@ class OnnxAudioEncoder:
         self.n_mels = int(inputs[INPUT_MEL].shape[1])
         self.frames = int(inputs[INPUT_MEL].shape[2])
         self.out_dim = int(outputs[OUTPUT_EMBEDS].shape[2])
+        #: whether the graph also outputs the tower before the projector (``encode_with_tower``)
+        self.has_tower = OUTPUT_TOWER in outputs
         expected = (adapter.n_mels, adapter.max_frames, adapter.hidden_size)
         if (self.n_mels, self.frames, self.out_dim) != expected:
             raise ValueError(
@@ -324,6 +331,20 @@ class OnnxAudioEncoder:
                  self.frames, self.out_dim)
 
     def __call__(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds, mask = self._run(mel, mel_mask, (OUTPUT_EMBEDS,))
+        return embeds[0], mask
+
+    def encode_with_tower(self, mel: torch.Tensor, mel_mask: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(embeds (B, T, D), mask (B, T) bool, tower (B, T, Da)) from one run of the graph."""
+        if not self.has_tower:
+            raise ValueError(f"{self.path} has no {OUTPUT_TOWER} output (exported before coat-tiny 1.5), which this "
+                             "model's answer readout reads: re-export the bundle with edge-coat export")
+        (embeds, tower), mask = self._run(mel, mel_mask, (OUTPUT_EMBEDS, OUTPUT_TOWER))
+        return embeds, mask, tower
+
+    def _run(self, mel: torch.Tensor, mel_mask: torch.Tensor, names: tuple[str, ...]
+             ) -> tuple[list[torch.Tensor], torch.Tensor]:
         device = mel.device
         if mel.ndim != 3 or tuple(mel.shape[1:]) != (self.n_mels, self.frames):
             raise ValueError(f"mel: expected shape (B, {self.n_mels}, {self.frames}), got {tuple(mel.shape)}")
@@ -331,10 +352,10 @@ class OnnxAudioEncoder:
             raise ValueError(f"mel_mask: expected shape ({mel.shape[0]}, {self.frames}), got {tuple(mel_mask.shape)}")
         x = np.ascontiguousarray(mel.detach().to("cpu", torch.float32).numpy())  # (B, n_mels, F)
         m = np.ascontiguousarray(mel_mask.detach().to("cpu", torch.int64).numpy())  # (B, F)
-        embeds = torch.from_numpy(self._session.run([OUTPUT_EMBEDS], {INPUT_MEL: x, INPUT_MEL_MASK: m})[0])  # (B, T, D)
+        outs = [torch.from_numpy(o) for o in self._session.run(list(names), {INPUT_MEL: x, INPUT_MEL_MASK: m})]
         lengths = self.adapter.output_lengths(torch.from_numpy(m).sum(-1))  # (B,)
-        mask = torch.arange(embeds.shape[1])[None, :] < lengths[:, None]  # (B, T)
-        return embeds.to(device), mask.to(device)
+        mask = torch.arange(outs[0].shape[1])[None, :] < lengths[:, None]  # (B, T)
+        return [o.to(device) for o in outs], mask.to(device)
 
 
 def save_materialized(path: Path, out: Path) -> Path:

@@ -176,6 +176,12 @@ class TrainConfig(BaseModel):
         description="after training, fit the answer readout of the emotion and events tasks on the training clips "
                     "with this inverse L2 strength (edge_coat.train.readout); 0 = no readout",
     )
+    readout_input: Literal["audio", "tower"] = Field(
+        default="tower",
+        description="what the answer readout reads: 'tower', the statistics of the audio tower's output before the "
+                    "projector (chosen by docs/coat-tiny-tower-readout), or 'audio', those of the projected embeds "
+                    "(coat-tiny 1.4)",
+    )
     readout_channels: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
         default_factory=lambda: ["clean", "telephone", "room"], min_length=1,
         description="channel copies of each training clip the readout is fitted on (edge_coat.train.augment)",

@@ -197,7 +197,7 @@ def make_validator(model, config: TrainConfig, sets, batch_size: int = 16):
                 else:
                     with torch.inference_mode():
                         audio = (model.adapter.project(b[0].to(model.device)), b[1].to(model.device))
-                    res = model.score_task(None, task, audio=audio)
+                    res = model.score_task(None, task, audio=audio, readout_frames=b[0])
                 predicted += [labels[int(i)] for i in res.logprobs.argmax(-1)]
             out[name] = classification_metrics(answers, predicted, labels)[0]["ua"]
         out["score"] = float(np.mean(list(out.values())))
@@ -326,6 +326,7 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
     if not items:
         log.info("no readout: no emotion or events training clips of two labels or more")
         return
-    report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c)
+    report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c,
+                         source=config.readout_input)
     report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report})
     (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 #: the readout's L2 strength: C of LogisticRegression (chosen on the card split and fold A, docs/coat-tiny-readout)
 DEFAULT_C = 0.1
 DEFAULT_TASKS = ("emotion", "events")
+#: what the readout reads (``coat_config.readout_input``): the tower's output before the projector scored better than
+#: the projected embeds on folds B and C by a rule written before them (docs/coat-tiny-tower-readout)
+DEFAULT_INPUT = "tower"
+READOUT_INPUTS = ("audio", "tower")
 #: the channel copies of each training clip the readout is fitted on: the LLM's own training channels (a readout
 #: fitted on clean clips alone lost 3.5 points on the telephone copy, docs/coat-tiny-readout)
 DEFAULT_CHANNELS = ("clean", "telephone", "room")
@@ -54,28 +58,39 @@ def with_channels(items: dict[str, list[tuple[np.ndarray, str]]], channels: Sequ
 
 @torch.inference_mode()
 def clip_statistics(model, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """(N, 2D) float32 ``window_statistics`` of each wave's audio embeddings (``model.encode``)."""
+    """(N, 2F) float32 ``window_statistics`` of what the model's readout reads in each wave: the audio embeddings
+    (``model.encode``, F = D) or, with ``readout_input`` 'tower', the tower's output (``model.encode_tower``, F = Da)."""
     from edge_coat.model.readout import window_statistics
 
+    tower = model.config.readout_input == "tower"
+    encode = model.encode_tower if tower else model.encode
     out = []
     for i in range(0, len(waves), batch_size):
-        audio, mask = model.encode(list(waves[i:i + batch_size]))
+        audio, mask = encode(list(waves[i:i + batch_size]))
         out.append(window_statistics(audio, mask).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 2 * model.adapter.audio_dim), np.float32)
+    dim = model.adapter.tower_dim if tower else model.adapter.audio_dim
+    return np.concatenate(out) if out else np.zeros((0, 2 * dim), np.float32)
 
 
 def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float = DEFAULT_C,
-                batch_size: int = 16) -> dict:
+                batch_size: int = 16, source: str = DEFAULT_INPUT) -> dict:
     """Fit and install a readout for each task of ``items`` (task -> (wave, answer) training pairs).
 
     A task needs at least two answers among its pairs; its labels are the answers seen (a subset of the
-    task's labels, which the readout then leaves to the LLM alone). Updates ``model.readout`` and
-    ``model.config.readout``; returns a report per task (clips, labels, training accuracy)."""
+    task's labels, which the readout then leaves to the LLM alone). ``source``: what it reads ('audio' or
+    'tower', ``CoatModel.set_readout_input``; switching drops the model's readouts of the other input).
+    Updates ``model.readout`` and ``model.config.readout``; returns a report per task (clips, labels, input,
+    training accuracy)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     if c <= 0:
         raise ValueError(f"readout C must be > 0, got {c}")
+    if source == "tower" and not model.adapter.supports_tower:  # only Qwen2-Audio exposes it (adapters.py)
+        log.info("readout: the %s family does not expose its tower's output; reading the audio embeds",
+                 model.config.family)
+        source = "audio"
+    model.set_readout_input(source)
     report = {}
     for task, pairs in items.items():
         if task not in model.config.tasks:
@@ -101,7 +116,7 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
         model.readout.set_task(task, labels, torch.tensor(weight, dtype=torch.float32, device=dev),
                                torch.tensor(bias, dtype=torch.float32, device=dev))
         model.config.readout = {**model.config.readout, task: labels}
-        report[task] = {"clips": len(pairs), "labels": labels, "c": c,
+        report[task] = {"clips": len(pairs), "labels": labels, "c": c, "input": source,
                         "train_accuracy": float(clf.score(scaler.transform(x), answers))}
         log.info("readout %s: %d clips, %d labels, training accuracy %.3f", task, len(pairs), len(labels),
                  report[task]["train_accuracy"])
@@ -180,7 +195,7 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
 
 
 def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
-                    channels: Sequence[str] = DEFAULT_CHANNELS) -> dict:
+                    channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT) -> dict:
     """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
     ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
     clips. A task whose clips carry fewer than two answers is left to the LLM alone. Returns the report
@@ -194,7 +209,7 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         raise ValueError(f"{run}: no training clips of two answers or more for a readout of {list(tasks)}")
-    report = fit_readout(model, with_channels(items, channels), c)
+    report = fit_readout(model, with_channels(items, channels), c, source=source)
     val = training_items(run, list(report), model.max_window_seconds, part="val")
     report["temperature"] = calibrate_readout_temperature(model, val)
     return report
@@ -209,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="where to write the model with its readout (default: --model)")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma list of tasks (default %(default)s)")
     p.add_argument("--c", type=float, default=DEFAULT_C, help="inverse L2 strength (default %(default)s)")
+    p.add_argument("--input", choices=READOUT_INPUTS, default=DEFAULT_INPUT,
+                   help="what the readout reads: the tower's output or the projected audio embeds (default %(default)s)")
     p.add_argument("--channels", default=",".join(DEFAULT_CHANNELS),
                    help="channel copies of each training clip to fit on (default %(default)s)")
     p.add_argument("--threads", type=int, default=1)
@@ -223,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
         model = CoatModel.from_pretrained(src)
         report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
-                                 [c for c in args.channels.split(",") if c])
+                                 [c for c in args.channels.split(",") if c], source=args.input)
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2
@@ -235,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
     tasks = [t for t in report if t != "temperature"]
-    print(f"readout fitted for {', '.join(tasks)} (fused temperature {model.config.readout_temperature:.3f}); "
+    print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)} (fused temperature {model.config.readout_temperature:.3f}); "
           f"model written to {out}")
     return 0
 

@@ -36,7 +36,7 @@ METRICS_NAME = "metrics.jsonl"
 #: run-config keys that may differ when resuming (how long / how often, not what is trained; the readout is fitted
 #: after the training loop).
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "keep_checkpoints", "progress", "readout_c",
-                               "readout_channels"})
+                               "readout_channels", "readout_input"})
 
 
 def rng_state(sampler: np.random.Generator | None = None) -> dict:

@@ -35,6 +35,8 @@ call, and for chunks encoded ahead), and kept with it; each window then runs onl
 (``from_frames``: mean/std pooling, the summary slot, the K queries) over its chunks' kept frames. Same
 latents up to float noise (tests/worker/test_thinking_cache.py). Without the cache, or with a bundle
 exported before the part graphs, each window runs the whole block (``info()["thinking_cache"]`` says which).
+A model whose answer readout reads the tower's output (``readout_input`` 'tower', coat-tiny 1.5) has it kept in
+the same cache, beside each position's embedding (``_encode_chunks``), and handed to ``score_tasks``.
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
@@ -165,6 +167,7 @@ class CoatStage:
         """The thinking block's per-frame part of encoded chunks (N, Tc, D) -> (N, Tc, F), timed for the batch."""
         t0 = time.perf_counter()
         block = self.model.thinking
+        embeds = self._split(embeds)[0]  # the cache's encodings may carry the tower beside the embeds
         out = block.frame_features(embeds.to(block.dtype))
         self._frames_s += time.perf_counter() - t0
         return out
@@ -256,7 +259,7 @@ class CoatStage:
 
         t0 = time.perf_counter()
         with torch.inference_mode():
-            self.cache.encode_ahead(chunks, self.model.encode_chunks)
+            self.cache.encode_ahead(chunks, self._encode_chunks)
         seconds = time.perf_counter() - t0
         stats = self.cache.stats()
         with self._lock:
@@ -305,7 +308,8 @@ class CoatStage:
         self._frames_s = 0.0
         if scored:
             with torch.inference_mode():
-                audio, mask, frames = self._encode([windows[i] for i in scored])  # (B, T, D), (B, T), (B, T, F)
+                # (B, T, D), (B, T), (B, T, F) or None, (B, T, Da) or None
+                audio, mask, frames, tower = self._encode([windows[i] for i in scored])
                 t_encoded = time.perf_counter()
                 if frames is not None:  # the thinking cache: only the per-window part runs here
                     think = self.model.thinking.from_frames(frames, mask).to(audio.dtype)  # (B, K, D)
@@ -318,7 +322,8 @@ class CoatStage:
                 for tasks, rows in groups.items():
                     sel = torch.tensor(rows, device=audio.device)
                     res = self.model.score_tasks(None, list(tasks), audio=(audio[sel], mask[sel]),
-                                                 thinking=think[sel] if think is not None else None)
+                                                 thinking=think[sel] if think is not None else None,
+                                                 readout_frames=tower[sel] if tower is not None else None)
                     for k, j in enumerate(rows):  # probs (B, C), thinking (B, K, D)
                         i = scored[j]
                         for task, r in res.items():
@@ -355,11 +360,33 @@ class CoatStage:
 
     def _encode(self, windows: list[Window]):
         """Audio positions of the windows: (embeds (B, T, D), mask (B, T) bool, the thinking block's per-frame
-        part (B, T, F) with the thinking cache, else None), through the encoder cache when there is one, else
-        whole windows in one ``encode`` call."""
-        if self.cache is not None:
-            return self.cache.encode_with_frames(windows, self.model.encode_chunks)
-        return (*self.model.encode([w.samples for w in windows]), None)
+        part (B, T, F) with the thinking cache, else None, the tower's output (B, T, Da) when the readout reads
+        it, else None), through the encoder cache when there is one, else whole windows in one ``encode_full``
+        call."""
+        if self.cache is None:
+            embeds, mask, tower = self.model.encode_full([w.samples for w in windows])
+            return embeds, mask, None, tower
+        joined, mask, frames = self.cache.encode_with_frames(windows, self._encode_chunks)
+        embeds, tower = self._split(joined)
+        return embeds, mask, frames, tower
+
+    def _encode_chunks(self, chunks: list[np.ndarray]):
+        """The cache's encoder: (N, Tc, D) embeds and mask of chunks; when the readout reads the tower, each
+        position's tower output is kept beside its embedding, (N, Tc, D + Da), so it is cached, dropped and joined
+        into windows exactly as the embeds are (``_split`` parts them again)."""
+        if not self.model.needs_readout_frames:
+            return self.model.encode_chunks(chunks)
+        import torch
+
+        embeds, mask, tower = self.model.encode_chunks(chunks, with_tower=True)
+        return torch.cat([embeds, tower.to(embeds.dtype)], -1), mask
+
+    def _split(self, joined):
+        """What the cache returns -> (embeds (B, T, D), the tower's output (B, T, Da) or None)."""
+        if not self.model.needs_readout_frames:
+            return joined, None
+        d = self.model.adapter.audio_dim
+        return joined[..., :d], joined[..., d:]
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:

@@ -162,3 +162,43 @@ def test_int8_copy_quantizes_the_weights_the_graph_reads_from_safetensors(bundle
     assert matmuls >= 6
     q = onnx.load(str(int8_copy(folder / "encoder.onnx"))).graph
     assert sum(n.op_type == "MatMulInteger" for n in q.node) == matmuls  # every weight MatMul quantized
+
+
+def test_the_graph_also_outputs_the_tower_for_a_tower_readout(saved_models, onnx_model):
+    torch_model, _ = saved_models["qwen2_audio"]
+    enc = onnx_model.audio_encoder
+    assert enc.has_tower
+    mel, mask = random_mels(enc.n_mels, enc.frames, batches=(2,), seed=3)[0]
+    with torch.inference_mode():
+        hidden, valid = torch_model.adapter.encode_tower(mel, mask)  # (2, T, Da)
+    embeds, got_mask, tower = enc.encode_with_tower(mel, mask)
+    assert torch.equal(got_mask, valid) and tower.shape == hidden.shape and tower.shape[-1] != embeds.shape[-1]
+    assert float((tower - hidden)[valid].abs().max()) <= 1e-5
+    torch.testing.assert_close(embeds, enc(mel, mask)[0])
+
+
+def test_a_tower_readout_refuses_an_encoder_graph_without_the_tower(bundles, tmp_path):
+    import onnx
+
+    from edge_coat.model.loading import _pick_encoder
+    from edge_coat.model.runtime import OUTPUT_TOWER
+
+    folder = bundles["qwen2_audio"][1]
+    old = onnx.load(str(folder / ENCODER_ONNX))  # as bundles before coat-tiny 1.5 have it: the embeds only
+    kept = [o for o in old.graph.output if o.name != OUTPUT_TOWER]
+    del old.graph.output[:]
+    old.graph.output.extend(kept)
+    onnx.save(old, str(tmp_path / ENCODER_ONNX))
+    enc = OnnxAudioEncoder(tmp_path / ENCODER_ONNX, load_bundle(folder, runtime=CPU).adapter, ENC_CPU)
+    assert not enc.has_tower
+    with pytest.raises(ValueError, match="no audio_tower output .* re-export"):
+        enc.encode_with_tower(torch.zeros(1, enc.n_mels, enc.frames), torch.ones(1, enc.frames, dtype=torch.long))
+    model = load_bundle(folder, runtime=CPU, encoder_runtime=EncoderRuntimeConfig(backend="torch"))
+    _pick_encoder(model, tmp_path, tmp_path, ENC_CPU)  # an audio readout (or none) runs on it
+    model.set_readout_input("tower")
+    labels = list(model.config.tasks["emotion"].labels)
+    model.readout.set_task("emotion", labels, torch.zeros(len(labels), model.readout.feature_dim),
+                           torch.zeros(len(labels)))
+    model.config.readout = {"emotion": labels}
+    with pytest.raises(ValueError, match="outputs no tower.*re-export it with edge-coat export"):
+        _pick_encoder(model, tmp_path, tmp_path, ENC_CPU)

@@ -125,3 +125,59 @@ def test_score_tasks_computes_the_window_statistics_once_for_every_readout_task(
     model.use_readout = False
     model.score_tasks(waves, tasks)
     assert len(calls) == 1  # nothing fused: no statistics
+
+
+def _tower_readout(model: CoatModel, seed: int = 0) -> CoatModel:
+    """Switch the readout to the tower's output and install a random one for the model's first task."""
+    model.set_readout_input("tower")
+    assert model.readout.feature_dim == 2 * model.adapter.tower_dim != 2 * model.adapter.audio_dim
+    return _with_readout(model, seed)
+
+
+def test_a_tower_readout_reads_the_statistics_of_the_towers_output():
+    model = _tower_readout(tiny_coat_model("qwen2_audio", seed=0, max_seconds=2))
+    task = sorted(model.config.tasks)[0]
+    labels = list(model.config.tasks[task].labels)
+    rng = np.random.default_rng(4)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (12_000, 50_000)]  # one window chunked (2 s)
+    res = model.score_task(waves, task)
+    with torch.inference_mode():
+        hidden, mask = model.encode_tower(waves)
+        want = model.readout.log_probs(task, window_statistics(hidden, mask), labels)
+        embeds, emask, tower = model.encode_full(waves)
+        e2, m2 = model.encode(waves)
+    np.testing.assert_allclose(res.readout, want.numpy(), atol=1e-5)
+    assert torch.equal(emask, mask) and torch.equal(m2, mask)
+    torch.testing.assert_close(embeds, e2)
+    torch.testing.assert_close(tower[mask], hidden[mask])
+    # computed before, as the model stage hands it over: the audio embeds need the tower's output beside them
+    with pytest.raises(ValueError, match="reads the audio tower's output: pass readout_frames"):
+        model.score_tasks(None, [task], audio=(embeds, emask))
+    given = model.score_tasks(None, [task], audio=(embeds, emask), readout_frames=tower)[task]
+    np.testing.assert_allclose(given.probs, res.probs, atol=1e-4)
+    model.use_readout = False
+    assert model.encode_full(waves)[2] is None  # no readout in use: nothing beside the embeds
+
+
+def test_a_tower_readout_survives_save_and_load_and_switching_input_drops_it(tmp_path):
+    model = _tower_readout(tiny_coat_model("qwen2_audio", seed=0), seed=5)
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "coat_config.json").read_text())["readout_input"] == "tower"
+    loaded = CoatModel.from_pretrained(tmp_path / "m")
+    assert loaded.config.readout_input == "tower" and loaded.readout.feature_dim == model.readout.feature_dim
+    task = sorted(model.config.tasks)[0]
+    waves = [np.random.default_rng(1).standard_normal(12_000).astype(np.float32) * 0.1]
+    np.testing.assert_allclose(loaded.score_task(waves, task).readout, model.score_task(waves, task).readout,
+                               atol=1e-4)
+    loaded.set_readout_input("audio")
+    assert loaded.config.readout == {} and loaded.readout.feature_dim == 2 * loaded.adapter.audio_dim
+    assert loaded.score_task(waves, task).readout is None
+    with pytest.raises(ValueError, match="must be 'audio' or 'tower'"):
+        loaded.set_readout_input("mel")
+
+
+def test_a_family_without_a_tower_output_refuses_a_tower_readout():
+    model = tiny_coat_model("qwen2_5_omni", seed=0)
+    assert not model.adapter.supports_tower
+    with pytest.raises(ValueError, match="does not expose its tower's output"):
+        model.set_readout_input("tower")

@@ -78,6 +78,9 @@ def test_training_fits_the_answer_readout_on_the_training_clips(trained, separab
     assert report["emotion"]["clips"] == 48 and report["emotion"]["labels"] == ["happy", "sad"]
     model = CoatModel.from_pretrained(trained / "model")
     assert model.config.readout == {"emotion": ["happy", "sad"]}
+    # by default it reads the tower's output before the projector (docs/coat-tiny-tower-readout)
+    assert report["emotion"]["input"] == "tower" and model.config.readout_input == "tower"
+    assert model.readout.feature_dim == 2 * model.adapter.tower_dim
     # the fused scores' temperature is fitted on the run's validation clips (none in this run: left at 1.0)
     split = json.loads((trained / "split.json").read_text())
     assert report["temperature"]["n"] == sum(len(v["val"]) for v in split.values())
@@ -101,12 +104,17 @@ def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_pa
     from edge_coat.train.readout import main as readout_main
 
     assert readout_main([str(trained), "--out", str(tmp_path / "copy" / "model"), "--c", "1.0"]) == 0
-    assert "readout fitted for emotion" in capsys.readouterr().out
+    assert "readout on the tower statistics fitted for emotion" in capsys.readouterr().out
     assert json.loads((tmp_path / "copy" / "readout.json").read_text())["emotion"]["c"] == 1.0
     refit = CoatModel.from_pretrained(tmp_path / "copy" / "model")
     first = CoatModel.from_pretrained(trained / "model")
     w1, w2 = first.readout.tasks["emotion"].weight, refit.readout.tasks["emotion"].weight
     assert w1.shape == w2.shape and not torch.allclose(w1, w2)  # weaker regularisation, other weights
+    # 1.4's input, the projected audio embeds, on request
+    assert readout_main([str(trained), "--out", str(tmp_path / "audio" / "model"), "--input", "audio"]) == 0
+    assert "readout on the audio statistics fitted" in capsys.readouterr().out
+    audio = CoatModel.from_pretrained(tmp_path / "audio" / "model")
+    assert audio.config.readout_input == "audio" and audio.readout.feature_dim == 2 * audio.adapter.audio_dim
     # not a run folder: one line naming the problem
     capsys.readouterr()
     assert readout_main([str(tmp_path / "nowhere"), "--model", str(trained / "model")]) == 2

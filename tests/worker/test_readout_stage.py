@@ -53,3 +53,26 @@ def test_the_stage_fuses_the_readout_alike_with_and_without_its_encoder_cache_an
     np.testing.assert_allclose(alone, torch.softmax(torch.tensor(ref.logprobs) / model.config.temperature,
                                                     -1).numpy()[:, order], atol=1e-4)
     assert np.abs(alone - fused_cached).max() > 1e-3
+
+
+def test_a_tower_readout_is_fed_the_towers_output_through_the_encoder_and_thinking_caches():
+    model = tiny_with_readout()
+    model.set_readout_input("tower")  # drops the audio readout: install one on the tower's statistics
+    labels = list(model.config.tasks["emotion"].labels)
+    g = torch.Generator().manual_seed(1)
+    model.readout.set_task("emotion", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
+                           torch.zeros(len(labels)))
+    model.config.readout = {"emotion": labels}
+    audio = (0.1 * np.random.default_rng(3).standard_normal(6 * SR)).astype(np.float32)
+    windows = stream_windows(audio, length=3 * SR, hop=SR, tasks=("emotion",))
+    cached = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"thinking_frames": True}), model=model)
+    info = cached.info()
+    assert info["encoder_cache_on"] and info["thinking_cache_on"] and info["readout"] == ["emotion"]
+    got = np.concatenate([_probs(cached, [w]) for w in windows])  # one window per batch: later ones hit the cache
+    assert cached.stats()["encoder_cache"]["hits"] > 0  # windows built from cached chunks (tower included)
+    whole = _probs(CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"enabled": False}),
+                             model=model), windows)
+    ref = model.score_task([w.samples for w in windows], "emotion")  # the model on the windows' waves
+    order = [list(ref.labels).index(k) for k in sorted(labels)]
+    np.testing.assert_allclose(got, ref.probs[:, order], atol=1e-4)
+    np.testing.assert_allclose(whole, ref.probs[:, order], atol=1e-4)
