@@ -34,6 +34,8 @@ def main():
     p.add_argument("model", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--no-thinking", action="store_true")
+    p.add_argument("--aug-seed", type=int, default=0,
+                   help="seed of the training rows' room and telephone copies (another draw of the same clips)")
     a = p.parse_args()
     torch.set_num_threads(1)
     model = CoatModel.from_pretrained(a.model)
@@ -55,7 +57,7 @@ def main():
                 ans = spec.answer(c.label, c.meta)
                 if part == "train":
                     for k, ch in enumerate(("clean", "telephone", "room")):
-                        rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([0, i, k]))))
+                        rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([a.aug_seed, i, k]))))
                 else:
                     rows.append((part, corpus, src.task, ans, w))
                     if part == "held_out" and corpus == "ravdess":

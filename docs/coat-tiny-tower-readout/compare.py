@@ -23,6 +23,8 @@ BARS = {"RAVDESS UA": 1.0, "telephone UA": -1.0, "EMOVO UA": -1.0, "TurEV UA": -
 
 def main():
     feat = Path(sys.argv[1])
+    if len(sys.argv) > 2 and sys.argv[2] == "--draws":  # the fit's noise: the rule's difference on every dump
+        return draws(feat)
     names = [n for _, _, n in FIGURES]
     res = {}
     for dump in ("b", "c", "a", "card141"):
@@ -49,6 +51,18 @@ def main():
             ok &= passed
             print(f"  {n}: {diff:+.1f} (bar {bar:+.1f}) {'pass' if passed else 'FAIL'}")
         print("adopt" if ok else "not adopted")
+
+
+def draws(feat: Path) -> None:
+    """Tower readout minus 1.4's readout on every FEAT_DIR/*-coat*.npz (other draws of the training rows' room and
+    telephone copies: extract.py --aug-seed), each figure in points."""
+    names = [n for _, _, n in FIGURES]
+    print("| dump | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for f in sorted(feat.glob("*-coat*.npz")):
+        d = np.load(f)
+        ref, cand = evaluate(d, ("stats",), "sum"), evaluate(d, ("tower_stats",), "sum")
+        print(f"| {f.stem} | " + " | ".join(f"{100 * (cand[n] - ref[n]):+.1f}" for n in names) + " |")
 
 
 if __name__ == "__main__":
