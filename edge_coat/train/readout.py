@@ -195,10 +195,11 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
 
 
 def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
-                    channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT) -> dict:
+                    channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT, seed: int = 0) -> dict:
     """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
     ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
-    clips. A task whose clips carry fewer than two answers is left to the LLM alone. Returns the report
+    clips. ``seed``: the draw of the channel copies (``with_channels``). A task whose clips carry fewer than two answers
+    is left to the LLM alone. Returns the report
     (per task, plus "temperature"); ValueError when no task can have a readout."""
     run = check_run(run)
     from edge_coat.train.config import TrainConfig
@@ -209,9 +210,10 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         raise ValueError(f"{run}: no training clips of two answers or more for a readout of {list(tasks)}")
-    report = fit_readout(model, with_channels(items, channels), c, source=source)
+    report = fit_readout(model, with_channels(items, channels, seed), c, source=source)
     val = training_items(run, list(report), model.max_window_seconds, part="val")
     report["temperature"] = calibrate_readout_temperature(model, val)
+    report["seed"] = seed
     return report
 
 
@@ -228,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="what the readout reads: the tower's output or the projected audio embeds (default %(default)s)")
     p.add_argument("--channels", default=",".join(DEFAULT_CHANNELS),
                    help="channel copies of each training clip to fit on (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draw of the telephone and room copies (default %(default)s; another seed shows the fit's noise)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -240,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
         model = CoatModel.from_pretrained(src)
         report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
-                                 [c for c in args.channels.split(",") if c], source=args.input)
+                                 [c for c in args.channels.split(",") if c], source=args.input, seed=args.seed)
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2
@@ -251,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir = args.out.parent if args.out is not None else args.run
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
-    tasks = [t for t in report if t != "temperature"]
+    tasks = [t for t in report if t not in ("temperature", "seed")]
     print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)} (fused temperature {model.config.readout_temperature:.3f}); "
           f"model written to {out}")
     return 0

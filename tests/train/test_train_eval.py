@@ -115,6 +115,14 @@ def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_pa
     assert "readout on the audio statistics fitted" in capsys.readouterr().out
     audio = CoatModel.from_pretrained(tmp_path / "audio" / "model")
     assert audio.config.readout_input == "audio" and audio.readout.feature_dim == 2 * audio.adapter.audio_dim
+    # another draw of the telephone and room copies: other weights; the same draw again: the same weights
+    for name, seed in (("again", "0"), ("other", "7")):
+        assert readout_main([str(trained), "--out", str(tmp_path / name / "model"), "--c", "1.0", "--seed", seed]) == 0
+    assert json.loads((tmp_path / "other" / "readout.json").read_text())["seed"] == 7
+    again = CoatModel.from_pretrained(tmp_path / "again" / "model").readout.tasks["emotion"].weight
+    other = CoatModel.from_pretrained(tmp_path / "other" / "model").readout.tasks["emotion"].weight
+    torch.testing.assert_close(again, w2)
+    assert not torch.allclose(other, w2)
     # not a run folder: one line naming the problem
     capsys.readouterr()
     assert readout_main([str(tmp_path / "nowhere"), "--model", str(trained / "model")]) == 2
