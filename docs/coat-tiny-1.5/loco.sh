@@ -7,10 +7,7 @@ ROOT=$1; OUT=$2
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 DATA=${DATA:-../shared/data}; PY=.venv/bin/python; mkdir -p "$OUT"
-declare -A MAP=(
-  [ravdess]='{"neutral":"neutral","calm":"calm","happy":"happy","sad":"sad","angry":"angry","fearful":"fearful","disgust":"disgust","surprised":"surprised"}'
-  [emovo]='{"neutral":"neutral","happy":"happy","sad":"sad","angry":"angry","fearful":"fearful","disgust":"disgust","surprised":"surprised"}'
-  [turev]='{"angry":"angry","calm":"calm","happy":"happy","sad":"sad"}')
+source docs/coat-tiny-1.5/label_maps.sh
 for held in ravdess emovo turev; do
   m=$OUT/models/loco-$held/model
   [ -f "$m/coat_config.json" ] || $PY -m edge_coat.train.readout "$ROOT/loco-$held" --input tower --out "$m" > "$OUT/readout-loco-$held.log" 2>&1

@@ -7,10 +7,7 @@ ROOT=$1; OUT=$2; INPUT=$3; SEEDS=$4; CORPORA=${5:-"turev emovo ravdess"}
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 DATA=${DATA:-../shared/data}; PY=.venv/bin/python; mkdir -p "$OUT"
-declare -A MAP=(
-  [ravdess]='{"neutral":"neutral","calm":"calm","happy":"happy","sad":"sad","angry":"angry","fearful":"fearful","disgust":"disgust","surprised":"surprised"}'
-  [emovo]='{"neutral":"neutral","happy":"happy","sad":"sad","angry":"angry","fearful":"fearful","disgust":"disgust","surprised":"surprised"}'
-  [turev]='{"angry":"angry","calm":"calm","happy":"happy","sad":"sad"}')
+source docs/coat-tiny-1.5/label_maps.sh
 for held in $CORPORA; do
   for seed in $SEEDS; do
     tag=loco-$held-$INPUT-s$seed; m=$OUT/models/$tag/model
