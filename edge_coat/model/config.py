@@ -256,9 +256,9 @@ class EncoderCacheConfig(BaseModel):
     max_streams: int = Field(
         default=1024, ge=1, le=1_000_000,
         description="streams whose chunks are kept (the least recently seen is dropped beyond it and re-encodes its "
-        "next window whole); each keeps at most the chunks of its longest window: with coat-tiny and the thinking "
-        "frames ~1.5 MB a stream at 10 s windows, so the default bounds the cache at ~1.5 GB (one CPU core serves "
-        "~80 streams)",
+        "next window whole); each keeps at most the chunks of its longest window: with coat-tiny 1.5 and the "
+        "thinking frames ~1.9 MB a stream at 10 s windows (1.5 MB without the tower output its readout reads), so "
+        "the default bounds the cache at ~2 GB (one CPU core serves ~80 streams)",
     )
     encode_ahead: bool = Field(
         default=True,
@@ -272,8 +272,9 @@ class EncoderCacheConfig(BaseModel):
         "(thinking_frames.onnx: its input projection, summary MLP, cross-attention keys/values), so a window runs "
         "only the per-window part (thinking_window.onnx) over the kept frames; needs the cache and a bundle with "
         "both graphs (older bundles: the whole block per window, and the stage's info says so). Memory: coat-tiny "
-        "keeps 1,280 floats per audio position with the 256 of its encoding, ~1.5 MB per stream at 10 s windows "
-        "instead of ~0.26 MB (bounded like the encodings: max_streams, the longest window's chunks)",
+        "keeps 1,280 floats per audio position with the 256 of its encoding (and, 1.5, the 384 of the tower output "
+        "its readout reads), ~1.9 MB per stream at 10 s windows instead of ~0.64 MB (bounded like the encodings: "
+        "max_streams, the longest window's chunks)",
     )
 
 
