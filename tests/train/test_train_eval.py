@@ -130,6 +130,18 @@ def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_pa
     assert len(err.splitlines()) == 1 and "run_config.json not found" in err
 
 
+def test_training_can_fit_the_readout_on_the_projected_embeds(separable, tmp_path):
+    from edge_coat.model.coat import CoatModel
+
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--data", f"{separable['train']}:emotion", "--steps", "4", "--batch-size", "4",
+                 "--out", str(out), "--teacher-cache", str(tmp_path / "cache"), "--readout-input", "audio"]) == 0
+    model = CoatModel.from_pretrained(out / "model")
+    assert model.config.readout_input == "audio" and model.config.readout == {"emotion": ["happy", "sad"]}
+    assert model.readout.feature_dim == 2 * model.adapter.audio_dim
+    assert json.loads((out / "readout.json").read_text())["emotion"]["input"] == "audio"
+
+
 def test_channel_copies_are_reproducible_and_checked():
     from edge_coat.train.readout import with_channels
 
