@@ -76,3 +76,28 @@ def test_a_tower_readout_is_fed_the_towers_output_through_the_encoder_and_thinki
     order = [list(ref.labels).index(k) for k in sorted(labels)]
     np.testing.assert_allclose(got, ref.probs[:, order], atol=1e-4)
     np.testing.assert_allclose(whole, ref.probs[:, order], atol=1e-4)
+
+
+def test_a_tower_readout_scores_alike_from_chunks_encoded_ahead():
+    from edge_coat.messages import AudioChunk
+
+    model = tiny_with_readout()
+    model.set_readout_input("tower")
+    labels = list(model.config.tasks["emotion"].labels)
+    g = torch.Generator().manual_seed(2)
+    model.readout.set_task("emotion", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
+                           torch.zeros(len(labels)))
+    model.config.readout = {"emotion": labels}
+    audio = (0.1 * np.random.default_rng(5).standard_normal(5 * SR)).astype(np.float32)
+    windows = stream_windows(audio, length=3 * SR, hop=SR, tasks=("emotion",))
+    stage = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"thinking_frames": True}), model=model)
+    chunk = stage.ahead_chunk_samples(3 * SR, SR)
+    assert chunk == model.chunk_samples
+    # the first window's first two chunks arrive ahead of it: encoded (tower included) before any window
+    stage.encode_ahead([AudioChunk("s1", k * chunk, audio[k * chunk:(k + 1) * chunk], 1) for k in range(2)])
+    got = np.concatenate([_probs(stage, [w]) for w in windows])
+    stats = stage.stats()["encoder_cache"]
+    # hits on them: chunks 0 and 1 for the first window, chunk 1 again for the second
+    assert stats["ahead_encoded"] == 2 and stats["hits_ahead"] == 3
+    ref = model.score_task([w.samples for w in windows], "emotion")
+    np.testing.assert_allclose(got, ref.probs[:, [list(ref.labels).index(k) for k in sorted(labels)]], atol=1e-4)
