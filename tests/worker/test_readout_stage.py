@@ -28,6 +28,18 @@ def tiny_with_readout():
     return model
 
 
+def tiny_with_tower_readout(seed: int):
+    """The tiny model with a random emotion readout on the tower's statistics (and its emotion labels)."""
+    model = tiny_with_readout()
+    model.set_readout_input("tower")  # drops the audio readout: install one on the tower's statistics
+    labels = list(model.config.tasks["emotion"].labels)
+    g = torch.Generator().manual_seed(seed)
+    model.readout.set_task("emotion", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
+                           torch.zeros(len(labels)))
+    model.config.readout = {"emotion": labels}
+    return model, labels
+
+
 def _probs(stage, windows):
     return np.array([[r.label_probs["emotion"][k] for k in sorted(r.label_probs["emotion"])]
                      for r in stage.process(windows)])
@@ -56,13 +68,7 @@ def test_the_stage_fuses_the_readout_alike_with_and_without_its_encoder_cache_an
 
 
 def test_a_tower_readout_is_fed_the_towers_output_through_the_encoder_and_thinking_caches():
-    model = tiny_with_readout()
-    model.set_readout_input("tower")  # drops the audio readout: install one on the tower's statistics
-    labels = list(model.config.tasks["emotion"].labels)
-    g = torch.Generator().manual_seed(1)
-    model.readout.set_task("emotion", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
-                           torch.zeros(len(labels)))
-    model.config.readout = {"emotion": labels}
+    model, labels = tiny_with_tower_readout(seed=1)
     audio = (0.1 * np.random.default_rng(3).standard_normal(6 * SR)).astype(np.float32)
     windows = stream_windows(audio, length=3 * SR, hop=SR, tasks=("emotion",))
     cached = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"thinking_frames": True}), model=model)
@@ -81,13 +87,7 @@ def test_a_tower_readout_is_fed_the_towers_output_through_the_encoder_and_thinki
 def test_a_tower_readout_scores_alike_from_chunks_encoded_ahead():
     from edge_coat.messages import AudioChunk
 
-    model = tiny_with_readout()
-    model.set_readout_input("tower")
-    labels = list(model.config.tasks["emotion"].labels)
-    g = torch.Generator().manual_seed(2)
-    model.readout.set_task("emotion", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
-                           torch.zeros(len(labels)))
-    model.config.readout = {"emotion": labels}
+    model, labels = tiny_with_tower_readout(seed=2)
     audio = (0.1 * np.random.default_rng(5).standard_normal(5 * SR)).astype(np.float32)
     windows = stream_windows(audio, length=3 * SR, hop=SR, tasks=("emotion",))
     stage = CoatStage(ModelSection(path="unused", readings=[], encoder_cache={"thinking_frames": True}), model=model)
