@@ -300,7 +300,7 @@ class CoatModel(nn.Module):
     @property
     def needs_readout_frames(self) -> bool:
         """Whether scoring needs the tower's output beside the audio embeds: a readout in use that reads the tower
-        (``coat_config.readout_input`` 'tower'). ``encode_full`` and ``encode_chunks(..., with_tower=True)`` give it."""
+        (``coat_config.readout_input`` 'tower'). ``encode_full`` and ``encode_chunks(..., packed=True)`` give it."""
         return self.use_readout and bool(self.config.readout) and self.config.readout_input == "tower"
 
     def encode_mel_full(self, mel: torch.Tensor, mel_mask: torch.Tensor
@@ -316,16 +316,25 @@ class CoatModel(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``encode`` plus what the answer readout reads beside the embeds: (embeds (B, T, D), mask (B, T) bool,
         the tower's output (B, T, Da) when ``needs_readout_frames``, else None)."""
+        packed, mask = self._encode_with(self.encode_mel_packed, waves, sample_rate)
+        embeds, tower = self.unpack_readout_frames(packed)
+        return embeds, mask, tower
+
+    def encode_mel_packed(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encode_mel`` with, when ``needs_readout_frames``, each position's tower output beside its embedding in
+        one tensor (B, T, D + Da): what a per-position store (``join_chunks``, the model stage's encoder cache)
+        keeps and joins like the embeds alone. ``unpack_readout_frames`` parts it."""
         if not self.needs_readout_frames:
-            return (*self.encode(waves, sample_rate), None)
+            return self.encode_mel(mel, mel_mask)
+        embeds, mask, hidden = self.encode_mel_full(mel, mel_mask)
+        return torch.cat([embeds, hidden.to(embeds.dtype)], -1), mask  # (B, T, D + Da)
+
+    def unpack_readout_frames(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``encode_mel_packed``'s output (B, T, D [+ Da]) -> (embeds (B, T, D), the tower's output or None)."""
+        if not self.needs_readout_frames:
+            return packed, None
         d = self.adapter.audio_dim
-
-        def both(mel, mel_mask):  # one tensor per position, so chunks join as encode joins them
-            embeds, mask, hidden = self.encode_mel_full(mel, mel_mask)
-            return torch.cat([embeds, hidden.to(embeds.dtype)], -1), mask  # (B, T, D + Da)
-
-        joined, mask = self._encode_with(both, waves, sample_rate)
-        return joined[..., :d], mask, joined[..., d:]
+        return packed[..., :d], packed[..., d:]
 
     def encode_tower(self, waves, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
         """Waveforms -> (audio-tower output before the projector (B, T, Da), mask (B, T) bool), chunked
@@ -371,11 +380,12 @@ class CoatModel(nn.Module):
         (``edge_coat.worker.encoder_cache``); with window-level features it may not."""
         return self.frontend.per_chunk
 
-    def encode_chunks(self, chunks: list[np.ndarray], with_tower: bool = False):
+    def encode_chunks(self, chunks: list[np.ndarray], packed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunks of at most ``chunk_samples`` (float32 16 kHz mono, already validated as parts of windows)
         -> (embeds (N, Tc, D), mask (N, Tc) bool), each chunk with its own features, exactly as
-        ``encode`` encodes the chunks of a window when ``chunks_encode_alike``. ``with_tower``: (embeds, mask,
-        the tower's output (N, Tc, Da)), as ``encode_full`` encodes them."""
+        ``encode`` encodes the chunks of a window when ``chunks_encode_alike``. ``packed``: the embeds with the
+        tower's output beside them where the readout reads it (``encode_mel_packed``; the stage's encoder cache
+        keeps that, ``unpack_readout_frames`` parts it)."""
         if not self.chunks_encode_alike:
             raise ValueError("this model computes features over the whole window (chunk_features 'window'): "
                              "its chunks cannot be encoded on their own; use encode(waves)")
@@ -384,8 +394,8 @@ class CoatModel(nn.Module):
             raise ValueError(f"chunks {too_long}: expected 1..{self.chunk_samples} samples each, got "
                              f"{[chunks[i].size for i in too_long]}")
         mel, mel_mask = self.frontend(chunks)  # (N, n_mels, F), (N, F)
-        if with_tower:
-            return self.encode_mel_full(mel, mel_mask)  # (N, Tc, D), (N, Tc), (N, Tc, Da)
+        if packed:
+            return self.encode_mel_packed(mel, mel_mask)  # (N, Tc, D [+ Da]), (N, Tc)
         return self.encode_mel(mel, mel_mask)  # (N, Tc, D), (N, Tc)
 
     def think(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:

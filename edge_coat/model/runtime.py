@@ -331,8 +331,8 @@ class OnnxAudioEncoder:
                  self.frames, self.out_dim)
 
     def __call__(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embeds, mask = self._run(mel, mel_mask, (OUTPUT_EMBEDS,))
-        return embeds[0], mask
+        (embeds,), mask = self._run(mel, mel_mask, (OUTPUT_EMBEDS,))
+        return embeds, mask
 
     def encode_with_tower(self, mel: torch.Tensor, mel_mask: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

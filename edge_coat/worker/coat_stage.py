@@ -36,7 +36,7 @@ call, and for chunks encoded ahead), and kept with it; each window then runs onl
 latents up to float noise (tests/worker/test_thinking_cache.py). Without the cache, or with a bundle
 exported before the part graphs, each window runs the whole block (``info()["thinking_cache"]`` says which).
 A model whose answer readout reads the tower's output (``readout_input`` 'tower', coat-tiny 1.5) has it kept in
-the same cache, beside each position's embedding (``_encode_chunks``), and handed to ``score_tasks``.
+the same cache, beside each position's embedding (``CoatModel.encode_mel_packed``), and handed to ``score_tasks``.
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
@@ -167,7 +167,7 @@ class CoatStage:
         """The thinking block's per-frame part of encoded chunks (N, Tc, D) -> (N, Tc, F), timed for the batch."""
         t0 = time.perf_counter()
         block = self.model.thinking
-        embeds = self._split(embeds)[0]  # the cache's encodings may carry the tower beside the embeds
+        embeds = self.model.unpack_readout_frames(embeds)[0]  # the cache's encodings may carry the tower too
         out = block.frame_features(embeds.to(block.dtype))
         self._frames_s += time.perf_counter() - t0
         return out
@@ -366,27 +366,14 @@ class CoatStage:
         if self.cache is None:
             embeds, mask, tower = self.model.encode_full([w.samples for w in windows])
             return embeds, mask, None, tower
-        joined, mask, frames = self.cache.encode_with_frames(windows, self._encode_chunks)
-        embeds, tower = self._split(joined)
+        packed, mask, frames = self.cache.encode_with_frames(windows, self._encode_chunks)
+        embeds, tower = self.model.unpack_readout_frames(packed)
         return embeds, mask, frames, tower
 
     def _encode_chunks(self, chunks: list[np.ndarray]):
-        """The cache's encoder: (N, Tc, D) embeds and mask of chunks; when the readout reads the tower, each
-        position's tower output is kept beside its embedding, (N, Tc, D + Da), so it is cached, dropped and joined
-        into windows exactly as the embeds are (``_split`` parts them again)."""
-        if not self.model.needs_readout_frames:
-            return self.model.encode_chunks(chunks)
-        import torch
-
-        embeds, mask, tower = self.model.encode_chunks(chunks, with_tower=True)
-        return torch.cat([embeds, tower.to(embeds.dtype)], -1), mask
-
-    def _split(self, joined):
-        """What the cache returns -> (embeds (B, T, D), the tower's output (B, T, Da) or None)."""
-        if not self.model.needs_readout_frames:
-            return joined, None
-        d = self.model.adapter.audio_dim
-        return joined[..., :d], joined[..., d:]
+        """The cache's encoder: each chunk's embeds, with the tower's output beside them when the readout reads it
+        (``CoatModel.encode_mel_packed``), so it is cached, dropped and joined into windows exactly as the embeds."""
+        return self.model.encode_chunks(chunks, packed=True)
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:
