@@ -38,21 +38,27 @@ READOUT_INPUTS = ("audio", "tower")
 #: the channel copies of each training clip the readout is fitted on: the LLM's own training channels (a readout
 #: fitted on clean clips alone lost 3.5 points on the telephone copy, docs/coat-tiny-readout)
 DEFAULT_CHANNELS = ("clean", "telephone", "room")
+#: draws of those copies fitted on together: one (1.5); see docs/coat-tiny-readout-both
+DEFAULT_DRAWS = 1
 
 
 def with_channels(items: dict[str, list[tuple[np.ndarray, str]]], channels: Sequence[str] = DEFAULT_CHANNELS,
-                  seed: int = 0) -> dict[str, list[tuple[np.ndarray, str]]]:
-    """Each (wave, answer) pair once per channel (``edge_coat.train.augment.apply_channel``; the room and telephone
-    copies draw from a generator seeded by (seed, clip index, channel index), so a refit is reproducible)."""
+                  seed: int = 0, draws: int = 1) -> dict[str, list[tuple[np.ndarray, str]]]:
+    """Each (wave, answer) pair once per channel and draw (``edge_coat.train.augment.apply_channel``; the room and
+    telephone copies of draw d draw from a generator seeded by (seed + d, clip index, channel index), so a refit is
+    reproducible). Draw 0 is the draw ``seed`` alone gives. A clean copy is the clip's own array, repeated once per
+    draw (``clip_statistics`` encodes it once), so every draw keeps the clean-to-copy ratio of one draw."""
     from edge_coat.train.augment import CHANNELS, apply_channel
 
     unknown = [c for c in channels if c not in CHANNELS]
     if unknown or not channels:
         raise ValueError(f"readout channels {list(channels)}: expected a non-empty list of {list(CHANNELS)}")
+    if draws < 1:
+        raise ValueError(f"readout draws must be >= 1, got {draws}")
     out = {}
     for task, pairs in items.items():
-        out[task] = [(apply_channel(w, ch, np.random.default_rng([seed, i, k])), a)
-                     for i, (w, a) in enumerate(pairs) for k, ch in enumerate(channels)]
+        out[task] = [(apply_channel(w, ch, np.random.default_rng([seed + d, i, k])), a)
+                     for d in range(draws) for i, (w, a) in enumerate(pairs) for k, ch in enumerate(channels)]
     return out
 
 
@@ -64,12 +70,16 @@ def clip_statistics(model, waves: Sequence[np.ndarray], batch_size: int = 16) ->
 
     tower = model.config.readout_input == "tower"
     encode = model.encode_tower if tower else model.encode
+    # one array passed several times (a clean copy in every draw, with_channels) is encoded once
+    first: dict[int, int] = {}
+    index = [first.setdefault(id(w), len(first)) for w in waves]
+    unique = list({id(w): w for w in waves}.values())
     out = []
-    for i in range(0, len(waves), batch_size):
-        audio, mask = encode(list(waves[i:i + batch_size]))
+    for i in range(0, len(unique), batch_size):
+        audio, mask = encode(list(unique[i:i + batch_size]))
         out.append(window_statistics(audio, mask).cpu().numpy())
     dim = model.adapter.tower_dim if tower else model.adapter.audio_dim
-    return np.concatenate(out) if out else np.zeros((0, 2 * dim), np.float32)
+    return np.concatenate(out)[index] if out else np.zeros((0, 2 * dim), np.float32)
 
 
 def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float = DEFAULT_C,
@@ -195,10 +205,11 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
 
 
 def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
-                    channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT, seed: int = 0) -> dict:
+                    channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT, seed: int = 0,
+                    draws: int = 1) -> dict:
     """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
     ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
-    clips. ``seed``: the draw of the channel copies (``with_channels``). A task whose clips carry fewer than two answers
+    clips. ``seed``, ``draws``: the draws of the channel copies (``with_channels``). A task whose clips carry fewer than two answers
     is left to the LLM alone. Returns the report
     (per task, plus "temperature"); ValueError when no task can have a readout."""
     run = check_run(run)
@@ -210,10 +221,10 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         raise ValueError(f"{run}: no training clips of two answers or more for a readout of {list(tasks)}")
-    report = fit_readout(model, with_channels(items, channels, seed), c, source=source)
+    report = fit_readout(model, with_channels(items, channels, seed, draws), c, source=source)
     val = training_items(run, list(report), model.max_window_seconds, part="val")
     report["temperature"] = calibrate_readout_temperature(model, val)
-    report["seed"] = seed
+    report["seed"], report["draws"] = seed, draws
     return report
 
 
@@ -232,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="channel copies of each training clip to fit on (default %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="draw of the telephone and room copies (default %(default)s; another seed shows the fit's noise)")
+    p.add_argument("--draws", type=int, default=DEFAULT_DRAWS,
+                   help="draws of the telephone and room copies fitted on together, seeds SEED.. SEED+N-1 "
+                        "(default %(default)s)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -244,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
         model = CoatModel.from_pretrained(src)
         report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
-                                 [c for c in args.channels.split(",") if c], source=args.input, seed=args.seed)
+                                 [c for c in args.channels.split(",") if c], source=args.input, seed=args.seed,
+                                 draws=args.draws)
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2
@@ -255,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir = args.out.parent if args.out is not None else args.run
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
-    tasks = [t for t in report if t not in ("temperature", "seed")]
+    tasks = [t for t in report if t not in ("temperature", "seed", "draws")]
     print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)} (fused temperature {model.config.readout_temperature:.3f}); "
           f"model written to {out}")
     return 0

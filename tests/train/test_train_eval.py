@@ -123,6 +123,14 @@ def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_pa
     other = CoatModel.from_pretrained(tmp_path / "other" / "model").readout.tasks["emotion"].weight
     torch.testing.assert_close(again, w2)
     assert not torch.allclose(other, w2)
+    # two draws fitted together: twice the rows, other weights than either draw alone
+    assert readout_main([str(trained), "--out", str(tmp_path / "pooled" / "model"), "--c", "1.0", "--draws", "2"]) == 0
+    pooled_report = json.loads((tmp_path / "pooled" / "readout.json").read_text())
+    assert pooled_report["draws"] == 2 and pooled_report["seed"] == 0
+    assert pooled_report["emotion"]["clips"] == 2 * json.loads((tmp_path / "again" / "readout.json").read_text())[
+        "emotion"]["clips"]
+    pooled = CoatModel.from_pretrained(tmp_path / "pooled" / "model").readout.tasks["emotion"].weight
+    assert not torch.allclose(pooled, w2) and not torch.allclose(pooled, other)
     # not a run folder: one line naming the problem
     capsys.readouterr()
     assert readout_main([str(tmp_path / "nowhere"), "--model", str(trained / "model")]) == 2
@@ -155,6 +163,42 @@ def test_channel_copies_are_reproducible_and_checked():
     assert not np.allclose(a["emotion"][1][0], a["emotion"][0][0])  # the telephone copy differs
     with pytest.raises(ValueError, match="expected a non-empty list"):
         with_channels(items, ["radio"])
+
+
+def test_several_draws_of_the_channel_copies_are_the_single_draws_in_turn():
+    from edge_coat.train.readout import with_channels
+
+    rng = np.random.default_rng(0)
+    items = {"emotion": [(rng.standard_normal(8000).astype(np.float32) * 0.1, a) for a in ("happy", "sad")]}
+    pooled = with_channels(items, seed=3, draws=2)["emotion"]
+    one, two = with_channels(items, seed=3)["emotion"], with_channels(items, seed=4)["emotion"]
+    assert len(pooled) == len(one) + len(two) == 12
+    for (w1, a1), (w2, a2) in zip(pooled, one + two):
+        assert a1 == a2
+        np.testing.assert_array_equal(w1, w2)
+    # the clean copy of a clip is its own array in every draw: encoded once (clip_statistics)
+    assert pooled[0][0] is pooled[6][0] is items["emotion"][0][0]
+    assert not np.allclose(pooled[1][0], pooled[7][0])  # the telephone copies of two draws differ
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        with_channels(items, draws=0)
+
+
+def test_clip_statistics_encodes_an_array_passed_twice_once(trained, monkeypatch):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import clip_statistics
+
+    model = CoatModel.from_pretrained(trained / "model")
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(2))
+    seen = []
+    encode = model.encode_tower
+    monkeypatch.setattr(model, "encode_tower", lambda waves: (seen.extend(waves), encode(waves))[1])
+    stats = clip_statistics(model, [a, b, a, a], batch_size=3)
+    assert len(seen) == 2 and seen[0] is a and seen[1] is b
+    np.testing.assert_array_equal(stats[0], stats[2])
+    np.testing.assert_array_equal(stats[2], stats[3])
+    np.testing.assert_allclose(stats[:2], clip_statistics(model, [a, b]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(stats[0], stats[1])
 
 
 def test_the_readout_temperature_minimises_the_fused_nll_on_validation_clips(trained, separable):
