@@ -43,11 +43,12 @@ def fit_weights(lp, ro, truth):
     return minimize(nll, np.array([1.0, 1.0]), method="Nelder-Mead").x
 
 
-def evaluate(d, feats, mode="sum"):
+def evaluate(d, feats, mode="sum", fit_clf=None):
     """{figure: value} for the LLM of dump d fused with a readout on ``feats`` (None: the LLM alone).
 
     mode: "sum" (lp / T + log p_readout, the shipped fusion), "alone" (the readout alone), "stack" (weights of
-    both fitted on the validation rows, fit_weights)."""
+    both fitted on the validation rows, fit_weights). fit_clf(task, x, y, fit_rows) -> a fitted classifier on the
+    standardised training rows (default LogisticRegression(C=C))."""
     out = {}
     T = float(d["temperature"])
     for task in ("emotion", "events"):
@@ -60,7 +61,10 @@ def evaluate(d, feats, mode="sum"):
             x = np.concatenate([d[k] for k in feats], 1).astype(np.float64)
             fit = rows & (d["part"] == "train")
             sc = StandardScaler().fit(x[fit])
-            clf = LogisticRegression(C=C, max_iter=3000).fit(sc.transform(x[fit]), d["answer"][fit])
+            if fit_clf is None:
+                clf = LogisticRegression(C=C, max_iter=3000).fit(sc.transform(x[fit]), d["answer"][fit])
+            else:
+                clf = fit_clf(task, sc.transform(x[fit]), d["answer"][fit], fit)
             cls = list(clf.classes_)
             logits = clf.decision_function(sc.transform(x))
             if logits.ndim == 1:
