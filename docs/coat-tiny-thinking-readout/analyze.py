@@ -90,7 +90,7 @@ def evaluate(d, feats, mode="sum", fit_clf=None):
             p = np.exp(log_softmax(z))
             truth = d["answer"][sel]
             pred = np.array(cand)[p.argmax(1)]
-            if name == "angry AUC":
+            if name.startswith("angry AUC"):
                 out[name] = roc_auc_score(truth == "angry", p[:, cand.index("angry")])
             elif name.endswith("acc"):
                 out[name] = float((pred == truth).mean())
