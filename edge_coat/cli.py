@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse, run the command, and send every error through :mod:`edge_coat.errors`: one line naming
     the problem and the fix, a non-zero exit, a traceback only with ``--debug``."""
-    from edge_coat.errors import install_hooks, report
+    from edge_coat.errors import install_hooks, quiet_progress_bars, report
 
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     name = args.command or ""
     install_hooks(name, args.debug)
+    if not args.debug:
+        quiet_progress_bars()
     if args.command is None:
         parser.print_help()
         return 2

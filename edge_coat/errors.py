@@ -153,6 +153,19 @@ def debug_traceback(exc: BaseException) -> None:
         traceback.print_exception(exc, file=sys.stderr)
 
 
+def quiet_progress_bars() -> None:
+    """Hide transformers' "Loading weights" bars: a local model loads in a second, and on stderr the bar would sit
+    above a command's one-line error. Read when transformers is first imported; a command that never loads a model
+    does not pay for importing it here."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already: the variable came too late
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def install_hooks(command: str, debug: bool) -> None:
     """Uncaught exceptions on other threads print one line (traceback with debug), and log
     handlers of the root logger print exceptions as one line unless debug."""

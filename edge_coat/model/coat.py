@@ -44,6 +44,8 @@ class ScoreResult:
     labels: the candidates, in column order.
     readout: (B, C) float32 log-probabilities of the answer readout over the candidates, or None when it did
         not score them (no readout for the task, or ``use_readout`` off); ``probs`` then fuses both.
+    features: (B, 2F) float32, the window statistics the readout read (absolute, before any baseline), or None
+        when it scored nothing: what a stream keeps as the context of its later windows' baselines.
     """
 
     logprobs: np.ndarray
@@ -51,6 +53,7 @@ class ScoreResult:
     thinking: np.ndarray
     labels: tuple[str, ...]
     readout: np.ndarray | None = None
+    features: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ class CoatModel(nn.Module):
         #: the linear answer readout beside the LLM's answer (tasks in ``coat_config.readout``; none by default)
         #: its input (``coat_config.readout_input``): the projected audio embeds or the tower's output
         self.readout = AnswerReadout(coat_config.readout, 2 * (
-            adapter.tower_dim if coat_config.readout_input == "tower" else adapter.audio_dim))
+            adapter.tower_dim if coat_config.readout_input == "tower" else adapter.audio_dim),
+            relative=coat_config.readout_relative)
         #: False scores with the LLM alone even where a readout exists (its ablation)
         self.use_readout = True
         self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames, per_chunk=coat_config.chunk_features == "chunk")
@@ -291,6 +295,7 @@ class CoatModel(nn.Module):
         dim = self.adapter.tower_dim if source == "tower" else self.adapter.audio_dim
         self.readout = AnswerReadout({}, 2 * dim).to(self.readout_device)
         self.config.readout = {}
+        self.config.readout_relative = []
         self.config.readout_input = source
 
     @property
@@ -487,12 +492,14 @@ class CoatModel(nn.Module):
     def score_labels(self, waves, prompt: str, candidates: list[str], sample_rate: int = SAMPLE_RATE,
                      use_thinking: bool | None = None, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
                      thinking: torch.Tensor | None = None, task: str | None = None,
-                     readout_frames: torch.Tensor | None = None) -> ScoreResult:
+                     readout_frames: torch.Tensor | None = None, readout_context=None) -> ScoreResult:
         """Log-likelihood of each candidate answer after the shared prefix, one prefill per batch.
 
         ``audio`` / ``thinking``: computed before, as ``build`` takes them (``waves`` is then not used).
         ``readout_frames``: with ``audio``, the tower's output at the same positions (B, T, Da) when the readout
         reads it (``needs_readout_frames``; ``encode_full`` gives both).
+        ``readout_context``: per window, the statistics (k, 2F) of its stream's earlier windows (``features`` of
+        their results), the baseline of a relative readout task (``AnswerReadout.baselines``); None: none heard.
         ``task``: the configured task asked (default: the one whose prompt is ``prompt``), whose answer readout,
         if it has one covering the candidates, is fused into ``probs``."""
         if len(candidates) < 2:
@@ -517,13 +524,14 @@ class CoatModel(nn.Module):
             raise ValueError(f"model.scoring must be 'fused' or 'cached', got {self.scoring!r}")
         latents = self._latents(asm, hidden)
         stats = self._readout_stats([(task, candidates)], embeds, embeds_mask, readout_frames)
-        probs, ro = self._probs(task, lp, candidates, stats)
+        probs, ro = self._probs(task, lp, candidates, stats, readout_context)
         return ScoreResult(
             logprobs=lp.float().cpu().numpy(),
             probs=probs,
             thinking=latents.float().cpu().numpy(),
             labels=tuple(candidates),
             readout=ro,
+            features=stats.float().cpu().numpy() if stats is not None else None,
         )
 
     def _readout_stats(self, asked, audio: torch.Tensor, audio_mask: torch.Tensor,
@@ -543,15 +551,20 @@ class CoatModel(nn.Module):
             return window_statistics(readout_frames.to(audio_mask.device), audio_mask)
         return window_statistics(audio, audio_mask)
 
-    def _probs(self, task: str | None, lp: torch.Tensor, candidates,
-               stats: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _probs(self, task: str | None, lp: torch.Tensor, candidates, stats: torch.Tensor | None,
+               readout_context=None) -> tuple[np.ndarray, np.ndarray | None]:
         """Candidate probabilities from the LLM's log-likelihoods lp (B, C) at the calibrated temperature, fused
         with the answer readout of ``task`` on the windows' statistics (``_readout_stats``) when it knows the
-        candidates. Returns (probs (B, C), the readout's log-probabilities (B, C) or None)."""
+        candidates; a relative task's statistics less each window's baseline (``readout_context``).
+        Returns (probs (B, C), the readout's log-probabilities (B, C) or None)."""
         z = lp.float() / self.config.temperature  # (B, C)
         ro = None
         if stats is not None and self.readout.knows(task, candidates):
-            ro = self.readout.log_probs(task, stats, candidates)  # (B, C)
+            base = None
+            if self.readout.is_relative(task):
+                base = self.readout.baselines(task, readout_context, self.config.readout_baseline_windows,
+                                              stats.shape[0])  # (B, 2F)
+            ro = self.readout.log_probs(task, stats, candidates, base)  # (B, C)
             z = (z + ro.to(z.device)) / self.config.readout_temperature
             ro = ro.cpu().numpy()
         return torch.softmax(z, -1).cpu().numpy(), ro
@@ -566,13 +579,14 @@ class CoatModel(nn.Module):
     @torch.inference_mode()
     def score_tasks(self, waves, tasks: list[str], *, audio: tuple[torch.Tensor, torch.Tensor] | None = None,
                     thinking: torch.Tensor | None = None, use_thinking: bool | None = None,
-                    sample_rate: int = SAMPLE_RATE, readout_frames: torch.Tensor | None = None
-                    ) -> dict[str, ScoreResult]:
+                    sample_rate: int = SAMPLE_RATE, readout_frames: torch.Tensor | None = None,
+                    readout_context=None) -> dict[str, ScoreResult]:
         """``score_task`` for several tasks of the same windows, their shared prefix (prefix text, audio,
         thinking block) run once: one decoder call with each task's prompt and candidates as branches after
         it (``score_prompts_fused``). Same scores as one ``score_task`` per task up to float noise; the
         latents (thinking positions, before any prompt) are the same for every task. With
-        ``scoring`` 'cached': one ``score_task`` per task on the same audio and thinking vectors."""
+        ``scoring`` 'cached': one ``score_task`` per task on the same audio and thinking vectors.
+        ``readout_context``: as ``score_labels`` takes it, per window."""
         unknown = [t for t in tasks if t not in self.config.tasks]
         if unknown or not tasks:
             raise ValueError(f"expected tasks this model knows ({sorted(self.config.tasks)}), got {list(tasks)}")
@@ -586,7 +600,8 @@ class CoatModel(nn.Module):
             if use and thinking is None:
                 thinking = self.think(*audio)
             return {t: self.score_task(None, t, audio=audio, thinking=thinking, use_thinking=use_thinking,
-                                       readout_frames=readout_frames) for t in tasks}
+                                       readout_frames=readout_frames, readout_context=readout_context)
+                    for t in tasks}
         n = audio[0].shape[0] if audio is not None else len(waves)
         asm, embeds, embeds_mask = self.build(waves, [""] * n, sample_rate=sample_rate, use_thinking=use_thinking,
                                               audio=audio, thinking=thinking)
@@ -597,10 +612,11 @@ class CoatModel(nn.Module):
         stats = self._readout_stats([(t, spec.labels) for t, spec in zip(tasks, specs)], embeds, embeds_mask,
                                     readout_frames)
         out = {}
+        features = stats.float().cpu().numpy() if stats is not None else None
         for task, spec, lp in zip(tasks, specs, lps):
-            probs, ro = self._probs(task, lp, spec.labels, stats)
+            probs, ro = self._probs(task, lp, spec.labels, stats, readout_context)
             out[task] = ScoreResult(logprobs=lp.float().cpu().numpy(), probs=probs, thinking=latents,
-                                    labels=tuple(spec.labels), readout=ro)
+                                    labels=tuple(spec.labels), readout=ro, features=features)
         return out
 
     @torch.inference_mode()

@@ -137,6 +137,17 @@ class CoatConfig(BaseModel):
                     "before the projector (coat-tiny 1.5: the projector is a trained map to a narrower width, and a "
                     "linear readout of the tower's own statistics scored better, docs/coat-tiny-tower-readout)",
     )
+    readout_relative: list[str] = Field(
+        default_factory=list,
+        description="readout tasks that read the window's statistics minus the stream's baseline: the mean statistics "
+                    "of the stream's last readout_baseline_windows scored windows, the slots not yet heard filled with "
+                    "the training clips' mean (docs/coat-tiny-speaker-baseline: a speaker's own baseline removes what "
+                    "differs between speakers, languages and lines)",
+    )
+    readout_baseline_windows: int = Field(
+        default=8, ge=1, le=10000,
+        description="how many earlier windows of a stream make its baseline for the relative readout tasks",
+    )
     readout_temperature: float = Field(
         default=1.0, gt=0.0, le=100.0,
         description="softmax temperature of the fused scores where a readout scores (calibrated on the validation "

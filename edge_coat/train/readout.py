@@ -82,15 +82,47 @@ def clip_statistics(model, waves: Sequence[np.ndarray], batch_size: int = 16) ->
     return np.concatenate(out)[index] if out else np.zeros((0, 2 * dim), np.float32)
 
 
+def group_contexts(stats: np.ndarray, groups: Sequence[str], windows: int) -> list[np.ndarray]:
+    """For each row of ``stats`` (N, F), the statistics of up to ``windows`` *other* rows of its group (a speaker on one
+    channel), drawn without replacement by a generator seeded with the row's index: the earlier windows a stream
+    would have heard of the same speaker. What a relative readout task is fitted, calibrated and evaluated with."""
+    groups = np.asarray(groups)
+    if len(groups) != len(stats):
+        raise ValueError(f"expected one group per row ({len(stats)}), got {len(groups)}")
+    members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
+    out = []
+    for r, g in enumerate(groups):
+        pool = members[g][members[g] != r]
+        if len(pool) > windows:
+            pool = np.random.default_rng(r).choice(pool, windows, replace=False)
+        out.append(stats[pool])
+    return out
+
+
+def relative_statistics(stats: np.ndarray, groups: Sequence[str], windows: int,
+                        center: np.ndarray) -> np.ndarray:
+    """``stats`` (N, F) less each row's baseline from ``group_contexts`` (``stream_baseline``, ``center`` filling
+    the windows a small group lacks): a relative readout task's training rows."""
+    from edge_coat.model.readout import stream_baseline
+
+    c = torch.as_tensor(center, dtype=torch.float64)
+    base = [stream_baseline(torch.as_tensor(ctx, dtype=torch.float64), c, windows).numpy()
+            for ctx in group_contexts(stats, groups, windows)]
+    return stats - np.stack(base).astype(stats.dtype) if len(base) else stats
+
+
 def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float = DEFAULT_C,
-                batch_size: int = 16, source: str = DEFAULT_INPUT) -> dict:
+                batch_size: int = 16, source: str = DEFAULT_INPUT, relative: Sequence[str] = (),
+                groups: dict[str, Sequence[str]] | None = None) -> dict:
     """Fit and install a readout for each task of ``items`` (task -> (wave, answer) training pairs).
 
     A task needs at least two answers among its pairs; its labels are the answers seen (a subset of the
     task's labels, which the readout then leaves to the LLM alone). ``source``: what it reads ('audio' or
     'tower', ``CoatModel.set_readout_input``; switching drops the model's readouts of the other input).
+    ``relative``: tasks fitted on each clip's statistics less its speaker's baseline (``relative_statistics``, the
+    model's ``readout_baseline_windows``), ``groups[task]`` naming each pair's speaker-and-channel group.
     Updates ``model.readout`` and ``model.config.readout``; returns a report per task (clips, labels, input,
-    training accuracy)."""
+    relative or not, training accuracy)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -101,6 +133,9 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
                  model.config.family)
         source = "audio"
     model.set_readout_input(source)
+    missing = [t for t in relative if t in items and (groups is None or t not in groups)]
+    if missing:
+        raise ValueError(f"relative readout tasks {missing} need each clip's speaker group")
     report = {}
     for task, pairs in items.items():
         if task not in model.config.tasks:
@@ -114,6 +149,10 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
             raise ValueError(f"task {task!r}: a readout needs clips of at least two labels, got {sorted(set(answers))}")
         # a report's "clips" counts the rows fitted (channel copies included)
         x = clip_statistics(model, [w for w, _ in pairs], batch_size)  # (N, 2D)
+        center = None
+        if task in relative:
+            center = x.mean(0)  # the baseline of a stream not yet heard
+            x = relative_statistics(x, groups[task], model.config.readout_baseline_windows, center)
         scaler = StandardScaler().fit(x)
         clf = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x), answers)
         coef, intercept = clf.coef_, clf.intercept_
@@ -124,19 +163,23 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
         labels = [str(v) for v in clf.classes_]
         dev = model.readout.tasks[task].weight.device if task in model.readout.tasks else model.device
         model.readout.set_task(task, labels, torch.tensor(weight, dtype=torch.float32, device=dev),
-                               torch.tensor(bias, dtype=torch.float32, device=dev))
+                               torch.tensor(bias, dtype=torch.float32, device=dev),
+                               None if center is None else torch.tensor(center, dtype=torch.float32, device=dev))
         model.config.readout = {**model.config.readout, task: labels}
-        report[task] = {"clips": len(pairs), "labels": labels, "c": c, "input": source,
+        model.config.readout_relative = model.readout.relative
+        report[task] = {"clips": len(pairs), "labels": labels, "c": c, "input": source, "relative": center is not None,
                         "train_accuracy": float(clf.score(scaler.transform(x), answers))}
         log.info("readout %s: %d clips, %d labels, training accuracy %.3f", task, len(pairs), len(labels),
                  report[task]["train_accuracy"])
     return report
 
 
-def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, str]]], batch_size: int = 16) -> dict:
+def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, str]]], batch_size: int = 16,
+                                  groups: dict[str, Sequence[str]] | None = None) -> dict:
     """Fit ``model.config.readout_temperature`` on ``val`` (task -> (wave, answer)), the tasks the readout scores:
-    the NLL-optimal temperature of the fused scores ``logprobs / T + log p_readout``. Sets it (1.0 when there is
-    nothing to fit) and returns ``trainer.fit_temperature``'s report."""
+    the NLL-optimal temperature of the fused scores ``logprobs / T + log p_readout``. A relative task's clips are
+    scored with a baseline of other clips of their group (``groups[task]``, ``group_contexts``; without groups,
+    none). Sets it (1.0 when there is nothing to fit) and returns ``trainer.fit_temperature``'s report."""
     from edge_coat.train.trainer import fit_temperature
 
     logits, truth = [], []
@@ -144,11 +187,18 @@ def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, s
         labels = model.readout.labels.get(task)  # scored over the readout's own labels (all of the task's, usually)
         if labels is None:
             continue
-        items = [(w, a) for w, a in items if a in labels]
+        keep = [i for i, (_, a) in enumerate(items) if a in labels]
+        contexts = None
+        if model.readout.is_relative(task) and groups is not None and task in groups:
+            g = [groups[task][i] for i in keep]
+            contexts = group_contexts(clip_statistics(model, [items[i][0] for i in keep], batch_size), g,
+                                      model.config.readout_baseline_windows)
+        items = [items[i] for i in keep]
         prompt = model.config.tasks[task].prompt
         for i in range(0, len(items), batch_size):
             chunk = items[i:i + batch_size]
-            res = model.score_labels([w for w, _ in chunk], prompt, labels, task=task)
+            res = model.score_labels([w for w, _ in chunk], prompt, labels, task=task,
+                                     readout_context=None if contexts is None else contexts[i:i + batch_size])
             if res.readout is None:  # use_readout off: nothing fused to calibrate
                 continue
             fused = res.logprobs / model.config.temperature + res.readout  # (b, C)
@@ -178,12 +228,19 @@ def check_run(run: Path) -> Path:
     return run
 
 
-def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
-                   part: str = "train") -> dict[str, list[tuple[np.ndarray, str]]]:
+def channel_groups(groups: Sequence[str], channels: Sequence[str] = DEFAULT_CHANNELS, draws: int = 1) -> list[str]:
+    """Each clip's group once per channel and draw, in ``with_channels``' order, the channel joined to it: a relative
+    readout's baseline comes from the same speaker heard through the same line."""
+    return [f"{g}|{ch}" for _ in range(draws) for g in groups for ch in channels]
+
+
+def training_items(run: Path, tasks: Sequence[str], max_seconds: float, part: str = "train",
+                   groups: dict[str, list[str]] | None = None) -> dict[str, list[tuple[np.ndarray, str]]]:
     """The (wave, answer) pairs of one part of a finished run's split ("train" or "val"), per task: the folders of
-    its ``run_config.json`` and the file lists of its ``split.json``."""
+    its ``run_config.json`` and the file lists of its ``split.json``. ``groups``, when given, gets per task each
+    pair's group: its folder and ``edge_coat.train.data.group_of`` (the speaker, or the source recording)."""
     from edge_coat.train.config import TrainConfig
-    from edge_coat.train.data import load_folders
+    from edge_coat.train.data import group_of, load_folders
     from edge_coat.train.pipeline import dataset_labels, task_specs
 
     run = check_run(run)
@@ -200,16 +257,20 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float,
         if files is None:
             raise ValueError(f"{run / 'split.json'} has no {part!r} list for {src.path}")
         keep = set(files)
-        items.setdefault(src.task, []).extend(labelled_waves([c for c in clips if c.file in keep], src.task, max_seconds))
+        kept = [c for c in clips if c.file in keep]
+        items.setdefault(src.task, []).extend(labelled_waves(kept, src.task, max_seconds))
+        if groups is not None:
+            groups.setdefault(src.task, []).extend(f"{src.path}/{group_of(c)}" for c in kept)
     return items
 
 
 def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
                     channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT, seed: int = 0,
-                    draws: int = 1) -> dict:
+                    draws: int = 1, relative: Sequence[str] = ()) -> dict:
     """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
     ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
-    clips. ``seed``, ``draws``: the draws of the channel copies (``with_channels``). A task whose clips carry fewer than two answers
+    clips. ``seed``, ``draws``: the draws of the channel copies (``with_channels``). ``relative``: tasks read relative to a
+    speaker baseline (``fit_readout``), fitted and calibrated with the split's speakers. A task whose clips carry fewer than two answers
     is left to the LLM alone. Returns the report
     (per task, plus "temperature"); ValueError when no task can have a readout."""
     run = check_run(run)
@@ -217,13 +278,20 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
 
     trained = {s.task for s in TrainConfig.model_validate_json((run / "run_config.json").read_text()).data}
     asked = [t for t in tasks if t in model.config.tasks and t in trained]
-    items = training_items(run, asked, model.max_window_seconds) if asked else {}
+    groups: dict[str, list[str]] = {}
+    items = training_items(run, asked, model.max_window_seconds, groups=groups) if asked else {}
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         raise ValueError(f"{run}: no training clips of two answers or more for a readout of {list(tasks)}")
-    report = fit_readout(model, with_channels(items, channels, seed, draws), c, source=source)
-    val = training_items(run, list(report), model.max_window_seconds, part="val")
-    report["temperature"] = calibrate_readout_temperature(model, val)
+    unknown = [t for t in relative if t not in model.config.tasks]
+    if unknown:
+        raise ValueError(f"relative readout tasks {unknown}: this model has {sorted(model.config.tasks)}")
+    report = fit_readout(model, with_channels(items, channels, seed, draws), c, source=source, relative=relative,
+                         groups={t: channel_groups(g, channels, draws) for t, g in groups.items()})
+    val_groups: dict[str, list[str]] = {}
+    tasks_fitted = [t for t in report]
+    val = training_items(run, tasks_fitted, model.max_window_seconds, part="val", groups=val_groups)
+    report["temperature"] = calibrate_readout_temperature(model, val, groups=val_groups)
     report["seed"], report["draws"] = seed, draws
     return report
 
@@ -246,9 +314,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=DEFAULT_DRAWS,
                    help="draws of the telephone and room copies fitted on together, seeds SEED.. SEED+N-1 "
                         "(default %(default)s)")
+    p.add_argument("--relative", default="",
+                   help="comma list of tasks read relative to the stream's baseline (e.g. emotion; default none)")
+    p.add_argument("--baseline-windows", type=int, default=None,
+                   help="earlier windows in a stream's baseline (default: the model's, 8)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from edge_coat.errors import quiet_progress_bars
+
+    quiet_progress_bars()
     torch.set_num_threads(args.threads)
     src = args.model or args.run / "model"
     out = args.out or src
@@ -257,9 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (src / "coat_config.json").is_file():
             raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
         model = CoatModel.from_pretrained(src)
+        if args.baseline_windows is not None:
+            if args.baseline_windows < 1:
+                raise ValueError(f"--baseline-windows must be >= 1, got {args.baseline_windows}")
+            model.config.readout_baseline_windows = args.baseline_windows
         report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
                                  [c for c in args.channels.split(",") if c], source=args.input, seed=args.seed,
-                                 draws=args.draws)
+                                 draws=args.draws, relative=[t for t in args.relative.split(",") if t])
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2
@@ -271,8 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
     tasks = [t for t in report if t not in ("temperature", "seed", "draws")]
-    print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)} (fused temperature {model.config.readout_temperature:.3f}); "
-          f"model written to {out}")
+    relative = [t for t in tasks if report[t].get("relative")]
+    rel = f" ({', '.join(relative)} relative to the speaker's baseline)" if relative else ""
+    print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)}{rel} (fused temperature "
+          f"{model.config.readout_temperature:.3f}); model written to {out}")
     return 0
 
 

@@ -181,3 +181,74 @@ def test_a_family_without_a_tower_output_refuses_a_tower_readout():
     assert not model.adapter.supports_tower
     with pytest.raises(ValueError, match="does not expose its tower's output"):
         model.set_readout_input("tower")
+
+
+def test_a_stream_baseline_is_the_last_windows_mean_with_the_center_filling_what_was_not_heard():
+    from edge_coat.model.readout import stream_baseline
+
+    center = torch.tensor([10.0, -10.0])
+    torch.testing.assert_close(stream_baseline(None, center, 4), center)
+    torch.testing.assert_close(stream_baseline(torch.zeros(0, 2), center, 4), center)
+    one = torch.tensor([[2.0, 2.0]])
+    torch.testing.assert_close(stream_baseline(one, center, 4), (one[0] + 3 * center) / 4)
+    many = torch.arange(12.0).reshape(6, 2)  # only the last 4 count
+    torch.testing.assert_close(stream_baseline(many, center, 4), many[2:].mean(0))
+
+
+def _relative_readout(model: CoatModel, seed: int = 0) -> tuple[CoatModel, str]:
+    model = _tower_readout(model, seed)
+    task = sorted(model.config.tasks)[0]
+    ro = model.readout.tasks[task]
+    g = torch.Generator().manual_seed(seed + 1)
+    model.readout.set_task(task, model.readout.labels[task], ro.weight, ro.bias,
+                           center=torch.randn(model.readout.feature_dim, generator=g))
+    model.config.readout_relative = model.readout.relative
+    model.config.readout_baseline_windows = 3
+    return model, task
+
+
+def test_a_relative_readout_reads_the_statistics_less_the_streams_baseline(tmp_path):
+    model, task = _relative_readout(tiny_coat_model("qwen2_audio", seed=0, max_seconds=2))
+    labels = list(model.config.tasks[task].labels)
+    assert model.readout.is_relative(task) and model.config.readout_relative == [task]
+    rng = np.random.default_rng(6)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (12_000, 20_000)]
+    earlier = rng.standard_normal((5, model.readout.feature_dim)).astype(np.float32)
+    alone = model.score_tasks(waves, [task])[task]
+    heard = model.score_tasks(waves, [task], readout_context=[earlier, earlier[:1]])[task]
+    with torch.inference_mode():
+        hidden, mask = model.encode_tower(waves)
+    stats = window_statistics(hidden, mask)
+    np.testing.assert_allclose(alone.features, stats.numpy(), atol=1e-5)  # absolute, what a stream keeps
+    center = model.readout.centers[task].center
+    base = torch.stack([torch.tensor(earlier[-3:]).mean(0), (torch.tensor(earlier[0]) + 2 * center) / 3])
+    layer = model.readout.tasks[task]
+    idx = [model.readout.labels[task].index(c) for c in labels]  # the readout's rows in the task's label order
+
+    def want(x):
+        return torch.log_softmax(layer(x)[:, idx], -1).numpy()
+
+    np.testing.assert_allclose(heard.readout, want(stats - base), atol=1e-4)
+    np.testing.assert_allclose(alone.readout, want(stats - center), atol=1e-4)
+    assert not np.allclose(heard.readout, alone.readout, atol=1e-3)
+    # score_task takes it too, and a context of the wrong width is refused in one line
+    one = model.score_task(waves, task, readout_context=[earlier, earlier[:1]])
+    np.testing.assert_allclose(one.probs, heard.probs, atol=1e-4)
+    with pytest.raises(ValueError, match="one entry per window"):
+        model.score_task(waves, task, readout_context=[earlier])
+    with pytest.raises(ValueError, match=r"expected \(k, \d+\) statistics"):
+        model.score_task(waves, task, readout_context=[earlier[:, :3], None])
+    assert labels == list(heard.labels)
+    # it survives save and load; refitting the task without a center makes it absolute again
+    model.save_pretrained(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "coat_config.json").read_text())
+    assert saved["readout_relative"] == [task] and saved["readout_baseline_windows"] == 3
+    loaded = CoatModel.from_pretrained(tmp_path / "m")
+    torch.testing.assert_close(loaded.readout.centers[task].center, center)
+    np.testing.assert_allclose(loaded.score_tasks(waves, [task], readout_context=[earlier, earlier[:1]])[task].probs,
+                               heard.probs, atol=1e-4)
+    ro = loaded.readout.tasks[task]
+    loaded.readout.set_task(task, loaded.readout.labels[task], ro.weight, ro.bias)
+    assert not loaded.readout.is_relative(task) and loaded.readout.relative == []
+    loaded.set_readout_input("audio")
+    assert loaded.config.readout_relative == []

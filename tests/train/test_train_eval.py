@@ -386,3 +386,49 @@ def test_eval_refuses_a_negative_bootstrap_in_one_line(separable, tmp_path, caps
                "--bootstrap", "-1"])
     err = capsys.readouterr().err
     assert rc == 2 and "--bootstrap must be >= 0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_group_contexts_are_other_rows_of_the_same_group_at_most_n_and_reproducible():
+    from edge_coat.train.readout import group_contexts, relative_statistics
+
+    stats = np.arange(20, dtype=np.float64).reshape(10, 2)  # row r = [2r, 2r + 1]
+    groups = ["a"] * 6 + ["b"] * 3 + ["c"]
+    ctx = group_contexts(stats, groups, windows=3)
+    assert [len(c) for c in ctx] == [3] * 6 + [2] * 3 + [0]
+    for r, c in enumerate(ctx):
+        rows = set((c[:, 0] // 2).astype(int))
+        assert r not in rows and all(groups[i] == groups[r] for i in rows)
+    for a, b in zip(ctx, group_contexts(stats, groups, windows=3)):
+        np.testing.assert_array_equal(a, b)
+    center = np.array([100.0, 100.0])
+    rel = relative_statistics(stats, groups, 3, center)
+    np.testing.assert_allclose(rel[0], stats[0] - ctx[0].mean(0))
+    np.testing.assert_allclose(rel[6], stats[6] - (ctx[6].sum(0) + center) / 3)  # two others and the center
+    np.testing.assert_allclose(rel[9], stats[9] - center)  # alone in its group
+    with pytest.raises(ValueError, match="one group per row"):
+        group_contexts(stats, groups[:-1], 3)
+
+
+def test_a_relative_readout_refits_with_the_speakers_of_the_split(trained, tmp_path, capsys):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import clip_statistics, main as readout_main, training_items, with_channels
+
+    out = tmp_path / "rel" / "model"
+    assert readout_main([str(trained), "--out", str(out), "--relative", "emotion", "--baseline-windows", "2"]) == 0
+    assert "emotion relative to the speaker's baseline" in capsys.readouterr().out
+    report = json.loads((tmp_path / "rel" / "readout.json").read_text())
+    assert report["emotion"]["relative"] is True
+    model = CoatModel.from_pretrained(out)
+    assert model.config.readout_relative == ["emotion"] and model.config.readout_baseline_windows == 2
+    # its center is the training copies' mean statistics: the baseline of a stream not heard yet
+    items = with_channels(training_items(trained, ["emotion"], model.max_window_seconds))["emotion"]
+    want = clip_statistics(model, [w for w, _ in items]).mean(0)
+    np.testing.assert_allclose(model.readout.centers["emotion"].center.numpy(), want, rtol=1e-4, atol=1e-5)
+    absolute = CoatModel.from_pretrained(trained / "model")
+    assert not absolute.readout.is_relative("emotion")
+    assert not torch.allclose(model.readout.tasks["emotion"].weight, absolute.readout.tasks["emotion"].weight)
+    # a held-out speaker's windows scored with a context of the same speaker: the readout still tells tone from noise
+    capsys.readouterr()
+    assert readout_main([str(trained), "--out", str(tmp_path / "x" / "model"), "--relative", "pitch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "relative readout tasks ['pitch']" in err
