@@ -34,6 +34,11 @@ def add_arguments(parser) -> None:
                         help="pass every clip through this channel first (telephone: 300-3400 Hz, 8 kHz, G.711 mu-law)")
     parser.add_argument("--snr-db", type=float, metavar="DB",
                         help="add pink background noise at this SNR to every clip (the same noise for every model)")
+    parser.add_argument("--baseline-context", default="speaker", choices=("speaker", "calm", "none"),
+                        help="emotion/events with a readout relative to the caller's baseline: each clip is scored after "
+                             "other clips of its speaker (speaker, the default: up to the model's baseline windows), "
+                             "after the speaker's neutral and calm clips only (calm: a caller heard calm first), or as a "
+                             "stream's first window (none)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"),
                         help="how to load the LLM (the site config's model.quantization)")
@@ -97,7 +102,8 @@ def run(args) -> int:
             config = AnomalyConfig(**{k: v for k, v in overrides.items() if v is not None})
             result = evaluate_anomaly(model, clips, enroll=args.enroll, config=config, **common)
         else:
-            result = evaluate_classification(model, args.task, clips, candidates, bootstrap=args.bootstrap, **common)
+            result = evaluate_classification(model, args.task, clips, candidates, bootstrap=args.bootstrap,
+                                             baseline_context=args.baseline_context, **common)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         print(f"edge-coat eval: {exc}", file=sys.stderr)
         return 2
@@ -120,6 +126,10 @@ def run(args) -> int:
                            [[k, v["precision"], v["recall"], v["f1"], v["support"]] for k, v in result.per_class.items()]))
         print(format_confusion(m["labels"], m["confusion"]))
         print(format_table(["accuracy", "UA", "macro F1"], [[m["accuracy"], m["ua"], m["macro_f1"]]]))
+        if "readout_baseline" in m:
+            b = m["readout_baseline"]
+            print(f"readout relative to the caller's baseline: context {b['context']}, up to {b['windows']} earlier "
+                  f"windows; {b['clips_with_context']} of {result.n} clips had one")
         if "ci95" in m:
             ci = m["ci95"]
             print(f"95% interval over {m['ci95_resamples']} clip resamples: accuracy {ci['accuracy'][0]:.3f}-"

@@ -69,12 +69,44 @@ def _waves(clips: Sequence[Clip], max_seconds: float, loudness_dbfs: float | Non
     return out
 
 
+#: what a relative readout's baseline is drawn from in an evaluation (``readout_contexts``)
+BASELINE_CONTEXTS = ("speaker", "calm", "none")
+#: the labels of a calm caller: the "calm" context draws only from a speaker's clips of these
+CALM_LABELS = frozenset({"neutral", "calm"})
+
+
+def readout_contexts(model, task: str, clips: Sequence[Clip], context: str = "speaker", *, batch_size: int = 8,
+                     loudness_dbfs: float | None = None, channel: str = "clean",
+                     snr_db: float | None = None) -> list[np.ndarray] | None:
+    """Per clip, the statistics of the earlier windows a stream of its speaker would have heard, for a task whose
+    readout reads them relative to that baseline (``CoatModel.score_labels(readout_context=)``); None when the task's
+    readout is absolute or ``context`` is "none" (each clip then scored as a stream's first window).
+
+    "speaker": up to ``readout_baseline_windows`` other clips of the same speaker (``group_of``), drawn as the fit
+    draws them (``edge_coat.train.readout.group_contexts``); "calm": only from the speaker's neutral and calm clips.
+    A clip without a speaker column is its own group and gets no context."""
+    from edge_coat.train.data import group_of
+    from edge_coat.train.readout import clip_statistics, group_contexts
+
+    if context not in BASELINE_CONTEXTS:
+        raise ValueError(f"baseline context must be one of {list(BASELINE_CONTEXTS)}, got {context!r}")
+    if context == "none" or not (model.use_readout and model.readout.is_relative(task)):
+        return None
+    stats = np.concatenate([clip_statistics(model, _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs,
+                                                          channel, snr_db), batch_size)
+                            for i in range(0, len(clips), batch_size)])
+    eligible = [c.label in CALM_LABELS for c in clips] if context == "calm" else None
+    return group_contexts(stats, [group_of(c) for c in clips], model.config.readout_baseline_windows, eligible)
+
+
 def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[str], *, use_thinking: bool,
                 batch_size: int = 8, loudness_dbfs: float | None = None, progress: bool = False,
-                waves: Sequence[np.ndarray] | None = None, channel: str = "clean", snr_db: float | None = None):
+                waves: Sequence[np.ndarray] | None = None, channel: str = "clean", snr_db: float | None = None,
+                contexts: Sequence[np.ndarray] | None = None):
     """Score clips in batches -> (probs (N, C), thinking latents (N, K, D)).
 
-    ``waves``: the clips' audio when the caller has loaded it already (else loaded here)."""
+    ``waves``: the clips' audio when the caller has loaded it already (else loaded here). ``contexts``: per clip,
+    its stream's earlier statistics for a relative readout (``readout_contexts``)."""
     from tqdm import tqdm
 
     probs, latents = [], []
@@ -83,7 +115,8 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
             batch = _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs, channel, snr_db)
         else:
             batch = list(waves[i:i + batch_size])
-        res = model.score_labels(batch, prompt, list(candidates), use_thinking=use_thinking)
+        res = model.score_labels(batch, prompt, list(candidates), use_thinking=use_thinking,
+                                 readout_context=None if contexts is None else contexts[i:i + batch_size])
         probs.append(res.probs)  # (b, C)
         latents.append(res.thinking)  # (b, K, D)
     return np.concatenate(probs), np.concatenate(latents)
@@ -92,15 +125,25 @@ def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[
 def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates: Sequence[str], *,
                             use_thinking: bool = True, batch_size: int = 8, loudness_dbfs: float | None = None,
                             progress: bool = False, model_name: str = "", channel: str = "clean",
-                            snr_db: float | None = None, bootstrap: int = 1000) -> EvalResult:
+                            snr_db: float | None = None, bootstrap: int = 1000,
+                            baseline_context: str = "speaker") -> EvalResult:
     """Score ``clips`` and compute the classification metrics; ``bootstrap`` > 0 adds ``metrics["ci95"]``, 95 %
-    percentile intervals of accuracy and UA over that many clip resamples (``bootstrap_intervals``)."""
+    percentile intervals of accuracy and UA over that many clip resamples (``bootstrap_intervals``).
+    ``baseline_context``: where a relative readout's baseline comes from (``readout_contexts``); recorded in
+    ``metrics["readout_baseline"]`` when the task's readout is relative."""
     prompt = model.config.tasks[task].prompt
+    contexts = readout_contexts(model, task, clips, baseline_context, batch_size=batch_size,
+                                loudness_dbfs=loudness_dbfs, channel=channel, snr_db=snr_db)
     probs, _ = score_clips(model, clips, prompt, candidates, use_thinking=use_thinking, batch_size=batch_size,
-                           loudness_dbfs=loudness_dbfs, progress=progress, channel=channel, snr_db=snr_db)
+                           loudness_dbfs=loudness_dbfs, progress=progress, channel=channel, snr_db=snr_db,
+                           contexts=contexts)
     pred_idx = probs.argmax(-1)  # (N,)
     y_pred = [candidates[i] for i in pred_idx]
     metrics, per_class = classification_metrics([c.label for c in clips], y_pred, candidates)
+    if model.use_readout and model.readout.is_relative(task):
+        metrics["readout_baseline"] = {
+            "context": baseline_context, "windows": model.config.readout_baseline_windows,
+            "clips_with_context": 0 if contexts is None else int(sum(len(c) > 0 for c in contexts))}
     if bootstrap > 0:
         metrics["ci95"] = bootstrap_intervals([c.label for c in clips], y_pred, resamples=bootstrap)
         metrics["ci95_resamples"] = bootstrap

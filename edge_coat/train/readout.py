@@ -82,14 +82,17 @@ def clip_statistics(model, waves: Sequence[np.ndarray], batch_size: int = 16) ->
     return np.concatenate(out)[index] if out else np.zeros((0, 2 * dim), np.float32)
 
 
-def group_contexts(stats: np.ndarray, groups: Sequence[str], windows: int) -> list[np.ndarray]:
+def group_contexts(stats: np.ndarray, groups: Sequence[str], windows: int,
+                   eligible: Sequence[bool] | None = None) -> list[np.ndarray]:
     """For each row of ``stats`` (N, F), the statistics of up to ``windows`` *other* rows of its group (a speaker on one
     channel), drawn without replacement by a generator seeded with the row's index: the earlier windows a stream
-    would have heard of the same speaker. What a relative readout task is fitted, calibrated and evaluated with."""
+    would have heard of the same speaker. What a relative readout task is fitted, calibrated and evaluated with.
+    ``eligible``: only these rows may be drawn (e.g. the speaker's calm clips: a caller heard calm first)."""
     groups = np.asarray(groups)
     if len(groups) != len(stats):
         raise ValueError(f"expected one group per row ({len(stats)}), got {len(groups)}")
-    members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
+    ok = np.ones(len(groups), bool) if eligible is None else np.asarray(eligible, bool)
+    members = {g: np.flatnonzero((groups == g) & ok) for g in np.unique(groups)}
     out = []
     for r, g in enumerate(groups):
         pool = members[g][members[g] != r]

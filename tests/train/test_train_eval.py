@@ -432,3 +432,44 @@ def test_a_relative_readout_refits_with_the_speakers_of_the_split(trained, tmp_p
     assert readout_main([str(trained), "--out", str(tmp_path / "x" / "model"), "--relative", "pitch"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "relative readout tasks ['pitch']" in err
+
+
+def test_eval_scores_a_relative_readout_after_other_clips_of_the_speaker(trained, separable, tmp_path, capsys):
+    from edge_coat.data.folder import DatasetFolder
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.evaluate import readout_contexts, _waves
+    from edge_coat.train.readout import clip_statistics, main as readout_main
+
+    rel = tmp_path / "rel" / "model"
+    assert readout_main([str(trained), "--out", str(rel), "--relative", "emotion", "--baseline-windows", "2"]) == 0
+    docs = {}
+    for ctx in ("speaker", "none", "calm"):
+        out = tmp_path / f"{ctx}.json"
+        assert main(["eval", "--model", str(rel), "--task", "emotion", "--data", str(separable["test"]),
+                     "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(out), "--bootstrap", "0",
+                     "--predictions", str(tmp_path / f"{ctx}.csv"), "--baseline-context", ctx]) == 0
+        docs[ctx] = json.loads(out.read_text())
+        scores = [float(r["score"]) for r in csv.DictReader(open(tmp_path / f"{ctx}.csv"))]
+        docs[ctx]["scores"] = scores
+    printed = capsys.readouterr().out
+    assert "readout relative to the caller's baseline: context speaker, up to 2 earlier windows; 12 of 12" in printed
+    # 12 clips of 4 speakers: each has 2 others of its speaker; the test folder has no calm clip
+    assert docs["speaker"]["metrics"]["readout_baseline"] == {"context": "speaker", "windows": 2,
+                                                              "clips_with_context": 12}
+    assert docs["none"]["metrics"]["readout_baseline"]["clips_with_context"] == 0
+    assert docs["calm"]["metrics"]["readout_baseline"]["clips_with_context"] == 0
+    assert not np.allclose(docs["speaker"]["scores"], docs["none"]["scores"], atol=1e-4)
+    assert docs["speaker"]["metrics"]["ua"] >= 0.9  # tone vs noise still told apart relative to the speaker
+    # the context of a clip is the statistics of other clips of its own speaker
+    model = CoatModel.from_pretrained(rel)
+    clips = DatasetFolder(separable["test"]).clips
+    ctx = readout_contexts(model, "emotion", clips, "speaker")
+    stats = clip_statistics(model, _waves(clips, model.clip_seconds, None))
+    for i, c in enumerate(clips):
+        same = [j for j, o in enumerate(clips) if o.meta["speaker"] == c.meta["speaker"] and j != i]
+        assert len(ctx[i]) == 2
+        for row in ctx[i]:
+            assert any(np.allclose(row, stats[j], atol=1e-5) for j in same)
+    assert readout_contexts(CoatModel.from_pretrained(trained / "model"), "emotion", clips) is None  # absolute
+    with pytest.raises(ValueError, match="baseline context must be one of"):
+        readout_contexts(model, "emotion", clips, "loud")
