@@ -21,6 +21,7 @@ model_windows_total / model_batches_total      counter    windows and batches th
 model_encoder_chunks_total{outcome}            counter    encoder chunks: hit (reused from the stream's
                                                           cache), encoded, shared (by windows of a batch)
 model_encoder_cache_bytes / _chunks / _streams gauge      what the per-stream encoder cache holds
+model_baseline_streams                         gauge      streams with a baseline for a relative readout
 model_info{name,version,family,quantization,thinking}  gauge  1
 events_total{kind,phase}                       counter    events written to the log by this process
 events_followed_total{kind,phase}              counter    events the event service read from the log
@@ -134,6 +135,10 @@ class ServiceCollector(Collector):
                 fam = CounterMetricFamily(P + name, doc)
                 fam.add_metric([], float(stage[key]))
                 yield fam
+        if "baseline_streams" in stage:
+            g = GaugeMetricFamily(P + "model_baseline_streams", "streams with a baseline for a relative answer readout")
+            g.add_metric([], float(stage["baseline_streams"]))
+            yield g
         cache = stage.get("encoder_cache")
         if cache:
             fam = CounterMetricFamily(P + "model_encoder_chunks", "encoder chunks by outcome (the per-stream cache)",

@@ -37,6 +37,16 @@ latents up to float noise (tests/worker/test_thinking_cache.py). Without the cac
 exported before the part graphs, each window runs the whole block (``info()["thinking_cache"]`` says which).
 A model whose answer readout reads the tower's output (``readout_input`` 'tower', coat-tiny 1.5) has it kept in
 the same cache, beside each position's embedding (``CoatModel.encode_mel_packed``), and handed to ``score_tasks``.
+A readout task the model lists in ``readout_relative`` reads the window's statistics less its stream's
+**baseline** (docs/coat-tiny-speaker-baseline: a speaker's own baseline removes what differs between speakers,
+languages and lines). The stage keeps, per stream, the statistics (``ScoreResult.features``) of its last
+``readout_baseline_windows`` scored speech windows that do not overlap each other, and hands those that ended
+before a window began to ``score_tasks`` as ``readout_context``. The contexts are taken before a batch is scored,
+so two windows of one stream in the same batch do not see each other. A new capture run on the stream starts a new
+baseline. A window the gate's VAD judged mostly non-speech
+(``speech_ratio`` below ``BASELINE_MIN_SPEECH``) is scored with the baseline but does not enter it; ``end_stream``
+drops it; at most ``BASELINE_MAX_STREAMS`` streams are kept (the least recently added to dropped first);
+``stats()["baseline_streams"]`` counts them. A model without relative tasks keeps none.
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
@@ -52,6 +62,7 @@ that ``stats()`` returns for the metrics collector (read at scrape time, not pus
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
 import threading
 import time
@@ -74,6 +85,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 STAGES: tuple[str, ...] = ("encode", "thinking", "llm", "readings", "total")
 #: shortest window the model core accepts (4 mel frames of 10 ms)
 MIN_SAMPLES = 640
+#: a window whose ``speech_ratio`` (the gate's VAD) is below this is scored but does not enter its stream's baseline
+#: for the relative readout tasks: silence and hold music would drag the caller's baseline towards them
+BASELINE_MIN_SPEECH = 0.5
+#: at most this many streams keep a baseline (the one least recently added to dropped first)
+BASELINE_MAX_STREAMS = 4096
 
 
 class LatencyHistogram:
@@ -145,6 +161,10 @@ class CoatStage:
         self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0,
                         "ahead_calls": 0, "ahead_chunks": 0}
         self._warned: set[str] = set()
+        # the relative readout tasks' per-stream baselines: stream id -> the statistics (2F,) of its last
+        # readout_baseline_windows scored speech windows, the stream least recently added to first (module docstring)
+        #: stream -> (capture run, deque of (start sample, end sample, statistics (2F,))): relative readout baselines
+        self._baselines: collections.OrderedDict[str, tuple[int, collections.deque]] = collections.OrderedDict()
         info = self.info()
         log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
                  "encoder cache %s; thinking cache %s", info["name"], info["version"], info["family"],
@@ -236,7 +256,7 @@ class CoatStage:
     def stats(self) -> dict:
         with self._lock:
             out = {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
-                   "encoder_cache": dict(self._cache_stats)}
+                   "baseline_streams": len(self._baselines), "encoder_cache": dict(self._cache_stats)}
             if self._pitch_stats:
                 out["pitch_cache"] = dict(self._pitch_stats)
             return out
@@ -269,8 +289,10 @@ class CoatStage:
             self._cache_stats = stats
 
     def end_stream(self, end: EndOfStream) -> None:
-        """A stream ended (or was forgotten idle): drop its encoded chunks and pitch frames. Called on the model
-        thread."""
+        """A stream ended (or was forgotten idle): drop its encoded chunks, pitch frames and readout baseline.
+        Called on the model thread."""
+        with self._lock:
+            self._baselines.pop(end.stream_id, None)
         if self.pitch_cache is not None:
             self.pitch_cache.drop(end.stream_id, end.reason)
             pitch_stats = self.pitch_cache.stats()
@@ -319,11 +341,19 @@ class CoatStage:
                 groups: dict[tuple[str, ...], list[int]] = {}  # windows asking for the same tasks: one call
                 for j, i in enumerate(scored):
                     groups.setdefault(tuple(sorted({t for t in windows[i].tasks if t in self.tasks})), []).append(j)
+                relative = {t for tasks in groups for t in tasks if self._is_relative(t)}
+                # every group's baselines as they were before the batch (a stream's windows in it do not see each other)
+                contexts = {tasks: self._contexts([windows[scored[j]] for j in rows])
+                            for tasks, rows in groups.items() if relative.intersection(tasks)}
                 for tasks, rows in groups.items():
                     sel = torch.tensor(rows, device=audio.device)
                     res = self.model.score_tasks(None, list(tasks), audio=(audio[sel], mask[sel]),
                                                  thinking=think[sel] if think is not None else None,
-                                                 readout_frames=tower[sel] if tower is not None else None)
+                                                 readout_frames=tower[sel] if tower is not None else None,
+                                                 readout_context=contexts.get(tasks))
+                    if tasks in contexts:
+                        self._remember([windows[scored[j]] for j in rows],
+                                       next((r.features for r in res.values() if r.features is not None), None))
                     for k, j in enumerate(rows):  # probs (B, C), thinking (B, K, D)
                         i = scored[j]
                         for task, r in res.items():
@@ -374,6 +404,52 @@ class CoatStage:
         """The cache's encoder: each chunk's embeds, with the tower's output beside them when the readout reads it
         (``CoatModel.encode_mel_packed``), so it is cached, dropped and joined into windows exactly as the embeds."""
         return self.model.encode_chunks(chunks, packed=True)
+
+    # ---- the relative readout tasks' stream baselines ----------------------------------------------------
+    def _is_relative(self, task: str) -> bool:
+        """Whether ``task``'s answer readout scores here relative to a stream baseline."""
+        return bool(self.model.use_readout) and self.model.readout.is_relative(task)
+
+    def _contexts(self, windows: list[Window]) -> list[np.ndarray | None]:
+        """Per window, the statistics (k, 2F), oldest first, of its stream's kept windows that ended before it began
+        (an overlapping window shares its audio, and would pull the baseline towards the window itself), from the
+        same capture run (None: nothing heard yet)."""
+        out = []
+        with self._lock:
+            for w in windows:
+                epoch, kept = self._baselines.get(w.stream_id, (None, ()))
+                rows = [f for _, end, f in kept if end <= w.start_sample] if epoch == w.sender_epoch else []
+                out.append(np.stack(rows) if rows else None)
+        return out
+
+    def _remember(self, windows: list[Window], features: np.ndarray | None) -> None:
+        """Keep each window's statistics (``features`` (B, 2F), in window order) in its stream's baseline, unless the
+        gate's VAD judged it mostly non-speech (``BASELINE_MIN_SPEECH``) or it overlaps the last window kept (with
+        hops shorter than windows, every few windows: the baseline is made of distinct stretches, as the readout
+        was fitted on distinct clips). A new capture run (``sender_epoch``) on the stream starts a new baseline."""
+        if features is None:  # the readout scored nothing
+            return
+        n = int(self.model.config.readout_baseline_windows)
+        with self._lock:
+            for w, f in zip(windows, features):
+                if w.speech_ratio is not None and w.speech_ratio < BASELINE_MIN_SPEECH:
+                    continue
+                epoch, kept = self._baselines.get(w.stream_id, (None, None))
+                if epoch != w.sender_epoch or kept is None:
+                    kept = collections.deque(maxlen=n)
+                elif kept.maxlen != n:
+                    kept = collections.deque(kept, maxlen=n)
+                if kept and w.start_sample < kept[-1][1]:
+                    continue
+                end = w.start_sample + len(w.samples)
+                kept.append((w.start_sample, end, np.array(f, dtype=np.float32)))  # a copy, not a view of the batch
+                self._baselines[w.stream_id] = (w.sender_epoch, kept)
+                self._baselines.move_to_end(w.stream_id)
+                while len(self._baselines) > BASELINE_MAX_STREAMS:
+                    old = next(iter(self._baselines))
+                    del self._baselines[old]
+                    log.debug("model stage: stream %s's readout baseline dropped (more than %d streams)", old,
+                              BASELINE_MAX_STREAMS)
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:
