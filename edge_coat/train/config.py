@@ -182,6 +182,12 @@ class TrainConfig(BaseModel):
                     "projector (chosen by docs/coat-tiny-tower-readout), or 'audio', those of the projected embeds "
                     "(coat-tiny 1.4)",
     )
+    readout_relative: list[Literal["emotion", "events"]] = Field(
+        default_factory=list,
+        description="readout tasks fitted on each clip's statistics less its speaker's baseline (up to 8 other clips "
+                    "of the speaker on the same channel), served relative to the stream's baseline "
+                    "(docs/coat-tiny-speaker-baseline); [] = absolute",
+    )
     readout_channels: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
         default_factory=lambda: ["clean", "telephone", "room"], min_length=1,
         description="channel copies of each training clip the readout is fitted on (edge_coat.train.augment)",

@@ -310,23 +310,32 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
     temperature on the validation clips ``val`` (task -> (wave, answer)); report in RUN/readout.json."""
     import json
 
+    from edge_coat.train.data import group_of
     from edge_coat.train.readout import (
         DEFAULT_TASKS,
         calibrate_readout_temperature,
+        channel_groups,
         fit_readout,
         labelled_waves,
         with_channels,
     )
 
     items: dict[str, list] = {}
+    groups: dict[str, list[str]] = {}  # each clip's speaker (relative readouts), in the order of items and val
+    val_groups: dict[str, list[str]] = {}
     for src, s in zip(config.data, splits):
         if src.task in DEFAULT_TASKS:
             items.setdefault(src.task, []).extend(labelled_waves(s.train, src.task, model.max_window_seconds))
+            groups.setdefault(src.task, []).extend(f"{src.path}/{group_of(c)}" for c in s.train)
+        if s.val:  # validation_sets' order, which ``val`` follows
+            val_groups.setdefault(src.task, []).extend(f"{src.path}/{group_of(c)}" for c in s.val)
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         log.info("no readout: no emotion or events training clips of two labels or more")
         return
     report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c,
-                         source=config.readout_input)
-    report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report})
+                         source=config.readout_input, relative=config.readout_relative,
+                         groups={t: channel_groups(g, config.readout_channels) for t, g in groups.items()})
+    report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report},
+                                                          groups=val_groups)
     (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

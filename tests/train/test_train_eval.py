@@ -150,6 +150,20 @@ def test_training_can_fit_the_readout_on_the_projected_embeds(separable, tmp_pat
     assert json.loads((out / "readout.json").read_text())["emotion"]["input"] == "audio"
 
 
+def test_training_can_fit_the_emotion_readout_relative_to_the_speakers_baseline(separable, tmp_path):
+    from edge_coat.model.coat import CoatModel
+
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--data", f"{separable['train']}:emotion", "--steps", "4", "--batch-size", "4",
+                 "--out", str(out), "--teacher-cache", str(tmp_path / "cache"), "--readout-relative", "emotion",
+                 "--val-speakers", "04"]) == 0
+    model = CoatModel.from_pretrained(out / "model")
+    assert model.config.readout_relative == ["emotion"] and model.readout.is_relative("emotion")
+    assert json.loads((out / "readout.json").read_text())["emotion"]["relative"] is True
+    assert json.loads((out / "run_config.json").read_text())["readout_relative"] == ["emotion"]
+    assert json.loads((out / "readout.json").read_text())["temperature"]["n"] == 4  # speaker 04's clips
+
+
 def test_channel_copies_are_reproducible_and_checked():
     from edge_coat.train.readout import with_channels
 
