@@ -541,6 +541,13 @@ class CoatModel(nn.Module):
         batch, or None when the readout scores none of them."""
         if not (self.use_readout and any(self.readout.knows(t, c) for t, c in asked)):
             return None
+        return self.readout_statistics(audio, audio_mask, readout_frames)
+
+    def readout_statistics(self, audio: torch.Tensor, audio_mask: torch.Tensor,
+                           readout_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2F) the window statistics the answer readout reads (``ScoreResult.features``) of windows encoded
+        before: the audio embeds (B, T, D) or, with a tower readout, ``readout_frames`` (B, T, Da). They do not
+        depend on any baseline, so a stream's baseline can take a window in before it is scored."""
         if self.config.readout_input == "tower":
             if readout_frames is None:
                 raise ValueError("this model's answer readout reads the audio tower's output: pass readout_frames "

@@ -41,9 +41,10 @@ A readout task the model lists in ``readout_relative`` reads the window's statis
 **baseline** (docs/coat-tiny-speaker-baseline: a speaker's own baseline removes what differs between speakers,
 languages and lines). The stage keeps, per stream, the statistics (``ScoreResult.features``) of its last
 ``readout_baseline_windows`` scored speech windows that do not overlap each other, and hands those that ended
-before a window began to ``score_tasks`` as ``readout_context``. The contexts are taken before a batch is scored,
-so two windows of one stream in the same batch do not see each other. A new capture run on the stream starts a new
-baseline. A window the gate's VAD judged mostly non-speech
+before a window began to ``score_tasks`` as ``readout_context``. A window's statistics do not depend on its
+baseline, so each window is taken in (in window order) before its batch is scored: its baseline is the same
+whether its stream's earlier windows came in earlier batches or in its own. A new capture run on the stream starts
+a new baseline. A window the gate's VAD judged mostly non-speech
 (``speech_ratio`` below ``BASELINE_MIN_SPEECH``) is scored with the baseline but does not enter it; ``end_stream``
 drops it; at most ``BASELINE_MAX_STREAMS`` streams are kept (the least recently added to dropped first);
 ``stats()["baseline_streams"]`` counts them. A model without relative tasks keeps none.
@@ -341,19 +342,17 @@ class CoatStage:
                 groups: dict[tuple[str, ...], list[int]] = {}  # windows asking for the same tasks: one call
                 for j, i in enumerate(scored):
                     groups.setdefault(tuple(sorted({t for t in windows[i].tasks if t in self.tasks})), []).append(j)
-                relative = {t for tasks in groups for t in tasks if self._is_relative(t)}
-                # every group's baselines as they were before the batch (a stream's windows in it do not see each other)
-                contexts = {tasks: self._contexts([windows[scored[j]] for j in rows])
-                            for tasks, rows in groups.items() if relative.intersection(tasks)}
                 for tasks, rows in groups.items():
                     sel = torch.tensor(rows, device=audio.device)
+                    contexts = None
+                    if any(self._is_relative(t) for t in tasks):  # the windows' statistics, then their baselines
+                        stats = self.model.readout_statistics(audio[sel], mask[sel],
+                                                              tower[sel] if tower is not None else None)
+                        contexts = self._contexts([windows[scored[j]] for j in rows], stats.float().cpu().numpy())
                     res = self.model.score_tasks(None, list(tasks), audio=(audio[sel], mask[sel]),
                                                  thinking=think[sel] if think is not None else None,
                                                  readout_frames=tower[sel] if tower is not None else None,
-                                                 readout_context=contexts.get(tasks))
-                    if tasks in contexts:
-                        self._remember([windows[scored[j]] for j in rows],
-                                       next((r.features for r in res.values() if r.features is not None), None))
+                                                 readout_context=contexts)
                     for k, j in enumerate(rows):  # probs (B, C), thinking (B, K, D)
                         i = scored[j]
                         for task, r in res.items():
@@ -410,39 +409,31 @@ class CoatStage:
         """Whether ``task``'s answer readout scores here relative to a stream baseline."""
         return bool(self.model.use_readout) and self.model.readout.is_relative(task)
 
-    def _contexts(self, windows: list[Window]) -> list[np.ndarray | None]:
-        """Per window, the statistics (k, 2F), oldest first, of its stream's kept windows that ended before it began
-        (an overlapping window shares its audio, and would pull the baseline towards the window itself), from the
-        same capture run (None: nothing heard yet)."""
+    def _contexts(self, windows: list[Window], stats: np.ndarray) -> list[np.ndarray | None]:
+        """Per window, in order: the statistics (k, 2F), oldest first, of its stream's kept windows that ended before
+        it began (an overlapping window shares its audio and would pull the baseline towards the window itself),
+        from the same capture run (None: nothing heard yet); then the window itself is kept (``stats`` (B, 2F), its
+        readout statistics, known before it is scored), unless the gate's VAD judged it mostly non-speech
+        (``BASELINE_MIN_SPEECH``) or it overlaps the last window kept (with hops shorter than windows, every few
+        windows: the baseline is made of distinct stretches, as the readout was fitted on distinct clips). So a
+        window's baseline is the same whether its stream's earlier windows came in earlier batches or in its own.
+        A new capture run (``sender_epoch``) on the stream starts a new baseline."""
+        n = int(self.model.config.readout_baseline_windows)
         out = []
         with self._lock:
-            for w in windows:
-                epoch, kept = self._baselines.get(w.stream_id, (None, ()))
-                rows = [f for _, end, f in kept if end <= w.start_sample] if epoch == w.sender_epoch else []
-                out.append(np.stack(rows) if rows else None)
-        return out
-
-    def _remember(self, windows: list[Window], features: np.ndarray | None) -> None:
-        """Keep each window's statistics (``features`` (B, 2F), in window order) in its stream's baseline, unless the
-        gate's VAD judged it mostly non-speech (``BASELINE_MIN_SPEECH``) or it overlaps the last window kept (with
-        hops shorter than windows, every few windows: the baseline is made of distinct stretches, as the readout
-        was fitted on distinct clips). A new capture run (``sender_epoch``) on the stream starts a new baseline."""
-        if features is None:  # the readout scored nothing
-            return
-        n = int(self.model.config.readout_baseline_windows)
-        with self._lock:
-            for w, f in zip(windows, features):
-                if w.speech_ratio is not None and w.speech_ratio < BASELINE_MIN_SPEECH:
-                    continue
+            for w, f in zip(windows, stats):
                 epoch, kept = self._baselines.get(w.stream_id, (None, None))
                 if epoch != w.sender_epoch or kept is None:
                     kept = collections.deque(maxlen=n)
                 elif kept.maxlen != n:
                     kept = collections.deque(kept, maxlen=n)
+                rows = [g for _, end, g in kept if end <= w.start_sample]
+                out.append(np.stack(rows) if rows else None)
+                if w.speech_ratio is not None and w.speech_ratio < BASELINE_MIN_SPEECH:
+                    continue
                 if kept and w.start_sample < kept[-1][1]:
                     continue
-                end = w.start_sample + len(w.samples)
-                kept.append((w.start_sample, end, np.array(f, dtype=np.float32)))  # a copy, not a view of the batch
+                kept.append((w.start_sample, w.start_sample + len(w.samples), np.array(f, dtype=np.float32)))
                 self._baselines[w.stream_id] = (w.sender_epoch, kept)
                 self._baselines.move_to_end(w.stream_id)
                 while len(self._baselines) > BASELINE_MAX_STREAMS:
@@ -450,6 +441,7 @@ class CoatStage:
                     del self._baselines[old]
                     log.debug("model stage: stream %s's readout baseline dropped (more than %d streams)", old,
                               BASELINE_MAX_STREAMS)
+        return out
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:

@@ -1,6 +1,7 @@
 """The model stage's per-stream baseline for relative readout tasks: each window of a stream is scored against the
-statistics of its stream's last N scored speech windows (``readout_context``), kept per stream, dropped at the stream's
-end, and not kept at all for a model without relative tasks."""
+statistics of its stream's last N distinct speech windows that ended before it began (``readout_context``), kept per
+stream, the same however the windows are batched, dropped at the stream's end or a new capture run, and not kept at
+all for a model without relative tasks."""
 
 from __future__ import annotations
 
@@ -100,6 +101,14 @@ def test_each_window_is_scored_against_its_streams_last_n_windows(overrides):
             np.testing.assert_allclose(out, alone, atol=1e-4)
     if overrides:
         assert stage.stats()["encoder_cache"]["hits"] > 0  # the tower's output came from cached chunks
+    # the same stream again (a new run), all its windows in one batch: the same answers as one window per batch
+    again = [Window(stream_id="s9", index=w.index, start_sample=w.start_sample, start_ts=w.start_ts, end_ts=w.end_ts,
+                    samples=w.samples, tasks=w.tasks) for w in ws]
+    batched = got(stage, again, task, labels)
+    for t, w in enumerate(ws):
+        want, _ = direct(model, task, w.samples, [feats[k] for k in heard_before[t]])
+        np.testing.assert_allclose(batched[t], want, atol=1e-4)
+    stage.end_stream(EndOfStream("s9", ts=0.0, reason="ended"))
     assert stage.stats()["baseline_streams"] == 1
     epoch, kept = stage._baselines["s1"]
     assert [(a, b) for a, b, _ in kept] == [(0, 2 * chunk), (2 * chunk, 4 * chunk), (4 * chunk, 6 * chunk)]
@@ -111,7 +120,7 @@ def test_each_window_is_scored_against_its_streams_last_n_windows(overrides):
     assert len(stage._baselines["s2"][1]) == N and stage._baselines["s2"][1][0][0] == 2 * SR
 
 
-def test_interleaved_streams_keep_separate_baselines_and_windows_of_one_batch_do_not_see_each_other():
+def test_interleaved_streams_keep_separate_baselines_and_a_batch_holds_the_earlier_windows_of_its_stream():
     model, task = tiny_relative()
     stage = stage_for(model)
     wa, wb = waves(5, seed=2), waves(5, seed=3)
@@ -122,12 +131,12 @@ def test_interleaved_streams_keep_separate_baselines_and_windows_of_one_batch_do
         out = got(stage, [window("b", t, wb[t], task), window("a", t, wa[t], task)], task, labels)
         np.testing.assert_allclose(out, np.stack([want_b, want_a]), atol=1e-4)
     assert stage.stats()["baseline_streams"] == 2
-    # two windows of one stream in one batch: both read the baseline before the batch, then both enter it in order
+    # two windows of one stream in one batch: the later one's baseline holds the earlier one, as across batches
     w2 = waves(3, seed=4)
     f2 = [features(model, task, w) for w in w2]
     want, labels = direct(model, task, w2[0], [])
     out = got(stage, [window("c", 0, w2[0], task), window("c", 1, w2[1], task)], task, labels)
-    np.testing.assert_allclose(out, np.stack([want, direct(model, task, w2[1], [])[0]]), atol=1e-4)
+    np.testing.assert_allclose(out, np.stack([want, direct(model, task, w2[1], f2[:1])[0]]), atol=1e-4)
     out = got(stage, [window("c", 2, w2[2], task)], task, labels)[0]
     np.testing.assert_allclose(out, direct(model, task, w2[2], f2[:2])[0], atol=1e-4)
     assert stage.stats()["baseline_streams"] == 3
