@@ -20,6 +20,11 @@ training; ``--all-held-out`` tests on every clip of ``--data``. Predictions are 
 labels the test folder has. ``--channel telephone`` passes the test clips through the telephone line
 of ``edge_coat.train.augment`` (training clips stay clean).
 
+``--speaker-baseline N``: every clip's features less the mean of up to N other clips of its speaker (training and
+held-out clips alike; ``edge_coat.train.readout.relative_statistics``, the training mean filling a speaker with
+fewer), the normalisation a relative readout gets from its stream (docs/coat-tiny-speaker-baseline): the
+reference a model scored with ``edge-coat eval --baseline-context speaker`` is compared with.
+
 Anomaly (``--task anomaly``): the split of ``edge-coat eval --task anomaly`` (per machine, the first
 half of its normal clips enroll, the rest are tested with the abnormal ones). Each feature set
 (``logmel``: mean and std over time of 64 log-mel bands; ``mfcc_prosody`` and ``yamnet`` as above) is
@@ -202,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-data", action="append", default=[], help="extra folder used only for training (repeat)")
     p.add_argument("--all-held-out", action="store_true", help="test on every clip of --data (cross-corpus)")
     p.add_argument("--channel", default="clean", choices=("clean", "telephone"), help="channel of the test clips")
+    p.add_argument("--speaker-baseline", type=int, default=0, metavar="N",
+                   help="features less the mean of up to N other clips of the clip's speaker (default 0: none)")
     p.add_argument("--json", dest="json_out", help="JSON output (default bench/results/reference_baselines_<task>.json)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -254,8 +261,16 @@ def main(argv=None) -> int:
         if (i + 1) % 100 == 0:
             log.info("features of %d/%d clips (%.0f s)", i + 1, len(clips), time.time() - t0)
     results, rows = {}, []
+    # a speaker's group within its own folder (speaker ids repeat across corpora), the test clips apart (their channel)
+    speaker_groups = np.array([f"{Path(c.path).parent}/{g}/{'test' if t else 'train'}"
+                               for c, g, t in zip(clips, groups, test_mask)])
     for k in kinds:
         x = np.stack(feats[k])  # (N, F)
+        if args.speaker_baseline > 0:
+            from edge_coat.train.readout import relative_statistics
+
+            center = x[~test_mask].mean(0)
+            x = relative_statistics(x, speaker_groups, args.speaker_baseline, center)
         pred, c = fit_and_score(x[~test_mask], y[~test_mask], groups[~test_mask], x[test_mask], allowed=labels)
         metrics, per_class = classification_metrics(y[test_mask].tolist(), pred.tolist(), labels)
         results[k] = {"metrics": metrics, "per_class": per_class, "C": c, "features": int(x.shape[1])}
@@ -265,6 +280,7 @@ def main(argv=None) -> int:
     print(format_table(["features", "dims", "C", "accuracy", "UA", "macro F1"], rows))
     out = Path(args.json_out or REPO / "bench" / "results" / f"reference_baselines_{args.task}.json")
     write_json(out, {"task": args.task, "data": args.data, "train_data": args.train_data, "channel": args.channel,
+                     "speaker_baseline": args.speaker_baseline,
                      "held_out": "all" if args.all_held_out else sorted(held), "n_train": int((~test_mask).sum()),
                      "n_test": int(test_mask.sum()), "results": results})
     print(f"wrote {out}")
