@@ -43,3 +43,32 @@ def test_bench_anomaly_times_both_feature_sets_against_the_model_call(tmp_path):
     assert data["seconds"] == 1.0 and data["ms"]["model"]["n"] == 2
     for features in ("mel", "thinking"):
         assert data["ms"][features]["median"] > 0 and data["ratio_to_model"][features]["n"] == 2
+
+
+def test_speaker_baseline_references_read_each_clip_against_other_clips_of_its_speaker(tmp_path, monkeypatch):
+    """--speaker-baseline N: a label carried only by a clip's difference from its speaker's other clips is found with
+    it and missed without it (each speaker's level differs far more than the labels do)."""
+    from tests.train.conftest import write_folder
+
+    offsets = {"01": -0.3, "02": 0.3, "03": -0.1, "04": 0.1, "05": -0.2, "06": 0.2, "07": 0.5, "08": -0.5}
+    rows, waves = [], {}
+    for spk, off in offsets.items():
+        for k in range(6):
+            label = "happy" if k % 2 else "sad"
+            file = f"{spk}-{k}.wav"
+            waves[file] = reference_baselines.np.full(1600, off + (0.05 if label == "happy" else -0.05),
+                                                      dtype="float32")
+            rows.append((file, label, {"speaker": spk}))
+    data = write_folder(tmp_path / "spk", rows, waves)
+    # one feature: the clip's level (what the folder's audio carries), computed without the teacher experts
+    monkeypatch.setattr(reference_baselines, "features", lambda kind, wave, cache: wave[:1].astype("float64"))
+    ua = {}
+    for n in (0, 4):
+        out = tmp_path / f"ref-{n}.json"
+        assert reference_baselines.main(["--data", str(data), "--task", "emotion", "--holdout-speakers", "07,08",
+                                         "--features", "mfcc_prosody", "--teacher-cache", str(tmp_path / "cache"),
+                                         "--speaker-baseline", str(n), "--json", str(out)]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["speaker_baseline"] == n
+        ua[n] = doc["results"]["mfcc_prosody"]["metrics"]["ua"]
+    assert ua[0] <= 0.5 and ua[4] == 1.0
