@@ -85,6 +85,8 @@ def add_arguments(parser) -> None:
     o.add_argument("--readout-relative", default="",
                    help="comma list of readout tasks read relative to the speaker's (the stream's) baseline, e.g. "
                         "emotion (default: none)")
+    o.add_argument("--readout-with-absolute", action="store_true",
+                   help="the relative readout tasks read the statistics beside their difference from the baseline")
     o.add_argument("--val-every", type=int, default=0, metavar="N",
                    help="score the validation split every N steps and keep the best weights (default 0: the last)")
     o.add_argument("--seed", type=int, default=0)
@@ -140,7 +142,7 @@ def config_from_args(args):
         lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, val_every=args.val_every, readout_c=args.readout_c,
         readout_channels=parse_list(args.readout_channels), readout_input=args.readout_input,
-        readout_relative=parse_list(args.readout_relative),
+        readout_relative=parse_list(args.readout_relative), readout_with_absolute=args.readout_with_absolute,
         time_mask=args.time_mask, channel_mask=args.channel_mask,
         speed_tasks=parse_list(args.speed_tasks), speed_experts=parse_list(args.speed_experts),
         speed_teachers=args.speed_teachers,

@@ -118,7 +118,7 @@ class CoatModel(nn.Module):
         #: its input (``coat_config.readout_input``): the projected audio embeds or the tower's output
         self.readout = AnswerReadout(coat_config.readout, 2 * (
             adapter.tower_dim if coat_config.readout_input == "tower" else adapter.audio_dim),
-            relative=coat_config.readout_relative)
+            relative=coat_config.readout_relative, with_absolute=coat_config.readout_with_absolute)
         #: False scores with the LLM alone even where a readout exists (its ablation)
         self.use_readout = True
         self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames, per_chunk=coat_config.chunk_features == "chunk")
@@ -293,7 +293,8 @@ class CoatModel(nn.Module):
         if source == self.config.readout_input:
             return
         dim = self.adapter.tower_dim if source == "tower" else self.adapter.audio_dim
-        self.readout = AnswerReadout({}, 2 * dim).to(self.readout_device)
+        self.readout = AnswerReadout({}, 2 * dim, with_absolute=self.config.readout_with_absolute).to(
+            self.readout_device)
         self.config.readout = {}
         self.config.readout_relative = []
         self.config.readout_input = source

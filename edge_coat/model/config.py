@@ -144,6 +144,12 @@ class CoatConfig(BaseModel):
                     "the training clips' mean (docs/coat-tiny-speaker-baseline: a speaker's own baseline removes what "
                     "differs between speakers, languages and lines)",
     )
+    readout_with_absolute: bool = Field(
+        default=False,
+        description="the relative readout tasks read the window's statistics beside their difference from the "
+                    "baseline ([x, x - b]), fitted on baselines of every size from none to readout_baseline_windows, "
+                    "so a stream's first windows score as an absolute readout would (docs/coat-tiny-speaker-baseline)",
+    )
     readout_baseline_windows: int = Field(
         default=8, ge=1, le=10000,
         description="how many earlier windows of a stream make its baseline for the relative readout tasks",

@@ -17,7 +17,9 @@ the stream's last N windows (``stream_baseline``, N = ``readout_baseline_windows
 heard filled with the mean statistics of the training clips (``readout.centers.<task>.center``, (2F,)). The fit
 subtracts, from each training clip, the mean of up to N other clips of its speaker on the same channel
 (``edge_coat.train.readout``). Over held-out folds this gained 2-5 points on every emotion corpus
-(docs/coat-tiny-speaker-baseline).
+(docs/coat-tiny-speaker-baseline). With ``coat_config.readout_with_absolute`` the task reads ``[x, x - b]`` (its
+weights twice as wide), fitted on baselines of every size, so a window heard before any baseline scores as an absolute
+readout would.
 
 Stored in ``coat.safetensors`` as ``readout.tasks.<task>.weight`` (C, 2F, F the width read) and ``.bias`` (C,) (buffers, not
 parameters: no optimiser touches them), the
@@ -75,15 +77,23 @@ class AnswerReadout(nn.Module):
     """One linear layer per task over ``window_statistics``; ``labels``: task -> its labels in row order;
     ``relative``: the tasks that read the statistics minus a stream baseline (``stream_baseline``)."""
 
-    def __init__(self, labels: dict[str, list[str]], feature_dim: int, relative=()):
+    def __init__(self, labels: dict[str, list[str]], feature_dim: int, relative=(), with_absolute: bool = False):
         super().__init__()
         self.labels = {task: list(names) for task, names in labels.items()}
         self.feature_dim = feature_dim
-        # zeros = no opinion, until load_state_dict or set_task fills them
-        self.tasks = nn.ModuleDict({task: _Fitted(torch.zeros(len(names), feature_dim), torch.zeros(len(names)))
-                                    for task, names in self.labels.items()})
+        #: relative tasks read [x, x - baseline] (weights 2 x feature_dim wide) instead of x - baseline
+        self.with_absolute = bool(with_absolute)
         self.centers = nn.ModuleDict({task: _Center(torch.zeros(feature_dim)) for task in relative
                                       if task in self.labels})
+        # zeros = no opinion, until load_state_dict or set_task fills them
+        self.tasks = nn.ModuleDict({task: _Fitted(torch.zeros(len(names), self.task_dim(task)),
+                                                  torch.zeros(len(names)))
+                                    for task, names in self.labels.items()})
+
+    def task_dim(self, task: str, relative: bool | None = None) -> int:
+        """The width a task's weights read: ``feature_dim``, twice that for a relative task read with the absolute."""
+        rel = task in self.centers if relative is None else relative
+        return 2 * self.feature_dim if rel and self.with_absolute else self.feature_dim
 
     def is_relative(self, task: str | None) -> bool:
         return task in self.centers
@@ -100,8 +110,9 @@ class AnswerReadout(nn.Module):
                  center: torch.Tensor | None = None) -> None:
         """Install a fitted task: weight (C, 2D), bias (C,), rows in ``labels`` order; ``center`` (2D,): the task
         reads statistics relative to a stream baseline, this being the training clips' mean (None: absolute)."""
-        if tuple(weight.shape) != (len(labels), self.feature_dim) or tuple(bias.shape) != (len(labels),):
-            raise ValueError(f"readout {task!r}: expected weight ({len(labels)}, {self.feature_dim}) and bias "
+        dim = self.task_dim(task, center is not None)
+        if tuple(weight.shape) != (len(labels), dim) or tuple(bias.shape) != (len(labels),):
+            raise ValueError(f"readout {task!r}: expected weight ({len(labels)}, {dim}) and bias "
                              f"({len(labels)},), got {tuple(weight.shape)} and {tuple(bias.shape)}")
         if center is not None and tuple(center.shape) != (self.feature_dim,):
             raise ValueError(f"readout {task!r}: expected center ({self.feature_dim},), got {tuple(center.shape)}")
@@ -111,6 +122,13 @@ class AnswerReadout(nn.Module):
             self.centers[task] = _Center(center.detach().float().clone()).to(weight.device)
         elif task in self.centers:
             del self.centers[task]
+
+    def drop(self, task: str) -> None:
+        """Forget a task's fit (the LLM alone answers it)."""
+        self.labels.pop(task, None)
+        for store in (self.tasks, self.centers):
+            if task in store:
+                del store[task]
 
     def baselines(self, task: str, contexts, windows: int, n: int) -> torch.Tensor:
         """(n, 2D) baselines of a relative task for n windows: ``contexts``, one (k, 2D) array or tensor of the
@@ -136,7 +154,8 @@ class AnswerReadout(nn.Module):
         layer = self.tasks[task]
         if task in self.centers:
             base = self.centers[task].center if baseline is None else baseline
-            features = features - base.to(features)
+            relative = features - base.to(features)
+            features = torch.cat([features, relative], -1) if self.with_absolute else relative
         logits = layer(features.to(layer.weight.dtype)).float()  # (B, C)
         idx = torch.tensor([self.labels[task].index(c) for c in candidates], device=logits.device)
         return torch.log_softmax(logits[:, idx], -1)  # (B, len(candidates))

@@ -188,6 +188,11 @@ class TrainConfig(BaseModel):
                     "of the speaker on the same channel), served relative to the stream's baseline "
                     "(docs/coat-tiny-speaker-baseline); [] = absolute",
     )
+    readout_with_absolute: bool = Field(
+        default=False,
+        description="the relative readout tasks read the statistics beside their difference from the baseline, "
+                    "fitted on baselines of every size (docs/coat-tiny-speaker-baseline)",
+    )
     readout_channels: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
         default_factory=lambda: ["clean", "telephone", "room"], min_length=1,
         description="channel copies of each training clip the readout is fitted on (edge_coat.train.augment)",

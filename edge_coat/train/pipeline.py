@@ -335,7 +335,8 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
         return
     report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c,
                          source=config.readout_input, relative=config.readout_relative,
-                         groups={t: channel_groups(g, config.readout_channels) for t, g in groups.items()})
+                         groups={t: channel_groups(g, config.readout_channels) for t, g in groups.items()},
+                         with_absolute=config.readout_with_absolute)
     report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report},
                                                           groups=val_groups)
     (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

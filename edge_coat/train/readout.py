@@ -82,12 +82,19 @@ def clip_statistics(model, waves: Sequence[np.ndarray], batch_size: int = 16) ->
     return np.concatenate(out)[index] if out else np.zeros((0, 2 * dim), np.float32)
 
 
+def baseline_sizes(rows: int, windows: int) -> np.ndarray:
+    """For each of ``rows`` rows, a number of heard windows drawn uniformly from 0..``windows`` (a generator seeded
+    with the row's index): the baselines of every size an absolute+relative readout is fitted on."""
+    return np.array([np.random.default_rng([r, 1]).integers(0, windows + 1) for r in range(rows)], dtype=int)
+
+
 def group_contexts(stats: np.ndarray, groups: Sequence[str], windows: int,
-                   eligible: Sequence[bool] | None = None) -> list[np.ndarray]:
+                   eligible: Sequence[bool] | None = None, sizes: Sequence[int] | None = None) -> list[np.ndarray]:
     """For each row of ``stats`` (N, F), the statistics of up to ``windows`` *other* rows of its group (a speaker on one
     channel), drawn without replacement by a generator seeded with the row's index: the earlier windows a stream
     would have heard of the same speaker. What a relative readout task is fitted, calibrated and evaluated with.
-    ``eligible``: only these rows may be drawn (e.g. the speaker's calm clips: a caller heard calm first)."""
+    ``eligible``: only these rows may be drawn (e.g. the speaker's calm clips: a caller heard calm first).
+    ``sizes``: per row, at most that many instead of ``windows`` (``baseline_sizes``)."""
     groups = np.asarray(groups)
     if len(groups) != len(stats):
         raise ValueError(f"expected one group per row ({len(stats)}), got {len(groups)}")
@@ -96,27 +103,28 @@ def group_contexts(stats: np.ndarray, groups: Sequence[str], windows: int,
     out = []
     for r, g in enumerate(groups):
         pool = members[g][members[g] != r]
-        if len(pool) > windows:
-            pool = np.random.default_rng(r).choice(pool, windows, replace=False)
+        k = windows if sizes is None else int(sizes[r])
+        if len(pool) > k:
+            pool = np.random.default_rng(r).choice(pool, k, replace=False)
         out.append(stats[pool])
     return out
 
 
 def relative_statistics(stats: np.ndarray, groups: Sequence[str], windows: int,
-                        center: np.ndarray) -> np.ndarray:
+                        center: np.ndarray, sizes: Sequence[int] | None = None) -> np.ndarray:
     """``stats`` (N, F) less each row's baseline from ``group_contexts`` (``stream_baseline``, ``center`` filling
-    the windows a small group lacks): a relative readout task's training rows."""
+    the windows a small group lacks, or that ``sizes`` leaves unheard): a relative readout task's training rows."""
     from edge_coat.model.readout import stream_baseline
 
     c = torch.as_tensor(center, dtype=torch.float64)
     base = [stream_baseline(torch.as_tensor(ctx, dtype=torch.float64), c, windows).numpy()
-            for ctx in group_contexts(stats, groups, windows)]
+            for ctx in group_contexts(stats, groups, windows, sizes=sizes)]
     return stats - np.stack(base).astype(stats.dtype) if len(base) else stats
 
 
 def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float = DEFAULT_C,
                 batch_size: int = 16, source: str = DEFAULT_INPUT, relative: Sequence[str] = (),
-                groups: dict[str, Sequence[str]] | None = None) -> dict:
+                groups: dict[str, Sequence[str]] | None = None, with_absolute: bool = False) -> dict:
     """Fit and install a readout for each task of ``items`` (task -> (wave, answer) training pairs).
 
     A task needs at least two answers among its pairs; its labels are the answers seen (a subset of the
@@ -124,6 +132,7 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
     'tower', ``CoatModel.set_readout_input``; switching drops the model's readouts of the other input).
     ``relative``: tasks fitted on each clip's statistics less its speaker's baseline (``relative_statistics``, the
     model's ``readout_baseline_windows``), ``groups[task]`` naming each pair's speaker-and-channel group.
+    ``with_absolute``: they read ``[x, x - b]``, each row's baseline of a random size (``baseline_sizes``).
     Updates ``model.readout`` and ``model.config.readout``; returns a report per task (clips, labels, input,
     relative or not, training accuracy)."""
     from sklearn.linear_model import LogisticRegression
@@ -139,6 +148,11 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
     missing = [t for t in relative if t in items and (groups is None or t not in groups)]
     if missing:
         raise ValueError(f"relative readout tasks {missing} need each clip's speaker group")
+    if bool(with_absolute) != model.readout.with_absolute:  # another width for relative tasks: refit them all
+        for task in [t for t in model.readout.relative if t not in items]:
+            model.readout.drop(task)
+            model.config.readout = {k: v for k, v in model.config.readout.items() if k != task}
+        model.readout.with_absolute = model.config.readout_with_absolute = bool(with_absolute)
     report = {}
     for task, pairs in items.items():
         if task not in model.config.tasks:
@@ -155,7 +169,10 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
         center = None
         if task in relative:
             center = x.mean(0)  # the baseline of a stream not yet heard
-            x = relative_statistics(x, groups[task], model.config.readout_baseline_windows, center)
+            n = model.config.readout_baseline_windows
+            sizes = baseline_sizes(len(x), n) if with_absolute else None
+            rel = relative_statistics(x, groups[task], n, center, sizes)
+            x = np.concatenate([x, rel], 1) if with_absolute else rel
         scaler = StandardScaler().fit(x)
         clf = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x), answers)
         coef, intercept = clf.coef_, clf.intercept_
@@ -171,6 +188,7 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
         model.config.readout = {**model.config.readout, task: labels}
         model.config.readout_relative = model.readout.relative
         report[task] = {"clips": len(pairs), "labels": labels, "c": c, "input": source, "relative": center is not None,
+                        "with_absolute": center is not None and bool(with_absolute),
                         "train_accuracy": float(clf.score(scaler.transform(x), answers))}
         log.info("readout %s: %d clips, %d labels, training accuracy %.3f", task, len(pairs), len(labels),
                  report[task]["train_accuracy"])
@@ -194,8 +212,10 @@ def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, s
         contexts = None
         if model.readout.is_relative(task) and groups is not None and task in groups:
             g = [groups[task][i] for i in keep]
-            contexts = group_contexts(clip_statistics(model, [items[i][0] for i in keep], batch_size), g,
-                                      model.config.readout_baseline_windows)
+            n = model.config.readout_baseline_windows
+            sizes = baseline_sizes(len(keep), n) if model.readout.with_absolute else None
+            contexts = group_contexts(clip_statistics(model, [items[i][0] for i in keep], batch_size), g, n,
+                                      sizes=sizes)
         items = [items[i] for i in keep]
         prompt = model.config.tasks[task].prompt
         for i in range(0, len(items), batch_size):
@@ -269,7 +289,7 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float, part: st
 
 def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
                     channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT, seed: int = 0,
-                    draws: int = 1, relative: Sequence[str] = ()) -> dict:
+                    draws: int = 1, relative: Sequence[str] = (), with_absolute: bool = False) -> dict:
     """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
     ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
     clips. ``seed``, ``draws``: the draws of the channel copies (``with_channels``). ``relative``: tasks read relative to a
@@ -290,7 +310,8 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
     if unknown:
         raise ValueError(f"relative readout tasks {unknown}: this model has {sorted(model.config.tasks)}")
     report = fit_readout(model, with_channels(items, channels, seed, draws), c, source=source, relative=relative,
-                         groups={t: channel_groups(g, channels, draws) for t, g in groups.items()})
+                         groups={t: channel_groups(g, channels, draws) for t, g in groups.items()},
+                         with_absolute=with_absolute)
     val_groups: dict[str, list[str]] = {}
     tasks_fitted = [t for t in report]
     val = training_items(run, tasks_fitted, model.max_window_seconds, part="val", groups=val_groups)
@@ -319,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default %(default)s)")
     p.add_argument("--relative", default="",
                    help="comma list of tasks read relative to the stream's baseline (e.g. emotion; default none)")
+    p.add_argument("--with-absolute", action="store_true",
+                   help="the relative tasks read the statistics beside their difference from the baseline, fitted on "
+                        "baselines of every size (docs/coat-tiny-speaker-baseline)")
     p.add_argument("--baseline-windows", type=int, default=None,
                    help="earlier windows in a stream's baseline (default: the model's, 8)")
     p.add_argument("--threads", type=int, default=1)
@@ -341,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.config.readout_baseline_windows = args.baseline_windows
         report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
                                  [c for c in args.channels.split(",") if c], source=args.input, seed=args.seed,
-                                 draws=args.draws, relative=[t for t in args.relative.split(",") if t])
+                                 draws=args.draws, relative=[t for t in args.relative.split(",") if t],
+                                 with_absolute=args.with_absolute)
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2
@@ -354,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
     tasks = [t for t in report if t not in ("temperature", "seed", "draws")]
     relative = [t for t in tasks if report[t].get("relative")]
-    rel = f" ({', '.join(relative)} relative to the speaker's baseline)" if relative else ""
+    how = "beside its difference from" if args.with_absolute else "relative to"
+    rel = f" ({', '.join(relative)} {how} the speaker's baseline)" if relative else ""
     print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)}{rel} (fused temperature "
           f"{model.config.readout_temperature:.3f}); model written to {out}")
     return 0

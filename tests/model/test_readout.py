@@ -252,3 +252,36 @@ def test_a_relative_readout_reads_the_statistics_less_the_streams_baseline(tmp_p
     assert not loaded.readout.is_relative(task) and loaded.readout.relative == []
     loaded.set_readout_input("audio")
     assert loaded.config.readout_relative == []
+
+
+def test_a_relative_readout_with_the_absolute_reads_both_and_a_first_window_as_its_center_says(tmp_path):
+    model = _tower_readout(tiny_coat_model("qwen2_audio", seed=0, max_seconds=2))
+    task = sorted(model.config.tasks)[0]
+    labels = list(model.config.tasks[task].labels)
+    model.config.readout_with_absolute = model.readout.with_absolute = True
+    dim = model.readout.feature_dim
+    g = torch.Generator().manual_seed(3)
+    weight, bias, center = torch.randn(len(labels), 2 * dim, generator=g), torch.randn(len(labels), generator=g), \
+        torch.randn(dim, generator=g)
+    with pytest.raises(ValueError, match=rf"expected weight \({len(labels)}, {2 * dim}\)"):
+        model.readout.set_task(task, labels, weight[:, :dim], bias, center=center)
+    model.readout.set_task(task, labels, weight, bias, center=center)
+    model.config.readout, model.config.readout_relative = {task: labels}, [task]
+    rng = np.random.default_rng(8)
+    waves = [rng.standard_normal(12_000).astype(np.float32) * 0.1]
+    earlier = rng.standard_normal((2, dim)).astype(np.float32)
+    res = model.score_tasks(waves, [task], readout_context=[earlier])[task]
+    first = model.score_tasks(waves, [task])[task]
+    stats = torch.tensor(res.features)
+    base = (torch.tensor(earlier).sum(0) + (model.config.readout_baseline_windows - 2) * center) / \
+        model.config.readout_baseline_windows
+    for got, b in ((res, base), (first, center)):
+        want = torch.log_softmax(torch.cat([stats, stats - b], -1) @ weight.T + bias, -1).numpy()
+        np.testing.assert_allclose(got.readout, want, atol=1e-4)
+    model.save_pretrained(tmp_path / "m")
+    loaded = CoatModel.from_pretrained(tmp_path / "m")
+    assert loaded.readout.with_absolute and loaded.readout.tasks[task].weight.shape == (len(labels), 2 * dim)
+    np.testing.assert_allclose(loaded.score_tasks(waves, [task], readout_context=[earlier])[task].readout, res.readout,
+                               atol=1e-4)
+    loaded.readout.drop(task)
+    assert not loaded.readout.knows(task, labels) and loaded.readout.relative == []

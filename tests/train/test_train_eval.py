@@ -487,3 +487,31 @@ def test_eval_scores_a_relative_readout_after_other_clips_of_the_speaker(trained
     assert readout_contexts(CoatModel.from_pretrained(trained / "model"), "emotion", clips) is None  # absolute
     with pytest.raises(ValueError, match="baseline context must be one of"):
         readout_contexts(model, "emotion", clips, "loud")
+
+
+def test_baselines_of_every_size_for_a_readout_with_the_absolute(trained, tmp_path, capsys):
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import baseline_sizes, group_contexts, main as readout_main
+
+    sizes = baseline_sizes(400, 8)
+    assert sizes.min() == 0 and sizes.max() == 8 and len(set(sizes.tolist())) == 9
+    np.testing.assert_array_equal(sizes, baseline_sizes(400, 8))
+    stats = np.arange(40, dtype=np.float64).reshape(20, 2)
+    ctx = group_contexts(stats, ["a"] * 20, 8, sizes=[0, 3] + [8] * 18)
+    assert [len(c) for c in ctx[:3]] == [0, 3, 8]
+    out = tmp_path / "both" / "model"
+    assert readout_main([str(trained), "--out", str(out), "--relative", "emotion", "--with-absolute"]) == 0
+    assert "emotion beside its difference from the speaker's baseline" in capsys.readouterr().out
+    report = json.loads((tmp_path / "both" / "readout.json").read_text())
+    assert report["emotion"]["relative"] and report["emotion"]["with_absolute"]
+    model = CoatModel.from_pretrained(out)
+    assert model.config.readout_with_absolute and model.readout.is_relative("emotion")
+    assert model.readout.tasks["emotion"].weight.shape[1] == 2 * model.readout.feature_dim
+    # and through edge-coat train
+    run = tmp_path / "run"
+    data = json.loads((trained / "run_config.json").read_text())["data"][0]["path"]
+    assert main([*TRAIN, "--data", f"{data}:emotion",
+                 "--steps", "2", "--batch-size", "4", "--out", str(run), "--teacher-cache", str(tmp_path / "cache"),
+                 "--readout-relative", "emotion", "--readout-with-absolute"]) == 0
+    trained_model = CoatModel.from_pretrained(run / "model")
+    assert trained_model.config.readout_with_absolute and trained_model.config.readout_relative == ["emotion"]
