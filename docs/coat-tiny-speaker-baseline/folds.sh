@@ -4,7 +4,9 @@
 # (python -m edge_coat.train.readout --relative emotion) -> OUT/RUN-rel/model, scored by heldout.sh (eval's default
 # context: each clip after up to 8 other clips of its speaker)
 # -> OUT/results/*-RUN-rel.json
-# usage: folds.sh RUN "FOLDS"       e.g. folds.sh coat "a b c card"
+# usage: [READOUT_ARGS=... SUFFIX=...] folds.sh RUN "FOLDS"       e.g. folds.sh coat "a b c card"
+#   READOUT_ARGS (default --relative emotion), SUFFIX (default rel): READOUT_ARGS="--relative emotion --with-absolute"
+#   SUFFIX=rela gives the absolute+relative readout in OUT/RUN-rela
 set -euo pipefail
 RUN=$1; FOLDS=${2:-"a b c card"}
 cd "$(dirname "$0")/../.."
@@ -17,7 +19,7 @@ for fold in $FOLDS; do
     card) out=runs/coat-tiny-44; spk=(14,15,16 f3,m3 1984);;
     *) echo "unknown fold $fold (a b c card)" >&2; exit 2;;
   esac
-  m=$out/$RUN-rel/model
-  [ -f "$m/coat_config.json" ] || .venv/bin/python -m edge_coat.train.readout "$out/$RUN" --relative emotion --out "$m" > "$out/$RUN-rel.log" 2>&1
-  bash docs/coat-tiny-folds/heldout.sh "$out" "$RUN-rel" "${spk[@]}"
+  m=$out/$RUN-${SUFFIX:-rel}/model
+  [ -f "$m/coat_config.json" ] || .venv/bin/python -m edge_coat.train.readout "$out/$RUN" ${READOUT_ARGS:---relative emotion} --out "$m" > "$out/$RUN-${SUFFIX:-rel}.log" 2>&1
+  bash docs/coat-tiny-folds/heldout.sh "$out" "$RUN-${SUFFIX:-rel}" "${spk[@]}"
 done
