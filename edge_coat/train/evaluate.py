@@ -92,6 +92,8 @@ def readout_contexts(model, task: str, clips: Sequence[Clip], context: str = "sp
         raise ValueError(f"baseline context must be one of {list(BASELINE_CONTEXTS)}, got {context!r}")
     if context == "none" or not (model.use_readout and model.readout.is_relative(task)):
         return None
+    # a pass of its own over the audio (the tower only, not the LLM) before the scoring pass: every clip's context
+    # must be known before it is scored, and holding a whole folder's waves would not bound memory
     stats = np.concatenate([clip_statistics(model, _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs,
                                                           channel, snr_db), batch_size)
                             for i in range(0, len(clips), batch_size)])

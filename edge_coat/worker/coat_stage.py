@@ -162,9 +162,8 @@ class CoatStage:
         self._counts = {"batches": 0, "windows": 0, "windows_invalid": 0, "unknown_task_windows": 0,
                         "ahead_calls": 0, "ahead_chunks": 0}
         self._warned: set[str] = set()
-        # the relative readout tasks' per-stream baselines: stream id -> the statistics (2F,) of its last
-        # readout_baseline_windows scored speech windows, the stream least recently added to first (module docstring)
-        #: stream -> (capture run, deque of (start sample, end sample, statistics (2F,))): relative readout baselines
+        #: the relative readout tasks' baselines (module docstring): stream -> (capture run, deque of (start sample,
+        #: end sample, statistics (2F,))), the stream least recently added to first
         self._baselines: collections.OrderedDict[str, tuple[int, collections.deque]] = collections.OrderedDict()
         info = self.info()
         log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
