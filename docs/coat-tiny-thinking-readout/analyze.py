@@ -43,12 +43,14 @@ def fit_weights(lp, ro, truth):
     return minimize(nll, np.array([1.0, 1.0]), method="Nelder-Mead").x
 
 
-def evaluate(d, feats, mode="sum", fit_clf=None):
+def evaluate(d, feats, mode="sum", fit_clf=None, score=None):
     """{figure: value} for the LLM of dump d fused with a readout on ``feats`` (None: the LLM alone).
 
     mode: "sum" (lp / T + log p_readout, the shipped fusion), "alone" (the readout alone), "stack" (weights of
     both fitted on the validation rows, fit_weights). fit_clf(task, x, y, fit_rows) -> a fitted classifier on the
-    standardised training rows (default LogisticRegression(C=C))."""
+    standardised training rows (default LogisticRegression(C=C)). score: another dump of the same rows whose LLM
+    log-likelihoods are scored with d's readout and fused temperature (d's `--no-thinking` twin, as
+    `edge-coat eval --no-thinking` serves it)."""
     out = {}
     T = float(d["temperature"])
     for task in ("emotion", "events"):
@@ -78,6 +80,8 @@ def evaluate(d, feats, mode="sum", fit_clf=None):
             tr = fit_temperature(list(z), list(yv))["temperature"]
             wa, wb = {"sum": (1.0, 1.0), "alone": (0.0, 1.0)}.get(mode) or fit_weights(
                 lp[val] / T, log_softmax(ro_logits[val]), yv)
+        if score is not None:
+            lp = score[f"lp_{task}"]
         for corpus, part, name in FIGURES:
             sel = rows & (d["corpus"] == corpus) & (d["part"] == part)
             if not sel.any():
