@@ -13,7 +13,11 @@ anomaly`` does), so the question "what would the slots have to carry" gets a num
 - ``recon_means``: the reconstruction expert's target as trained (40 bands every 80 ms, averaged onto K=8
   time slots, flattened);
 - ``recon_means_stds``: the same plus each slot's per-band standard deviation over its frames;
-- ``thinking`` (with ``--model``): the model's thinking latents, pooled as the service pools them.
+- ``thinking`` (with ``--model``): the model's thinking latents, pooled as the service pools them (the supervised
+  LLM layer's states at the thinking positions);
+- ``thinking_block`` (with ``--model``): the thinking block's own output, the K continuous vectors placed after the
+  audio (before the LLM reads them), averaged over K;
+- ``thinking_flat`` / ``thinking_block_flat``: the same two, the K vectors concatenated instead of averaged.
 
 Run it on development clips only (never the held-out machine or fault), e.g. a factory folder generated
 with a seed no training or report uses.
@@ -36,6 +40,18 @@ def slot_stats(frames: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     x = frames.astype(np.float64)
     means = pool_segments(x, k).astype(np.float64)
     return means, np.sqrt(np.maximum(pool_segments(x * x, k) - means * means, 0.0))
+
+
+def thinking_block(model, waves, batch_size: int = 8) -> list[np.ndarray]:
+    """The thinking block's output per clip: (K, D) float32 each (``CoatModel.think`` on the clip's embeds)."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(waves), batch_size):
+            audio, mask = model.encode(list(waves[i:i + batch_size]))
+            out.extend(model.think(audio, mask).float().cpu().numpy())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = model.config.tasks["anomaly"]
         _, latents = score_clips(model, clips, spec.prompt, list(spec.labels), use_thinking=True, waves=waves)
         feats["thinking"] = [pool_latents(lat, "mean") for lat in latents]
+        feats["thinking_flat"] = [pool_latents(lat, "flatten") for lat in latents]
+        block = thinking_block(model, waves)
+        feats["thinking_block"] = [pool_latents(b, "mean") for b in block]
+        feats["thinking_block_flat"] = [pool_latents(b, "flatten") for b in block]
         feats["mel+thinking"] = [np.concatenate([m, t]) for m, t in zip(feats["mel"], feats["thinking"])]
 
     enrolled, test = split_enrollment(clips, None)

@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
                    help="a new model's thinking block also reads the window's mean and std (statistics pooling)")
     m.add_argument("--no-summary-mlp", dest="summary_frame_mlp", action="store_false",
                    help="a new model's summary pools the thinking block's linear input projection, no per-frame MLP")
+    m.add_argument("--thinking-slot-time", action="store_true",
+                   help="a new model's thinking slot k listens mostly to the k-th of K equal stretches of the window")
     m.add_argument("--standardize-tower", action="store_true",
                    help="a new model folds the per-channel standardisation of its pretrained tower's output, measured "
                         "on the training clips, into the tower's final LayerNorm (needs --tower-variants)")
@@ -137,7 +139,8 @@ def config_from_args(args):
         data=[parse_data_spec(s) for s in args.data],
         init_family=args.init_family, init_size=args.init_size, init_model=args.init_model,
         max_seconds=args.max_seconds, num_thinking=args.num_thinking, thinking_summary=args.thinking_summary,
-        summary_frame_mlp=args.summary_frame_mlp, standardize_tower=args.standardize_tower,
+        summary_frame_mlp=args.summary_frame_mlp, thinking_slot_time=args.thinking_slot_time,
+        standardize_tower=args.standardize_tower,
         llm_audio_stride=args.llm_audio_stride, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, val_every=args.val_every, readout_c=args.readout_c,

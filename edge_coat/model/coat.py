@@ -109,6 +109,7 @@ class CoatModel(nn.Module):
             heads=coat_config.thinking_heads,
             summary=coat_config.thinking_summary,
             summary_frame_mlp=coat_config.summary_frame_mlp,
+            slot_time=coat_config.thinking_slot_time,
         )
         scale = float(adapter.model.get_input_embeddings().weight.detach().float().std())
         self.think_open = nn.Parameter(torch.randn(d) * scale)  # (D,)

@@ -102,6 +102,11 @@ class CoatConfig(BaseModel):
         description="the summary's per-frame MLP before the mean and standard deviation (False: the statistics of "
                     "the thinking block's input projection of the frames, a linear probe's features)",
     )
+    thinking_slot_time: bool = Field(
+        default=False,
+        description="thinking slot k's cross-attention leans to the k-th of K equal stretches of the window "
+                    "(edge_coat.model.thinking.slot_time_bias), so the K vectors differ",
+    )
     tower_standardized: TowerStandardization | None = Field(
         default=None,
         description="the pretrained tower's final LayerNorm was folded with a per-channel standardisation measured "

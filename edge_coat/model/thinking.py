@@ -7,6 +7,8 @@ bakes the traced length into a Reshape; see FACTS.md).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,16 +29,41 @@ class _Attention(nn.Module):
 
     def attend(self, x: torch.Tensor, kv: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` with the memory's keys and values already projected: kv = ``self.kv(m)`` (B, T, 2d),
-        a function of each memory frame alone (what ``ThinkingBlock.frame_features`` caches)."""
+        a function of each memory frame alone (what ``ThinkingBlock.frame_features`` caches). key_mask: (B, T)
+        bool (True = attend) or a float additive bias per query (B, K, T) (``slot_time_bias``)."""
         b, k, d = x.shape  # x (B, K, d); kv (B, T, 2d); key_mask (B, T) bool, True = attend
         h = self.heads
         q = self.q(x).reshape(b, k, h, d // h).transpose(1, 2)  # (B, h, K, d/h)
         kv = kv.reshape(b, kv.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)  # (2, B, h, T, d/h)
         bias = None
-        if key_mask is not None:
+        if key_mask is not None and key_mask.dtype == torch.bool:
             bias = key_mask[:, None, None, :]  # (B, 1, 1, T) bool
-        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=bias)  # (B, h, K, d/h)
+        elif key_mask is not None:
+            bias = key_mask[:, None].to(q.dtype)  # (B, 1, K, T) float, -inf where masked
+        if bias is not None and bias.dtype != torch.bool:
+            # written out: the ONNX exporter's decomposition of SDPA with a float mask builds a layout its own
+            # reshape cannot view (torch 2.13)
+            w = torch.softmax(q @ kv[0].transpose(-1, -2) / math.sqrt(d // h) + bias, -1)  # (B, h, K, T)
+            y = w @ kv[1]  # (B, h, K, d/h)
+        else:
+            y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=bias)  # (B, h, K, d/h)
         return self.out(y.transpose(1, 2).reshape(b, k, d))  # (B, K, d)
+
+
+def slot_time_bias(audio_mask: torch.Tensor, num_queries: int, sharpness: torch.Tensor) -> torch.Tensor:
+    """Where in the window each thinking slot listens: (B, T) bool valid-frame mask (valid frames first) ->
+    (B, K, T) float additive cross-attention bias, ``-sharpness * d**2`` with d the distance, in slot widths,
+    between a frame's relative time in the window and the centre of slot k's stretch (the window cut into K
+    equal stretches, as the experts' targets are pooled onto the slots: ``edge_coat.experts.base.pool_segments``),
+    and -inf at padded frames. Without it the K learned queries start from the same summary vector and read the
+    same frames, and the block's K outputs come out nearly identical (docs/coat-tiny-slot-time)."""
+    b, t = audio_mask.shape
+    n = audio_mask.sum(1).clamp_min(1).to(sharpness.dtype)  # (B,)
+    rel = (torch.arange(t, device=audio_mask.device, dtype=sharpness.dtype)[None, :] + 0.5) / n[:, None]  # (B, T)
+    centre = (torch.arange(num_queries, device=audio_mask.device, dtype=sharpness.dtype) + 0.5) / num_queries
+    d = (rel[:, None, :] - centre[None, :, None]) * num_queries  # (B, K, T)
+    bias = -sharpness * d * d
+    return bias.masked_fill(~audio_mask[:, None, :], float("-inf"))
 
 
 class _ThinkingLayer(nn.Module):
@@ -124,7 +151,7 @@ class ThinkingBlock(nn.Module):
     can_split = True
 
     def __init__(self, audio_dim: int, out_dim: int, num_queries: int, dim: int, layers: int, heads: int,
-                 summary: bool = False, summary_frame_mlp: bool = True):
+                 summary: bool = False, summary_frame_mlp: bool = True, slot_time: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"thinking dim {dim} must be a multiple of heads {heads}")
@@ -135,6 +162,21 @@ class ThinkingBlock(nn.Module):
         self.layers = nn.ModuleList([_ThinkingLayer(dim, heads) for _ in range(layers)])
         self.out_norm = nn.LayerNorm(dim)
         self.out_proj = nn.Linear(dim, out_dim)
+        #: slot k's cross-attention leans to the k-th of K equal stretches of the window (``slot_time_bias``);
+        #: the sharpness is learned (log scale, starting at 2: a neighbouring stretch's centre weighs e^-2)
+        self.slot_time_log_sharpness = nn.Parameter(torch.tensor(math.log(2.0))) if slot_time else None
+
+    def _memory_mask(self, audio_mask: torch.Tensor, summary: bool) -> torch.Tensor:
+        """The cross-attention mask over the memory: (B, [1 +] T) bool, or with slot time a (B, K, [1 +] T) bias;
+        the summary slot (first, when there is one) is open to every query."""
+        if self.slot_time_log_sharpness is None:
+            if summary:
+                return torch.cat([torch.ones_like(audio_mask[:, :1]), audio_mask], 1)  # (B, 1 + T)
+            return audio_mask
+        bias = slot_time_bias(audio_mask, self.num_queries, self.slot_time_log_sharpness.float().exp())  # (B, K, T)
+        if summary:
+            bias = torch.cat([torch.zeros_like(bias[..., :1]), bias], -1)  # (B, K, 1 + T)
+        return bias
 
     @property
     def dtype(self) -> torch.dtype:
@@ -165,26 +207,26 @@ class ThinkingBlock(nn.Module):
         d = self.in_proj.out_features
         x = self.queries[None].expand(frames.shape[0], -1, -1)  # (B, K, d)
         off, s = 0, None
+        memory_mask = self._memory_mask(audio_mask, self.summary is not None)
         if self.summary is not None:
             s = self.summary.pool(frames[..., :d], audio_mask)  # (B, d)
             x = x + s[:, None]  # (B, K, d)
-            audio_mask = torch.cat([torch.ones_like(audio_mask[:, :1]), audio_mask], 1)  # (B, 1 + T)
             off = d
         for i, layer in enumerate(self.layers):
             kv = frames[..., off + 2 * d * i: off + 2 * d * (i + 1)]  # (B, T, 2d)
             if s is not None:  # the summary slot's keys/values first, as forward's memory holds it
                 kv = torch.cat([layer.memory_kv(s[:, None]), kv], 1)  # (B, 1 + T, 2d)
-            x = layer.forward_kv(x, kv, audio_mask)
+            x = layer.forward_kv(x, kv, memory_mask)
         return self.out_proj(self.out_norm(x))  # (B, K, D)
 
     def forward(self, audio_embeds: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         m = self.in_proj(audio_embeds)  # (B, T, d)
         x = self.queries[None].expand(audio_embeds.shape[0], -1, -1)  # (B, K, d)
+        memory_mask = self._memory_mask(audio_mask, self.summary is not None)
         if self.summary is not None:
             m, s = self.summary(m, audio_mask)  # (B, T, d), (B, d)
             x = x + s[:, None]  # (B, K, d)
             m = torch.cat([s[:, None], m], 1)  # (B, 1 + T, d): the summary is one more memory slot
-            audio_mask = torch.cat([torch.ones_like(audio_mask[:, :1]), audio_mask], 1)
         for layer in self.layers:
-            x = layer(x, m, audio_mask)
+            x = layer(x, m, memory_mask)
         return self.out_proj(self.out_norm(x))  # (B, K, D)

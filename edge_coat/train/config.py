@@ -59,6 +59,10 @@ class TrainConfig(BaseModel):
     summary_frame_mlp: bool = Field(
         default=True, description="a new model's summary has its per-frame MLP (CoatConfig.summary_frame_mlp)"
     )
+    thinking_slot_time: bool = Field(
+        default=False, description="a new model's thinking slots each lean to their stretch of the window "
+                                   "(CoatConfig.thinking_slot_time)"
+    )
     standardize_tower: bool = Field(
         default=False,
         description="a new model with a pretrained tower folds the per-channel standardisation of the tower's output "

@@ -60,7 +60,7 @@ def new_model(config: TrainConfig, tasks: dict, expert_specs: list):
         storage_dtype="float16" if config.init_encoder is not None else "float32",
         chunk_features="chunk" if config.init_encoder is not None else "window",
         thinking_summary=config.thinking_summary, summary_frame_mlp=config.summary_frame_mlp,
-        llm_audio_stride=config.llm_audio_stride, **thinking,
+        thinking_slot_time=config.thinking_slot_time, llm_audio_stride=config.llm_audio_stride, **thinking,
     )
     torch.manual_seed(config.seed)
     base = tiny_base_config(

@@ -33,3 +33,39 @@ def test_audible_faults_rank_above_normal_for_every_audio_vector(tmp_path):
     assert set(doc["auc"]) == {"mel", "mel_means", "mel_stds", "recon_means", "recon_means_stds"}  # no --model
     assert doc["auc"]["mel"] >= 0.95 and doc["auc"]["recon_means_stds"] >= 0.9
     assert set(doc["auc_by_fault"]["mel"]) == {"squeal", "bearing", "cavitation"}
+
+
+def test_model_vectors_include_the_thinking_block_output(tmp_path):
+    """With --model, the LLM's latents and the thinking block's own output are scored, each averaged and
+    flattened over the K slots; thinking_block is CoatModel.think on the clip's embeddings."""
+    from pathlib import Path
+
+    import pytest
+    import torch
+
+    from bench.accuracy.profile_features import thinking_block
+
+    model_dir = Path(__file__).resolve().parents[2] / "models" / "coat-tiny"
+    if not (model_dir / "coat_config.json").is_file():
+        pytest.skip("the embedded model is not in models/coat-tiny")
+    data = tmp_path / "fans"
+    write_dataset(data, 24, seed=3, duration_s=1.0, machines=("fan",), faults=("squeal",),
+                  severity_range=(0.8, 1.0), onset_range=(0.0, 0.1))
+    out = tmp_path / "pf.json"
+    assert main(["--data", str(data), "--model", str(model_dir), "--json", str(out)]) == 0
+    auc = json.loads(out.read_text())["auc"]
+    assert {"thinking", "thinking_flat", "thinking_block", "thinking_block_flat", "mel+thinking"} <= set(auc)
+    assert all(0.0 <= v <= 1.0 for v in auc.values())
+
+    from edge_coat.model.coat import CoatModel
+
+    model = CoatModel.from_pretrained(model_dir)
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(0, 0.1, 16000).astype(np.float32), rng.normal(0, 0.1, 24000).astype(np.float32)]
+    block = thinking_block(model, waves, batch_size=1)
+    with torch.inference_mode():
+        audio, mask = model.encode([waves[1]])
+        direct = model.think(audio, mask).float().numpy()[0]
+    assert len(block) == 2 and block[1].shape == (model.config.num_thinking, audio.shape[-1])
+    np.testing.assert_allclose(block[1], direct, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(block[0], block[1])

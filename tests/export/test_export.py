@@ -224,13 +224,16 @@ def test_parity_on_real_recorded_windows(saved_models, bundles, shared_data):
     assert record.max_abs_diff <= 1e-4
 
 
-def test_a_thinking_block_with_the_statistics_summary_exports_with_dynamic_axes(tmp_path):
-    """The summary (masked mean and std over time) keeps batch and time dynamic in the graph."""
+@pytest.mark.parametrize("slot_time", [False, True])
+def test_a_thinking_block_with_the_statistics_summary_exports_with_dynamic_axes(tmp_path, slot_time):
+    """The summary (masked mean and std over time) and the slots' time bias (computed from the valid length)
+    keep batch and time dynamic in the graph."""
     from edge_coat.export.onnx_export import export_thinking
     from edge_coat.model import ThinkingBlock
 
     torch.manual_seed(3)
-    block = ThinkingBlock(audio_dim=24, out_dim=32, num_queries=4, dim=16, layers=2, heads=4, summary=True).eval()
+    block = ThinkingBlock(audio_dim=24, out_dim=32, num_queries=4, dim=16, layers=2, heads=4, summary=True,
+                          slot_time=slot_time).eval()
     onnx_block = OnnxThinkingBlock(export_thinking(block, tmp_path / "thinking.onnx"), CPU)
     rng = np.random.default_rng(5)
     for b, t in [(1, 1), (3, 50), (2, 251)]:
