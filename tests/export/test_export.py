@@ -246,6 +246,30 @@ def test_a_thinking_block_with_the_statistics_summary_exports_with_dynamic_axes(
         assert float((got - want).abs().max()) <= 1e-4
 
 
+def test_a_slot_time_block_exports_its_two_parts_with_parity(tmp_path):
+    """The per-frame graph (cached per chunk by the model stage) and the per-window graph, which computes the slots'
+    time bias from the window's valid length, compose to the torch block's output."""
+    from edge_coat.export.onnx_export import export_thinking, export_thinking_parts
+    from edge_coat.model import ThinkingBlock
+
+    torch.manual_seed(4)
+    block = ThinkingBlock(audio_dim=24, out_dim=32, num_queries=4, dim=16, layers=2, heads=4, summary=True,
+                          summary_frame_mlp=False, slot_time=True).eval()
+    export_thinking(block, tmp_path / "thinking.onnx")
+    export_thinking_parts(block, tmp_path)
+    onnx_block = OnnxThinkingBlock(tmp_path / "thinking.onnx", CPU)
+    assert onnx_block.can_split
+    rng = np.random.default_rng(6)
+    for b, t in [(1, 3), (3, 50), (2, 251)]:
+        x = torch.from_numpy(rng.standard_normal((b, t, 24), dtype=np.float32))
+        mask = torch.ones((b, t), dtype=torch.bool)
+        mask[1:, t // 3 + 1:] = False
+        with torch.no_grad():
+            want = block(x, mask)
+        got = onnx_block.from_frames(onnx_block.frame_features(x), mask)
+        assert float((got - want).abs().max()) <= 1e-4
+
+
 def test_a_missing_license_is_refused_before_any_export_work(saved_models, tmp_path, monkeypatch):
     """An unlicensed source without --license fails at once (the export and parity checks take minutes on a real
     model), and writes nothing."""
