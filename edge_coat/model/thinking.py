@@ -35,18 +35,13 @@ class _Attention(nn.Module):
         h = self.heads
         q = self.q(x).reshape(b, k, h, d // h).transpose(1, 2)  # (B, h, K, d/h)
         kv = kv.reshape(b, kv.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)  # (2, B, h, T, d/h)
-        bias = None
-        if key_mask is not None and key_mask.dtype == torch.bool:
-            bias = key_mask[:, None, None, :]  # (B, 1, 1, T) bool
-        elif key_mask is not None:
-            bias = key_mask[:, None].to(q.dtype)  # (B, 1, K, T) float, -inf where masked
-        if bias is not None and bias.dtype != torch.bool:
-            # written out: the ONNX exporter's decomposition of SDPA with a float mask builds a layout its own
-            # reshape cannot view (torch 2.13)
-            w = torch.softmax(q @ kv[0].transpose(-1, -2) / math.sqrt(d // h) + bias, -1)  # (B, h, K, T)
-            y = w @ kv[1]  # (B, h, K, d/h)
-        else:
+        if key_mask is None or key_mask.dtype == torch.bool:
+            bias = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) bool
             y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=bias)  # (B, h, K, d/h)
+        else:  # a float bias per query (B, K, T), -inf where masked; written out: the ONNX exporter's
+            # decomposition of SDPA with a float mask builds a layout its own reshape cannot view (torch 2.13)
+            scores = q @ kv[0].transpose(-1, -2) / math.sqrt(d // h) + key_mask[:, None].to(q.dtype)  # (B, h, K, T)
+            y = torch.softmax(scores, -1) @ kv[1]  # (B, h, K, d/h)
         return self.out(y.transpose(1, 2).reshape(b, k, d))  # (B, K, d)
 
 
