@@ -11,13 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "coat-tiny-thinking-readout"))
-from analyze import C, CANDIDATES, log_softmax  # noqa: E402
-from edge_coat.train.trainer import fit_temperature  # noqa: E402
+from analyze import CANDIDATES, log_softmax, shipped_fusion  # noqa: E402
 
 BINS = [(0.0, 1.5), (1.5, 3.0), (3.0, 99.0)]
 
@@ -50,16 +47,7 @@ def correct(d, nt):
     """(row index, right with thinking, right without) for the held-out emotion rows, fused as shipped."""
     labels = list(d["labels_emotion"])
     rows = d["task"] == "emotion"
-    x = d["tower_stats"].astype(np.float64)
-    fit = rows & (d["part"] == "train")
-    sc = StandardScaler().fit(x[fit])
-    clf = LogisticRegression(C=C, max_iter=3000).fit(sc.transform(x[fit]), d["answer"][fit])
-    ro = np.full((len(x), len(labels)), -1e9)
-    ro[:, [labels.index(c) for c in clf.classes_]] = clf.decision_function(sc.transform(x))
-    T = float(d["temperature"])
-    val = rows & (d["part"] == "val")
-    yv = [labels.index(a) for a in d["answer"][val]]
-    tr = fit_temperature(list(d["lp_emotion"][val] / T + log_softmax(ro[val])), yv)["temperature"]
+    ro, T, tr = shipped_fusion(d, "emotion")
     out = []
     for corpus in ("ravdess", "emovo", "turev"):
         sel = np.where(rows & (d["corpus"] == corpus) & (d["part"] == "held_out"))[0]

@@ -43,6 +43,26 @@ def fit_weights(lp, ro, truth):
     return minimize(nll, np.array([1.0, 1.0]), method="Nelder-Mead").x
 
 
+def shipped_fusion(d, task):
+    """(readout logits per row over the task's labels, LLM temperature T, fused temperature T_r) of dump d as 1.5
+    ships them: a logistic regression on the training rows' tower statistics, T_r fitted on the validation rows.
+    The fused scores are (lp / T + log_softmax(logits)) / T_r."""
+    from edge_coat.train.trainer import fit_temperature as fit_t
+
+    labels = list(d[f"labels_{task}"])
+    rows = d["task"] == task
+    x = d["tower_stats"].astype(np.float64)
+    fit = rows & (d["part"] == "train")
+    sc = StandardScaler().fit(x[fit])
+    clf = LogisticRegression(C=C, max_iter=3000).fit(sc.transform(x[fit]), d["answer"][fit])
+    ro = np.full((len(x), len(labels)), -1e9)
+    ro[:, [labels.index(c) for c in clf.classes_]] = clf.decision_function(sc.transform(x))
+    T = float(d["temperature"])
+    val = rows & (d["part"] == "val")
+    yv = [labels.index(a) for a in d["answer"][val]]
+    return ro, T, fit_t(list(d[f"lp_{task}"][val] / T + log_softmax(ro[val])), yv)["temperature"]
+
+
 def evaluate(d, feats, mode="sum", fit_clf=None, score=None):
     """{figure: value} for the LLM of dump d fused with a readout on ``feats`` (None: the LLM alone).
 

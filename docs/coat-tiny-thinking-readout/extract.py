@@ -2,7 +2,8 @@
 thinking latents (supervised-layer states at the thinking positions), the thinking block's own output, and the
 LLM's log-likelihoods per task (docs/coat-tiny-thinking-readout/README.md).
 
-    python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking]
+    python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking] [--crop-held-out S]
+        [--light] [--ablate] [--cut-rows S]
 
 Also the tower output's statistics (``tower_stats``, docs/coat-tiny-tower-readout).
 
@@ -18,6 +19,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def loudest(wave: np.ndarray, seconds: float, sr: int = 16000) -> np.ndarray:
+    """The ``seconds``-long stretch of ``wave`` with the most energy (the whole wave when shorter)."""
+    from edge_coat.train.augment import loudest_stretch
+
+    start = loudest_stretch(wave, int(seconds * sr))
+    return wave[start:start + int(seconds * sr)]
 
 
 def main():
@@ -36,6 +45,15 @@ def main():
     p.add_argument("--no-thinking", action="store_true")
     p.add_argument("--aug-seed", type=int, default=0,
                    help="seed of the training rows' room and telephone copies (another draw of the same clips)")
+    p.add_argument("--crop-held-out", type=float, default=0.0, metavar="S",
+                   help="cut each held-out emotion clip to its loudest S seconds (docs/coat-tiny-short-windows)")
+    p.add_argument("--light", action="store_true",
+                   help="training rows: only the audio statistics a readout is fitted on (batches of training rows alone skip the LLM: their lp_* are NaN)")
+    p.add_argument("--ablate", action="store_true",
+                   help="also score every row without the thinking block (lp_<task>_nt), in the same pass")
+    p.add_argument("--cut-rows", type=float, default=0.0, metavar="S",
+                   help="add each held-out emotion clip cut to its loudest S seconds as parts held_out_cut and "
+                        "held_out_tel_cut (RAVDESS through the telephone line), beside the whole clips")
     a = p.parse_args()
     torch.set_num_threads(1)
     model = CoatModel.from_pretrained(a.model)
@@ -59,12 +77,21 @@ def main():
                     for k, ch in enumerate(("clean", "telephone", "room")):
                         rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([a.aug_seed, i, k]))))
                 else:
+                    if part == "held_out" and a.crop_held_out and src.task == "emotion":
+                        w = loudest(w, a.crop_held_out)
                     rows.append((part, corpus, src.task, ans, w))
                     if part == "held_out" and corpus == "ravdess":
                         rows.append(("held_out_tel", corpus, src.task, ans, apply_channel(w, "telephone")))
+                    if part == "held_out" and a.cut_rows and src.task == "emotion":
+                        cut = loudest(w, a.cut_rows)
+                        rows.append(("held_out_cut", corpus, src.task, ans, cut))
+                        if corpus == "ravdess":
+                            rows.append(("held_out_tel_cut", corpus, src.task, ans, apply_channel(cut, "telephone")))
     print(f"{len(rows)} rows", flush=True)
     use = not a.no_thinking
     stats, tower_stats, lat_mean, lat_std, think_mean, lps = [], [], [], [], [], {t: [] for t in tasks}
+    lps_nt = {t: [] for t in tasks}
+    n_labels = {t: len(model.config.tasks[t].labels) for t in tasks}
     t0 = time.time()
     bs = 16
     with torch.inference_mode():
@@ -74,6 +101,18 @@ def main():
             audio = model.adapter.project(hidden)  # = model.encode(waves)
             stats.append(window_statistics(audio, mask).numpy())
             tower_stats.append(window_statistics(hidden, mask).numpy())
+            if a.light and all(r[0] == "train" for r in rows[i:i + bs]):
+                b, d = len(waves), model.adapter.hidden_size
+                for arr in (lat_mean, lat_std, think_mean):
+                    arr.append(np.zeros((b, d), np.float32))
+                for t in tasks:
+                    lps[t].append(np.full((b, n_labels[t]), np.nan, np.float32))
+                    lps_nt[t].append(np.full((b, n_labels[t]), np.nan, np.float32))
+                continue
+            if a.ablate:
+                res_nt = model.score_tasks(None, tasks, audio=(audio, mask), thinking=None, use_thinking=False)
+                for t in tasks:
+                    lps_nt[t].append(res_nt[t].logprobs)
             th = model.think(audio, mask) if use else None
             res = model.score_tasks(None, tasks, audio=(audio, mask), thinking=th, use_thinking=use)
             lat = res[tasks[0]].thinking  # (b, K, D)
@@ -91,6 +130,7 @@ def main():
         stats=np.concatenate(stats), tower_stats=np.concatenate(tower_stats), lat_mean=np.concatenate(lat_mean), lat_std=np.concatenate(lat_std),
         think_mean=np.concatenate(think_mean),
         **{f"lp_{t}": np.concatenate(v) for t, v in lps.items()},
+        **({f"lp_{t}_nt": np.concatenate(v) for t, v in lps_nt.items()} if a.ablate else {}),
         labels_emotion=np.array(model.config.tasks["emotion"].labels),
         labels_events=np.array(model.config.tasks["events"].labels),
         temperature=np.array(model.config.temperature))

@@ -105,6 +105,8 @@ def add_arguments(parser) -> None:
     a.add_argument("--noise-snr-db", type=float, default=None, help="add noise at SNR in [DB, DB+20] (default off)")
     a.add_argument("--speed-tasks", default="emotion",
                    help="tasks whose clips draw the slow/fast tower variants (comma list; default emotion)")
+    a.add_argument("--excerpt-tasks", default="emotion",
+                   help="tasks whose clips draw the excerpt tower variant (comma list; default emotion)")
     a.add_argument("--speed-experts", default="",
                    help="experts still trained on slow/fast rows (comma list; default none: answers only)")
     a.add_argument("--speed-teachers", action="store_true",
@@ -148,6 +150,7 @@ def config_from_args(args):
         readout_relative=parse_list(args.readout_relative), readout_with_absolute=args.readout_with_absolute,
         time_mask=args.time_mask, channel_mask=args.channel_mask,
         speed_tasks=parse_list(args.speed_tasks), speed_experts=parse_list(args.speed_experts),
+        excerpt_tasks=parse_list(args.excerpt_tasks),
         speed_teachers=args.speed_teachers,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, progress=not args.no_progress,
         train_encoder=args.train_encoder, init_encoder=args.init_encoder, encoder_layers=args.encoder_layers,

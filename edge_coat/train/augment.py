@@ -66,7 +66,7 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
 
 # -- channels: what a call-centre line and a factory room do to audio ------------------------------
 #: The channels ``apply_channel`` knows (the tower cache's variants; ``eval --channel`` offers clean and telephone).
-CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast")
+CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast", "excerpt")
 
 #: Speed perturbation (Ko et al., Interspeech 2015): the clip resampled and played at 16 kHz, so tempo,
 #: pitch and formants all move by the factor, like another speaker talking a little faster or slower.
@@ -74,6 +74,12 @@ CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast")
 #: describe the clip as recorded, so on these variants only the experts named in ``--speed-experts`` train,
 #: unless ``--speed-teachers`` runs the teachers on the perturbed audio as well.
 SPEEDS: dict[str, float] = {"slow": 0.9, "fast": 1.1}
+
+#: Short excerpts (docs/coat-tiny-short-windows): a clip cut to its loudest stretch of 0.6-1.6 s, the start moved
+#: by up to 0.2 s either way, so that short windows are not a property of one corpus (TurEV's single words) in
+#: training. A tower-cache variant only; the teachers' targets describe the whole clip, so no expert trains on it.
+EXCERPT_SECONDS: tuple[float, float] = (0.6, 1.6)
+EXCERPT_JITTER_SECONDS = 0.2
 
 
 def telephone(wave: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -166,8 +172,29 @@ def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
+def loudest_stretch(wave: np.ndarray, samples: int) -> int:
+    """Start of the ``samples``-long stretch of ``wave`` with the most energy (0 when the wave is not longer)."""
+    if wave.shape[0] <= samples:
+        return 0
+    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    return int(np.argmax(energy[samples:] - energy[:-samples]))
+
+
+def excerpt(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A short excerpt of ``wave`` (``EXCERPT_SECONDS``) around its loudest stretch; the whole wave when it is
+    not longer. (N,) float32 in, (n <= N,) float32 out."""
+    n = int(rng.uniform(*EXCERPT_SECONDS) * SAMPLE_RATE)
+    if wave.shape[0] <= n:
+        return wave
+    jitter = int(EXCERPT_JITTER_SECONDS * SAMPLE_RATE)
+    start = loudest_stretch(wave, n) + int(rng.integers(-jitter, jitter + 1))
+    start = min(max(start, 0), wave.shape[0] - n)
+    return wave[start:start + n]
+
+
 def apply_channel(wave: np.ndarray, channel: str, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``clean`` (unchanged), ``telephone``, ``room`` (needs ``rng``), or a speed perturbation (``slow``, ``fast``)."""
+    """``clean`` (unchanged), ``telephone``, ``room`` (needs ``rng``), a speed perturbation (``slow``, ``fast``),
+    or a short ``excerpt`` (needs ``rng``; shorter than the clip)."""
     if channel == "clean":
         return wave
     if channel in SPEEDS:
@@ -176,4 +203,6 @@ def apply_channel(wave: np.ndarray, channel: str, rng: np.random.Generator | Non
         return telephone(wave, rng=rng)
     if channel == "room":
         return room(wave, rng if rng is not None else np.random.default_rng(0))
+    if channel == "excerpt":
+        return excerpt(wave, rng if rng is not None else np.random.default_rng(0))
     raise ValueError(f"unknown channel {channel!r}; expected one of {CHANNELS}")

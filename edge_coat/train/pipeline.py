@@ -142,7 +142,9 @@ def _tower_batches(model, config: TrainConfig, examples, prompts, experts, rng):
                            config.augment.crop_seconds, rng, time_mask=config.time_mask,
                            channel_mask=config.channel_mask,
                            perturbed=[v for v, name in enumerate(config.tower_variants) if name in SPEEDS],
-                           perturbed_tasks=config.speed_tasks, perturbed_experts=config.speed_experts)
+                           perturbed_tasks=config.speed_tasks, perturbed_experts=config.speed_experts,
+                           blind=[v for v, name in enumerate(config.tower_variants) if name == "excerpt"],
+                           blind_tasks=config.excerpt_tasks)
 
 
 def validation_sets(config: TrainConfig, splits, clip_seconds: float) -> list[tuple[str, str, list, list[str]]]:

@@ -236,12 +236,15 @@ class TowerBatchMaker:
     perturbations, ``edge_coat.train.augment.SPEEDS``). Only clips of ``perturbed_tasks`` draw them, and on
     their rows only the ``perturbed_experts`` (targets that survive the perturbation) keep a loss, unless the
     clip carries the teachers' targets for that variant (``Example.variant_targets``).
+    ``blind``: indices of variants that no teacher target describes (short excerpts); only clips of ``blind_tasks``
+    draw them, and their rows train answers only.
     """
 
     def __init__(self, examples, features, prompts: dict[str, str], experts: Sequence, chunk_seconds: float,
                  crop_seconds: float, rng: np.random.Generator, time_mask: float = 0.0,
                  channel_mask: float = 0.0, perturbed: Sequence[int] = (),
-                 perturbed_tasks: Sequence[str] = ("emotion",), perturbed_experts: Sequence[str] = ()) -> None:
+                 perturbed_tasks: Sequence[str] = ("emotion",), perturbed_experts: Sequence[str] = (),
+                 blind: Sequence[int] = (), blind_tasks: Sequence[str] = ("emotion",)) -> None:
         pairs = [(list(e), list(f)) for e, f in zip(examples, features) if e]
         if not pairs:
             raise ValueError("no training clips left after the held-out and validation splits")
@@ -264,26 +267,39 @@ class TowerBatchMaker:
         self.top = isinstance(self.features[0][0][0], tuple)
         if self.top and (time_mask or channel_mask):
             raise ValueError("time and channel masks act on the cached tower output, not on the top block's input")
-        self.unperturbed = [v for v in range(n_variants) if v not in self.perturbed]  # what other clips draw from
+        self.blind = frozenset(blind)
+        self.blind_tasks = frozenset(blind_tasks)
+        self._n_variants = n_variants
+        self._drawable: dict[str, list[int]] = {}
+
+    def drawable(self, task: str) -> list[int]:
+        """The variants a clip of ``task`` draws from: speed copies only for ``perturbed_tasks``, excerpts only for
+        ``blind_tasks``."""
+        if task not in self._drawable:
+            self._drawable[task] = [v for v in range(self._n_variants)
+                                    if (v not in self.perturbed or task in self.perturbed_tasks)
+                                    and (v not in self.blind or task in self.blind_tasks)]
+            if not self._drawable[task]:
+                raise ValueError(f"no tower variant left for {task} clips: add clean (or another channel)")
+        return self._drawable[task]
 
     def __call__(self, batch_size: int):
         from edge_coat.model.coat import CoatBatch
 
-        rows, prompts, answers, cuts, perturbed_rows = [], [], [], [], []
+        rows, prompts, answers, cuts, perturbed_rows, blind_rows = [], [], [], [], [], []
         for _ in range(batch_size):
             f = int(self.rng.integers(len(self.examples)))
             i = int(self.rng.integers(len(self.examples[f])))
             ex = self.examples[f][i]
             variants = self.features[f][i]
-            if ex.task in self.perturbed_tasks:
-                v = int(self.rng.integers(len(variants)))
-            else:  # e.g. a machine by default: no speed-perturbed copy
-                v = self.unperturbed[int(self.rng.integers(len(self.unperturbed)))]
+            allowed = self.drawable(ex.task)  # e.g. a machine by default: no speed-perturbed copy, no excerpt
+            v = allowed[int(self.rng.integers(len(allowed)))]
             h = variants[v]  # (T, Da)
             heard = v in ex.variant_targets  # the teachers heard this variant (--speed-teachers): every expert trains
             if heard:
                 ex = replace(ex, targets=ex.variant_targets[v])
             perturbed_rows.append(v in self.perturbed and not heard)
+            blind_rows.append(v in self.blind)
             if self.top:
                 h, start_chunk, positions = self._crop_chunks(h)
             else:
@@ -312,6 +328,9 @@ class TowerBatchMaker:
         drop = torch.tensor(perturbed_rows)
         for name in masks.keys() - self.perturbed_experts:
             masks[name][drop] = False  # (B,) or (B, F): the whole row
+        blind = torch.tensor(blind_rows)
+        for name in masks:
+            masks[name][blind] = False
         return CoatBatch(waves=[], prompts=prompts, answers=answers, expert_targets=targets, expert_masks=masks,
                          tower=tower, tower_top=tower_top)
 

@@ -636,3 +636,71 @@ def test_tower_lora_options_are_checked(separable, capsys):
     assert "drop them with --tower-lora-rank" in capsys.readouterr().err
     assert main([*base[:-2], "--tower-variants", "clean", "--tower-anchor-weight", "1"]) == 2
     assert "--tower-anchor-weight keeps a tower LoRA near the pretrained tower" in capsys.readouterr().err
+
+
+def test_an_excerpt_is_the_loudest_short_stretch_of_the_clip():
+    from edge_coat.train.augment import EXCERPT_SECONDS, apply_channel, loudest_stretch
+
+    rng = np.random.default_rng(0)
+    wave = (0.01 * rng.standard_normal(4 * SR)).astype(np.float32)
+    wave[int(2.5 * SR):int(3.0 * SR)] += 0.5 * np.sin(2 * np.pi * 220 * np.arange(SR // 2) / SR).astype(np.float32)
+    assert abs(loudest_stretch(wave, SR // 2) - int(2.5 * SR)) <= SR // 100  # the burst, found to 10 ms
+    for seed in range(20):
+        out = apply_channel(wave, "excerpt", np.random.default_rng(seed))
+        assert EXCERPT_SECONDS[0] * SR <= len(out) <= EXCERPT_SECONDS[1] * SR and out.dtype == np.float32
+        start = int(np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(wave, len(out)) == out, axis=1))[0])
+        assert start <= int(2.75 * SR) <= start + len(out)  # the burst's middle stays inside
+        np.testing.assert_array_equal(out, apply_channel(wave, "excerpt", np.random.default_rng(seed)))
+    short = wave[: SR // 2]
+    np.testing.assert_array_equal(apply_channel(short, "excerpt", np.random.default_rng(0)), short)  # whole
+
+
+def test_excerpt_variants_train_answers_only_and_only_for_their_tasks():
+    from edge_coat.train.data import Example
+    from edge_coat.train.towercache import TowerBatchMaker
+
+    ex, (clean, _) = _clip_with_slow_variant()
+    short = np.ones((30, 4), np.float16)  # 1.2 s: an excerpt is shorter than its clip
+    experts = [_PooledExpert(), _FrameExpert()]
+    maker = TowerBatchMaker([[ex]], [[[clean, short]]], {"emotion": "p"}, experts, chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), blind=[1])
+    b = maker(32)
+    hidden, mask = b.tower
+    drew = hidden[:, 0, 0] == 1
+    assert bool(drew.any()) and not bool(drew.all())
+    assert bool((mask.sum(1) == torch.where(drew, 30, 50)).all())  # the excerpt keeps its own length
+    assert bool((b.expert_masks["voice"] == ~drew).all())
+    assert bool((b.expert_masks["idx"].any(-1) == ~drew).all())
+    assert b.answers == ["happy"] * 32
+    # a speed copy's kept experts do not extend to excerpts
+    maker = TowerBatchMaker([[ex]], [[[clean, short]]], {"emotion": "p"}, experts, chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), blind=[1], perturbed_experts=["idx"])
+    b = maker(32)
+    drew = b.tower[0][:, 0, 0] == 1
+    assert bool(drew.any()) and not bool(b.expert_masks["idx"][drew].any())
+    # other tasks never draw it
+    machine = Example(wave=ex.wave, task="anomaly", answer="normal", targets=ex.targets)
+    maker = TowerBatchMaker([[machine]], [[[clean, short]]], {"anomaly": "p"}, experts, chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), blind=[1])
+    assert float(maker(32).tower[0].max()) == 0.0
+    # and a task left with no variant at all is a clear error
+    maker = TowerBatchMaker([[machine]], [[[short]]], {"anomaly": "p"}, experts, chunk_seconds=1.0,
+                            crop_seconds=2.0, rng=np.random.default_rng(0), blind=[0])
+    with pytest.raises(ValueError, match="no tower variant left for anomaly"):
+        maker(1)
+
+
+def test_a_run_trains_on_excerpts_end_to_end(separable, encoder_dir, tmp_path):
+    rc = main([*TOWER_TRAIN, "--init-encoder", str(encoder_dir), "--tower-variants", "clean,excerpt",
+               "--data", f"{separable['train']}:emotion", "--steps", "4",
+               "--batch-size", "4", "--checkpoint-every", "4", "--out", str(tmp_path / "run"),
+               "--teacher-cache", str(tmp_path / "teacher"), "--tower-cache", str(tmp_path / "tower")])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert cfg["tower_variants"] == ["clean", "excerpt"] and cfg["excerpt_tasks"] == ["emotion"]
+    cached = sorted((tmp_path / "tower").rglob("*-excerpt.npy"))
+    clean = {p.name.split("-")[0]: p for p in (tmp_path / "tower").rglob("*-clean.npy")}
+    assert cached and len(cached) == len(clean)
+    longer = [np.load(clean[p.name.split("-")[0]]).shape[0] > np.load(p).shape[0] for p in cached]
+    assert any(longer)  # clips longer than 1.6 s are cut
+    assert (tmp_path / "run" / "model" / "coat.safetensors").exists()
