@@ -1,6 +1,6 @@
 """The rule of README.md: the excerpt candidate against 1.5's recipe on folds B and C, two seeds each.
 
-    python docs/coat-tiny-short-windows/rule.py DUMP_DIR
+    python docs/coat-tiny-short-windows/rule.py DUMP_DIR [--seeds 1[,2]]
 
 DUMP_DIR holds one dump per run, ``{b,c}-{ex,base}-s{1,2}.npz``, each from
 ``extract.py RUN RUN/model OUT.npz --light --ablate --cut-rows 1.0``. Scored as analyze.evaluate scores (1.5's
@@ -13,7 +13,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "coat-tiny-thinking-readout"))
 from analyze import FIGURES, evaluate  # noqa: E402
 
-RUNS = [(f, s) for f in ("b", "c") for s in (1, 2)]
+RUNS = [(f, s) for f in ("b", "c") for s in (1, 2)]  # --seeds narrows it (the amended rule: seed 1)
 NAMES = [n for _, _, n in FIGURES]
 EMOTION = [n for n in NAMES if n != "UrbanSound8K acc"]
 WHOLE_BARS = {"RAVDESS UA": -1.0, "telephone UA": -1.0, "EMOVO UA": -2.0, "TurEV UA": -1.0, "angry AUC": -0.5}
@@ -61,7 +61,11 @@ def us8k_correct(d):
 
 def main():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    global RUNS
     root = Path(sys.argv[1])
+    if "--seeds" in sys.argv:
+        seeds = [int(x) for x in sys.argv[sys.argv.index("--seeds") + 1].split(",")]
+        RUNS = [(f, s) for f, s in RUNS if s in seeds]
     table, us8k = {}, {}
     for f, s in RUNS:
         for arm in ("ex", "base"):
@@ -80,7 +84,7 @@ def main():
         return {n: 100 * np.mean([table[(f, s, "ex")][(out, windows, ab)][n] - table[(f, s, "base")][(out, windows, ab)][n]
                                   for f, s in RUNS]) for n in NAMES if n in table[RUNS[0] + ("ex",)][(out, windows, ab)]}
 
-    print("\ncandidate minus base, mean over B1 B2 C1 C2 (points):")
+    print("\ncandidate minus base, mean over " + " ".join(f"{f.upper()}{s}" for f, s in RUNS) + " (points):")
     for out in ("fused", "LLM alone"):
         for windows in ("whole", "cut"):
             print(f"  {out}, {windows}: " + ", ".join(f"{n} {v:+.1f}" for n, v in diff(out, windows).items()))
@@ -104,7 +108,7 @@ def main():
     print(f"  [{'pass' if good else 'FAIL'}] UrbanSound8K pooled difference {100 * np.mean(ex - base):+.1f}, "
           f"95 % interval {lo:+.1f} .. {hi:+.1f} (must not lie wholly below 0)")
     print(f"\nrule: {'ADOPTED' if ok else 'not adopted'}")
-    print("\nthe thinking block's part (with minus without), mean over the four runs ± standard error (points):")
+    print(f"\nthe thinking block's part (with minus without), mean over the {len(RUNS)} runs ± standard error (points):")
     for arm in ("ex", "base"):
         for out in ("fused", "LLM alone"):
             for windows in ("whole", "cut"):
