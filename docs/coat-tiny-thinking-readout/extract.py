@@ -3,7 +3,7 @@ thinking latents (supervised-layer states at the thinking positions), the thinki
 LLM's log-likelihoods per task (docs/coat-tiny-thinking-readout/README.md).
 
     python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking] [--crop-held-out S]
-        [--light] [--ablate] [--cut-rows S]
+        [--light] [--ablate] [--cut-rows S] [--train-channels clean,telephone,room[,excerpt]]
 
 Also the tower output's statistics (``tower_stats``, docs/coat-tiny-tower-readout).
 
@@ -54,6 +54,9 @@ def main():
     p.add_argument("--cut-rows", type=float, default=0.0, metavar="S",
                    help="add each held-out emotion clip cut to its loudest S seconds as parts held_out_cut and "
                         "held_out_tel_cut (RAVDESS through the telephone line), beside the whole clips")
+    p.add_argument("--train-channels", default="clean,telephone,room",
+                   help="the copies of each training clip the readout is fitted on (excerpt: a short loudest stretch, "
+                        "docs/coat-tiny-short-windows)")
     a = p.parse_args()
     torch.set_num_threads(1)
     model = CoatModel.from_pretrained(a.model)
@@ -74,7 +77,7 @@ def main():
                 w = load_wave(c, model.max_window_seconds)
                 ans = spec.answer(c.label, c.meta)
                 if part == "train":
-                    for k, ch in enumerate(("clean", "telephone", "room")):
+                    for k, ch in enumerate(a.train_channels.split(",")):
                         rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([a.aug_seed, i, k]))))
                 else:
                     if part == "held_out" and a.crop_held_out and src.task == "emotion":
