@@ -68,6 +68,7 @@ def main():
     specs = task_specs(sorted({s.task for s in sources}))
     folders = load_folders(sources, {t: dataset_labels(t, spec) for t, spec in specs.items()})
     rows = []  # (part, corpus, task, answer, wave)
+    channel = {}  # row index -> the training copy's channel (saved as `channel`, "" for other rows)
     for src, clips in zip(sources, folders):
         corpus = Path(src.path).name
         spec = get_task(src.task)
@@ -78,6 +79,7 @@ def main():
                 ans = spec.answer(c.label, c.meta)
                 if part == "train":
                     for k, ch in enumerate(a.train_channels.split(",")):
+                        channel[len(rows)] = ch
                         rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([a.aug_seed, i, k]))))
                 else:
                     if part == "held_out" and a.crop_held_out and src.task == "emotion":
@@ -130,6 +132,7 @@ def main():
     np.savez_compressed(
         a.out, part=np.array([r[0] for r in rows]), corpus=np.array([r[1] for r in rows]),
         task=np.array([r[2] for r in rows]), answer=np.array([r[3] for r in rows]),
+        channel=np.array([channel.get(i, "") for i in range(len(rows))]),
         stats=np.concatenate(stats), tower_stats=np.concatenate(tower_stats), lat_mean=np.concatenate(lat_mean), lat_std=np.concatenate(lat_std),
         think_mean=np.concatenate(think_mean),
         **{f"lp_{t}": np.concatenate(v) for t, v in lps.items()},
