@@ -113,6 +113,8 @@ def main():
                 for t in tasks:
                     lps[t].append(np.full((b, n_labels[t]), np.nan, np.float32))
                     lps_nt[t].append(np.full((b, n_labels[t]), np.nan, np.float32))
+                if i % (bs * 20) == 0:
+                    print(f"{i}/{len(rows)} {time.time() - t0:.0f}s", flush=True)
                 continue
             if a.ablate:
                 res_nt = model.score_tasks(None, tasks, audio=(audio, mask), thinking=None, use_thinking=False)

@@ -177,6 +177,11 @@ def test_channel_copies_are_reproducible_and_checked():
     assert not np.allclose(a["emotion"][1][0], a["emotion"][0][0])  # the telephone copy differs
     with pytest.raises(ValueError, match="expected a non-empty list"):
         with_channels(items, ["radio"])
+    # short excerpts (docs/coat-tiny-short-windows): a reproducible loudest stretch of 0.6-1.6 s of a 3 s clip
+    long = {"emotion": [(rng.standard_normal(48000).astype(np.float32) * 0.1, "happy")]}
+    ex = with_channels(long, ["clean", "excerpt"])["emotion"]
+    assert 0.6 * 16000 <= len(ex[1][0]) <= 1.6 * 16000 and len(ex[0][0]) == 48000
+    np.testing.assert_array_equal(ex[1][0], with_channels(long, ["clean", "excerpt"])["emotion"][1][0])
 
 
 def test_several_draws_of_the_channel_copies_are_the_single_draws_in_turn():
