@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from rule import NAMES, scores  # noqa: E402
+from rule import NAMES, scores, without_channel  # noqa: E402
 
 CUT_BARS = {"RAVDESS UA": 3.0, "EMOVO UA": 3.0}
 WHOLE_BARS = {"RAVDESS UA": -1.0, "telephone UA": -1.0, "EMOVO UA": -2.0, "TurEV UA": -1.0, "angry AUC": -0.5,
@@ -21,9 +20,7 @@ WHOLE_BARS = {"RAVDESS UA": -1.0, "telephone UA": -1.0, "EMOVO UA": -2.0, "TurEV
 
 def main():
     d = dict(np.load(sys.argv[1]))
-    keep = d["channel"] != "excerpt"
-    shipped = {k: (v[keep] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(keep) else v) for k, v in d.items()}
-    arms = {"shipped recipe": scores(shipped), "with excerpts": scores(d)}
+    arms = {"shipped recipe": scores(without_channel(d, "excerpt")), "with excerpts": scores(d)}
     print("| readout | windows | " + " | ".join(NAMES) + " |")
     print("|---|---|" + "---|" * len(NAMES))
     for arm, sc in arms.items():

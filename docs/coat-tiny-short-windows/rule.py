@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "coat-tiny-thinking-readout"))
-from analyze import FIGURES, evaluate  # noqa: E402
+from analyze import FIGURES, evaluate, log_softmax, shipped_fusion  # noqa: E402
 
 RUNS = [(f, s) for f in ("b", "c") for s in (1, 2)]  # --seeds narrows it (the amended rule: seed 1)
 NAMES = [n for _, _, n in FIGURES]
@@ -25,16 +26,24 @@ def without(d):
     return {**d, "lp_emotion": d["lp_emotion_nt"], "lp_events": d["lp_events_nt"]}
 
 
+def select(d, keep):
+    """The dump's rows where ``keep`` (a per-row bool array); the per-dump fields (labels, temperature) stay."""
+    n = len(d["part"])
+    return {k: (v[keep] if isinstance(v, np.ndarray) and v.ndim and len(v) == n else v) for k, v in d.items()}
+
+
+def without_channel(d, channel):
+    """The dump without the training copies of ``channel`` (extract.py --train-channels): what a readout fitted
+    without them sees. The other copies are the same draws either way."""
+    return select(d, d["channel"] != channel) if "channel" in d else d
+
+
 def cut(d):
-    """The dump with its held-out emotion clips replaced by their 1 s cuts (events rows kept)."""
+    """The dump with its held-out emotion clips replaced by their cuts (extract.py --cut-rows; events rows kept)."""
     part = d["part"].copy()
-    emo = d["task"] == "emotion"
-    keep = ~(emo & np.isin(part, ["held_out", "held_out_tel"]))
     part[part == "held_out_cut"] = "held_out"
     part[part == "held_out_tel_cut"] = "held_out_tel"
-    out = {k: (v[keep] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(part) else v) for k, v in d.items()}
-    out["part"] = part[keep]
-    return out
+    return select({**d, "part": part}, ~((d["task"] == "emotion") & np.isin(d["part"], ["held_out", "held_out_tel"])))
 
 
 def scores(d):
@@ -49,8 +58,6 @@ def scores(d):
 
 def us8k_correct(d):
     """Per held-out UrbanSound8K clip: right or not (fused, as evaluate scores it)."""
-    from analyze import log_softmax, shipped_fusion
-
     labels = list(d["labels_events"])
     rows = d["task"] == "events"
     ro, T, tr = shipped_fusion(d, "events")
@@ -60,7 +67,6 @@ def us8k_correct(d):
 
 
 def main():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     global RUNS
     root = Path(sys.argv[1])
     if "--seeds" in sys.argv:

@@ -2,7 +2,7 @@
 thinking latents (supervised-layer states at the thinking positions), the thinking block's own output, and the
 LLM's log-likelihoods per task (docs/coat-tiny-thinking-readout/README.md).
 
-    python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking] [--crop-held-out S]
+    python docs/coat-tiny-thinking-readout/extract.py RUN MODEL OUT.npz [--no-thinking]
         [--light] [--ablate] [--cut-rows S] [--train-channels clean,telephone,room[,excerpt]]
 
 Also the tower output's statistics (``tower_stats``, docs/coat-tiny-tower-readout).
@@ -45,8 +45,6 @@ def main():
     p.add_argument("--no-thinking", action="store_true")
     p.add_argument("--aug-seed", type=int, default=0,
                    help="seed of the training rows' room and telephone copies (another draw of the same clips)")
-    p.add_argument("--crop-held-out", type=float, default=0.0, metavar="S",
-                   help="cut each held-out emotion clip to its loudest S seconds (docs/coat-tiny-short-windows)")
     p.add_argument("--light", action="store_true",
                    help="training rows: only the audio statistics a readout is fitted on (batches of training rows alone skip the LLM: their lp_* are NaN)")
     p.add_argument("--ablate", action="store_true",
@@ -82,8 +80,6 @@ def main():
                         channel[len(rows)] = ch
                         rows.append((part, corpus, src.task, ans, apply_channel(w, ch, np.random.default_rng([a.aug_seed, i, k]))))
                 else:
-                    if part == "held_out" and a.crop_held_out and src.task == "emotion":
-                        w = loudest(w, a.crop_held_out)
                     rows.append((part, corpus, src.task, ans, w))
                     if part == "held_out" and corpus == "ravdess":
                         rows.append(("held_out_tel", corpus, src.task, ans, apply_channel(w, "telephone")))
