@@ -1,11 +1,12 @@
 """The ship gate of docs/coat-tiny-short-windows, section 6: a candidate bundle against the shipped one.
 
-    python docs/coat-tiny-1.6-candidate/gate.py NEW_RESULTS OLD_RESULTS NEW_CALLS.json OLD_CALLS.json
+    python docs/coat-tiny-1.6-candidate/gate.py NEW_RESULTS OLD_RESULTS NEW_CALLS.json OLD_CALLS.json [--chosen]
 
 *_RESULTS: ``docs/coat-tiny-1.5/evaluate.sh MODEL OUT`` folders (card split, whole clips). *_CALLS.json:
 ``python -m bench.tuning.emotion_threshold --model MODEL --json OUT`` (whole calls). Bars: no whole-clip emotion
 figure more than 2.0 points below the old bundle; UrbanSound8K accuracy >= 0.75; at the current detector defaults,
-in every window setup and channel, held-out angry calls alerted >= old - 1 and false alerts <= old."""
+in every window setup and channel, held-out angry calls alerted >= old - 1 and false alerts <= old. ``--chosen``
+(gate 2): each bundle at the detector setting the bench chose for it on its development calls instead."""
 import json
 import sys
 from pathlib import Path
@@ -21,12 +22,13 @@ def figure(folder: Path, stem: str, arm: str, key: str) -> float:
     return float(d["metrics"][key])
 
 
-def calls(path: Path) -> dict[tuple[str, str], tuple[int, int]]:
-    """(window setup, channel) -> (held-out angry calls alerted, false alerts) at the current defaults."""
+def calls(path: Path, setting: str = "current") -> dict[tuple[str, str], tuple[int, int]]:
+    """(window setup, channel) -> (held-out angry calls alerted, false alerts) at ``setting``: the current defaults,
+    or the setting the bench chose on the development calls ("chosen")."""
     out = {}
     for scen, v in json.loads(path.read_text())["scenarios"].items():
         for ch in ("clean", "telephone"):
-            r = v["heldout"][f"current {ch}"]
+            r = v["heldout"][f"{setting} {ch}"]
             out[(scen, ch)] = (round(r["angry"] * r["n"]["angry"]), round(r["false"] * r["n"]["calm"]))
     return out
 
@@ -53,7 +55,9 @@ def main():
     for name in ("candidate", "shipped"):
         print(f"  {name}: " + ", ".join(f"{n} {100 * (a - b):+.1f}" for (n, _, _), a, b in
                                        zip(FIGURES, vals[(name, "coat")], vals[(name, "coat-nothink")])))
-    cn, co = calls(new_calls), calls(old_calls)
+    setting = "chosen" if "--chosen" in sys.argv else "current"
+    cn, co = calls(new_calls, setting), calls(old_calls, setting)
+    print(f"\nwhole calls, each bundle at its {setting} setting:")
     print("\n| window setup | channel | candidate: angry alerted, false | shipped: angry alerted, false |")
     print("|---|---|---|---|")
     for key in co:
