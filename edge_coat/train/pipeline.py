@@ -341,4 +341,5 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
                          with_absolute=config.readout_with_absolute)
     report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report},
                                                           groups=val_groups)
+    report["channels"] = list(config.readout_channels)
     (run.root / "readout.json").write_text(json.dumps(report, indent=1) + "\n")

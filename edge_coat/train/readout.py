@@ -316,7 +316,7 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
     tasks_fitted = [t for t in report]
     val = training_items(run, tasks_fitted, model.max_window_seconds, part="val", groups=val_groups)
     report["temperature"] = calibrate_readout_temperature(model, val, groups=val_groups)
-    report["seed"], report["draws"] = seed, draws
+    report["seed"], report["draws"], report["channels"] = seed, draws, list(channels)
     return report
 
 
@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir = args.out.parent if args.out is not None else args.run
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
-    tasks = [t for t in report if t not in ("temperature", "seed", "draws")]
+    tasks = [t for t in report if t not in ("temperature", "seed", "draws", "channels")]
     relative = [t for t in tasks if report[t].get("relative")]
     how = "beside its difference from" if args.with_absolute else "relative to"
     rel = f" ({', '.join(relative)} {how} the speaker's baseline)" if relative else ""

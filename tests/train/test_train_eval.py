@@ -76,6 +76,7 @@ def test_training_fits_the_answer_readout_on_the_training_clips(trained, separab
     report = json.loads((trained / "readout.json").read_text())
     # 16 training clips, each as recorded and through the telephone and room channels
     assert report["emotion"]["clips"] == 48 and report["emotion"]["labels"] == ["happy", "sad"]
+    assert report["channels"] == ["clean", "telephone", "room"]
     model = CoatModel.from_pretrained(trained / "model")
     assert model.config.readout == {"emotion": ["happy", "sad"]}
     # by default it reads the tower's output before the projector (docs/coat-tiny-tower-readout)
@@ -119,6 +120,8 @@ def test_the_readout_refits_on_a_finished_run_from_its_own_split(trained, tmp_pa
     for name, seed in (("again", "0"), ("other", "7")):
         assert readout_main([str(trained), "--out", str(tmp_path / name / "model"), "--c", "1.0", "--seed", seed]) == 0
     assert json.loads((tmp_path / "other" / "readout.json").read_text())["seed"] == 7
+    # the report says which copies of the training clips the readout was fitted on
+    assert json.loads((tmp_path / "other" / "readout.json").read_text())["channels"] == ["clean", "telephone", "room"]
     again = CoatModel.from_pretrained(tmp_path / "again" / "model").readout.tasks["emotion"].weight
     other = CoatModel.from_pretrained(tmp_path / "other" / "model").readout.tasks["emotion"].weight
     torch.testing.assert_close(again, w2)
