@@ -122,6 +122,9 @@ class CoatModel(nn.Module):
             relative=coat_config.readout_relative, with_absolute=coat_config.readout_with_absolute)
         #: False scores with the LLM alone even where a readout exists (its ablation)
         self.use_readout = True
+        #: the tasks whose answers the readout may join (None: every task it has; the site config's
+        #: ``model.readout`` as a list), e.g. events only where callers speak a language the model never heard
+        self.readout_tasks: frozenset[str] | None = None
         self.frontend = MelFrontend(adapter.n_mels, adapter.max_frames, per_chunk=coat_config.chunk_features == "chunk")
         #: what runs the audio encoder: None = the base model in torch (``adapter.encode_audio``), or an
         #: object with the same call, e.g. ``edge_coat.export.encoder_runtime.OnnxAudioEncoder``
@@ -541,9 +544,15 @@ class CoatModel(nn.Module):
         """The windows' ``window_statistics`` (B, 2F) of what the readout reads (the audio embeds, or
         ``readout_frames``: the tower's output), computed once for all the (task, candidates) ``asked`` of a
         batch, or None when the readout scores none of them."""
-        if not (self.use_readout and any(self.readout.knows(t, c) for t, c in asked)):
+        if not any(self.reads(t, c) for t, c in asked):
             return None
         return self.readout_statistics(audio, audio_mask, readout_frames)
+
+    def reads(self, task: str | None, candidates) -> bool:
+        """Whether the answer readout joins ``task``'s scores over ``candidates``: it is on (``use_readout``), the
+        task is among ``readout_tasks`` (None: any) and the readout knows the candidates."""
+        return (self.use_readout and (self.readout_tasks is None or task in self.readout_tasks)
+                and self.readout.knows(task, candidates))
 
     def readout_statistics(self, audio: torch.Tensor, audio_mask: torch.Tensor,
                            readout_frames: torch.Tensor | None = None) -> torch.Tensor:
@@ -568,7 +577,7 @@ class CoatModel(nn.Module):
         Returns (probs (B, C), the readout's log-probabilities (B, C) or None)."""
         z = lp.float() / self.config.temperature  # (B, C)
         ro = None
-        if stats is not None and self.readout.knows(task, candidates):
+        if stats is not None and self.reads(task, candidates):
             base = None
             if self.readout.is_relative(task):
                 base = self.readout.baselines(task, readout_context, self.config.readout_baseline_windows,

