@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir = args.out.parent if args.out is not None else args.run
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "readout.json").write_text(json.dumps(report, indent=1) + "\n")
-    tasks = [t for t in report if t not in ("temperature", "seed", "draws", "channels")]
+    tasks = [t for t, v in report.items() if isinstance(v, dict) and "clips" in v]  # the fitted tasks' entries
     relative = [t for t in tasks if report[t].get("relative")]
     how = "beside its difference from" if args.with_absolute else "relative to"
     rel = f" ({', '.join(relative)} {how} the speaker's baseline)" if relative else ""

@@ -141,14 +141,14 @@ class CoatStage:
 
             torch.set_num_threads(cfg.torch_threads)
         self.model = model if model is not None else load_model(cfg)
-        self.model.use_readout = bool(cfg.readout)
-        self.model.readout_tasks = None  # true / false: every task the readout has, or none
-        if isinstance(cfg.readout, list):  # only these tasks (ModelSection.readout)
+        if isinstance(cfg.readout, list):  # only these tasks (ModelSection.readout); checked before the model changes
             unknown = sorted(set(cfg.readout) - set(self.model.config.readout))
             if unknown:
                 raise ValueError(f"model.readout lists {unknown}, which this model has no answer readout for (it has "
                                  f"{sorted(self.model.config.readout) or 'none'}): list only those, or use true/false")
-            self.model.readout_tasks = frozenset(cfg.readout)
+        self.model.use_readout = bool(cfg.readout)
+        # true / false: every task the readout has, or none (set afresh: a model may have served another stage)
+        self.model.readout_tasks = frozenset(cfg.readout) if isinstance(cfg.readout, list) else None
         self.model_name, self.model_version = bundle_identity(cfg.path, cfg.name)
         self.tasks = dict(self.model.config.tasks)
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
@@ -413,8 +413,7 @@ class CoatStage:
     # ---- the relative readout tasks' stream baselines ----------------------------------------------------
     def _is_relative(self, task: str) -> bool:
         """Whether ``task``'s answer readout scores here relative to a stream baseline."""
-        return (bool(self.model.use_readout) and self.model.readout.is_relative(task)
-                and (self.model.readout_tasks is None or task in self.model.readout_tasks))
+        return self.model.reads(task, ()) and self.model.readout.is_relative(task)
 
     def _contexts(self, windows: list[Window], stats: np.ndarray) -> list[np.ndarray | None]:
         """Per window, in order: the statistics (k, 2F), oldest first, of its stream's kept windows that ended before

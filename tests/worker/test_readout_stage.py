@@ -4,6 +4,7 @@ switched off by the site config's ``model.readout: false`` (the LLM's answers al
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from edge_coat.config import ModelSection
@@ -110,8 +111,6 @@ def _task_probs(stage, windows, task):
 def test_the_site_can_keep_the_readout_for_some_tasks_only():
     """``model.readout: [anomaly]``: that task's scores fused as with ``true``, the others the LLM's alone, as with
     ``false`` (a site whose callers speak a language the model never heard: docs/coat-tiny-readout-weight)."""
-    import pytest
-
     model = tiny_with_readout()
     labels = list(model.config.tasks["anomaly"].labels)
     g = torch.Generator().manual_seed(4)
@@ -137,5 +136,6 @@ def test_the_site_can_keep_the_readout_for_some_tasks_only():
     # a task the model has no readout for is a clear error at start, not a silent no-op
     with pytest.raises(ValueError, match=r"model.readout lists \['events'\]"):
         stage(["events"])
+    assert model.readout_tasks is None and model.use_readout is False  # the failed start left the model as it was
     # and the site config parses the list form
     assert ModelSection.model_validate({"path": "x", "readout": ["anomaly"]}).readout == ["anomaly"]
