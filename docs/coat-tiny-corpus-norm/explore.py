@@ -45,7 +45,7 @@ def main():
     rw = Path(sys.argv[2] if len(sys.argv) > 2 else "/work/rw")
     runs = Path(sys.argv[3] if len(sys.argv) > 3 else "runs/coat-card-loco")
     x = feats["stats"].astype(np.float64)
-    corpus, channel, answer, file = feats["corpus"], feats["channel"], feats["answer"], feats["file"]
+    corpus, channel, answer, file = feats["corpus"], feats["channel"], feats["answer"], feats["clip"]
     rows = []
     for held in CORPORA:
         d = np.load(rw / f"{held}.npz")
@@ -68,6 +68,7 @@ def main():
                  "50 random": x[rng.choice(test, 50, replace=False)].mean(0)}
         m_abs = fit(x[train], answer[train])
         m_rel = fit(xt, answer[train])
+        m_both = fit(np.concatenate([x[train], xt], 1), answer[train])
         lp = d["lp"]
         res = {"LLM alone": ua(y, np.array(labels)[lp.argmax(1)])}
         ro = log_probs(m_abs, x[test], labels)
@@ -79,6 +80,8 @@ def main():
             ro = log_probs(m_rel, x[test] - b, labels)
             res[f"corpus baseline ({name}) alone"] = ua(y, np.array(labels)[ro.argmax(1)])
             res[f"fused, corpus baseline ({name})"] = ua(y, np.array(labels)[(lp + ro).argmax(1)])
+            ro = log_probs(m_both, np.concatenate([x[test], x[test] - b], 1), labels)
+            res[f"fused, absolute + corpus baseline ({name})"] = ua(y, np.array(labels)[(lp + ro).argmax(1)])
         rows.append((held, res))
     names = list(rows[0][1])
     print("| readout | " + " | ".join(h for h, _ in rows) + " | mean |")

@@ -32,7 +32,7 @@ def main():
     torch.set_num_threads(1)
     model = CoatModel.from_pretrained(model_dir)
     assert model.config.readout_input == "tower", "expected a model whose readout reads the tower"
-    cols = {k: [] for k in ("corpus", "file", "answer", "speaker", "channel")}
+    cols = {k: [] for k in ("corpus", "clip", "answer", "speaker", "channel")}
     stats = []
     t0 = time.time()
     for ci, corpus in enumerate(CORPORA):
@@ -46,7 +46,7 @@ def main():
             for c in batch:
                 for ch in CHANNELS:
                     cols["corpus"].append(corpus)
-                    cols["file"].append(c.file)
+                    cols["clip"].append(c.file)
                     cols["answer"].append(c.label)
                     cols["speaker"].append(str(c.meta.get("speaker", "")))
                     cols["channel"].append(ch)
