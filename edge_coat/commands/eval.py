@@ -34,11 +34,12 @@ def add_arguments(parser) -> None:
                         help="pass every clip through this channel first (telephone: 300-3400 Hz, 8 kHz, G.711 mu-law)")
     parser.add_argument("--snr-db", type=float, metavar="DB",
                         help="add pink background noise at this SNR to every clip (the same noise for every model)")
-    parser.add_argument("--baseline-context", default="speaker", choices=("speaker", "calm", "none"),
-                        help="emotion/events with a readout relative to the caller's baseline: each clip is scored after "
-                             "other clips of its speaker (speaker, the default: up to the model's baseline windows), "
-                             "after the speaker's neutral and calm clips only (calm: a caller heard calm first), or as a "
-                             "stream's first window (none)")
+    parser.add_argument("--baseline-context", default=None, choices=("speaker", "calm", "desk", "none"),
+                        help="emotion/events with a readout relative to a stream's baseline: each clip is scored after "
+                             "other clips of its speaker (speaker: up to the model's baseline windows), after the "
+                             "speaker's neutral and calm clips only (calm: a caller heard calm first), after every "
+                             "other clip of the folder (desk: a desk that has heard them all), or as a stream's first "
+                             "window (none); default: the model's own kind (speaker or desk)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"),
                         help="how to load the LLM (the site config's model.quantization)")
@@ -128,7 +129,8 @@ def run(args) -> int:
         print(format_table(["accuracy", "UA", "macro F1"], [[m["accuracy"], m["ua"], m["macro_f1"]]]))
         if "readout_baseline" in m:
             b = m["readout_baseline"]
-            print(f"readout relative to the caller's baseline: context {b['context']}, up to {b['windows']} earlier "
+            whose = "the desk's long-run" if b.get("kind") == "desk" else "the caller's"
+            print(f"readout relative to {whose} baseline: context {b['context']}, up to {b['windows']} earlier "
                   f"windows; {b['clips_with_context']} of {result.n} clips had one")
         if "ci95" in m:
             ci = m["ci95"]

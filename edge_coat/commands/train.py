@@ -87,6 +87,9 @@ def add_arguments(parser) -> None:
     o.add_argument("--readout-relative", default="",
                    help="comma list of readout tasks read relative to the speaker's (the stream's) baseline, e.g. "
                         "emotion (default: none)")
+    o.add_argument("--readout-baseline", choices=("speaker", "desk"), default="speaker",
+                   help="whose windows make the relative tasks' baseline: the caller's own, or the desk's long-run "
+                        "mean over every caller (default %(default)s)")
     o.add_argument("--readout-with-absolute", action="store_true",
                    help="the relative readout tasks read the statistics beside their difference from the baseline")
     o.add_argument("--val-every", type=int, default=0, metavar="N",
@@ -148,6 +151,7 @@ def config_from_args(args):
         label_smoothing=args.label_smoothing, val_every=args.val_every, readout_c=args.readout_c,
         readout_channels=parse_list(args.readout_channels), readout_input=args.readout_input,
         readout_relative=parse_list(args.readout_relative), readout_with_absolute=args.readout_with_absolute,
+        readout_baseline=args.readout_baseline,
         time_mask=args.time_mask, channel_mask=args.channel_mask,
         speed_tasks=parse_list(args.speed_tasks), speed_experts=parse_list(args.speed_experts),
         excerpt_tasks=parse_list(args.excerpt_tasks),

@@ -155,6 +155,13 @@ class CoatConfig(BaseModel):
                     "baseline ([x, x - b]), fitted on baselines of every size from none to readout_baseline_windows, "
                     "so a stream's first windows score as an absolute readout would (docs/coat-tiny-speaker-baseline)",
     )
+    readout_baseline: Literal["speaker", "desk"] = Field(
+        default="speaker",
+        description="whose windows make a relative task's baseline: 'speaker', the stream's last "
+                    "readout_baseline_windows windows (a caller's own); 'desk', the stream's long-run mean over every "
+                    "caller it has heard, weighed as readout_baseline_windows windows against the training mean "
+                    "while it warms up (the line, the room and the callers' language; docs/coat-tiny-corpus-norm)",
+    )
     readout_baseline_windows: int = Field(
         default=8, ge=1, le=10000,
         description="how many earlier windows of a stream make its baseline for the relative readout tasks",

@@ -21,6 +21,12 @@ subtracts, from each training clip, the mean of up to N other clips of its speak
 weights twice as wide), fitted on baselines of every size, so a window heard before any baseline scores as an absolute
 readout would.
 
+``coat_config.readout_baseline`` says whose baseline: "speaker" (the above: a call's own earlier windows) or "desk":
+the long-run mean of everything a stream (a desk, one line) has heard, over many callers (``HeardMean``; the stage's
+running mean). The fit subtracts from each training clip the mean of the other clips of its corpus folder on the same
+channel. A desk's mean carries the line, the room and the callers' language, and little of one caller's emotion; it
+exists from a call's first window once the desk has run a while (docs/coat-tiny-corpus-norm).
+
 Stored in ``coat.safetensors`` as ``readout.tasks.<task>.weight`` (C, 2F, F the width read) and ``.bias`` (C,) (buffers, not
 parameters: no optimiser touches them), the
 feature standardisation folded in; ``coat_config.json``'s ``readout`` names each task's C labels in row order.
@@ -28,8 +34,21 @@ feature standardisation folded in; ``coat_config.json``'s ``readout`` names each
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
+
+#: whose statistics make a relative task's baseline (``coat_config.readout_baseline``)
+BASELINE_KINDS = ("speaker", "desk")
+
+
+class HeardMean(NamedTuple):
+    """A baseline context given as a mean rather than as rows: the mean statistics (F,) of ``count`` windows heard
+    (a desk's running mean). ``stream_baseline`` weighs it as ``min(count, windows)`` windows."""
+
+    mean: object  # (F,) array or tensor
+    count: int
 
 
 def window_statistics(audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,9 +83,15 @@ class _Center(nn.Module):
         self.register_buffer("center", center)  # (F,)
 
 
-def stream_baseline(context: torch.Tensor | None, center: torch.Tensor, windows: int) -> torch.Tensor:
+def stream_baseline(context, center: torch.Tensor, windows: int) -> torch.Tensor:
     """A stream's baseline (F,): the mean of the last ``windows`` rows of ``context`` (n, F), the statistics of its
-    earlier windows; while fewer than ``windows`` were heard, the missing ones count as ``center``."""
+    earlier windows; while fewer than ``windows`` were heard, the missing ones count as ``center``. A ``HeardMean``
+    context counts as ``min(count, windows)`` windows at its mean."""
+    if isinstance(context, HeardMean):
+        k = min(int(context.count), windows)
+        if k <= 0:
+            return center
+        return (k * torch.as_tensor(context.mean).to(center) + (windows - k) * center) / windows
     if context is None or len(context) == 0:
         return center
     ctx = context[-windows:].to(center)
@@ -140,6 +165,12 @@ class AnswerReadout(nn.Module):
             raise ValueError(f"readout_context: expected one entry per window ({n}), got {len(contexts)}")
         rows = []
         for ctx in contexts:
+            if isinstance(ctx, HeardMean):
+                if tuple(torch.as_tensor(ctx.mean).shape) != (self.feature_dim,):
+                    raise ValueError(f"readout_context: expected a heard mean of ({self.feature_dim},), got "
+                                     f"{tuple(torch.as_tensor(ctx.mean).shape)}")
+                rows.append(stream_baseline(ctx, center, windows))
+                continue
             ctx = None if ctx is None else torch.as_tensor(ctx)
             if ctx is not None and len(ctx) and (ctx.ndim != 2 or ctx.shape[1] != self.feature_dim):
                 raise ValueError(f"readout_context: expected (k, {self.feature_dim}) statistics per window, got "

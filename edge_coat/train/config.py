@@ -203,6 +203,12 @@ class TrainConfig(BaseModel):
         description="the relative readout tasks read the statistics beside their difference from the baseline, "
                     "fitted on baselines of every size (docs/coat-tiny-speaker-baseline)",
     )
+    readout_baseline: Literal["speaker", "desk"] = Field(
+        default="speaker",
+        description="whose windows make the relative tasks' baseline: 'speaker' (other clips of the speaker) or "
+                    "'desk' (the other clips of the corpus folder on the same channel: a desk's long-run mean over "
+                    "many callers; docs/coat-tiny-corpus-norm)",
+    )
     readout_channels: list[Literal["clean", "telephone", "room", "slow", "fast"]] = Field(
         default_factory=lambda: ["clean", "telephone", "room"], min_length=1,
         description="channel copies of each training clip the readout is fitted on (edge_coat.train.augment)",

@@ -70,24 +70,27 @@ def _waves(clips: Sequence[Clip], max_seconds: float, loudness_dbfs: float | Non
 
 
 #: what a relative readout's baseline is drawn from in an evaluation (``readout_contexts``)
-BASELINE_CONTEXTS = ("speaker", "calm", "none")
+BASELINE_CONTEXTS = ("speaker", "calm", "desk", "none")
 #: the labels of a calm caller: the "calm" context draws only from a speaker's clips of these
 CALM_LABELS = frozenset({"neutral", "calm"})
 
 
-def readout_contexts(model, task: str, clips: Sequence[Clip], context: str = "speaker", *, batch_size: int = 8,
+def readout_contexts(model, task: str, clips: Sequence[Clip], context: str | None = None, *, batch_size: int = 8,
                      loudness_dbfs: float | None = None, channel: str = "clean",
-                     snr_db: float | None = None) -> list[np.ndarray] | None:
+                     snr_db: float | None = None) -> list | None:
     """Per clip, the statistics of the earlier windows a stream of its speaker would have heard, for a task whose
     readout reads them relative to that baseline (``CoatModel.score_labels(readout_context=)``); None when the task's
     readout is absolute or ``context`` is "none" (each clip then scored as a stream's first window).
 
     "speaker": up to ``readout_baseline_windows`` other clips of the same speaker (``group_of``), drawn as the fit
     draws them (``edge_coat.train.readout.group_contexts``); "calm": only from the speaker's neutral and calm clips.
-    A clip without a speaker column is its own group and gets no context."""
+    A clip without a speaker column is its own group and gets no context. "desk": the mean of every other clip of the
+    folder (``desk_contexts``: one desk on one line that has heard all of them). None: the model's own kind
+    (``coat_config.readout_baseline``: "speaker" or "desk")."""
     from edge_coat.train.data import group_of
-    from edge_coat.train.readout import clip_statistics, group_contexts
+    from edge_coat.train.readout import clip_statistics, desk_contexts, group_contexts
 
+    context = model.config.readout_baseline if context is None else context
     if context not in BASELINE_CONTEXTS:
         raise ValueError(f"baseline context must be one of {list(BASELINE_CONTEXTS)}, got {context!r}")
     if context == "none" or not (model.use_readout and model.readout.is_relative(task)):
@@ -97,8 +100,19 @@ def readout_contexts(model, task: str, clips: Sequence[Clip], context: str = "sp
     stats = np.concatenate([clip_statistics(model, _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs,
                                                           channel, snr_db), batch_size)
                             for i in range(0, len(clips), batch_size)])
+    if context == "desk":
+        return desk_contexts(stats, ["desk"] * len(clips))
     eligible = [c.label in CALM_LABELS for c in clips] if context == "calm" else None
     return group_contexts(stats, [group_of(c) for c in clips], model.config.readout_baseline_windows, eligible)
+
+
+def _heard(context) -> int:
+    """How many windows a readout context holds (rows, or a ``HeardMean``'s count; None: none)."""
+    from edge_coat.model.readout import HeardMean
+
+    if context is None:
+        return 0
+    return int(context.count) if isinstance(context, HeardMean) else len(context)
 
 
 def score_clips(model, clips: Sequence[Clip], prompt: str, candidates: Sequence[str], *, use_thinking: bool,
@@ -128,11 +142,12 @@ def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates:
                             use_thinking: bool = True, batch_size: int = 8, loudness_dbfs: float | None = None,
                             progress: bool = False, model_name: str = "", channel: str = "clean",
                             snr_db: float | None = None, bootstrap: int = 1000,
-                            baseline_context: str = "speaker") -> EvalResult:
+                            baseline_context: str | None = None) -> EvalResult:
     """Score ``clips`` and compute the classification metrics; ``bootstrap`` > 0 adds ``metrics["ci95"]``, 95 %
     percentile intervals of accuracy and UA over that many clip resamples (``bootstrap_intervals``).
-    ``baseline_context``: where a relative readout's baseline comes from (``readout_contexts``); recorded in
-    ``metrics["readout_baseline"]`` when the task's readout is relative."""
+    ``baseline_context``: where a relative readout's baseline comes from (``readout_contexts``; None: the model's
+    own kind); recorded in ``metrics["readout_baseline"]`` when the task's readout is relative."""
+    baseline_context = model.config.readout_baseline if baseline_context is None else baseline_context
     prompt = model.config.tasks[task].prompt
     contexts = readout_contexts(model, task, clips, baseline_context, batch_size=batch_size,
                                 loudness_dbfs=loudness_dbfs, channel=channel, snr_db=snr_db)
@@ -145,7 +160,8 @@ def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates:
     if model.use_readout and model.readout.is_relative(task):
         metrics["readout_baseline"] = {
             "context": baseline_context, "windows": model.config.readout_baseline_windows,
-            "clips_with_context": 0 if contexts is None else int(sum(len(c) > 0 for c in contexts))}
+            "kind": model.config.readout_baseline,
+            "clips_with_context": 0 if contexts is None else int(sum(_heard(c) > 0 for c in contexts))}
     if bootstrap > 0:
         metrics["ci95"] = bootstrap_intervals([c.label for c in clips], y_pred, resamples=bootstrap)
         metrics["ci95_resamples"] = bootstrap

@@ -315,6 +315,7 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
     from edge_coat.train.data import group_of
     from edge_coat.train.readout import (
         DEFAULT_TASKS,
+        DESK_WINDOWS,
         calibrate_readout_temperature,
         channel_groups,
         fit_readout,
@@ -326,19 +327,22 @@ def _fit_readout(model, config: TrainConfig, splits, run: RunDir, val: dict) -> 
     groups: dict[str, list[str]] = {}  # each clip's speaker (relative readouts), in the order of items and val
     val_groups: dict[str, list[str]] = {}
     for src, s in zip(config.data, splits):
+        desk = src.path if config.readout_baseline == "desk" else None  # a desk's group: the whole folder
         if src.task in DEFAULT_TASKS:
             items.setdefault(src.task, []).extend(labelled_waves(s.train, src.task, model.max_window_seconds))
-            groups.setdefault(src.task, []).extend(f"{src.path}/{group_of(c)}" for c in s.train)
+            groups.setdefault(src.task, []).extend(desk or f"{src.path}/{group_of(c)}" for c in s.train)
         if s.val:  # validation_sets' order, which ``val`` follows
-            val_groups.setdefault(src.task, []).extend(f"{src.path}/{group_of(c)}" for c in s.val)
+            val_groups.setdefault(src.task, []).extend(desk or f"{src.path}/{group_of(c)}" for c in s.val)
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         log.info("no readout: no emotion or events training clips of two labels or more")
         return
+    if config.readout_baseline == "desk" and config.readout_relative:
+        model.config.readout_baseline_windows = DESK_WINDOWS  # a desk's warm-up, not a caller's last windows
     report = fit_readout(model, with_channels(items, config.readout_channels), config.readout_c,
                          source=config.readout_input, relative=config.readout_relative,
                          groups={t: channel_groups(g, config.readout_channels) for t, g in groups.items()},
-                         with_absolute=config.readout_with_absolute)
+                         with_absolute=config.readout_with_absolute, baseline=config.readout_baseline)
     report["temperature"] = calibrate_readout_temperature(model, {t: v for t, v in val.items() if t in report},
                                                           groups=val_groups)
     report["channels"] = list(config.readout_channels)

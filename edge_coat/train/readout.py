@@ -40,6 +40,10 @@ READOUT_INPUTS = ("audio", "tower")
 DEFAULT_CHANNELS = ("clean", "telephone", "room")
 #: draws of those copies fitted on together: one (1.5); see docs/coat-tiny-readout-both
 DEFAULT_DRAWS = 1
+#: a desk baseline's warm-up (``readout_baseline_windows`` of a "desk" readout): the heard mean weighs as this many
+#: windows against the training mean; a corpus's mean over 50 random clips did as well as over all of them
+#: (docs/coat-tiny-corpus-norm)
+DESK_WINDOWS = 64
 
 
 def with_channels(items: dict[str, list[tuple[np.ndarray, str]]], channels: Sequence[str] = DEFAULT_CHANNELS,
@@ -122,9 +126,43 @@ def relative_statistics(stats: np.ndarray, groups: Sequence[str], windows: int,
     return stats - np.stack(base).astype(stats.dtype) if len(base) else stats
 
 
+def desk_contexts(stats: np.ndarray, groups: Sequence[str], sizes: Sequence[int] | None = None) -> list:
+    """For each row of ``stats`` (N, F), the mean of every *other* row of its group (a corpus folder on one channel:
+    what a desk on that line has heard of other callers) as a ``HeardMean`` counting them, or ``sizes[r]`` windows
+    when given (a desk still warming up). What a "desk" readout task is fitted, calibrated and evaluated with."""
+    from edge_coat.model.readout import HeardMean
+
+    groups = np.asarray(groups)
+    if len(groups) != len(stats):
+        raise ValueError(f"expected one group per row ({len(stats)}), got {len(groups)}")
+    x = np.asarray(stats, dtype=np.float64)
+    out: list = [None] * len(x)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        total = x[rows].sum(0)
+        for r in rows:
+            others = len(rows) - 1
+            mean = (total - x[r]) / others if others else np.zeros(x.shape[1])
+            count = others if sizes is None else min(int(sizes[r]), others)
+            out[r] = HeardMean(mean.astype(np.float32), count)
+    return out
+
+
+def desk_statistics(stats: np.ndarray, groups: Sequence[str], windows: int, center: np.ndarray,
+                    sizes: Sequence[int] | None = None) -> np.ndarray:
+    """``stats`` (N, F) less each row's desk baseline (``desk_contexts`` through ``stream_baseline``, ``center``
+    filling a desk's warm-up): a "desk" readout task's training rows."""
+    from edge_coat.model.readout import stream_baseline
+
+    c = torch.as_tensor(center, dtype=torch.float64)
+    base = [stream_baseline(ctx, c, windows).numpy() for ctx in desk_contexts(stats, groups, sizes)]
+    return stats - np.stack(base).astype(stats.dtype) if len(base) else stats
+
+
 def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float = DEFAULT_C,
                 batch_size: int = 16, source: str = DEFAULT_INPUT, relative: Sequence[str] = (),
-                groups: dict[str, Sequence[str]] | None = None, with_absolute: bool = False) -> dict:
+                groups: dict[str, Sequence[str]] | None = None, with_absolute: bool = False,
+                baseline: str = "speaker") -> dict:
     """Fit and install a readout for each task of ``items`` (task -> (wave, answer) training pairs).
 
     A task needs at least two answers among its pairs; its labels are the answers seen (a subset of the
@@ -133,13 +171,18 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
     ``relative``: tasks fitted on each clip's statistics less its speaker's baseline (``relative_statistics``, the
     model's ``readout_baseline_windows``), ``groups[task]`` naming each pair's speaker-and-channel group.
     ``with_absolute``: they read ``[x, x - b]``, each row's baseline of a random size (``baseline_sizes``).
-    Updates ``model.readout`` and ``model.config.readout``; returns a report per task (clips, labels, input,
+    ``baseline``: "speaker" (the above) or "desk": each row less the mean of the other rows of its group, which is then
+    a corpus folder on one channel (``desk_statistics``). Updates ``model.readout`` and ``model.config.readout``; returns a report per task (clips, labels, input,
     relative or not, training accuracy)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     if c <= 0:
         raise ValueError(f"readout C must be > 0, got {c}")
+    from edge_coat.model.readout import BASELINE_KINDS
+
+    if baseline not in BASELINE_KINDS:
+        raise ValueError(f"readout baseline must be one of {list(BASELINE_KINDS)}, got {baseline!r}")
     if source == "tower" and not model.adapter.supports_tower:  # only Qwen2-Audio exposes it (adapters.py)
         log.info("readout: the %s family does not expose its tower's output; reading the audio embeds",
                  model.config.family)
@@ -171,7 +214,8 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
             center = x.mean(0)  # the baseline of a stream not yet heard
             n = model.config.readout_baseline_windows
             sizes = baseline_sizes(len(x), n) if with_absolute else None
-            rel = relative_statistics(x, groups[task], n, center, sizes)
+            statistics = desk_statistics if baseline == "desk" else relative_statistics
+            rel = statistics(x, groups[task], n, center, sizes)
             x = np.concatenate([x, rel], 1) if with_absolute else rel
         scaler = StandardScaler().fit(x)
         clf = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x), answers)
@@ -187,7 +231,10 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
                                None if center is None else torch.tensor(center, dtype=torch.float32, device=dev))
         model.config.readout = {**model.config.readout, task: labels}
         model.config.readout_relative = model.readout.relative
+        if center is not None:
+            model.config.readout_baseline = baseline
         report[task] = {"clips": len(pairs), "labels": labels, "c": c, "input": source, "relative": center is not None,
+                        **({"baseline": baseline} if center is not None else {}),
                         "with_absolute": center is not None and bool(with_absolute),
                         "train_accuracy": float(clf.score(scaler.transform(x), answers))}
         log.info("readout %s: %d clips, %d labels, training accuracy %.3f", task, len(pairs), len(labels),
@@ -199,8 +246,8 @@ def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, s
                                   groups: dict[str, Sequence[str]] | None = None) -> dict:
     """Fit ``model.config.readout_temperature`` on ``val`` (task -> (wave, answer)), the tasks the readout scores:
     the NLL-optimal temperature of the fused scores ``logprobs / T + log p_readout``. A relative task's clips are
-    scored with a baseline of other clips of their group (``groups[task]``, ``group_contexts``; without groups,
-    none). Sets it (1.0 when there is nothing to fit) and returns ``trainer.fit_temperature``'s report."""
+    scored with a baseline of other clips of their group (``groups[task]``: ``group_contexts``, or ``desk_contexts``
+    for a desk readout; without groups, none). Sets it (1.0 when there is nothing to fit) and returns ``trainer.fit_temperature``'s report."""
     from edge_coat.train.trainer import fit_temperature
 
     logits, truth = [], []
@@ -214,8 +261,9 @@ def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, s
             g = [groups[task][i] for i in keep]
             n = model.config.readout_baseline_windows
             sizes = baseline_sizes(len(keep), n) if model.readout.with_absolute else None
-            contexts = group_contexts(clip_statistics(model, [items[i][0] for i in keep], batch_size), g, n,
-                                      sizes=sizes)
+            stats = clip_statistics(model, [items[i][0] for i in keep], batch_size)
+            contexts = (desk_contexts(stats, g, sizes) if model.config.readout_baseline == "desk"
+                        else group_contexts(stats, g, n, sizes=sizes))
         items = [items[i] for i in keep]
         prompt = model.config.tasks[task].prompt
         for i in range(0, len(items), batch_size):
@@ -258,10 +306,12 @@ def channel_groups(groups: Sequence[str], channels: Sequence[str] = DEFAULT_CHAN
 
 
 def training_items(run: Path, tasks: Sequence[str], max_seconds: float, part: str = "train",
-                   groups: dict[str, list[str]] | None = None) -> dict[str, list[tuple[np.ndarray, str]]]:
+                   groups: dict[str, list[str]] | None = None,
+                   group_by: str = "speaker") -> dict[str, list[tuple[np.ndarray, str]]]:
     """The (wave, answer) pairs of one part of a finished run's split ("train" or "val"), per task: the folders of
     its ``run_config.json`` and the file lists of its ``split.json``. ``groups``, when given, gets per task each
-    pair's group: its folder and ``edge_coat.train.data.group_of`` (the speaker, or the source recording)."""
+    pair's group: its folder and ``edge_coat.train.data.group_of`` (the speaker, or the source recording), or with
+    ``group_by`` "folder" its folder alone (a desk baseline's group)."""
     from edge_coat.train.config import TrainConfig
     from edge_coat.train.data import group_of, load_folders
     from edge_coat.train.pipeline import dataset_labels, task_specs
@@ -283,13 +333,15 @@ def training_items(run: Path, tasks: Sequence[str], max_seconds: float, part: st
         kept = [c for c in clips if c.file in keep]
         items.setdefault(src.task, []).extend(labelled_waves(kept, src.task, max_seconds))
         if groups is not None:
-            groups.setdefault(src.task, []).extend(f"{src.path}/{group_of(c)}" for c in kept)
+            groups.setdefault(src.task, []).extend(
+                src.path if group_by == "folder" else f"{src.path}/{group_of(c)}" for c in kept)
     return items
 
 
 def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C,
                     channels: Sequence[str] = DEFAULT_CHANNELS, source: str = DEFAULT_INPUT, seed: int = 0,
-                    draws: int = 1, relative: Sequence[str] = (), with_absolute: bool = False) -> dict:
+                    draws: int = 1, relative: Sequence[str] = (), with_absolute: bool = False,
+                    baseline: str = "speaker") -> dict:
     """Fit ``model``'s readout on the training clips of a finished run folder (``training_items``, each clip through
     ``channels``) for those of ``tasks`` the model and the run have, and its fused temperature on the run's validation
     clips. ``seed``, ``draws``: the draws of the channel copies (``with_channels``). ``relative``: tasks read relative to a
@@ -302,7 +354,8 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
     trained = {s.task for s in TrainConfig.model_validate_json((run / "run_config.json").read_text()).data}
     asked = [t for t in tasks if t in model.config.tasks and t in trained]
     groups: dict[str, list[str]] = {}
-    items = training_items(run, asked, model.max_window_seconds, groups=groups) if asked else {}
+    group_by = "folder" if baseline == "desk" else "speaker"
+    items = training_items(run, asked, model.max_window_seconds, groups=groups, group_by=group_by) if asked else {}
     items = {t: pairs for t, pairs in items.items() if len({a for _, a in pairs}) >= 2}
     if not items:
         raise ValueError(f"{run}: no training clips of two answers or more for a readout of {list(tasks)}")
@@ -311,10 +364,11 @@ def fit_run_readout(model, run: Path, tasks: Sequence[str], c: float = DEFAULT_C
         raise ValueError(f"relative readout tasks {unknown}: this model has {sorted(model.config.tasks)}")
     report = fit_readout(model, with_channels(items, channels, seed, draws), c, source=source, relative=relative,
                          groups={t: channel_groups(g, channels, draws) for t, g in groups.items()},
-                         with_absolute=with_absolute)
+                         with_absolute=with_absolute, baseline=baseline)
     val_groups: dict[str, list[str]] = {}
     tasks_fitted = [t for t in report]
-    val = training_items(run, tasks_fitted, model.max_window_seconds, part="val", groups=val_groups)
+    val = training_items(run, tasks_fitted, model.max_window_seconds, part="val", groups=val_groups,
+                         group_by=group_by)
     report["temperature"] = calibrate_readout_temperature(model, val, groups=val_groups)
     report["seed"], report["draws"], report["channels"] = seed, draws, list(channels)
     return report
@@ -343,8 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--with-absolute", action="store_true",
                    help="the relative tasks read the statistics beside their difference from the baseline, fitted on "
                         "baselines of every size (docs/coat-tiny-speaker-baseline)")
+    p.add_argument("--baseline", choices=("speaker", "desk"), default="speaker",
+                   help="whose windows make the relative tasks' baseline: the caller's own earlier ones, or the desk's "
+                        "long-run mean over every caller (docs/coat-tiny-corpus-norm; default %(default)s)")
     p.add_argument("--baseline-windows", type=int, default=None,
-                   help="earlier windows in a stream's baseline (default: the model's, 8)")
+                   help=f"earlier windows in a stream's baseline, or a desk's warm-up (default: the model's, 8; "
+                        f"{DESK_WINDOWS} with --baseline desk)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -359,14 +417,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (src / "coat_config.json").is_file():
             raise FileNotFoundError(f"no model in {src} (coat_config.json missing); pass --model DIR")
         model = CoatModel.from_pretrained(src)
+        relative = [t for t in args.relative.split(",") if t]
+        if args.baseline == "desk" and not relative:
+            raise ValueError("--baseline desk needs --relative TASKS (e.g. --relative emotion)")
         if args.baseline_windows is not None:
             if args.baseline_windows < 1:
                 raise ValueError(f"--baseline-windows must be >= 1, got {args.baseline_windows}")
             model.config.readout_baseline_windows = args.baseline_windows
+        elif args.baseline == "desk":
+            model.config.readout_baseline_windows = DESK_WINDOWS
         report = fit_run_readout(model, args.run, [t for t in args.tasks.split(",") if t], args.c,
                                  [c for c in args.channels.split(",") if c], source=args.input, seed=args.seed,
-                                 draws=args.draws, relative=[t for t in args.relative.split(",") if t],
-                                 with_absolute=args.with_absolute)
+                                 draws=args.draws, relative=relative, with_absolute=args.with_absolute,
+                                 baseline=args.baseline)
     except (OSError, ValueError) as exc:
         print(f"edge_coat.train.readout: {exc}", file=sys.stderr)
         return 2
@@ -380,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = [t for t, v in report.items() if isinstance(v, dict) and "clips" in v]  # the fitted tasks' entries
     relative = [t for t in tasks if report[t].get("relative")]
     how = "beside its difference from" if args.with_absolute else "relative to"
-    rel = f" ({', '.join(relative)} {how} the speaker's baseline)" if relative else ""
+    whose = "the desk's long-run" if args.baseline == "desk" else "the speaker's"
+    rel = f" ({', '.join(relative)} {how} {whose} baseline)" if relative else ""
     print(f"readout on the {args.input} statistics fitted for {', '.join(tasks)}{rel} (fused temperature "
           f"{model.config.readout_temperature:.3f}); model written to {out}")
     return 0

@@ -48,6 +48,11 @@ a new baseline. A window the gate's VAD judged mostly non-speech
 (``speech_ratio`` below ``BASELINE_MIN_SPEECH``) is scored with the baseline but does not enter it; ``end_stream``
 drops it; at most ``BASELINE_MAX_STREAMS`` streams are kept (the least recently added to dropped first);
 ``stats()["baseline_streams"]`` counts them. A model without relative tasks keeps none.
+A model whose ``readout_baseline`` is "desk" keeps instead, per stream, the running mean of every speech window it
+scored (``DESK_MEMORY_WINDOWS``; windows that overlap the last one taken in are skipped, as above), handed on as a
+``HeardMean``: the line's, the room's and the callers' long-run statistics. It outlives a call: a new capture run and
+the end of a stream keep it (a desk hears many calls); the same ``BASELINE_MAX_STREAMS`` bound drops the least recently
+added to.
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
@@ -64,6 +69,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -91,6 +97,32 @@ MIN_SAMPLES = 640
 BASELINE_MIN_SPEECH = 0.5
 #: at most this many streams keep a baseline (the one least recently added to dropped first)
 BASELINE_MAX_STREAMS = 4096
+#: a desk baseline's memory: its running mean weighs each new speech window 1 / min(heard, this), a mean of all it has
+#: heard until then and an exponential one after (at 2 s windows, about the last half hour of speech on the line)
+DESK_MEMORY_WINDOWS = 1024
+
+
+def _keep_latest(store: collections.OrderedDict, stream: str, value, what: str) -> None:
+    """Set a stream's baseline as the most recently added to, dropping the least recently added to beyond
+    ``BASELINE_MAX_STREAMS``."""
+    store[stream] = value
+    store.move_to_end(stream)
+    while len(store) > BASELINE_MAX_STREAMS:
+        old = next(iter(store))
+        del store[old]
+        log.debug("model stage: stream %s's %s baseline dropped (more than %d streams)", old, what,
+                  BASELINE_MAX_STREAMS)
+
+
+@dataclasses.dataclass
+class _DeskMean:
+    """A stream's desk baseline: the running mean (2F,) float64 of ``count`` speech windows, and the capture run and
+    end sample of the last window taken in (the overlap check)."""
+
+    mean: np.ndarray
+    count: int
+    epoch: int
+    last_end: int
 
 
 class LatencyHistogram:
@@ -172,6 +204,8 @@ class CoatStage:
         #: the relative readout tasks' baselines (module docstring): stream -> (capture run, deque of (start sample,
         #: end sample, statistics (2F,))), the stream least recently added to first
         self._baselines: collections.OrderedDict[str, tuple[int, collections.deque]] = collections.OrderedDict()
+        #: a desk readout's baselines: stream -> _DeskMean (module docstring)
+        self._desks: collections.OrderedDict[str, _DeskMean] = collections.OrderedDict()
         info = self.info()
         log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
                  "encoder cache %s; thinking cache %s", info["name"], info["version"], info["family"],
@@ -263,7 +297,7 @@ class CoatStage:
     def stats(self) -> dict:
         with self._lock:
             out = {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
-                   "baseline_streams": len(self._baselines), "encoder_cache": dict(self._cache_stats)}
+                   "baseline_streams": len(self._baselines) + len(self._desks), "encoder_cache": dict(self._cache_stats)}
             if self._pitch_stats:
                 out["pitch_cache"] = dict(self._pitch_stats)
             return out
@@ -424,6 +458,8 @@ class CoatStage:
         windows: the baseline is made of distinct stretches, as the readout was fitted on distinct clips). So a
         window's baseline is the same whether its stream's earlier windows came in earlier batches or in its own.
         A new capture run (``sender_epoch``) on the stream starts a new baseline."""
+        if self.model.config.readout_baseline == "desk":
+            return self._desk_contexts(windows, stats)
         n = int(self.model.config.readout_baseline_windows)
         out = []
         with self._lock:
@@ -440,13 +476,32 @@ class CoatStage:
                 if kept and w.start_sample < kept[-1][1]:
                     continue
                 kept.append((w.start_sample, w.start_sample + len(w.samples), np.array(f, dtype=np.float32)))
-                self._baselines[w.stream_id] = (w.sender_epoch, kept)
-                self._baselines.move_to_end(w.stream_id)
-                while len(self._baselines) > BASELINE_MAX_STREAMS:
-                    old = next(iter(self._baselines))
-                    del self._baselines[old]
-                    log.debug("model stage: stream %s's readout baseline dropped (more than %d streams)", old,
-                              BASELINE_MAX_STREAMS)
+                _keep_latest(self._baselines, w.stream_id, (w.sender_epoch, kept), "readout")
+        return out
+
+    def _desk_contexts(self, windows: list[Window], stats: np.ndarray) -> list:
+        """``_contexts`` for a desk readout: per window, in order, its stream's running mean before it (a
+        ``HeardMean``; None: nothing heard yet), then the window taken in unless it is mostly non-speech or overlaps
+        the last window taken in (of the same capture run: a new run restarts the sample count, not the mean)."""
+        from edge_coat.model.readout import HeardMean
+
+        out = []
+        with self._lock:
+            for w, f in zip(windows, stats):
+                desk = self._desks.get(w.stream_id)
+                out.append(None if desk is None else HeardMean(desk.mean.astype(np.float32), desk.count))
+                if w.speech_ratio is not None and w.speech_ratio < BASELINE_MIN_SPEECH:
+                    continue
+                if desk is None:
+                    desk = _DeskMean(np.zeros(len(f)), 0, w.sender_epoch, 0)
+                elif desk.epoch != w.sender_epoch:
+                    desk.epoch, desk.last_end = w.sender_epoch, 0
+                elif w.start_sample < desk.last_end:
+                    continue
+                desk.count += 1
+                desk.mean += (np.asarray(f, np.float64) - desk.mean) / min(desk.count, DESK_MEMORY_WINDOWS)
+                desk.last_end = w.start_sample + len(w.samples)
+                _keep_latest(self._desks, w.stream_id, desk, "desk")
         return out
 
     # ---- helpers ------------------------------------------------------------------------------------

@@ -195,6 +195,22 @@ def test_a_stream_baseline_is_the_last_windows_mean_with_the_center_filling_what
     torch.testing.assert_close(stream_baseline(many, center, 4), many[2:].mean(0))
 
 
+def test_a_heard_mean_weighs_as_its_count_of_windows_up_to_the_baseline_size():
+    from edge_coat.model.readout import HeardMean, stream_baseline
+
+    center, mean = torch.tensor([10.0, -10.0]), np.array([1.0, 2.0], np.float32)
+    torch.testing.assert_close(stream_baseline(HeardMean(mean, 0), center, 4), center)
+    torch.testing.assert_close(stream_baseline(HeardMean(mean, 1), center, 4), (torch.tensor(mean) + 3 * center) / 4)
+    torch.testing.assert_close(stream_baseline(HeardMean(mean, 500), center, 4), torch.tensor(mean))  # a warm desk
+    readout = AnswerReadout({"emotion": ["a", "b"]}, 2, relative=["emotion"])
+    readout.centers["emotion"].center.copy_(center)
+    got = readout.baselines("emotion", [HeardMean(mean, 2), None, np.ones((1, 2), np.float32)], 4, 3)
+    torch.testing.assert_close(got, torch.stack([(2 * torch.tensor(mean) + 2 * center) / 4, center,
+                                                 (torch.ones(2) + 3 * center) / 4]))
+    with pytest.raises(ValueError, match=r"expected a heard mean of \(2,\)"):
+        readout.baselines("emotion", [HeardMean(np.zeros(3), 2)], 4, 1)
+
+
 def _relative_readout(model: CoatModel, seed: int = 0) -> tuple[CoatModel, str]:
     model = _tower_readout(model, seed)
     task = sorted(model.config.tasks)[0]

@@ -153,15 +153,20 @@ def test_training_can_fit_the_readout_on_the_projected_embeds(separable, tmp_pat
     assert json.loads((out / "readout.json").read_text())["emotion"]["input"] == "audio"
 
 
-def test_training_can_fit_the_emotion_readout_relative_to_the_speakers_baseline(separable, tmp_path):
+@pytest.mark.parametrize("baseline", ["speaker", "desk"])
+def test_training_can_fit_the_emotion_readout_relative_to_a_baseline(separable, tmp_path, baseline):
     from edge_coat.model.coat import CoatModel
+    from edge_coat.train.readout import DESK_WINDOWS
 
     out = tmp_path / "run"
     assert main([*TRAIN, "--data", f"{separable['train']}:emotion", "--steps", "4", "--batch-size", "4",
                  "--out", str(out), "--teacher-cache", str(tmp_path / "cache"), "--readout-relative", "emotion",
-                 "--val-speakers", "04"]) == 0
+                 "--val-speakers", "04", "--readout-baseline", baseline]) == 0
     model = CoatModel.from_pretrained(out / "model")
     assert model.config.readout_relative == ["emotion"] and model.readout.is_relative("emotion")
+    assert model.config.readout_baseline == baseline
+    assert model.config.readout_baseline_windows == (DESK_WINDOWS if baseline == "desk" else 8)
+    assert json.loads((out / "run_config.json").read_text())["readout_baseline"] == baseline
     assert json.loads((out / "readout.json").read_text())["emotion"]["relative"] is True
     assert json.loads((out / "run_config.json").read_text())["readout_relative"] == ["emotion"]
     assert json.loads((out / "readout.json").read_text())["temperature"]["n"] == 4  # speaker 04's clips
@@ -476,7 +481,7 @@ def test_eval_scores_a_relative_readout_after_other_clips_of_the_speaker(trained
     printed = capsys.readouterr().out
     assert "readout relative to the caller's baseline: context speaker, up to 2 earlier windows; 12 of 12" in printed
     # 12 clips of 4 speakers: each has 2 others of its speaker; the test folder has no calm clip
-    assert docs["speaker"]["metrics"]["readout_baseline"] == {"context": "speaker", "windows": 2,
+    assert docs["speaker"]["metrics"]["readout_baseline"] == {"context": "speaker", "windows": 2, "kind": "speaker",
                                                               "clips_with_context": 12}
     assert docs["none"]["metrics"]["readout_baseline"]["clips_with_context"] == 0
     assert docs["calm"]["metrics"]["readout_baseline"]["clips_with_context"] == 0
@@ -495,6 +500,72 @@ def test_eval_scores_a_relative_readout_after_other_clips_of_the_speaker(trained
     assert readout_contexts(CoatModel.from_pretrained(trained / "model"), "emotion", clips) is None  # absolute
     with pytest.raises(ValueError, match="baseline context must be one of"):
         readout_contexts(model, "emotion", clips, "loud")
+
+
+def test_desk_contexts_are_the_mean_of_the_other_rows_of_the_folder_and_center_each_folder():
+    from edge_coat.train.readout import desk_contexts, desk_statistics
+
+    rng = np.random.default_rng(3)
+    stats = rng.standard_normal((9, 4)) + np.array([[5.0, 0, 0, 0]] * 5 + [[-5.0, 2, 0, 0]] * 3 + [[0, 0, 9, 9]])
+    groups = ["ravdess|clean"] * 5 + ["turev|telephone"] * 3 + ["emovo|room"]
+    ctx = desk_contexts(stats, groups)
+    assert [c.count for c in ctx] == [4] * 5 + [2] * 3 + [0]
+    np.testing.assert_allclose(ctx[0].mean, stats[1:5].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(ctx[6].mean, stats[[5, 7]].mean(0), rtol=1e-6)
+    center = np.full(4, 100.0)
+    rel = desk_statistics(stats, groups, 2, center)  # every desk of two or more others is warm (2 windows)
+    # each folder's rows less their desk: the folder's offset is gone (mean zero), the row's own spread stays
+    np.testing.assert_allclose(rel[:5].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(rel[5:8].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(rel[8], stats[8] - center)  # a desk that heard nothing: the training mean
+    # warming up: a desk that heard one window weighs it as one of two against the center
+    warm = desk_statistics(stats, groups, 2, center, sizes=[1] + [9] * 8)
+    np.testing.assert_allclose(warm[0], stats[0] - (ctx[0].mean + center) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="one group per row"):
+        desk_contexts(stats, groups[:-1])
+
+
+def test_a_desk_readout_refits_on_the_folders_of_the_split_and_eval_scores_it_after_the_folder(trained, separable,
+                                                                                               tmp_path, capsys):
+    from edge_coat.data.folder import DatasetFolder
+    from edge_coat.model.coat import CoatModel
+    from edge_coat.model.readout import HeardMean
+    from edge_coat.train.evaluate import _waves, readout_contexts
+    from edge_coat.train.readout import DESK_WINDOWS, clip_statistics, main as readout_main
+
+    out = tmp_path / "desk" / "model"
+    assert readout_main([str(trained), "--out", str(out), "--relative", "emotion", "--baseline", "desk"]) == 0
+    assert "emotion relative to the desk's long-run baseline" in capsys.readouterr().out
+    report = json.loads((tmp_path / "desk" / "readout.json").read_text())
+    assert report["emotion"]["relative"] and report["emotion"]["baseline"] == "desk"
+    model = CoatModel.from_pretrained(out)
+    assert model.config.readout_baseline == "desk" and model.config.readout_baseline_windows == DESK_WINDOWS
+    speaker = tmp_path / "spk" / "model"
+    assert readout_main([str(trained), "--out", str(speaker), "--relative", "emotion"]) == 0
+    assert not torch.allclose(model.readout.tasks["emotion"].weight,
+                              CoatModel.from_pretrained(speaker).readout.tasks["emotion"].weight)
+    # eval: by default each clip after every other clip of the folder (the desk has heard them all)
+    clips = DatasetFolder(separable["test"]).clips
+    ctx = readout_contexts(model, "emotion", clips)
+    stats = clip_statistics(model, _waves(clips, model.clip_seconds, None))
+    assert all(isinstance(c, HeardMean) and c.count == len(clips) - 1 for c in ctx)
+    np.testing.assert_allclose(ctx[0].mean, stats[1:].mean(0), rtol=1e-4, atol=1e-5)
+    capsys.readouterr()
+    docs = {}
+    for ctx_name in (None, "none"):
+        j = tmp_path / f"{ctx_name}.json"
+        assert main(["eval", "--model", str(out), "--task", "emotion", "--data", str(separable["test"]),
+                     "--label-map", '{"happy": "happy", "sad": "sad"}', "--json", str(j), "--bootstrap", "0",
+                     *(["--baseline-context", ctx_name] if ctx_name else [])]) == 0
+        docs[ctx_name] = json.loads(j.read_text())["metrics"]["readout_baseline"]
+    printed = capsys.readouterr().out
+    assert f"readout relative to the desk's long-run baseline: context desk, up to {DESK_WINDOWS}" in printed
+    assert docs[None] == {"context": "desk", "windows": DESK_WINDOWS, "kind": "desk", "clips_with_context": 12}
+    assert docs["none"]["clips_with_context"] == 0
+    # a desk baseline needs a relative task: one line
+    assert readout_main([str(trained), "--out", str(tmp_path / "x" / "model"), "--baseline", "desk"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--baseline desk needs --relative TASKS" in err
 
 
 def test_baselines_of_every_size_for_a_readout_with_the_absolute(trained, tmp_path, capsys):

@@ -237,3 +237,45 @@ def test_a_new_capture_run_on_a_stream_starts_a_new_baseline():
     assert np.abs(want - heard).max() > 1e-3
     epoch, kept = stage._baselines["s1"]
     assert epoch == 8 and len(kept) == 1
+
+
+def test_a_desk_baseline_is_the_running_mean_of_the_streams_speech_windows_and_outlives_its_calls(monkeypatch):
+    from edge_coat.model.readout import HeardMean
+
+    monkeypatch.setattr(coat_stage, "DESK_MEMORY_WINDOWS", 3)
+    model, task = tiny_relative()
+    model.config.readout_baseline = "desk"
+    stage = stage_for(model)
+    ws = waves(7, seed=21)
+    feats = [features(model, task, w).astype(np.float64) for w in ws]
+    silent = {2}  # the gate's VAD: mostly not speech, scored but not taken in
+    run = [Window(stream_id="desk", index=k, start_sample=k * SR, start_ts=float(k), end_ts=k + 1.0, samples=w,
+                  tasks=(task,), sender_epoch=1, speech_ratio=0.1 if k in silent else 0.9) for k, w in enumerate(ws[:5])]
+    probs = np.concatenate([got(stage, run[:2], task, model.readout.labels[task]),
+                            got(stage, run[2:], task, model.readout.labels[task])])
+    # the mean of all it heard until DESK_MEMORY_WINDOWS, an exponential one after
+    mean, count, want = None, 0, []
+    for k, w in enumerate(ws[:5]):
+        ctx = None if mean is None else HeardMean(mean.astype(np.float32), count)
+        res = model.score_tasks([w], [task], readout_context=[ctx])[task]
+        want.append([res.probs[0][list(res.labels).index(c)] for c in model.readout.labels[task]])
+        if k in silent:
+            continue
+        count += 1
+        mean = feats[k].copy() if mean is None else mean + (feats[k] - mean) / min(count, 3)
+    np.testing.assert_allclose(probs, np.array(want), atol=1e-4)
+    # windows 0 and 1, 3 and 4 entered (4 > memory 3: the last one weighs 1/3); the silent one did not
+    desk = stage._desks["desk"]
+    assert desk.count == 4 and stage.stats()["baseline_streams"] == 1
+    np.testing.assert_allclose(desk.mean, mean, rtol=1e-5, atol=1e-6)
+    # the call ends and another capture run starts on the same desk: its first window is scored against the desk
+    stage.end_stream(EndOfStream(stream_id="desk", ts=5.0, reason="ended"))
+    again = Window(stream_id="desk", index=0, start_sample=0, start_ts=20.0, end_ts=21.0, samples=ws[5],
+                   tasks=(task,), sender_epoch=2, speech_ratio=0.9)
+    first = got(stage, [again], task, model.readout.labels[task])[0]
+    res = model.score_tasks([ws[5]], [task], readout_context=[HeardMean(mean.astype(np.float32), 4)])[task]
+    np.testing.assert_allclose(first, [res.probs[0][list(res.labels).index(c)] for c in model.readout.labels[task]],
+                               atol=1e-4)
+    cold = model.score_tasks([ws[5]], [task])[task]  # what a desk that heard nothing would say: the center
+    assert np.abs(res.probs - cold.probs).max() > 1e-3
+    assert stage._desks["desk"].count == 5 and not stage._baselines
