@@ -188,15 +188,24 @@ class Scorer:
         self.labels = list(self.stage.tasks["emotion"].labels)
         self.speech_fn = speech_presence("auto")
         self.max_batch = max_batch
+        #: a desk readout (``readout_baseline`` "desk") hears every call of a corpus on one desk stream, one capture
+        #: run per call, as a site's line does; other models get a stream per call
+        config = self.stage.model.config
+        self.desk = config.readout_baseline == "desk" and bool(config.readout_relative)
+        self.calls = 0
 
-    def __call__(self, stream_id: str, wave: np.ndarray, window_s: float, hop_s: float) -> list[list]:
+    def __call__(self, stream_id: str, wave: np.ndarray, window_s: float, hop_s: float,
+                 desk: str | None = None) -> list[list]:
         """Per window: [start_s, end_s, rms_dbfs, speech_ratio, probs (in ``self.labels`` order) or None
-        when the gate kept it from the model]."""
+        when the gate kept it from the model]. ``desk``: the stream the call is heard on with a desk readout."""
         from edge_coat.messages import EndOfStream
         from edge_coat.worker.config import StreamConfig
         from edge_coat.worker.gate import Gate
 
         gate = Gate(StreamConfig(window_s=window_s, hop_s=hop_s, tasks={"emotion": GATE}), self.speech_fn)
+        self.calls += 1
+        if self.desk and desk is not None:
+            stream_id = desk
         rows, pending = [], []
         for i, (s, e) in enumerate(call_windows(wave, window_s, hop_s)):
             a = int(round(s * SAMPLE_RATE))
@@ -205,7 +214,8 @@ class Scorer:
             rows.append([s, e, level, speech, None])
             if tasks:
                 pending.append((i, Window(stream_id=stream_id, index=i, start_sample=a, start_ts=s, end_ts=e,
-                                          samples=samples, rms_dbfs=level, speech_ratio=speech, tasks=tasks)))
+                                          samples=samples, rms_dbfs=level, speech_ratio=speech, tasks=tasks,
+                                          sender_epoch=self.calls)))
         for b in range(0, len(pending), self.max_batch):
             batch = pending[b:b + self.max_batch]
             for (i, _), res in zip(batch, self.stage.process([w for _, w in batch])):
@@ -233,7 +243,8 @@ def readings(calls: list[Call], model: Path, scenario: tuple[float, float], chan
             from edge_coat.train.augment import telephone
 
             wave = telephone(wave)
-        out[call.call_id] = scorer(call.call_id, wave, *scenario)
+        desk = f"desk-{call.corpus}-{channel}-{scenario[0]:g}:{scenario[1]:g}"  # one line per corpus and setup
+        out[call.call_id] = scorer(call.call_id, wave, *scenario, desk=desk)
         if n % 20 == 19:
             print(f"  {channel} {scenario[0]:g}/{scenario[1]:g} s: {n + 1}/{len(calls)} calls, "
                   f"{time.time() - t0:.0f} s", flush=True)

@@ -120,3 +120,54 @@ def test_model_readings_are_cached_per_model_and_scenario(shared_data, tmp_path,
     assert scored and all(abs(sum(w[4]) - 1.0) < 1e-3 and w[3] >= et.GATE["min_speech_ratio"] for w in scored)
     monkeypatch.setattr(et, "_scorer", lambda *a: pytest.fail("the second run must read the cache"))
     assert et.readings(calls, model, (4.0, 2.0), "clean", tmp_path, shared_data) == (labels, got)
+
+
+def _tiny_scorer(desk: bool) -> et.Scorer:
+    """A Scorer over the tiny model with a random emotion readout relative to a desk baseline (or absolute)."""
+    import numpy as np
+    import torch
+
+    from edge_coat.config import ModelSection
+    from edge_coat.model import tiny_coat_model
+    from edge_coat.service.service import speech_presence
+    from edge_coat.worker.coat_stage import CoatStage
+
+    torch.set_num_threads(1)
+    model = tiny_coat_model("qwen2_audio", seed=0, max_seconds=2)
+    model.set_readout_input("tower")
+    labels = list(model.config.tasks["emotion"].labels)
+    g = torch.Generator().manual_seed(0)
+    dim = model.readout.feature_dim
+    weight = 0.02 * torch.randn(len(labels), dim, generator=g)  # small: probabilities far from saturated
+    model.readout.set_task("emotion", labels, weight, torch.zeros(len(labels)),
+                           center=torch.randn(dim, generator=g) if desk else None)
+    model.config.readout, model.config.readout_relative = {"emotion": labels}, model.readout.relative
+    model.config.readout_baseline, model.config.readout_baseline_windows = "desk", 2
+    scorer = et.Scorer.__new__(et.Scorer)
+    scorer.stage = CoatStage(ModelSection(path="unused", readings=[]), model=model)
+    scorer.labels, scorer.speech_fn, scorer.max_batch = labels, speech_presence("auto"), 8
+    scorer.desk, scorer.calls = desk, 0
+    np.random.seed(0)
+    return scorer
+
+
+def test_a_desk_readout_hears_every_call_of_a_corpus_on_one_desk(shared_data):
+    import numpy as np
+
+    calls = et.build_calls(shared_data, corpora=("ravdess",), speakers={"ravdess": {"14", "15"}}, kinds=("angry",),
+                           call_s=et.MIN_CALL_S)
+    waves = [et.render(c, shared_data) for c in calls]
+    desk = _tiny_scorer(True)
+    first = desk(calls[0].call_id, waves[0], 2.0, 2.0, desk="d")
+    taken = desk.stage._desks["d"].count
+    second = desk(calls[1].call_id, waves[1], 2.0, 2.0, desk="d")
+    alone = _tiny_scorer(True)(calls[1].call_id, waves[1], 2.0, 2.0, desk="other")
+    assert taken > 0 and desk.stage._desks["d"].count > taken  # both calls' speech windows, on one desk
+    assert sum(w[4] is not None for w in first + second) >= desk.stage._desks["d"].count
+    # the second call starts on a desk that heard the first: its first window is not scored as a cold desk's is
+    k = next(i for i, w in enumerate(second) if w[4] is not None)
+    assert np.abs(np.array(second[k][4]) - np.array(alone[k][4])).max() > 1e-4
+    # a model without a desk readout keeps one stream per call, as before
+    plain = _tiny_scorer(False)
+    plain(calls[0].call_id, waves[0], 2.0, 2.0, desk="d")
+    assert not plain.stage._desks
