@@ -38,8 +38,9 @@ def add_arguments(parser) -> None:
                         help="emotion/events with a readout relative to a stream's baseline: each clip is scored after "
                              "other clips of its speaker (speaker: up to the model's baseline windows), after the "
                              "speaker's neutral and calm clips only (calm: a caller heard calm first), after every "
-                             "other clip of the folder (desk: a desk that has heard them all), or as a stream's first "
-                             "window (none); default: the model's own kind (speaker or desk)")
+                             "other clip of the --data folder, every speaker's (desk: a desk that has heard its "
+                             "callers; --holdout-speakers only picks what is scored), or as a stream's first window "
+                             "(none); default: the model's own kind (speaker or desk)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quantization", default="fp32", choices=("fp32", "int8", "nf4"),
                         help="how to load the LLM (the site config's model.quantization)")
@@ -104,7 +105,8 @@ def run(args) -> int:
             result = evaluate_anomaly(model, clips, enroll=args.enroll, config=config, **common)
         else:
             result = evaluate_classification(model, args.task, clips, candidates, bootstrap=args.bootstrap,
-                                             baseline_context=args.baseline_context, **common)
+                                             baseline_context=args.baseline_context, desk_clips=folder.clips,
+                                             **common)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         print(f"edge-coat eval: {exc}", file=sys.stderr)
         return 2

@@ -77,16 +77,16 @@ CALM_LABELS = frozenset({"neutral", "calm"})
 
 def readout_contexts(model, task: str, clips: Sequence[Clip], context: str | None = None, *, batch_size: int = 8,
                      loudness_dbfs: float | None = None, channel: str = "clean",
-                     snr_db: float | None = None) -> list | None:
+                     snr_db: float | None = None, desk_clips: Sequence[Clip] | None = None) -> list | None:
     """Per clip, the statistics of the earlier windows a stream of its speaker would have heard, for a task whose
     readout reads them relative to that baseline (``CoatModel.score_labels(readout_context=)``); None when the task's
     readout is absolute or ``context`` is "none" (each clip then scored as a stream's first window).
 
     "speaker": up to ``readout_baseline_windows`` other clips of the same speaker (``group_of``), drawn as the fit
     draws them (``edge_coat.train.readout.group_contexts``); "calm": only from the speaker's neutral and calm clips.
-    A clip without a speaker column is its own group and gets no context. "desk": the mean of every other clip of the
-    folder (``desk_contexts``: one desk on one line that has heard all of them). None: the model's own kind
-    (``coat_config.readout_baseline``: "speaker" or "desk")."""
+    A clip without a speaker column is its own group and gets no context. "desk": the mean of every other clip of
+    ``desk_clips`` (default ``clips``; ``desk_contexts``): one desk on one line that has heard all of them, whatever
+    their speaker or label. None: the model's own kind (``coat_config.readout_baseline``: "speaker" or "desk")."""
     from edge_coat.train.data import group_of
     from edge_coat.train.readout import clip_statistics, desk_contexts, group_contexts
 
@@ -97,11 +97,19 @@ def readout_contexts(model, task: str, clips: Sequence[Clip], context: str | Non
         return None
     # a pass of its own over the audio (the tower only, not the LLM) before the scoring pass: every clip's context
     # must be known before it is scored, and holding a whole folder's waves would not bound memory
-    stats = np.concatenate([clip_statistics(model, _waves(clips[i:i + batch_size], model.clip_seconds, loudness_dbfs,
-                                                          channel, snr_db), batch_size)
-                            for i in range(0, len(clips), batch_size)])
+    def statistics(of: Sequence[Clip]) -> np.ndarray:
+        return np.concatenate([clip_statistics(model, _waves(of[i:i + batch_size], model.clip_seconds, loudness_dbfs,
+                                                             channel, snr_db), batch_size)
+                               for i in range(0, len(of), batch_size)])
+
     if context == "desk":
-        return desk_contexts(stats, ["desk"] * len(clips))
+        heard = list(clips if desk_clips is None else desk_clips)
+        ctx = desk_contexts(statistics(heard), ["desk"] * len(heard))
+        at = {c.file: i for i, c in enumerate(heard)}
+        if all(c.file in at for c in clips):
+            return [ctx[at[c.file]] for c in clips]
+        raise ValueError("a desk context must come from a folder that holds the clips scored")
+    stats = statistics(clips)
     eligible = [c.label in CALM_LABELS for c in clips] if context == "calm" else None
     return group_contexts(stats, [group_of(c) for c in clips], model.config.readout_baseline_windows, eligible)
 
@@ -142,15 +150,17 @@ def evaluate_classification(model, task: str, clips: Sequence[Clip], candidates:
                             use_thinking: bool = True, batch_size: int = 8, loudness_dbfs: float | None = None,
                             progress: bool = False, model_name: str = "", channel: str = "clean",
                             snr_db: float | None = None, bootstrap: int = 1000,
-                            baseline_context: str | None = None) -> EvalResult:
+                            baseline_context: str | None = None,
+                            desk_clips: Sequence[Clip] | None = None) -> EvalResult:
     """Score ``clips`` and compute the classification metrics; ``bootstrap`` > 0 adds ``metrics["ci95"]``, 95 %
     percentile intervals of accuracy and UA over that many clip resamples (``bootstrap_intervals``).
     ``baseline_context``: where a relative readout's baseline comes from (``readout_contexts``; None: the model's
-    own kind); recorded in ``metrics["readout_baseline"]`` when the task's readout is relative."""
+    own kind), ``desk_clips`` what a "desk" context has heard (default ``clips``); recorded in
+    ``metrics["readout_baseline"]`` when the task's readout is relative."""
     baseline_context = model.config.readout_baseline if baseline_context is None else baseline_context
     prompt = model.config.tasks[task].prompt
     contexts = readout_contexts(model, task, clips, baseline_context, batch_size=batch_size,
-                                loudness_dbfs=loudness_dbfs, channel=channel, snr_db=snr_db)
+                                loudness_dbfs=loudness_dbfs, channel=channel, snr_db=snr_db, desk_clips=desk_clips)
     probs, _ = score_clips(model, clips, prompt, candidates, use_thinking=use_thinking, batch_size=batch_size,
                            loudness_dbfs=loudness_dbfs, progress=progress, channel=channel, snr_db=snr_db,
                            contexts=contexts)

@@ -550,6 +550,12 @@ def test_a_desk_readout_refits_on_the_folders_of_the_split_and_eval_scores_it_af
     stats = clip_statistics(model, _waves(clips, model.clip_seconds, None))
     assert all(isinstance(c, HeardMean) and c.count == len(clips) - 1 for c in ctx)
     np.testing.assert_allclose(ctx[0].mean, stats[1:].mean(0), rtol=1e-4, atol=1e-5)
+    # scoring some clips on a desk that heard the whole folder: each after every other clip of the folder
+    some = readout_contexts(model, "emotion", clips[:3], "desk", desk_clips=clips)
+    assert [c.count for c in some] == [len(clips) - 1] * 3
+    np.testing.assert_allclose(some[2].mean, np.delete(stats, 2, 0).mean(0), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="a desk context must come from a folder that holds the clips scored"):
+        readout_contexts(model, "emotion", clips, "desk", desk_clips=clips[1:])
     capsys.readouterr()
     docs = {}
     for ctx_name in (None, "none"):
