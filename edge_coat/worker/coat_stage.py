@@ -181,7 +181,8 @@ class CoatStage:
         self.model.use_readout = bool(cfg.readout)
         # true / false: every task the readout has, or none (set afresh: a model may have served another stage)
         self.model.readout_tasks = frozenset(cfg.readout) if isinstance(cfg.readout, list) else None
-        self.model_name, self.model_version = bundle_identity(cfg.path, cfg.name)
+        # a separate CoAT folder (model.coat_path) decides the answers: its name and version go into every result
+        self.model_name, self.model_version = bundle_identity(cfg.coat_path or cfg.path, cfg.name)
         self.tasks = dict(self.model.config.tasks)
         self.max_samples = int(self.model.max_window_seconds * SAMPLE_RATE)
         self.readings = tuple(readings if readings is not None else cfg.readings)
