@@ -349,6 +349,12 @@ class ModelSection(BaseModel):
         "only for those (e.g. [events] where callers speak a language the model never trained on: there the "
         "emotion readout lowers the answer, docs/coat-tiny-readout-weight)",
     )
+    desk_dir: Path | None = Field(
+        default=None,
+        description="where a desk readout's per-stream baselines (readout_baseline 'desk') are kept across restarts: "
+        "<stream>.desk.json, written every few dozen speech windows and at a stream's end, read when the stream is "
+        "next heard; none: in memory only (a restart starts every desk cold)",
+    )
     name: str = Field(
         "", max_length=200, description="model name shown in events and status (default: the bundle's name or folder)"
     )

@@ -52,7 +52,10 @@ A model whose ``readout_baseline`` is "desk" keeps instead, per stream, the runn
 scored (``DESK_MEMORY_WINDOWS``; windows that overlap the last one taken in are skipped, as above), handed on as a
 ``HeardMean``: the line's, the room's and the callers' long-run statistics. It outlives a call: a new capture run and
 the end of a stream keep it (a desk hears many calls); the same ``BASELINE_MAX_STREAMS`` bound drops the least recently
-added to.
+added to. With ``model.desk_dir`` it outlives the worker too: ``<stream>.desk.json`` (the model's name and version, the
+mean and its count) is written every ``DESK_SAVE_EVERY`` windows taken in and at the stream's end, and read when the
+stream is next heard; a file of another model, or one that cannot be read, is skipped with a warning (the desk starts
+cold).
 ``ahead_chunk_samples`` tells the worker which chunks it may hand on before their windows are due
 (the model's encoder chunk, for a stream whose hop is a whole number of them), and ``encode_ahead``
 encodes them into the cache while the model thread has no window to run
@@ -70,15 +73,17 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import json
 import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from edge_coat.experts.dsp import pitch_readings
-from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window, WindowResult
+from edge_coat.messages import SAMPLE_RATE, AudioChunk, EndOfStream, Window, WindowResult, check_stream_id
 from edge_coat.model.config import ModelSection
 from edge_coat.model.loading import bundle_identity, load_model
 from edge_coat.model.runtime import describe_encoder
@@ -97,6 +102,8 @@ MIN_SAMPLES = 640
 BASELINE_MIN_SPEECH = 0.5
 #: at most this many streams keep a baseline (the one least recently added to dropped first)
 BASELINE_MAX_STREAMS = 4096
+#: a desk readout's baselines are written to ``model.desk_dir`` every this many windows taken in (and at a stream's end)
+DESK_SAVE_EVERY = 32
 #: a desk baseline's memory: its running mean weighs each new speech window 1 / min(heard, this), a mean of all it has
 #: heard until then and an exponential one after (at 2 s windows, about the last half hour of speech on the line)
 DESK_MEMORY_WINDOWS = 1024
@@ -207,6 +214,7 @@ class CoatStage:
         self._baselines: collections.OrderedDict[str, tuple[int, collections.deque]] = collections.OrderedDict()
         #: a desk readout's baselines: stream -> _DeskMean (module docstring)
         self._desks: collections.OrderedDict[str, _DeskMean] = collections.OrderedDict()
+        self._desk_dir = Path(cfg.desk_dir) if cfg.desk_dir is not None else None
         info = self.info()
         log.info("model stage: %s %s (%s), quantization %s, encoder on %s, thinking on %s, tasks %s, readings %s; "
                  "encoder cache %s; thinking cache %s", info["name"], info["version"], info["family"],
@@ -335,6 +343,9 @@ class CoatStage:
         Called on the model thread."""
         with self._lock:
             self._baselines.pop(end.stream_id, None)
+            desk = self._desks.get(end.stream_id)
+            if desk is not None:
+                self._save_desk(end.stream_id, desk)
         if self.pitch_cache is not None:
             self.pitch_cache.drop(end.stream_id, end.reason)
             pitch_stats = self.pitch_cache.stats()
@@ -490,6 +501,10 @@ class CoatStage:
         with self._lock:
             for w, f in zip(windows, stats):
                 desk = self._desks.get(w.stream_id)
+                if desk is None and self._desk_dir is not None:
+                    desk = self._load_desk(w.stream_id, len(f))
+                    if desk is not None:
+                        _keep_latest(self._desks, w.stream_id, desk, "desk")
                 out.append(None if desk is None else HeardMean(desk.mean.astype(np.float32), desk.count))
                 if w.speech_ratio is not None and w.speech_ratio < BASELINE_MIN_SPEECH:
                     continue
@@ -503,7 +518,49 @@ class CoatStage:
                 desk.mean += (np.asarray(f, np.float64) - desk.mean) / min(desk.count, DESK_MEMORY_WINDOWS)
                 desk.last_end = w.start_sample + len(w.samples)
                 _keep_latest(self._desks, w.stream_id, desk, "desk")
+                if desk.count % DESK_SAVE_EVERY == 0:
+                    self._save_desk(w.stream_id, desk)
         return out
+
+    def _desk_file(self, stream: str) -> Path:
+        return self._desk_dir / f"{check_stream_id(stream)}.desk.json"
+
+    def _save_desk(self, stream: str, desk: _DeskMean) -> None:
+        """Write a stream's desk baseline to ``model.desk_dir`` (atomically); a failure is a warning, never an error."""
+        if self._desk_dir is None:
+            return
+        try:
+            path = self._desk_file(stream)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"model": self.model_name, "version": self.model_version, "count": desk.count,
+                                       "mean": [float(v) for v in desk.mean]}))
+            tmp.replace(path)
+        except (OSError, ValueError) as exc:
+            self._warn_once(f"desk-save:{stream}", f"stream {stream}: its desk baseline was not saved ({exc}); "
+                                                   f"check model.desk_dir ({self._desk_dir})")
+
+    def _load_desk(self, stream: str, dim: int) -> _DeskMean | None:
+        """A stream's saved desk baseline, or None (none saved, another model's, or unreadable: warned once)."""
+        try:
+            path = self._desk_file(stream)
+            if not path.is_file():
+                return None
+            saved = json.loads(path.read_text())
+            mean = np.asarray(saved["mean"], dtype=np.float64)
+            count = int(saved["count"])
+            if (saved.get("model"), saved.get("version")) != (self.model_name, self.model_version):
+                self._warn_once(f"desk-load:{stream}", f"stream {stream}: {path} is the desk of "
+                                f"{saved.get('model')} {saved.get('version')}, not of this model; the desk starts cold")
+                return None
+            if mean.shape != (dim,) or count < 0 or not np.isfinite(mean).all():
+                raise ValueError(f"expected a mean of {dim} finite values and a count >= 0")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._warn_once(f"desk-load:{stream}", f"stream {stream}: cannot read its saved desk baseline ({exc}); "
+                                                   "the desk starts cold")
+            return None
+        log.info("model stage: stream %s's desk baseline read from %s (%d windows heard)", stream, path, count)
+        return _DeskMean(mean, count, -1, 0)
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _valid(self, w: Window) -> bool:

@@ -279,3 +279,42 @@ def test_a_desk_baseline_is_the_running_mean_of_the_streams_speech_windows_and_o
     cold = model.score_tasks([ws[5]], [task])[task]  # what a desk that heard nothing would say: the center
     assert np.abs(res.probs - cold.probs).max() > 1e-3
     assert stage._desks["desk"].count == 5 and not stage._baselines
+
+
+def test_a_desk_baseline_is_saved_and_read_back_by_a_restarted_stage(tmp_path, monkeypatch, caplog):
+    import json
+
+    from edge_coat.model.readout import HeardMean
+
+    monkeypatch.setattr(coat_stage, "DESK_SAVE_EVERY", 2)
+    model, task = tiny_relative()
+    model.config.readout_baseline = "desk"
+    labels = model.readout.labels[task]
+    ws = waves(4, seed=31)
+    run = [Window(stream_id="line-7", index=k, start_sample=k * SR, start_ts=float(k), end_ts=k + 1.0, samples=w,
+                  tasks=(task,), sender_epoch=1, speech_ratio=0.9) for k, w in enumerate(ws[:3])]
+    first = stage_for(model, desk_dir=tmp_path / "desks")
+    first.process(run)
+    saved = json.loads((tmp_path / "desks" / "line-7.desk.json").read_text())
+    assert saved["count"] == 2  # written at the 2nd window taken in; the 3rd is written at the stream's end
+    first.end_stream(EndOfStream("line-7", ts=3.0, reason="ended"))
+    saved = json.loads((tmp_path / "desks" / "line-7.desk.json").read_text())
+    desk = first._desks["line-7"]
+    assert saved["count"] == 3 and (saved["model"], saved["version"]) == (first.model_name, first.model_version)
+    # a restarted worker: its first window on the line is scored against the saved desk, not a cold one
+    again = Window(stream_id="line-7", index=0, start_sample=0, start_ts=0.0, end_ts=1.0, samples=ws[3],
+                   tasks=(task,), sender_epoch=2, speech_ratio=0.9)
+    restarted = stage_for(model, desk_dir=tmp_path / "desks")
+    got_p = got(restarted, [again], task, labels)[0]
+    res = model.score_tasks([ws[3]], [task], readout_context=[HeardMean(desk.mean.astype(np.float32), 3)])[task]
+    np.testing.assert_allclose(got_p, [res.probs[0][list(res.labels).index(c)] for c in labels], atol=1e-4)
+    cold = model.score_tasks([ws[3]], [task])[task]
+    assert np.abs(res.probs - cold.probs).max() > 1e-3
+    # another model's desk, or a broken file: a warning, and the desk starts cold; the stage goes on
+    for text in (json.dumps({**saved, "version": "0.0.1"}), "{not json"):
+        (tmp_path / "desks" / "line-7.desk.json").write_text(text)
+        caplog.clear()
+        fresh = stage_for(model, desk_dir=tmp_path / "desks")
+        want_cold = [cold.probs[0][list(cold.labels).index(c)] for c in labels]
+        np.testing.assert_allclose(got(fresh, [again], task, labels)[0], want_cold, atol=1e-4)
+        assert "the desk starts cold" in caplog.text
