@@ -24,6 +24,11 @@ of ``edge_coat.train.augment`` (training clips stay clean).
 held-out clips alike; ``edge_coat.train.readout.relative_statistics``, the training mean filling a speaker with
 fewer), the normalisation a relative readout gets from its stream (docs/coat-tiny-speaker-baseline): the
 reference a model scored with ``edge-coat eval --baseline-context speaker`` is compared with.
+``--desk-baseline``: every clip's features less the mean of the other clips of its folder on its side (the training
+clips of each folder together, the test clips together: their channel; ``edge_coat.train.readout.desk_statistics``),
+the normalisation a desk readout gets (docs/coat-tiny-corpus-norm). With ``--all-held-out`` (leave one corpus out) the
+test clips' desk is the whole test folder, as ``edge-coat eval --baseline-context desk`` has it; on a held-out split of
+one folder it is the held-out clips' own mean.
 
 Anomaly (``--task anomaly``): the split of ``edge-coat eval --task anomaly`` (per machine, the first
 half of its normal clips enroll, the rest are tested with the abnormal ones). Each feature set
@@ -209,6 +214,8 @@ def main(argv=None) -> int:
     p.add_argument("--channel", default="clean", choices=("clean", "telephone"), help="channel of the test clips")
     p.add_argument("--speaker-baseline", type=int, default=0, metavar="N",
                    help="features less the mean of up to N other clips of the clip's speaker (default 0: none)")
+    p.add_argument("--desk-baseline", action="store_true",
+                   help="features less the mean of the other clips of the clip's folder (test clips among themselves)")
     p.add_argument("--json", dest="json_out", help="JSON output (default bench/results/reference_baselines_<task>.json)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -266,11 +273,18 @@ def main(argv=None) -> int:
                                for c, g, t in zip(clips, groups, test_mask)])
     for k in kinds:
         x = np.stack(feats[k])  # (N, F)
+        if args.speaker_baseline > 0 and args.desk_baseline:
+            p.error("give --speaker-baseline or --desk-baseline, not both")
         if args.speaker_baseline > 0:
             from edge_coat.train.readout import relative_statistics
 
             center = x[~test_mask].mean(0)
             x = relative_statistics(x, speaker_groups, args.speaker_baseline, center)
+        elif args.desk_baseline:
+            from edge_coat.train.readout import desk_statistics
+
+            desks = [f"{Path(c.path).parent}/{'test' if t else 'train'}" for c, t in zip(clips, test_mask)]
+            x = desk_statistics(x, desks, 1, x[~test_mask].mean(0))
         pred, c = fit_and_score(x[~test_mask], y[~test_mask], groups[~test_mask], x[test_mask], allowed=labels)
         metrics, per_class = classification_metrics(y[test_mask].tolist(), pred.tolist(), labels)
         results[k] = {"metrics": metrics, "per_class": per_class, "C": c, "features": int(x.shape[1])}
@@ -280,7 +294,7 @@ def main(argv=None) -> int:
     print(format_table(["features", "dims", "C", "accuracy", "UA", "macro F1"], rows))
     out = Path(args.json_out or REPO / "bench" / "results" / f"reference_baselines_{args.task}.json")
     write_json(out, {"task": args.task, "data": args.data, "train_data": args.train_data, "channel": args.channel,
-                     "speaker_baseline": args.speaker_baseline,
+                     "speaker_baseline": args.speaker_baseline, "desk_baseline": args.desk_baseline,
                      "held_out": "all" if args.all_held_out else sorted(held), "n_train": int((~test_mask).sum()),
                      "n_test": int(test_mask.sum()), "results": results})
     print(f"wrote {out}")
