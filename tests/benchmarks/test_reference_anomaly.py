@@ -72,3 +72,37 @@ def test_speaker_baseline_references_read_each_clip_against_other_clips_of_its_s
         assert doc["speaker_baseline"] == n
         ua[n] = doc["results"]["mfcc_prosody"]["metrics"]["ua"]
     assert ua[0] <= 0.5 and ua[4] == 1.0
+
+
+def test_desk_baseline_references_read_each_clip_against_the_rest_of_its_folder(tmp_path, monkeypatch):
+    """--desk-baseline: leave one corpus out, a test folder whose level sits far from the training folders' is read
+    relative to its own mean and its labels are found; without it every test clip falls on one side."""
+    from tests.train.conftest import write_folder
+
+    folders = {}
+    for name, off in (("a", -0.4), ("b", 0.4), ("c", 0.8)):  # c: the held-out corpus, beyond both
+        rows, waves = [], {}
+        for k in range(8):
+            label = "happy" if k % 2 else "sad"
+            file = f"{name}-{k}.wav"
+            waves[file] = reference_baselines.np.full(1600, off + (0.05 if label == "happy" else -0.05),
+                                                      dtype="float32")
+            rows.append((file, label, {"speaker": f"{name}{k % 4}"}))
+        folders[name] = write_folder(tmp_path / name, rows, waves)
+    monkeypatch.setattr(reference_baselines, "features", lambda kind, wave, cache: wave[:1].astype("float64"))
+    ua = {}
+    for desk in (False, True):
+        out = tmp_path / f"ref-{desk}.json"
+        assert reference_baselines.main(["--data", str(folders["c"]), "--task", "emotion", "--all-held-out",
+                                         "--train-data", str(folders["a"]), "--train-data", str(folders["b"]),
+                                         "--features", "mfcc_prosody", "--teacher-cache", str(tmp_path / "cache"),
+                                         "--json", str(out), *(["--desk-baseline"] if desk else [])]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["desk_baseline"] is desk
+        ua[desk] = doc["results"]["mfcc_prosody"]["metrics"]["ua"]
+    assert ua[False] == 0.5 and ua[True] == 1.0
+    with pytest.raises(SystemExit):
+        reference_baselines.main(["--data", str(folders["c"]), "--task", "emotion", "--all-held-out",
+                                  "--train-data", str(folders["a"]), "--features", "mfcc_prosody",
+                                  "--teacher-cache", str(tmp_path / "cache"), "--desk-baseline",
+                                  "--speaker-baseline", "2"])
