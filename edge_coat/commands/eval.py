@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 HELP = "evaluate a model on a labelled dataset folder (accuracy/UA/macro F1, or anomaly AUC/pAUC)"
 
@@ -11,6 +12,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model directory (CoatModel.save_pretrained)")
+    parser.add_argument("--coat-path", help="a separate CoAT folder loaded over --model's base (the site config's "
+                                            "model.coat_path, e.g. models/coat-tiny-desk)")
     parser.add_argument("--task", required=True, choices=("emotion", "anomaly", "events"), help="task to evaluate")
     parser.add_argument("--data", required=True, help="dataset folder: labels.csv (file,label[,...]) + audio")
     parser.add_argument("--label-map", help="JSON object (inline or a file) from dataset labels to model labels; "
@@ -76,7 +79,12 @@ def run(args) -> int:
         return 2
     from edge_coat.model.coat import CoatModel
 
-    model = CoatModel.from_pretrained(args.model, quantization=args.quantization, device=args.device)
+    if args.coat_path and not (Path(args.coat_path) / "coat_config.json").is_file():
+        print(f"edge-coat eval: --coat-path {args.coat_path} holds no coat_config.json: give a CoAT folder "
+              "(e.g. models/coat-tiny-desk)", file=sys.stderr)
+        return 2
+    model = CoatModel.from_pretrained(args.model, quantization=args.quantization, device=args.device,
+                                      coat_dir=args.coat_path)
     if args.encoder_quantization == "int8":
         model.quantize_encoder_int8()
     model.use_readout = not args.no_readout

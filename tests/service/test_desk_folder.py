@@ -52,3 +52,30 @@ def test_a_stream_is_scored_against_its_desk_and_the_desk_outlives_the_call(desk
     assert desk_stage.stats()["baseline_streams"] == 1
     # the results name the CoAT folder that decided them
     assert (desk_stage.model_name, desk_stage.model_version) == ("coat-tiny-desk", read_manifest(DESK).version)
+
+
+def test_eval_scores_the_desk_folder_over_coat_tinys_base(coat_tiny_dir, tmp_path, capsys):
+    import json
+
+    from edge_coat.cli import main
+    from tests.train.conftest import write_folder
+
+    rng = np.random.default_rng(2)
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    rows, waves = [], {}
+    for k in range(4):
+        label = ("angry", "calm")[k % 2]
+        waves[f"c{k}.wav"] = (0.2 * np.sin(2 * np.pi * (150 + 30 * k) * t) + 0.01 * rng.standard_normal(t.size)
+                              ).astype(np.float32)
+        rows.append((f"c{k}.wav", label, {"speaker": f"s{k}"}))
+    data = write_folder(tmp_path / "calls", rows, waves)
+    out = tmp_path / "desk.json"
+    assert main(["eval", "--model", str(coat_tiny_dir), "--coat-path", str(DESK), "--task", "emotion", "--data",
+                 str(data), "--json", str(out), "--bootstrap", "0"]) == 0
+    base = json.loads(out.read_text())["metrics"]["readout_baseline"]
+    assert base == {"context": "desk", "windows": 64, "kind": "desk", "clips_with_context": 4}
+    capsys.readouterr()
+    assert main(["eval", "--model", str(coat_tiny_dir), "--coat-path", str(tmp_path), "--task", "emotion",
+                 "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no coat_config.json" in err
