@@ -172,8 +172,8 @@ def fit_readout(model, items: dict[str, list[tuple[np.ndarray, str]]], c: float 
     model's ``readout_baseline_windows``), ``groups[task]`` naming each pair's speaker-and-channel group.
     ``with_absolute``: they read ``[x, x - b]``, each row's baseline of a random size (``baseline_sizes``).
     ``baseline``: "speaker" (the above) or "desk": each row less the mean of the other rows of its group, which is then
-    a corpus folder on one channel (``desk_statistics``). Updates ``model.readout`` and ``model.config.readout``; returns a report per task (clips, labels, input,
-    relative or not, training accuracy)."""
+    a corpus folder on one channel (``desk_statistics``). Updates ``model.readout`` and ``model.config.readout``;
+    returns a report per task (clips, labels, input, relative or not, training accuracy)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -247,7 +247,8 @@ def calibrate_readout_temperature(model, val: dict[str, list[tuple[np.ndarray, s
     """Fit ``model.config.readout_temperature`` on ``val`` (task -> (wave, answer)), the tasks the readout scores:
     the NLL-optimal temperature of the fused scores ``logprobs / T + log p_readout``. A relative task's clips are
     scored with a baseline of other clips of their group (``groups[task]``: ``group_contexts``, or ``desk_contexts``
-    for a desk readout; without groups, none). Sets it (1.0 when there is nothing to fit) and returns ``trainer.fit_temperature``'s report."""
+    for a desk readout; without groups, none). Sets it (1.0 when there is nothing to fit) and returns
+    ``trainer.fit_temperature``'s report."""
     from edge_coat.train.trainer import fit_temperature
 
     logits, truth = [], []

@@ -306,7 +306,8 @@ class CoatStage:
     def stats(self) -> dict:
         with self._lock:
             out = {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
-                   "baseline_streams": len(self._baselines) + len(self._desks), "encoder_cache": dict(self._cache_stats)}
+                   "baseline_streams": len(self._baselines) + len(self._desks),
+                   "encoder_cache": dict(self._cache_stats)}
             if self._pitch_stats:
                 out["pitch_cache"] = dict(self._pitch_stats)
             return out

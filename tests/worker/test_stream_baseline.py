@@ -250,7 +250,8 @@ def test_a_desk_baseline_is_the_running_mean_of_the_streams_speech_windows_and_o
     feats = [features(model, task, w).astype(np.float64) for w in ws]
     silent = {2}  # the gate's VAD: mostly not speech, scored but not taken in
     run = [Window(stream_id="desk", index=k, start_sample=k * SR, start_ts=float(k), end_ts=k + 1.0, samples=w,
-                  tasks=(task,), sender_epoch=1, speech_ratio=0.1 if k in silent else 0.9) for k, w in enumerate(ws[:5])]
+                  tasks=(task,), sender_epoch=1, speech_ratio=0.1 if k in silent else 0.9)
+           for k, w in enumerate(ws[:5])]
     probs = np.concatenate([got(stage, run[:2], task, model.readout.labels[task]),
                             got(stage, run[2:], task, model.readout.labels[task])])
     # the mean of all it heard until DESK_MEMORY_WINDOWS, an exponential one after
