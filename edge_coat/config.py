@@ -352,6 +352,9 @@ def file_problems(cfg: SiteConfig, sections: typing.Iterable[str]) -> list[str]:
         if not out and not (Path(coat_dir) / "coat_config.json").is_file():
             out.append(f"model.{'coat_path' if m.coat_path else 'path'}: {coat_dir} has no coat_config.json; "
                        "point it at a model folder (`edge-coat models` lists them)")
+        if m.desk_dir is not None and Path(m.desk_dir).exists() and not Path(m.desk_dir).is_dir():
+            out.append(f"model.desk_dir: {m.desk_dir} is a file; give a folder for the desk baselines, e.g. "
+                       f"{Path(m.desk_dir).parent / 'desks'}")
     if "events" in sections and cfg.events is not None:
         ev = cfg.events
         if ev.tls is not None:

@@ -46,6 +46,12 @@ def site(tmp_path_factory) -> Path:
         f"events: {{db_path: {d / 'ev.db'}, listen: '127.0.0.1:0', insecure: true}}\n"
         "metrics: {enabled: false}\n"
     )
+    (d / "desk-file.yaml").write_text(
+        "worker: {receiver: {bind: 'tcp://127.0.0.1:0'}}\n"
+        f"model: {{path: {MODEL}, desk_dir: {d / 'junk.db'}}}\n"
+        f"events: {{db_path: {d / 'ev.db'}, listen: '127.0.0.1:0', insecure: true}}\n"
+        "metrics: {enabled: false}\n"
+    )
     (d / "tokens.yaml").write_text("clients: []\n")
     return d
 
@@ -73,6 +79,7 @@ CASES = [
     ("run: no such config", ["run", "-c", "{d}/absent.yaml"]),
     ("run: not YAML", ["run", "-c", "{d}/notyaml.yaml", "--check"]),
     ("run --check: model folder missing (defect 5)", ["run", "-c", "{d}/no-model.yaml", "--check"]),
+    ("run --check: model.desk_dir is a file", ["run", "-c", "{d}/desk-file.yaml", "--check"]),
     ("capture: unknown source", ["capture", "--source", "ftp://x", "--stream-id", "a", "--connect", "tcp://127.0.0.1:1"]),
     ("capture: missing file", ["capture", "--source", "{d}/absent.wav", "--stream-id", "a",
                                "--connect", "tcp://127.0.0.1:1"]),
