@@ -495,7 +495,8 @@ class CoatStage:
     def _desk_contexts(self, windows: list[Window], stats: np.ndarray) -> list:
         """``_contexts`` for a desk readout: per window, in order, its stream's running mean before it (a
         ``HeardMean``; None: nothing heard yet), then the window taken in unless it is mostly non-speech or overlaps
-        the last window taken in (of the same capture run: a new run restarts the sample count, not the mean)."""
+        the last window taken in (of the same capture run: a new run restarts the sample count, not the mean), or its
+        statistics are not finite."""
         from edge_coat.model.readout import HeardMean
 
         out = []
@@ -508,6 +509,10 @@ class CoatStage:
                         _keep_latest(self._desks, w.stream_id, desk, "desk")
                 out.append(None if desk is None else HeardMean(desk.mean.astype(np.float32), desk.count))
                 if w.speech_ratio is not None and w.speech_ratio < BASELINE_MIN_SPEECH:
+                    continue
+                if not np.isfinite(f).all():  # one bad window must not poison a line's mean (kept, and saved)
+                    self._warn_once(f"desk-nan:{w.stream_id}", f"stream {w.stream_id} window {w.index}: non-finite "
+                                    "readout statistics; left out of the line's desk baseline")
                     continue
                 if desk is None:
                     desk = _DeskMean(np.zeros(len(f)), 0, w.sender_epoch, 0)

@@ -319,3 +319,19 @@ def test_a_desk_baseline_is_saved_and_read_back_by_a_restarted_stage(tmp_path, m
         want_cold = [cold.probs[0][list(cold.labels).index(c)] for c in labels]
         np.testing.assert_allclose(got(fresh, [again], task, labels)[0], want_cold, atol=1e-4)
         assert "the desk starts cold" in caplog.text
+
+
+def test_a_window_with_non_finite_statistics_never_enters_a_desk(caplog):
+    model, task = tiny_relative()
+    model.config.readout_baseline = "desk"
+    stage = stage_for(model)
+    ws = waves(2, seed=41)
+    good, bad = (Window(stream_id="line-9", index=k, start_sample=k * SR, start_ts=float(k), end_ts=k + 1.0,
+                        samples=w, tasks=(task,), sender_epoch=1, speech_ratio=0.9) for k, w in enumerate(ws))
+    f = features(model, task, ws[0])
+    stage._desk_contexts([good], f[None])
+    before = stage._desks["line-9"].mean.copy()
+    ctx = stage._desk_contexts([bad], np.full((1, f.size), np.nan, np.float32))
+    assert ctx[0].count == 1 and stage._desks["line-9"].count == 1  # scored against the desk, not taken in
+    np.testing.assert_array_equal(stage._desks["line-9"].mean, before)
+    assert "non-finite readout statistics" in caplog.text
