@@ -21,7 +21,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 #: the subcommands, in the order ``edge-coat --help`` lists them
-COMMANDS: tuple[str, ...] = ("run", "capture", "worker", "serve", "events", "demo", "train", "export", "eval", "probe",
+COMMANDS: tuple[str, ...] = ("run", "capture", "worker", "serve", "events", "demo", "train", "export", "eval", "tune",
+                             "probe",
                              "models", "keys", "certs", "status")
 
 

@@ -53,6 +53,13 @@ def site(tmp_path_factory) -> Path:
         "metrics: {enabled: false}\n"
     )
     (d / "tokens.yaml").write_text("clients: []\n")
+    (d / "model-only.yaml").write_text(f"model: {{path: {MODEL}}}\n")
+    (d / "desk-site.yaml").write_text(
+        "worker: {receiver: {bind: 'tcp://127.0.0.1:0'}, streams: {desk-1: {tasks: {emotion: {min_rms_dbfs: -55}}}}}\n"
+        f"model: {{path: {MODEL}}}\n"
+    )
+    (d / "calls-no-alert").mkdir()
+    (d / "calls-no-alert" / "calls.csv").write_text("file,label\na.wav,angry\n")
     return d
 
 
@@ -113,6 +120,10 @@ CASES = [
                         "--out", "{d}/train-out"]),
     ("export: no model", ["export", "--model", "{d}/absent", "--out", "{d}/bundle"]),
     ("eval: no model", ["eval", "--model", "{d}/absent", "--task", "anomaly", "--data", "{d}"]),
+    ("tune: no calls folder", ["tune", "emotion", "-c", "{d}/desk-site.yaml", "--calls", "{d}/absent"]),
+    ("tune: calls.csv without an alert column", ["tune", "emotion", "-c", "{d}/desk-site.yaml", "--calls",
+                                                 "{d}/calls-no-alert"]),
+    ("tune: no worker section", ["tune", "emotion", "-c", "{d}/model-only.yaml", "--calls", "{d}/calls-no-alert"]),
     ("probe: no model", ["probe", "--model", "{d}/absent", "--task", "emotion", "--data", "{d}"]),
     ("models: not a bundle", ["models", "verify", "{d}"]),
     ("keys: unwritable folder", ["keys", "w", "--dir", "/proc/edge-coat-keys"]),

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import logging
 import time
@@ -52,9 +51,12 @@ import numpy as np
 
 from bench.common import REPO, RESULTS, finish, machine
 from edge_coat.data.folder import DatasetFolder, speaker_of
-from edge_coat.detectors.config import EmotionConfig, EpisodeConfig
-from edge_coat.detectors.emotion import EmotionDetector
-from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
+from edge_coat.detectors.config import EmotionConfig
+# the grid and the detector replay are the product's (edge-coat tune uses them on a site's own calls)
+from edge_coat.detectors.tuning import (MAX_FALSE, alert_times, config_of, current_setting, grid, name_of,
+                                        results_of)
+from edge_coat.messages import SAMPLE_RATE, WindowResult
+from edge_coat.worker.replay import window_spans
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,6 @@ PAUSE_S = 0.3
 SCENARIOS = ((10.0, 2.0), (3.0, 1.5), (2.0, 1.0))  # (window s, hop s): long windows; deploy/site.example.yaml's
 #: desk stream; the demo's desk stream (edge_coat/service/demo.py)
 GATE = {"min_rms_dbfs": -55.0, "min_speech_ratio": 0.3}  # the desk stream's gate (deploy/site.example.yaml)
-MAX_FALSE = 0.10
-NEGATIVE_SETS = (("angry",), ("angry", "disgust"), ("angry", "fearful", "disgust"),
-                 ("angry", "fearful", "sad", "disgust"))
-ALPHAS = (0.3, 0.5, 0.7, 1.0)
-ON_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.25, 0.651, 0.05))
-#: at least 2: the detector alerts on *sustained* emotion; one 2 s window is a moment (a shout, a laugh)
-ON_WINDOWS = (2, 3, 4)
-OFF_GAP = 0.2
 PREVIOUS = {"negative_labels": ("angry", "fearful", "sad", "disgust"), "ema_alpha": 0.5, "on_threshold": 0.6,
             "on_windows": 3}
 
@@ -170,8 +164,7 @@ def model_key(model: Path) -> str:
 
 def call_windows(wave: np.ndarray, window_s: float, hop_s: float) -> list[tuple[float, float]]:
     """(start, end) seconds of the whole windows a site cuts from a stream of this audio."""
-    n, h = int(round(window_s * SAMPLE_RATE)), int(round(hop_s * SAMPLE_RATE))
-    return [(s / SAMPLE_RATE, (s + n) / SAMPLE_RATE) for s in range(0, wave.size - n + 1, h)]
+    return window_spans(wave.size, window_s, hop_s)
 
 
 class Scorer:
@@ -198,31 +191,15 @@ class Scorer:
                  desk: str | None = None) -> list[list]:
         """Per window: [start_s, end_s, rms_dbfs, speech_ratio, probs (in ``self.labels`` order) or None
         when the gate kept it from the model]. ``desk``: the stream the call is heard on with a desk readout."""
-        from edge_coat.messages import EndOfStream
         from edge_coat.worker.config import StreamConfig
-        from edge_coat.worker.gate import Gate
+        from edge_coat.worker.replay import replay
 
-        gate = Gate(StreamConfig(window_s=window_s, hop_s=hop_s, tasks={"emotion": GATE}), self.speech_fn)
         self.calls += 1
         if self.desk and desk is not None:
             stream_id = desk
-        rows, pending = [], []
-        for i, (s, e) in enumerate(call_windows(wave, window_s, hop_s)):
-            a = int(round(s * SAMPLE_RATE))
-            samples = wave[a:a + int(round(window_s * SAMPLE_RATE))]
-            tasks, level, speech = gate(samples)
-            rows.append([s, e, level, speech, None])
-            if tasks:
-                pending.append((i, Window(stream_id=stream_id, index=i, start_sample=a, start_ts=s, end_ts=e,
-                                          samples=samples, rms_dbfs=level, speech_ratio=speech, tasks=tasks,
-                                          sender_epoch=self.calls)))
-        for b in range(0, len(pending), self.max_batch):
-            batch = pending[b:b + self.max_batch]
-            for (i, _), res in zip(batch, self.stage.process([w for _, w in batch])):
-                probs = res.label_probs.get("emotion")
-                rows[i][4] = [round(float(probs[k]), 5) for k in self.labels] if probs else None
-        self.stage.end_stream(EndOfStream(stream_id=stream_id, ts=0.0, reason="call ended"))
-        return rows
+        stream = StreamConfig(window_s=window_s, hop_s=hop_s, tasks={"emotion": GATE})
+        return replay(self.stage, stream, self.speech_fn, stream_id, wave, "emotion", self.labels, epoch=self.calls,
+                      max_batch=self.max_batch)
 
 
 def readings(calls: list[Call], model: Path, scenario: tuple[float, float], channel: str, cache: Path,
@@ -266,29 +243,6 @@ def _scorer(model: Path, threads: int) -> Scorer:
 
 
 # ---- the detector replayed -------------------------------------------------------------------------------
-def results_of(call_id: str, labels: list[str], rows: list[list]) -> list[WindowResult]:
-    """WindowResults the detector sees (gated windows carry no emotion distribution)."""
-    out = []
-    for i, (s, e, level, speech, probs) in enumerate(rows):
-        w = Window(stream_id=call_id, index=i, start_sample=int(s * SAMPLE_RATE), start_ts=s, end_ts=e,
-                   samples=np.zeros(0, np.float32), rms_dbfs=level, speech_ratio=speech)
-        out.append(WindowResult(window=w, label_probs={"emotion": dict(zip(labels, probs))} if probs else {}))
-    return out
-
-
-def config_of(setting: dict) -> EmotionConfig:
-    on = setting["on_threshold"]
-    return EmotionConfig(negative_labels=tuple(setting["negative_labels"]), ema_alpha=setting["ema_alpha"],
-                         episode=EpisodeConfig(on_threshold=on, off_threshold=max(0.0, round(on - OFF_GAP, 3)),
-                                               on_windows=setting["on_windows"], off_windows=3, cooldown_s=10.0))
-
-
-def alert_times(config: EmotionConfig, results: list[WindowResult]) -> list[float]:
-    """Window end times (s) of the episode starts on one call."""
-    det = EmotionDetector(config, top_tags=0)
-    return [ev.window_end_ts for r in results for ev in det.process(r) if ev.phase == "start"]
-
-
 def score_setting(config: EmotionConfig, calls: list[Call], results: dict[str, list[WindowResult]]) -> dict:
     """Per kind: calls, alerted (after the onset), early (before it), delays (s from the onset)."""
     out: dict[str, dict] = {}
@@ -337,24 +291,6 @@ def by_corpus(config: EmotionConfig, calls: list[Call], results: dict[str, list[
 
 def fmt_corpora(counts: dict) -> str:
     return ", ".join(f"{c} angry {a}/{n} false {f}/{m}" for c, (a, n, f, m) in counts.items())
-
-
-def current_setting() -> dict:
-    """The ``EmotionConfig`` defaults the service runs with now, as a grid setting (off-threshold and
-    off-windows as ``config_of`` sets them; ``test_current_defaults_are_a_grid_setting`` checks they match)."""
-    c = EmotionConfig()
-    return {"negative_labels": list(c.negative_labels), "ema_alpha": c.ema_alpha,
-            "on_threshold": c.episode.on_threshold, "on_windows": c.episode.on_windows}
-
-
-def grid() -> list[dict]:
-    return [{"negative_labels": list(neg), "ema_alpha": a, "on_threshold": on, "on_windows": w}
-            for neg, a, on, w in itertools.product(NEGATIVE_SETS, ALPHAS, ON_THRESHOLDS, ON_WINDOWS)]
-
-
-def name_of(setting: dict) -> str:
-    return (f"neg={'+'.join(setting['negative_labels'])} alpha={setting['ema_alpha']:g} "
-            f"on={setting['on_threshold']:g} windows={setting['on_windows']}")
 
 
 def sweep(settings: list[dict], calls: list[Call], results: dict[str, list[WindowResult]]) -> dict[str, dict]:
