@@ -175,3 +175,46 @@ def test_real_calls_at_another_rate_are_tuned_on_through_the_speech_gate(shared_
     for file, windows in readings["calls"].items():
         assert sum(w[4] is not None for w in windows) >= len(windows) // 2, file  # speech passes the gate
     assert report["chosen"]["hits"] >= 2 and report["chosen"]["false"] == 0
+
+
+def test_the_verdict_advises_a_change_only_when_the_calls_show_it_beyond_chance():
+    from edge_coat.commands.tune import _verdict
+    from edge_coat.detectors.tuning import LabelledCall, paired
+
+    def t(hits, false, early=0, better=0, worse=0):
+        calls = [LabelledCall(str(i), True) for i in better * [0] + worse * [0]]
+        new = [{"hit": True, "false": False, "early": False}] * better + [{"hit": False, "false": False,
+                                                                            "early": False}] * worse
+        old = [{"hit": False, "false": False, "early": False}] * better + [{"hit": True, "false": False,
+                                                                             "early": False}] * worse
+        return {"hits": hits, "alert_calls": 16, "false": false, "quiet_calls": 16, "early": early, "onset_calls": 8,
+                "paired": paired(calls, new, old)}
+
+    # two calls better and one worse is chance: keep; both miss the bound (3 and 5 wrong, over 10 % of 24)
+    v = _verdict(t(12, 5), t(11, 3, better=2, worse=1), 0.10, 16, 16)
+    assert v["advice"].startswith("Keep the current settings: the chosen ones did better on these calls, but by too "
+                                  "few")
+    assert "The chosen and the current settings alerted falsely (or early) on more than 10%" in v["advice"]
+    assert "11/16 alerted" in v["estimate"] and "2 call(s) right" in v["estimate"] and "label more calls" in v["note"]
+    # 6 calls better and none worse: p = 1/64, a change worth making
+    v = _verdict(t(8, 6), t(10, 2, better=6), 0.10, 16, 16)
+    assert v["advice"].startswith("Use the chosen settings below") and "p = 0.02" in v["estimate"]
+    assert "The chosen and the current settings" not in v["advice"] and "The current settings alerted" in v["advice"]
+    # no better
+    assert _verdict(t(15, 4), t(13, 2, better=1, worse=2), 0.10, 16, 16)["advice"].startswith(
+        "Keep the current settings: choosing on these calls did no better")
+    assert _verdict(t(8, 0), t(9, 0), 0.10, 40, 40)["note"] == ""  # enough calls: no warning
+
+
+def test_the_sign_test_of_paired_outcomes():
+    from edge_coat.detectors.tuning import LabelledCall, paired, right
+
+    hit, miss = {"hit": True, "false": False, "early": False}, {"hit": False, "false": False, "early": False}
+    early_hit = {"hit": True, "false": False, "early": True}
+    assert right(LabelledCall("a", True), hit) and not right(LabelledCall("a", True, onset_s=3.0), early_hit)
+    assert right(LabelledCall("q", False), miss) and not right(LabelledCall("q", False), {**miss, "false": True})
+    calls = [LabelledCall(str(i), True) for i in range(7)]
+    got = paired(calls, [hit] * 5 + [miss] * 2, [miss] * 4 + [hit] * 3)
+    # better on 0-3, worse on 5-6, call 4 right by both: 4 of 6 discordant, P(X >= 4 | 6, 1/2) = 22/64
+    assert (got["better"], got["worse"]) == (4, 2) and abs(got["p"] - 22 / 64) < 1e-12
+    assert paired(calls, [hit] * 7, [hit] * 7)["p"] == 1.0

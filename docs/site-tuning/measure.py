@@ -101,20 +101,21 @@ def main():
                     row[arm] = json.loads((w / f"{arm}-{h}-on-{other}.json").read_text())["current"]
                 out.append(row)
     (ROOT / "docs/site-tuning/results.json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = ["| language | readout | following the tool: angry alerted, false | snippet alone | defaults | tool's "
-             "estimate on its tuning half: alerted, false |", "|---|---|---|---|---|---|"]
+    lines = ["| language | readout | following the tool: angry alerted, false, early | snippet alone | defaults | "
+             "tool's estimate on its tuning half: alerted, false, early |", "|---|---|---|---|---|---|"]
     for corpus in et.CORPORA:
         for readout in ("desk", "1.5"):
             rows = [r for r in out if r["corpus"] == corpus and r["readout"] == readout]
             def total(arm):
-                return {k: sum(r[arm][k] for r in rows) for k in ("hits", "alert_calls", "false", "quiet_calls")}
+                return {k: sum(r[arm][k] for r in rows) for k in ("hits", "alert_calls", "false", "quiet_calls",
+                                                                 "early", "onset_calls")}
 
             def cell(t):
-                return f"{t['hits']}/{t['alert_calls']}, {t['false']}/{t['quiet_calls']}"
+                return (f"{t['hits']}/{t['alert_calls']}, {t['false']}/{t['quiet_calls']}, "
+                        f"{t['early']}/{t['onset_calls']}")
 
-            est = "; ".join(f"{r['tuned_on']}: {r['cv_estimate']['hits']}/{r['cv_estimate']['alert_calls']}, "
-                            f"{r['cv_estimate']['false']}/{r['cv_estimate']['quiet_calls']}" if r["cv_estimate"]
-                            else f"{r['tuned_on']}: -" for r in rows)
+            est = "; ".join(f"{r['tuned_on']}: {cell(r['cv_estimate'])}" if r["cv_estimate"] else f"{r['tuned_on']}: -"
+                            for r in rows)
             lines.append(f"| {corpus} | {readout} | {cell(total('following_test'))} | {cell(total('snippet_test'))} | "
                          f"{cell(total('defaults_test'))} | {est} |")
     (ROOT / "docs/site-tuning/results.txt").write_text("\n".join(lines) + "\n")

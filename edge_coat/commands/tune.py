@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from edge_coat.commands._stage import CONFIG_ERROR, load_site_config
+    from edge_coat.config import ConfigError, file_problems
     from edge_coat.data.calls import read_calls
     from edge_coat.detectors import tuning
     from edge_coat.errors import UserError
@@ -71,9 +72,13 @@ def run(args) -> int:
         raise UserError(f"--max-false must be between 0 and 1 (a fraction of calls); got {args.max_false}", 2)
     if args.folds < 2:
         raise UserError(f"--folds must be at least 2; got {args.folds}", 2)
-    cfg = load_site_config(args.config, "tune", "model", "worker")
+    # the worker's sockets and keys are not used here: the tuner may run on another box with a copy of the site config
+    cfg = load_site_config(args.config, "tune", "model", "worker", files=False)
     if cfg is None:
         return CONFIG_ERROR
+    problems = file_problems(cfg, ("model",))
+    if problems:
+        raise ConfigError(problems, args.config)
     name, base = _detector(cfg, args.detector)
     stream_id, stream = _stream(cfg, args.stream, base.task)
     rows_of = read_calls(args.calls)  # a malformed calls.csv stops here, before the model loads
@@ -100,6 +105,8 @@ def run(args) -> int:
     j, tallies = tuning.choose_for_calls(settings, calls, table, max_false=max_false)
     folds = min(args.folds, n_alert, n_quiet, len({c.group or c.call_id for c in calls}))
     cv = tuning.cross_validate(settings, calls, table, current, k=folds, max_false=max_false) if folds >= 2 else None
+    if cv is not None:
+        cv["paired"] = tuning.paired(calls, cv.pop("outcomes"), current)
 
     report = {"calls_folder": str(args.calls), "stream": stream_id, "window_s": stream.window_s, "hop_s": stream.hop_s,
               "detector": name, "model": readings["model"], "max_false": max_false, "calls": len(calls),
@@ -315,16 +322,30 @@ def _verdict(now: dict, cv: dict | None, max_false: float, n_alert: int, n_quiet
     lo_f, hi_f = _wilson(cv["false"], cv["quiet_calls"])
     est = (f"On calls it was not chosen on: {cv['hits']}/{cv['alert_calls']} alerted (95 % {lo_h:.0%}-{hi_h:.0%}), "
            f"{cv['false']}/{cv['quiet_calls']} false ({lo_f:.0%}-{hi_f:.0%}); the current settings "
-           f"{now['hits']}/{now['alert_calls']} and {now['false']}/{now['quiet_calls']}.")
-    gain = (cv["hits"] - now["hits"]) - (cv["false"] - now["false"])
-    over = cv["false"] > max_false * cv["quiet_calls"] or cv["early"] > max_false * max(cv["onset_calls"], 1)
-    if over:
-        advice = ("Choosing on these calls does not hold its false-alert bound on new ones: keep the current settings "
-                  "or label more calls.")
-    elif gain > 0:
-        advice = "Use the chosen settings below."
+           f"{now['hits']}/{now['alert_calls']} and {now['false']}/{now['quiet_calls']}"
+           + (f"; early alerts {cv['early']}/{cv['onset_calls']}, current {now['early']}/{now['onset_calls']}"
+              if cv["onset_calls"] else "") + ".")
+    # paired with the current settings on the same calls, call by call: a hard bound on an estimate from a few dozen
+    # calls would reject a setting that halves the current false alerts because it misses the bound the current
+    # settings miss too; and a difference of a call or two is chance, so a change is advised only when the sign test
+    # says it is unlikely to be (5 %)
+    wrong_now, wrong_cv = now["false"] + now["early"], cv["false"] + cv["early"]
+    bound = max_false * cv["quiet_calls"] + max_false * cv["onset_calls"]
+    pair = cv["paired"]
+    est += (f" Call by call, the chosen settings got {pair['better']} call(s) right that the current ones got wrong, "
+            f"and {pair['worse']} the reverse (sign test p = {pair['p']:.2f}).")
+    if pair["better"] > pair["worse"] and pair["p"] <= 0.05:
+        advice = ("Use the chosen settings below: on calls they were not chosen on they did better than the current "
+                  "ones.")
+    elif pair["better"] > pair["worse"]:
+        advice = ("Keep the current settings: the chosen ones did better on these calls, but by too few to tell from "
+                  "chance; label more calls and run this again.")
     else:
-        advice = "Choosing on these calls does no better than the current settings: keep them."
+        advice = "Keep the current settings: choosing on these calls did no better than them."
+    over = [who for who, wrong in (("the chosen", wrong_cv), ("the current", wrong_now)) if wrong > bound]
+    if over:
+        advice += (f" {' and '.join(over).capitalize()} settings alerted falsely (or early) on more than "
+                   f"{max_false:.0%} of these calls.")
     return {"estimate": est, "advice": advice, "note": few}
 
 

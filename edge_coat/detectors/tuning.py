@@ -18,6 +18,7 @@ same calls with a higher bar, so it is the likelier to stay quiet on calls it ne
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -204,4 +205,21 @@ def cross_validate(settings: list[dict], calls: Sequence[LabelledCall], table: l
         chosen.append(None if j is None else settings[j])
         for i in f:
             outcomes[i] = fallback[i] if j is None else table[j][i]
-    return {"folds": len(folds), "chosen": chosen, **_sum(calls, outcomes)}
+    return {"folds": len(folds), "chosen": chosen, **_sum(calls, outcomes), "outcomes": outcomes}
+
+
+def right(call: LabelledCall, o: dict) -> bool:
+    """Did the detector do what the call asked: alert after the onset and not before it, or stay quiet."""
+    return (o["hit"] and not o["early"]) if call.alert else not o["false"]
+
+
+def paired(calls: Sequence[LabelledCall], new: Sequence[dict], old: Sequence[dict]) -> dict:
+    """Per call, two settings' outcomes compared: ``better`` (calls the new one gets right and the old one wrong),
+    ``worse`` (the reverse), and ``p``: the one-sided exact sign (McNemar) test of ``better`` among the calls where
+    they differ, the chance of at least that many with no real difference."""
+    better = sum(right(c, n) and not right(c, o) for c, n, o in zip(calls, new, old))
+    worse = sum(right(c, o) and not right(c, n) for c, n, o in zip(calls, new, old))
+    m = better + worse
+    # the binomial tail is a few lines; no statistics package is a dependency for it
+    p = sum(math.comb(m, k) for k in range(better, m + 1)) / 2 ** m if m else 1.0
+    return {"better": better, "worse": worse, "p": p}
