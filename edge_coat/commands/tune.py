@@ -99,6 +99,9 @@ def run(args) -> int:
     results = {c.call_id: tuning.results_of(c.call_id, labels, per_call[c.call_id], base.task) for c in calls}
 
     settings = tuning.grid(labels)
+    if not settings:
+        raise UserError(f"the model's {base.task} labels ({labels}) include none of the label sets the tuner tries "
+                        f"({[list(x) for x in tuning.NEGATIVE_SETS]}); this model cannot raise angry-caller alerts", 2)
     table = tuning.outcome_table(settings, calls, results, base)
     current = [tuning.outcome(base, c, results[c.call_id]) for c in calls]
     now = tuning._sum(calls, current)
