@@ -17,7 +17,10 @@ anomaly`` does), so the question "what would the slots have to carry" gets a num
   LLM layer's states at the thinking positions);
 - ``thinking_block`` (with ``--model``): the thinking block's own output, the K continuous vectors placed after the
   audio (before the LLM reads them), averaged over K;
-- ``thinking_flat`` / ``thinking_block_flat``: the same two, the K vectors concatenated instead of averaged.
+- ``thinking_flat`` / ``thinking_block_flat``: the same two, the K vectors concatenated instead of averaged;
+- ``tower`` (with ``--model``): the pretrained audio tower's output (the Whisper encoder's, for coat-tiny), its mean
+  and std over time as the answer readout summarises a window; ``tower_mean`` / ``tower_std`` its halves;
+  ``mel+tower`` both vectors in one.
 
 Run it on development clips only (never the held-out machine or fault), e.g. a factory folder generated
 with a seed no training or report uses.
@@ -54,11 +57,27 @@ def thinking_block(model, waves, batch_size: int = 8) -> list[np.ndarray]:
     return out
 
 
+def tower_statistics(model, waves, batch_size: int = 8) -> list[np.ndarray]:
+    """The pretrained audio tower's output per clip, as the answer readout summarises a window: (2 * Da,) float64
+    each, the mean and the std over time of ``CoatModel.encode_tower``."""
+    import torch
+
+    from edge_coat.model.readout import window_statistics
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(waves), batch_size):
+            hidden, mask = model.encode_tower(list(waves[i:i + batch_size]))
+            out.extend(window_statistics(hidden, mask).double().cpu().numpy())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="a factory folder (labels.csv with machine, label, fault)")
     p.add_argument("--model", help="also score the thinking latents of this model")
     p.add_argument("--k", type=int, default=3, help="neighbours of the kNN profile (the service's default: 3)")
+    p.add_argument("--snr-db", type=float, help="add pink background noise at this SNR to every clip first")
     p.add_argument("--json", help="write the AUCs here")
     args = p.parse_args(argv)
 
@@ -70,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_coat.train.metrics import anomaly_metrics
 
     clips = DatasetFolder(args.data).clips
-    waves = _waves(clips, 10.0, -26.0)
+    waves = _waves(clips, 10.0, -26.0, snr_db=args.snr_db)
     recon = ReconstructionExpert().load()
     feats: dict[str, list[np.ndarray]] = {n: [] for n in ("mel", "mel_means", "mel_stds", "recon_means",
                                                           "recon_means_stds")}
@@ -96,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         feats["thinking_block"] = [pool_latents(b, "mean") for b in block]
         feats["thinking_block_flat"] = [pool_latents(b, "flatten") for b in block]
         feats["mel+thinking"] = [np.concatenate([m, t]) for m, t in zip(feats["mel"], feats["thinking"])]
+        tower = tower_statistics(model, waves)
+        half = tower[0].shape[0] // 2
+        feats["tower"] = tower
+        feats["tower_mean"] = [t[:half] for t in tower]
+        feats["tower_std"] = [t[half:] for t in tower]
+        feats["mel+tower"] = [np.concatenate([m, t]) for m, t in zip(feats["mel"], tower)]
 
     enrolled, test = split_enrollment(clips, None)
     y = np.array([int(clips[i].label == "abnormal") for i in test])

@@ -69,3 +69,15 @@ def test_model_vectors_include_the_thinking_block_output(tmp_path):
     assert len(block) == 2 and block[1].shape == (model.config.num_thinking, audio.shape[-1])
     np.testing.assert_allclose(block[1], direct, rtol=1e-5, atol=1e-5)
     assert not np.allclose(block[0], block[1])
+    # the tower's statistics: what the answer readout reads of a window, one clip at a time or batched alike
+    from bench.accuracy.profile_features import tower_statistics
+
+    assert {"tower", "tower_mean", "tower_std", "mel+tower"} <= set(auc)
+    stats = tower_statistics(model, waves, batch_size=2)
+    alone = tower_statistics(model, waves[1:], batch_size=1)[0]
+    with torch.inference_mode():
+        hidden, hmask = model.encode_tower([waves[1]])
+    assert stats[1].shape == (2 * hidden.shape[-1],)
+    np.testing.assert_allclose(stats[1], alone, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats[1][: hidden.shape[-1]], hidden[0][hmask[0]].double().mean(0).numpy(),
+                               rtol=1e-4, atol=1e-4)
