@@ -120,6 +120,7 @@ def test_tuning_on_generated_calls_writes_a_snippet_the_config_accepts_and_figur
     assert again.returncode == 0, again.stderr
     assert "readings of 8 calls from" in again.stderr
     assert f"alert on {now['hits']}/4 calls that should alert" in again.stdout and "detectors:" not in again.stdout
+    assert f"alert falsely on {now['false']}/4 calls that should not" in again.stdout
 
 
 @pytest.mark.parametrize("case, argv, says", [
@@ -146,6 +147,16 @@ def test_calls_of_one_kind_only_cannot_be_tuned_on(tmp_path):
                      cwd=tmp_path)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "1 usable call(s) marked alert=yes and 0 marked no; tuning needs both" in out.stderr
+    # checking the current settings takes calls of one kind
+    check = _edge_coat("tune", "emotion", "-c", tmp_path / "site.yaml", "--calls", tmp_path / "calls", "--check-only",
+                       cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert "calls that should alert" in check.stdout and "should not" not in check.stdout.split("\n\n")[-1]
+    # and no usable call at all is one line
+    (tmp_path / "calls" / "a.wav").write_bytes(b"junk")
+    broken = _edge_coat("tune", "emotion", "-c", tmp_path / "site.yaml", "--calls", tmp_path / "calls", "--check-only",
+                        cwd=tmp_path)
+    assert broken.returncode == 1 and "none of the 1 calls could be used" in broken.stderr
 
 
 def test_real_calls_at_another_rate_are_tuned_on_through_the_speech_gate(shared_data, tmp_path):

@@ -90,41 +90,50 @@ def run(args) -> int:
     for p in problems:
         print(f"edge-coat tune: skipped {p}", file=sys.stderr)
     n_alert, n_quiet = sum(c.alert for c in calls), sum(not c.alert for c in calls)
-    if not n_alert or not n_quiet:
-        raise UserError(f"{args.calls}: {n_alert} usable call(s) marked alert=yes and {n_quiet} marked no; tuning "
-                        "needs both (calls that should alert, and calls that should not)")
+    if not calls:
+        raise UserError(f"{args.calls}: none of the {len(rows_of)} calls could be used (each is named above); fix or "
+                        "replace their recordings")
     missing = sorted({lab for s in tuning.NEGATIVE_SETS for lab in s} - set(labels))
     if missing:
         log.info("the model has no %s label(s): label sets with them are left out of the grid", missing)
     results = {c.call_id: tuning.results_of(c.call_id, labels, per_call[c.call_id], base.task) for c in calls}
+
+    current = [tuning.outcome(base, c, results[c.call_id]) for c in calls]
+    now = tuning.summed(calls, current)
+    report = {"calls_folder": str(args.calls), "stream": stream_id, "window_s": stream.window_s, "hop_s": stream.hop_s,
+              "detector": name, "model": readings["model"], "max_false": max_false, "calls": len(calls),
+              "skipped": problems, "current": {"setting": tuning.setting_of(base), **now},
+              "chosen": None, "cross_validated": None}
+    print(f"{len(calls)} calls ({n_alert} should alert, {n_quiet} should not) from {args.calls}, stream {stream_id} "
+          f"({stream.window_s:g} s windows every {stream.hop_s:g} s), model {_model_name(readings['model'])}")
+    print(_line("current settings, these calls", now))
+    if args.check_only:
+        parts = []
+        if n_alert:
+            lo, hi = _wilson(now["hits"], n_alert)
+            parts.append(f"alert on {now['hits']}/{n_alert} calls that should alert (95 % {lo:.0%}-{hi:.0%})")
+        if n_quiet:
+            lo, hi = _wilson(now["false"], n_quiet)
+            parts.append(f"alert falsely on {now['false']}/{n_quiet} calls that should not ({lo:.0%}-{hi:.0%})")
+        print(f"\nThe current settings {' and '.join(parts)}.")
+        report_out(args, report | {"wall_s": round(time.time() - t0, 1)})
+        return 0
+    if not n_alert or not n_quiet:
+        raise UserError(f"{args.calls}: {n_alert} usable call(s) marked alert=yes and {n_quiet} marked no; tuning "
+                        "needs both (calls that should alert, and calls that should not); --check-only takes either")
 
     settings = tuning.grid(labels)
     if not settings:
         raise UserError(f"the model's {base.task} labels ({labels}) include none of the label sets the tuner tries "
                         f"({[list(x) for x in tuning.NEGATIVE_SETS]}); this model cannot raise angry-caller alerts", 2)
     table = tuning.outcome_table(settings, calls, results, base)
-    current = [tuning.outcome(base, c, results[c.call_id]) for c in calls]
-    now = tuning._sum(calls, current)
     j, tallies = tuning.choose_for_calls(settings, calls, table, max_false=max_false)
     folds = min(args.folds, n_alert, n_quiet, len({c.group or c.call_id for c in calls}))
     cv = tuning.cross_validate(settings, calls, table, current, k=folds, max_false=max_false) if folds >= 2 else None
     if cv is not None:
         cv["paired"] = tuning.paired(calls, cv.pop("outcomes"), current)
 
-    report = {"calls_folder": str(args.calls), "stream": stream_id, "window_s": stream.window_s, "hop_s": stream.hop_s,
-              "detector": name, "model": readings["model"], "max_false": max_false, "calls": len(calls),
-              "skipped": problems, "current": {"setting": tuning.setting_of(base), **now},
-              "chosen": None, "cross_validated": cv, "wall_s": round(time.time() - t0, 1)}
-    print(f"{len(calls)} calls ({n_alert} should alert, {n_quiet} should not) from {args.calls}, stream {stream_id} "
-          f"({stream.window_s:g} s windows every {stream.hop_s:g} s), model {_model_name(readings['model'])}")
-    print(_line("current settings, these calls", now))
-    if args.check_only:
-        lo_h, hi_h = _wilson(now["hits"], now["alert_calls"])
-        lo_f, hi_f = _wilson(now["false"], now["quiet_calls"])
-        print(f"\nThe current settings alert on {now['hits']}/{now['alert_calls']} calls that should alert (95 % "
-              f"{lo_h:.0%}-{hi_h:.0%}) and falsely on {now['false']}/{now['quiet_calls']} ({lo_f:.0%}-{hi_f:.0%}).")
-        report_out(args, report)
-        return 0
+    report.update(cross_validated=cv, wall_s=round(time.time() - t0, 1))
     if j is None:
         report_out(args, report)
         raise UserError(f"no setting keeps false alerts to {max_false:.0%} of these calls; keep the current settings, "

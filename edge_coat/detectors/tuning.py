@@ -120,7 +120,8 @@ def outcome(config: EmotionConfig, call: LabelledCall, results: list[WindowResul
             "delay_s": round(late[0] - call.onset_s, 2) if late else None}
 
 
-def _sum(calls: Sequence[LabelledCall], outcomes: Sequence[dict]) -> dict:
+def summed(calls: Sequence[LabelledCall], outcomes: Sequence[dict]) -> dict:
+    """Counts of per-call ``outcome``s (see ``tally``)."""
     delays = [o["delay_s"] for o in outcomes if o["delay_s"] is not None]
     return {"hits": sum(o["hit"] for o in outcomes), "alert_calls": sum(c.alert for c in calls),
             "false": sum(o["false"] for o in outcomes), "quiet_calls": sum(not c.alert for c in calls),
@@ -131,7 +132,7 @@ def _sum(calls: Sequence[LabelledCall], outcomes: Sequence[dict]) -> dict:
 def tally(config: EmotionConfig, calls: Sequence[LabelledCall], results: dict[str, list[WindowResult]]) -> dict:
     """Counts over calls: hits of ``alert_calls``, false alerts of ``quiet_calls``, early alerts of ``onset_calls``
     (alert calls with an onset), and the hits' median delay."""
-    return _sum(calls, [outcome(config, c, results[c.call_id]) for c in calls])
+    return summed(calls, [outcome(config, c, results[c.call_id]) for c in calls])
 
 
 def outcome_table(settings: list[dict], calls: Sequence[LabelledCall], results: dict[str, list[WindowResult]],
@@ -156,7 +157,7 @@ def choose_for_calls(settings: list[dict], calls: Sequence[LabelledCall], table:
     ``subset`` (indices into ``calls``; default all), from an ``outcome_table``."""
     subset = range(len(calls)) if subset is None else subset
     picked = [calls[i] for i in subset]
-    tallies = [_sum(picked, [row[i] for i in subset]) for row in table]
+    tallies = [summed(picked, [row[i] for i in subset]) for row in table]
     best, best_key = None, None
     for j, (s, t) in enumerate(zip(settings, tallies)):
         if not _passes(t, max_false):
@@ -205,7 +206,7 @@ def cross_validate(settings: list[dict], calls: Sequence[LabelledCall], table: l
         chosen.append(None if j is None else settings[j])
         for i in f:
             outcomes[i] = fallback[i] if j is None else table[j][i]
-    return {"folds": len(folds), "chosen": chosen, **_sum(calls, outcomes), "outcomes": outcomes}
+    return {"folds": len(folds), "chosen": chosen, **summed(calls, outcomes), "outcomes": outcomes}
 
 
 def right(call: LabelledCall, o: dict) -> bool:
