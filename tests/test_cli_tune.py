@@ -111,6 +111,9 @@ def test_tuning_on_generated_calls_writes_a_snippet_the_config_accepts_and_figur
                                                                                              "early")}
     now = _recount(readings, read_calls(calls), base, None)
     assert (now["hits"], now["false"]) == (report["current"]["hits"], report["current"]["false"])
+    wrong = report["current"]["wrong"]  # named, to listen to
+    assert len(wrong["missed"]) == 4 - now["hits"] and len(wrong["false alert"]) == now["false"]
+    assert all(f in out.stdout for f in wrong["missed"][:10])
 
     # nothing of the site's was written; a second run reuses the readings; --check-only scores the current settings
     assert site.read_text() == before and (desks / "desk-1.desk.json").read_text() == "{not json"

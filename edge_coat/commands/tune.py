@@ -107,6 +107,10 @@ def run(args) -> int:
     print(f"{len(calls)} calls ({n_alert} should alert, {n_quiet} should not) from {args.calls}, stream {stream_id} "
           f"({stream.window_s:g} s windows every {stream.hop_s:g} s), model {_model_name(readings['model'])}")
     print(_line("current settings, these calls", now))
+    report["current"]["wrong"] = wrong = _wrong_calls(calls, current)
+    for kind, files in wrong.items():
+        if files:
+            print(f"    {kind}: {', '.join(files[:10])}" + (f" and {len(files) - 10} more" if len(files) > 10 else ""))
     if args.check_only:
         parts = []
         if n_alert:
@@ -304,6 +308,13 @@ def _play(cfg, stream_id: str, stream, task: str, folder: Path, rows) -> dict:
 # ---- what is printed --------------------------------------------------------------------------------------------
 def _model_name(m: dict) -> str:
     return f"{m['name']} {m['version']}" + (f" (readout over {m['coat_path']})" if m.get("coat_path") else "")
+
+
+def _wrong_calls(calls, outcomes) -> dict[str, list[str]]:
+    """The calls a setting got wrong, by how (to listen to): missed, alerted falsely, alerted before the onset."""
+    return {"missed": [c.call_id for c, o in zip(calls, outcomes) if c.alert and not o["hit"]],
+            "false alert": [c.call_id for c, o in zip(calls, outcomes) if o["false"]],
+            "early alert": [c.call_id for c, o in zip(calls, outcomes) if o["early"]]}
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
