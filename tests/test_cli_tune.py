@@ -26,8 +26,8 @@ def _edge_coat(*argv, cwd: Path, timeout: float = 600) -> subprocess.CompletedPr
                           text=True, timeout=timeout, env=env)
 
 
-def _site(d: Path, gate: str, model: str = f"path: {MODEL}", detector: str = "{}") -> Path:
-    p = d / "site.yaml"
+def _site(d: Path, gate: str, model: str = f"path: {MODEL}", detector: str = "{}", name: str = "site.yaml") -> Path:
+    p = d / name
     p.write_text(f"worker:\n  receiver: {{bind: 'tcp://127.0.0.1:5555'}}\n  streams:\n    desk-1:\n"
                  f"      window_s: 2.0\n      hop_s: 1.0\n      tasks:\n        emotion: {gate}\n"
                  f"model: {{{model}, torch_threads: 1}}\n"
@@ -232,3 +232,68 @@ def test_the_sign_test_of_paired_outcomes():
     # better on 0-3, worse on 5-6, call 4 right by both: 4 of 6 discordant, P(X >= 4 | 6, 1/2) = 22/64
     assert (got["better"], got["worse"]) == (4, 2) and abs(got["p"] - 22 / 64) < 1e-12
     assert paired(calls, [hit] * 7, [hit] * 7)["p"] == 1.0
+
+
+def test_tune_desk_warms_a_new_lines_desk_from_its_past_recordings(tmp_path):
+    """``tune desk`` plays a folder of recordings (no labels) on the line's stream with the site's desk folder: the
+    saved desk is the model's, counts the windows it heard, grows on a second run, starts afresh with --replace, and a
+    worker's model stage then scores the line's first window against it rather than a cold desk."""
+    from edge_coat.config import load_config
+    from edge_coat.service.service import speech_presence
+    from edge_coat.worker.coat_stage import CoatStage
+    from edge_coat.worker.replay import replay
+
+    rec = tmp_path / "line-recordings" / "2026-11"
+    rec.mkdir(parents=True)
+    for i in range(3):
+        sf.write(rec / f"call{i}.flac", _voice(6.0, 120 + 40 * i, 0.3, seed=20 + i), 16000)
+    (rec / "notes.txt").write_text("not audio")
+    desks = tmp_path / "desks"
+    site = _site(tmp_path, "{min_rms_dbfs: -55}", model=f"path: {MODEL}, coat_path: {DESK}, desk_dir: {desks}")
+    out = _edge_coat("tune", "desk", "-c", site, "--calls", rec.parent, "--json", tmp_path / "d.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((desks / "desk-1.desk.json").read_text())
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert (saved["model"], saved["version"]) == ("coat-tiny-desk", json.loads((DESK / "manifest.json").read_text())
+                                                  ["version"])
+    assert saved["count"] == report["windows_after"] > 0 and report["recordings"] == 3
+    assert f"has heard {saved['count']} speech windows" in out.stdout and "stop it for this line" in out.stderr
+
+    again = _edge_coat("tune", "desk", "-c", site, "--calls", rec.parent, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((desks / "desk-1.desk.json").read_text())["count"] == 2 * saved["count"]
+    fresh = _edge_coat("tune", "desk", "-c", site, "--calls", rec.parent, "--replace", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads((desks / "desk-1.desk.json").read_text())["count"] == saved["count"]
+    assert json.loads((desks / "desk-1.desk.json.bak").read_text())["count"] == 2 * saved["count"]
+
+    # the worker's stage reads the warmed desk: the line's first window scores differently from a cold desk's
+    cfg = load_config(site)
+    stream = cfg.worker.stream("desk-1")
+    wave = _voice(4.0, 170, 0.3, seed=40)
+    probs = []
+    for desk_dir in (desks, None):
+        stage = CoatStage(cfg.model.model_copy(update={"desk_dir": desk_dir}), readings=[])
+        labels = list(stage.tasks["emotion"].labels)
+        rows = replay(stage, stream, speech_presence("voicing"), "desk-1", wave, "emotion", labels, epoch=1)
+        probs.append(np.array(rows[0][4]))
+    assert np.abs(probs[0] - probs[1]).max() > 1e-4
+
+
+def test_tune_desk_needs_a_desk_readout_a_desk_folder_and_recordings(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (_site(tmp_path, "{min_rms_dbfs: -55}", model=f"path: {MODEL}, desk_dir: {tmp_path / 'd'}", name="a.yaml"),
+         tmp_path, "does not read a line's desk baseline"),
+        (_site(tmp_path, "{min_rms_dbfs: -55}", model=f"path: {MODEL}, coat_path: {DESK}", name="b.yaml"), tmp_path,
+         "model.desk_dir is not set"),
+        (_site(tmp_path, "{min_rms_dbfs: -55}", model=f"path: {MODEL}, coat_path: {DESK}, desk_dir: {tmp_path / 'd'}",
+               name="c.yaml"), empty, "no recordings"),
+    ]
+    sf.write(tmp_path / "a.wav", _voice(3.0, 150, 0.3, seed=1), 16000)
+    for site, calls, says in cases:
+        out = _edge_coat("tune", "desk", "-c", site, "--calls", calls, cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert says in out.stderr.strip().splitlines()[-1], out.stderr
+    assert not (tmp_path / "d").exists()

@@ -15,6 +15,11 @@ gets settings chosen on them:
 4. the chosen setting is printed as a ``detectors:`` snippet (``--out`` writes it to a file).
 
 Nothing in the site's config or desk folder is changed.
+
+``edge-coat tune desk`` (a desk readout, ``model.coat_path``) plays a new line's past recordings on its stream with the
+site's own ``model.desk_dir``, so the line's desk baseline is warm before it goes live: a cold desk on a telephone line
+scores emotion poorly (docs/coat-tiny-corpus-norm). Labels are not needed; the saved desk is added to, or started
+afresh with ``--replace``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-HELP = "choose the emotion detector's settings on the site's own labelled calls (calls.csv + recordings)"
+HELP = ("choose the emotion detector's settings on the site's own labelled calls (calls.csv + recordings); "
+        "warm a new line's desk baseline from its past calls")
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "  file,alert,onset_s,group\n  0931.wav,yes,41.5,caller-0193\n  1015.wav,no,,caller-0201\n"
                      "alert: should an emotion alert have fired (yes/no); onset_s (optional): when the caller turned; "
                      "group (optional): a caller or agent, kept on one side of the cross-validation")
-    parser.add_argument("what", choices=("emotion",), help="the detector to tune")
+    parser.add_argument("what", choices=("emotion", "desk"),
+                        help="emotion: choose the emotion detector's settings on labelled calls; desk: warm a new "
+                             "line's desk baseline (a desk readout, model.coat_path) from its past recordings, in "
+                             "model.desk_dir")
     parser.add_argument("-c", "--config", type=Path, required=True, help="the site config (model, worker, detectors)")
-    parser.add_argument("--calls", type=Path, required=True, help="folder with calls.csv and the recordings")
+    parser.add_argument("--calls", type=Path, required=True,
+                        help="folder with calls.csv and the recordings (desk: calls.csv optional, labels unused)")
     parser.add_argument("--stream", help="the stream whose window, hop and gate the calls go through (default: the "
                                          "one stream of worker.streams with the detector's task)")
     parser.add_argument("--detector", help="the emotion detector of detectors: to tune (default: the only one)")
@@ -55,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-only", action="store_true",
                         help="only score the config's current settings on these calls (no tuning): how the detector "
                              "does on the site's own calls")
+    parser.add_argument("--replace", action="store_true",
+                        help="desk: start the line's desk afresh from these recordings (the saved one is kept as "
+                             "<stream>.desk.json.bak); by default they are added to it")
     parser.add_argument("--readings", type=Path,
                         help="keep the per-window model readings in this file and reuse them while the model, the "
                              "stream setup and the calls are unchanged (a re-run with another --max-false is quick)")
@@ -81,6 +94,8 @@ def run(args) -> int:
         raise ConfigError(problems, args.config)
     name, base = _detector(cfg, args.detector)
     stream_id, stream = _stream(cfg, args.stream, base.task)
+    if args.what == "desk":
+        return run_desk(args, cfg, stream_id, stream, base.task)
     rows_of = read_calls(args.calls)  # a malformed calls.csv stops here, before the model loads
 
     t0 = time.time()
@@ -255,7 +270,11 @@ def _score_calls(cfg, args, stream_id: str, stream, task: str, rows) -> dict:
     return got
 
 
-def _play(cfg, stream_id: str, stream, task: str, folder: Path, rows) -> dict:
+def _play(cfg, stream_id: str, stream, task: str, folder: Path, rows, desk_dir: Path | None = None,
+          need_desk: bool = False) -> dict:
+    """Every recording of ``rows`` through the stream's gate and the model stage, in order. The desk readout's
+    baselines are kept in a temporary copy of the line's saved desk, or in ``desk_dir`` itself when given (``tune
+    desk``: the line's desk is what is being made). ``need_desk``: a model without a desk readout is an error."""
     import shutil
     import tempfile
 
@@ -267,19 +286,24 @@ def _play(cfg, stream_id: str, stream, task: str, folder: Path, rows) -> dict:
     from edge_coat.worker.replay import replay
 
     with tempfile.TemporaryDirectory(prefix="edge-coat-tune-") as tmp:
-        # the line's saved desk, copied: the calls are heard on a desk that has heard the line, and the site's file is
-        # never written
         desk = _desk_file(cfg, stream_id)
-        if desk is not None:
-            shutil.copy(desk, Path(tmp) / desk.name)
-        section = cfg.model.model_copy(update={"desk_dir": Path(tmp) if cfg.model.desk_dir is not None else None})
-        stage = CoatStage(section, readings=[])
+        if desk_dir is None:
+            # the line's saved desk, copied: the calls are heard on a desk that has heard the line, and the site's
+            # file is never written
+            if desk is not None:
+                shutil.copy(desk, Path(tmp) / desk.name)
+            desk_dir = Path(tmp) if cfg.model.desk_dir is not None else None
+        stage = CoatStage(cfg.model.model_copy(update={"desk_dir": desk_dir}), readings=[])
         info = stage.info()
         if task not in stage.tasks:
             raise UserError(f"the model ({info['name']} {info['version']}) has no {task} task (it has "
                             f"{sorted(stage.tasks)}); tune a detector whose task the model answers", 2)
         labels = list(stage.tasks[task].labels)
         desk_line = stage.model.config.readout_baseline == "desk" and bool(stage.model.config.readout_relative)
+        if need_desk and not desk_line:
+            raise UserError(f"the model ({info['name']} {info['version']}) does not read a line's desk baseline, so "
+                            "there is no desk to warm; load a desk readout with model.coat_path (e.g. "
+                            "models/coat-tiny-desk)", 2)
         needs_speech = any(g.min_speech_ratio is not None for g in stream.tasks.values())
         speech_fn = speech_presence(cfg.service.speech_presence) if needs_speech else None
         out, problems, t0 = {}, [], time.time()
@@ -303,6 +327,73 @@ def _play(cfg, stream_id: str, stream, task: str, folder: Path, rows) -> dict:
             "model": {k: info[k] for k in ("name", "version", "family")} | {
                 "path": str(cfg.model.path), "coat_path": str(cfg.model.coat_path) if cfg.model.coat_path else None,
                 "readout_baseline": "desk" if desk_line else "speaker", "desk_from": str(desk) if desk else None}}
+
+
+# ---- tune desk: a new line's desk heard before it goes live -------------------------------------------------------
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".au", ".webm")
+
+
+def _recordings(folder: Path):
+    """The recordings of a folder: ``calls.csv``'s, in its order, when there is one, else every audio file under the
+    folder in name order."""
+    from edge_coat.data.calls import CALLS_CSV, CallFile, read_calls
+    from edge_coat.errors import UserError
+
+    if (folder / CALLS_CSV).is_file():
+        return read_calls(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; give a folder of the line's recordings", 2)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                   and p.is_file())
+    if not files:
+        raise UserError(f"{folder}: no recordings ({', '.join(AUDIO_SUFFIXES)}); give a folder of the line's past "
+                        "calls", 2)
+    return [CallFile(f, alert=False) for f in files]
+
+
+def _saved_count(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_text())["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_desk(args, cfg, stream_id: str, stream, task: str) -> int:
+    """``tune desk``: play the line's past recordings on its stream with the real ``model.desk_dir``, so the desk
+    readout's baseline for the line is warm before the line goes live (a cold desk scores a telephone line poorly:
+    docs/coat-tiny-corpus-norm). The saved desk is added to (a running mean), or started afresh with ``--replace``."""
+    from edge_coat.errors import UserError
+    from edge_coat.worker.coat_stage import BASELINE_MIN_SPEECH
+
+    if cfg.model.desk_dir is None:
+        raise UserError("model.desk_dir is not set, so a warmed desk would be lost; set it (e.g. "
+                        "/var/lib/edge-coat/desks) in the site config the worker runs with", 2)
+    desk_dir = Path(cfg.model.desk_dir)
+    path = desk_dir / f"{stream_id}.desk.json"
+    rows = _recordings(args.calls)
+    before = _saved_count(path) if path.is_file() else None
+    if path.is_file() and args.replace:
+        backup = path.with_name(path.name + ".bak")
+        path.replace(backup)
+        print(f"{path}: moved to {backup.name}; the desk starts afresh", file=sys.stderr)
+        before = None
+    print(f"the worker keeps its own copy of a line's desk and rewrites {path.name}: stop it for this line (or run "
+          "this before the line goes live)", file=sys.stderr)
+    got = _play(cfg, stream_id, stream, task, args.calls, rows, desk_dir=desk_dir, need_desk=True)
+    for p in got["problems"]:
+        print(f"edge-coat tune: skipped {p}", file=sys.stderr)
+    after = _saved_count(path) if path.is_file() else None
+    if not after:
+        raise UserError(f"no window of the {len(got['calls'])} usable recording(s) passed the stream's gate into the "
+                        f"desk (the gate of worker.streams.{stream_id}, then speech ratio >= {BASELINE_MIN_SPEECH}); "
+                        "nothing was saved", 1)
+    added = after - (before or 0)
+    print(f"{stream_id}: the desk has heard {after} speech windows ({added} from {len(got['calls'])} recording(s) "
+          f"here{'; ' + str(before) + ' before' if before else ''}); saved in {path}")
+    report_out(args, {"stream": stream_id, "desk_file": str(path), "windows_before": before or 0,
+                      "windows_after": after, "recordings": len(got["calls"]), "skipped": got["problems"],
+                      "model": got["model"]})
+    return 0
 
 
 # ---- what is printed --------------------------------------------------------------------------------------------
