@@ -28,8 +28,11 @@ def main():
     out, lines = [], ["| window setup | setting | desk | angry calls alerted | calm or happy calls alerted (false) |",
                       "|---|---|---|---|---|"]
     for scenario in et.SCENARIOS:
+        # a fresh model stage for each run: the bench keeps one stage, whose desks would carry one run into the next
+        et._SCORERS.clear()
         # cold: the held-out calls alone, each corpus on its own desk (as the bench's telephone channel)
         labels, cold = et.readings(held, args.model, scenario, "telephone", args.cache)
+        et._SCORERS.clear()
         # warm: each corpus's development calls first, then its held-out calls, on one desk
         _, warm = et.readings(dev + held, args.model, scenario, "telephone", args.cache)
         for desk, rows in (("cold", cold), ("warm", warm)):
