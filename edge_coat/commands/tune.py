@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def run(args) -> int:
         print(_line(f"chosen, on calls it was not chosen on ({cv['folds']}-fold)", cv))
     report["verdict"] = verdict = _verdict(now, cv, max_false, n_alert, n_quiet)
     snippet = _snippet(name, chosen, report)
-    print("\n" + " ".join(v for v in verdict.values() if v) + f"\n\n{snippet}", end="")
+    print("\n" + textwrap.fill(" ".join(v for v in verdict.values() if v), width=118) + f"\n\n{snippet}", end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(snippet)
