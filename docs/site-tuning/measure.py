@@ -2,8 +2,9 @@
 `edge-coat tune emotion`, score the chosen setting on the other half with `--check-only`, and swap the halves.
 
     python docs/site-tuning/measure.py [--work /work/st] [--desk /work/cn/loco-desk] [--tower /work/loco/tower]
+        [--channel telephone]
 
-Writes docs/site-tuning/results.json and results.txt (the table)."""
+Writes docs/site-tuning/results[-telephone].json and .txt (the table)."""
 import argparse
 import json
 import subprocess
@@ -42,13 +43,16 @@ def edge_coat(*argv) -> subprocess.CompletedProcess:
     return out
 
 
-def write_half(calls, folder: Path) -> None:
+def write_half(calls, folder: Path, channel: str = "clean") -> None:
+    from edge_coat.train.augment import telephone
+
     folder.mkdir(parents=True, exist_ok=True)
     rows = ["file,alert,onset_s,group"]
     for c in calls:
         name = c.call_id.replace("/", "_").replace(">", "-") + ".wav"
         if not (folder / name).is_file():
-            sf.write(folder / name, et.render(c), 16000)
+            wave = et.render(c)
+            sf.write(folder / name, telephone(wave) if channel == "telephone" else wave, 16000)
         onset = f"{c.onset_s:.2f}" if c.onset_s > 0 else ""
         rows.append(f"{name},{'yes' if c.kind in et.ANGRY_KINDS else 'no'},{onset},{c.speaker}")
     (folder / "calls.csv").write_text("\n".join(rows) + "\n")
@@ -59,14 +63,19 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/work/st"))
     ap.add_argument("--desk", type=Path, default=Path("/work/cn/loco-desk"))
     ap.add_argument("--tower", type=Path, default=Path("/work/loco/tower"))
+    ap.add_argument("--channel", default="clean", choices=("clean", "telephone"),
+                    help="the calls as recorded, or through the telephone channel (README section 6)")
     args = ap.parse_args()
+    suffix = "" if args.channel == "clean" else f"-{args.channel}"
+    if args.channel != "clean" and args.work == Path("/work/st"):
+        args.work = Path(f"/work/st{suffix}")
     out = []
     for corpus in et.CORPORA:
         calls = et.build_calls(et.DATA, corpora=(corpus,), kinds=KINDS)
         speakers = sorted({c.speaker for c in calls})
         halves = {"A": set(speakers[0::2]), "B": set(speakers[1::2])}
         for h, members in halves.items():
-            write_half([c for c in calls if c.speaker in members], args.work / corpus / h)
+            write_half([c for c in calls if c.speaker in members], args.work / corpus / h, args.channel)
         for readout, root in (("desk", args.desk), ("1.5", args.tower)):
             w = args.work / corpus / readout
             w.mkdir(parents=True, exist_ok=True)
@@ -100,7 +109,7 @@ def main():
                               "--readings", w / f"readings-{other}.json")
                     row[arm] = json.loads((w / f"{arm}-{h}-on-{other}.json").read_text())["current"]
                 out.append(row)
-    (ROOT / "docs/site-tuning/results.json").write_text(json.dumps(out, indent=1) + "\n")
+    (ROOT / f"docs/site-tuning/results{suffix}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["| language | readout | following the tool: angry alerted, false, early | snippet alone | defaults | "
              "tool's estimate on its tuning half: alerted, false, early |", "|---|---|---|---|---|---|"]
     for corpus in et.CORPORA:
@@ -118,7 +127,7 @@ def main():
                             for r in rows)
             lines.append(f"| {corpus} | {readout} | {cell(total('following_test'))} | {cell(total('snippet_test'))} | "
                          f"{cell(total('defaults_test'))} | {est} |")
-    (ROOT / "docs/site-tuning/results.txt").write_text("\n".join(lines) + "\n")
+    (ROOT / f"docs/site-tuning/results{suffix}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
