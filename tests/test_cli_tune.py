@@ -124,6 +124,11 @@ def test_tuning_on_generated_calls_writes_a_snippet_the_config_accepts_and_figur
     assert "readings of 8 calls from" in again.stderr
     assert f"alert on {now['hits']}/4 calls that should alert" in again.stdout and "detectors:" not in again.stdout
     assert f"alert falsely on {now['false']}/4 calls that should not" in again.stdout
+    # a site that alerts on anger alone keeps its label set
+    kept = _edge_coat("tune", "emotion", "-c", site, "--calls", calls, "--readings", tmp_path / "readings.json",
+                      "--keep-labels", "--max-false", "0.5", "--json", tmp_path / "kept.json", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads((tmp_path / "kept.json").read_text())["chosen"]["setting"]["negative_labels"] == ["angry"]
 
 
 @pytest.mark.parametrize("case, argv, says", [

@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                              "are few)")
     parser.add_argument("--out", type=Path, help="write the chosen settings here (YAML, a detectors: snippet)")
     parser.add_argument("--json", dest="json_out", type=Path, help="write the whole report here (JSON)")
+    parser.add_argument("--keep-labels", action="store_true",
+                        help="keep the detector's negative_labels (what it alerts on) and tune only smoothing, "
+                             "threshold and windows (default: the label set is tuned too, e.g. angry + disgust)")
     parser.add_argument("--check-only", action="store_true",
                         help="only score the config's current settings on these calls (no tuning): how the detector "
                              "does on the site's own calls")
@@ -142,10 +145,11 @@ def run(args) -> int:
         raise UserError(f"{args.calls}: {n_alert} usable call(s) marked alert=yes and {n_quiet} marked no; tuning "
                         "needs both (calls that should alert, and calls that should not); --check-only takes either")
 
-    settings = tuning.grid(labels)
+    sets = [base.negative_labels] if args.keep_labels else tuning.NEGATIVE_SETS
+    settings = tuning.grid(labels, sets)
     if not settings:
         raise UserError(f"the model's {base.task} labels ({labels}) include none of the label sets the tuner tries "
-                        f"({[list(x) for x in tuning.NEGATIVE_SETS]}); this model cannot raise angry-caller alerts", 2)
+                        f"({[list(x) for x in sets]}); this model cannot raise those alerts", 2)
     table = tuning.outcome_table(settings, calls, results, base)
     j, tallies = tuning.choose_for_calls(settings, calls, table, max_false=max_false)
     folds = min(args.folds, n_alert, n_quiet, len({c.group or c.call_id for c in calls}))

@@ -39,9 +39,10 @@ MAX_FALSE = 0.10
 
 
 # ---- settings ---------------------------------------------------------------------------------------------
-def grid(labels: Sequence[str] | None = None) -> list[dict]:
-    """Every setting of the grid; with ``labels`` (the model's emotion labels) only the label sets it can read."""
-    sets = [s for s in NEGATIVE_SETS if labels is None or set(s) <= set(labels)]
+def grid(labels: Sequence[str] | None = None, negative_sets: Sequence[Sequence[str]] = NEGATIVE_SETS) -> list[dict]:
+    """Every setting of the grid; with ``labels`` (the model's emotion labels) only the label sets it can read;
+    ``negative_sets``: the label sets to try (a site keeping its own: one)."""
+    sets = [tuple(s) for s in negative_sets if labels is None or set(s) <= set(labels)]
     return [{"negative_labels": list(neg), "ema_alpha": a, "on_threshold": on, "on_windows": w}
             for neg, a, on, w in itertools.product(sets, ALPHAS, ON_THRESHOLDS, ON_WINDOWS)]
 

@@ -49,8 +49,11 @@ def test_the_chosen_setting_alerts_on_the_angry_calls_and_stays_under_a_calm_cal
     # allowing every call to alert falsely lets a lower bar win only on delay, never on hits
     j_any, t_any = tuning.choose_for_calls(settings, calls, table, max_false=1.0)
     assert t_any[j_any]["hits"] == 3
-    # the grid leaves out label sets the model cannot read
+    # the grid leaves out label sets the model cannot read; a site may keep its own label set
     assert all(set(x["negative_labels"]) <= {"angry", "disgust"} for x in tuning.grid(["angry", "disgust", "calm"]))
+    kept = tuning.grid(LABELS, [("angry", "sad")])
+    assert {tuple(x["negative_labels"]) for x in kept} == {("angry", "sad")}
+    assert len(kept) == len(tuning.ALPHAS) * len(tuning.ON_THRESHOLDS) * len(tuning.ON_WINDOWS)
 
 
 def test_folds_keep_a_group_together_and_spread_the_alert_calls():
