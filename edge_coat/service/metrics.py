@@ -139,6 +139,14 @@ class ServiceCollector(Collector):
             g = GaugeMetricFamily(P + "model_baseline_streams", "streams with a baseline for a relative answer readout")
             g.add_metric([], float(stage["baseline_streams"]))
             yield g
+        desks = stage.get("desk_windows")
+        if desks:
+            g = GaugeMetricFamily(P + "model_desk_windows", "speech windows a line's desk baseline has heard (a desk "
+                                  "readout; a new line warms over the model's first readout_baseline_windows)",
+                                  labels=["stream"])
+            for stream, count in sorted(desks.items()):
+                g.add_metric([stream], float(count))
+            yield g
         cache = stage.get("encoder_cache")
         if cache:
             fam = CounterMetricFamily(P + "model_encoder_chunks", "encoder chunks by outcome (the per-stream cache)",

@@ -307,6 +307,9 @@ class CoatStage:
         with self._lock:
             out = {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,
                    "baseline_streams": len(self._baselines) + len(self._desks),
+                   # a desk readout's lines: speech windows each desk has heard (below the model's
+                   # readout_baseline_windows a line is still warming, the training mean weighing in)
+                   "desk_windows": {s: d.count for s, d in self._desks.items()},
                    "encoder_cache": dict(self._cache_stats)}
             if self._pitch_stats:
                 out["pitch_cache"] = dict(self._pitch_stats)

@@ -268,6 +268,15 @@ def test_a_desk_baseline_is_the_running_mean_of_the_streams_speech_windows_and_o
     # windows 0 and 1, 3 and 4 entered (4 > memory 3: the last one weighs 1/3); the silent one did not
     desk = stage._desks["desk"]
     assert desk.count == 4 and stage.stats()["baseline_streams"] == 1
+    assert stage.stats()["desk_windows"] == {"desk": 4}
+    # the line's desk count reaches the Prometheus scrape (an operator sees a line still warming)
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge_coat.service.metrics import ServiceCollector
+
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(lambda: {"stage": stage.stats()}))
+    assert 'edge_coat_model_desk_windows{stream="desk"} 4.0' in generate_latest(registry).decode()
     np.testing.assert_allclose(desk.mean, mean, rtol=1e-5, atol=1e-6)
     # the call ends and another capture run starts on the same desk: its first window is scored against the desk
     stage.end_stream(EndOfStream(stream_id="desk", ts=5.0, reason="ended"))
