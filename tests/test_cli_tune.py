@@ -267,6 +267,7 @@ def test_tune_desk_warms_a_new_lines_desk_from_its_past_recordings(tmp_path):
     again = _edge_coat("tune", "desk", "-c", site, "--calls", rec.parent, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads((desks / "desk-1.desk.json").read_text())["count"] == 2 * saved["count"]
+    assert json.loads((desks / "desk-1.desk.json.bak").read_text())["count"] == saved["count"]  # the one added to
     fresh = _edge_coat("tune", "desk", "-c", site, "--calls", rec.parent, "--replace", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads((desks / "desk-1.desk.json").read_text())["count"] == saved["count"]

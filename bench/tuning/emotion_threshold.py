@@ -56,7 +56,7 @@ from edge_coat.detectors.config import EmotionConfig
 from edge_coat.detectors.tuning import (MAX_FALSE, alert_times, config_of, current_setting, grid, name_of,
                                         results_of)
 from edge_coat.messages import SAMPLE_RATE, WindowResult
-from edge_coat.worker.replay import window_spans
+from edge_coat.worker.replay import files_digest, window_spans
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +154,7 @@ def render(call: Call, data: Path = DATA) -> np.ndarray:
 # ---- model readings (cached) ----------------------------------------------------------------------------
 def model_key(model: Path) -> str:
     """Changes when the model folder's files change (names, sizes, modification times)."""
-    h = hashlib.sha256()
-    for p in sorted(Path(model).iterdir()):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+    return files_digest(model)[:16]
 
 
 def call_windows(wave: np.ndarray, window_s: float, hop_s: float) -> list[tuple[float, float]]:
@@ -183,8 +178,7 @@ class Scorer:
         self.max_batch = max_batch
         #: a desk readout (``readout_baseline`` "desk") hears every call of a corpus on one desk stream, one capture
         #: run per call, as a site's line does; other models get a stream per call
-        config = self.stage.model.config
-        self.desk = config.readout_baseline == "desk" and bool(config.readout_relative)
+        self.desk = self.stage.hears_desks
         self.calls = 0
 
     def __call__(self, stream_id: str, wave: np.ndarray, window_s: float, hop_s: float,

@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only score the config's current settings on these calls (no tuning): how the detector "
                              "does on the site's own calls")
     parser.add_argument("--replace", action="store_true",
-                        help="desk: start the line's desk afresh from these recordings (the saved one is kept as "
-                             "<stream>.desk.json.bak); by default they are added to it")
+                        help="desk: start the line's desk afresh from these recordings; by default they are added to "
+                             "it (either way the saved one is kept as <stream>.desk.json.bak)")
     parser.add_argument("--readings", type=Path,
                         help="keep the per-window model readings in this file and reuse them while the model, the "
                              "stream setup and the calls are unchanged (a re-run with another --max-false is quick)")
@@ -226,13 +226,9 @@ def _stream(cfg, stream_id: str | None, task: str):
 # ---- the model's readings of every call ----------------------------------------------------------------------
 def _fingerprint(cfg, stream, stream_id: str, calls_folder: Path, rows) -> str:
     """Changes with the model files, the model section, the stream's setup, the line's saved desk and the calls."""
-    h = hashlib.sha256()
-    for folder in (cfg.model.path, cfg.model.coat_path):
-        if folder is not None and Path(folder).is_dir():
-            for p in sorted(Path(folder).iterdir()):
-                if p.is_file():
-                    st = p.stat()
-                    h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    from edge_coat.worker.replay import files_digest
+
+    h = hashlib.sha256(files_digest(cfg.model.path, cfg.model.coat_path).encode())
     h.update(cfg.model.model_dump_json().encode())
     h.update(stream.model_dump_json().encode())
     h.update(cfg.service.speech_presence.encode())
@@ -304,7 +300,7 @@ def _play(cfg, stream_id: str, stream, task: str, folder: Path, rows, desk_dir: 
             raise UserError(f"the model ({info['name']} {info['version']}) has no {task} task (it has "
                             f"{sorted(stage.tasks)}); tune a detector whose task the model answers", 2)
         labels = list(stage.tasks[task].labels)
-        desk_line = stage.model.config.readout_baseline == "desk" and bool(stage.model.config.readout_relative)
+        desk_line = stage.hears_desks
         if need_desk and not desk_line:
             raise UserError(f"the model ({info['name']} {info['version']}) does not read a line's desk baseline, so "
                             "there is no desk to warm; load a desk readout with model.coat_path (e.g. "
@@ -377,11 +373,18 @@ def run_desk(args, cfg, stream_id: str, stream, task: str) -> int:
     path = desk_dir / f"{stream_id}.desk.json"
     rows = _recordings(args.calls)
     before = _saved_count(path) if path.is_file() else None
-    if path.is_file() and args.replace:
+    if path.is_file():
+        # kept either way: a saved desk of another model (or an unreadable one) is not read, and would be overwritten
+        import shutil
+
         backup = path.with_name(path.name + ".bak")
-        path.replace(backup)
-        print(f"{path}: moved to {backup.name}; the desk starts afresh", file=sys.stderr)
-        before = None
+        if args.replace:
+            path.replace(backup)
+            print(f"{path}: moved to {backup.name}; the desk starts afresh", file=sys.stderr)
+            before = None
+        else:
+            shutil.copy2(path, backup)
+            print(f"{path}: copied to {backup.name} before it is added to", file=sys.stderr)
     print(f"the worker keeps its own copy of a line's desk and rewrites {path.name}: stop it for this line (or run "
           "this before the line goes live)", file=sys.stderr)
     got = _play(cfg, stream_id, stream, task, args.calls, rows, desk_dir=desk_dir, need_desk=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_coat.detectors.config import EmotionConfig, EpisodeConfig
+from edge_coat.detectors.emotion import EmotionDetector
 from edge_coat.messages import SAMPLE_RATE, Window, WindowResult
 
 NEGATIVE_SETS = (("angry",), ("angry", "disgust"), ("angry", "fearful", "disgust"),
@@ -94,8 +95,6 @@ def results_of(call_id: str, labels: list[str], rows: list[list], task: str = "e
 
 def alert_times(config: EmotionConfig, results: list[WindowResult]) -> list[float]:
     """Window end times (s) of the episode starts on one call."""
-    from edge_coat.detectors.emotion import EmotionDetector
-
     det = EmotionDetector(config, top_tags=0)
     return [ev.window_end_ts for r in results for ev in det.process(r) if ev.phase == "start"]
 

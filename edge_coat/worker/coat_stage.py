@@ -303,6 +303,13 @@ class CoatStage:
                     "chunks, so the encoder cache cannot reuse them")
         return f"each {chunk / SAMPLE_RATE:g} s chunk encoded once (encoder cache)"
 
+    @property
+    def hears_desks(self) -> bool:
+        """Whether a relative answer readout scores each window against its line's desk baseline (``readout_baseline``
+        "desk"): a line's recordings then belong on its one stream, one capture run each."""
+        config = self.model.config
+        return config.readout_baseline == "desk" and bool(config.readout_relative)
+
     def stats(self) -> dict:
         with self._lock:
             out = {"latency_s": {s: h.snapshot() for s, h in self._hist.items()}, **self._counts,

@@ -5,11 +5,27 @@ the service itself would have produced."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
 from edge_coat.messages import SAMPLE_RATE, EndOfStream, Window
 from edge_coat.worker.config import StreamConfig
 from edge_coat.worker.gate import Gate, SpeechFn
+
+
+def files_digest(*folders) -> str:
+    """A key of replayed readings' caches: changes when a model folder's files change (names, sizes, modification
+    times). Folders that are None or absent count as empty."""
+    h = hashlib.sha256()
+    for folder in folders:
+        if folder is not None and Path(folder).is_dir():
+            for p in sorted(Path(folder).iterdir()):
+                if p.is_file():
+                    st = p.stat()
+                    h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def window_spans(num_samples: int, window_s: float, hop_s: float) -> list[tuple[float, float]]:
