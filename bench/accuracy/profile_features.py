@@ -20,7 +20,11 @@ anomaly`` does), so the question "what would the slots have to carry" gets a num
 - ``thinking_flat`` / ``thinking_block_flat``: the same two, the K vectors concatenated instead of averaged;
 - ``tower`` (with ``--model``): the pretrained audio tower's output (the Whisper encoder's, for coat-tiny), its mean
   and std over time as the answer readout summarises a window; ``tower_mean`` / ``tower_std`` its halves;
-  ``mel+tower`` both vectors in one.
+  ``mel+tower`` both vectors in one;
+- ``heads_recon`` (with ``--model``): the thinking latents read through the reconstruction expert's head (K x 40
+  log-mel bands), its band means over the slots (level-centred, as mel's) and band stds over the slots;
+  ``heads_frames``: every time-resolved expert head's output, mean and std over the slots; ``heads_all``: those and
+  the pooled heads' outputs; ``mel+heads_recon``: mel's vector and ``heads_recon`` in one.
 
 Run it on development clips only (never the held-out machine or fault), e.g. a factory folder generated
 with a seed no training or report uses.
@@ -72,6 +76,28 @@ def tower_statistics(model, waves, batch_size: int = 8) -> list[np.ndarray]:
     return out
 
 
+def head_readings(model, latents: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """The expert heads' outputs on each clip's thinking latents (K, D): the model's own readings of the window.
+
+    Returns ``heads_recon``, ``heads_frames`` and ``heads_all`` vectors per clip (see the module docstring)."""
+    import torch
+
+    out: dict[str, list[np.ndarray]] = {"heads_recon": [], "heads_frames": [], "heads_all": []}
+    specs = model.heads.specs
+    with torch.inference_mode():
+        for lat in latents:
+            preds = {n: v[0].double().cpu().numpy() for n, v in model.heads(torch.as_tensor(lat)[None].float()).items()}
+            frames = [n for n in specs if not specs[n].pooled]  # (K, dim) each
+            recon = preds["reconstruction"]  # (K, 40)
+            means = recon.mean(axis=0)
+            out["heads_recon"].append(np.concatenate([means - means.mean(), recon.std(axis=0)]))
+            timed = np.concatenate([preds[n] for n in frames], axis=1)  # (K, sum of dims)
+            out["heads_frames"].append(np.concatenate([timed.mean(axis=0), timed.std(axis=0)]))
+            pooled = [preds[n].reshape(-1) for n in specs if specs[n].pooled]
+            out["heads_all"].append(np.concatenate([out["heads_frames"][-1], *pooled]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="a factory folder (labels.csv with machine, label, fault)")
@@ -115,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         feats["thinking_block"] = [pool_latents(b, "mean") for b in block]
         feats["thinking_block_flat"] = [pool_latents(b, "flatten") for b in block]
         feats["mel+thinking"] = [np.concatenate([m, t]) for m, t in zip(feats["mel"], feats["thinking"])]
+        feats.update(head_readings(model, latents))
+        feats["mel+heads_recon"] = [np.concatenate([m, h]) for m, h in zip(feats["mel"], feats["heads_recon"])]
         tower = tower_statistics(model, waves)
         half = tower[0].shape[0] // 2
         feats["tower"] = tower
