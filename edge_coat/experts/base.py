@@ -236,4 +236,4 @@ def get_experts(names: Iterable[str] | None = None) -> list[Expert]:
 
 def _import_builtin() -> None:
     # The built-in experts register themselves on import; their heavy imports stay lazy.
-    from edge_coat.experts import content, dsp, tags, vad, voice  # noqa: F401
+    from edge_coat.experts import content, dsp, encoder, tags, vad, voice  # noqa: F401
