@@ -96,6 +96,8 @@ S1_OPTS=(--tower-variants "${S1_TOWER_VARIANTS:-clean,telephone,room}" ${S1_AUG:
 # EXPERTS: the distilled experts (comma list; default the five families' seven experts). Candidate 4 of
 # 2026-12-05 (not shipped: docs/coat-tiny-1.2-candidates-3-5) dropped the speaker embedding with candidate
 # 2's NEW_OPTS: EXPERTS=speech_vad,pitch_prosody,loudness_spectral,sound_tags,speech_content,reconstruction
+# An eighth expert, whisper_base (Whisper base's first three blocks as a teacher; needs its two wheels), was tried on
+# 2026-12-07 and not adopted: docs/coat-tiny-base-teacher.
 read -r -a SELECT <<<"${SELECT:-}"
 # EXPERT_OPTS: options of the answer-training runs that have expert losses (stage 2 and LOCO), not of the no-expert
 # ablation. The fading schedule of docs/coat-tiny-expert-fade is EXPERT_OPTS="--expert-scale-end 0".
