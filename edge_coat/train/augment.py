@@ -66,7 +66,7 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
 
 # -- channels: what a call-centre line and a factory room do to audio ------------------------------
 #: The channels ``apply_channel`` knows (the tower cache's variants; ``eval --channel`` offers clean and telephone).
-CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast", "excerpt")
+CHANNELS: tuple[str, ...] = ("clean", "telephone", "room", "slow", "fast", "excerpt", "noisy")
 
 #: Speed perturbation (Ko et al., Interspeech 2015): the clip resampled and played at 16 kHz, so tempo,
 #: pitch and formants all move by the factor, like another speaker talking a little faster or slower.
@@ -156,6 +156,34 @@ def room(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, flo
     return x.astype(np.float32)
 
 
+def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """(n,) float64 stationary noise whose power spectrum goes as 1/f^``exponent`` (0 white, 1 pink, 2 brown): white
+    noise shaped in the frequency domain, the DC bin left at zero."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    gain = np.zeros_like(f)
+    gain[1:] = f[1:] ** (-exponent / 2)
+    return np.fft.irfft(spec * gain, n)
+
+
+def noisy(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, float] = (0.0, 10.0),
+          exponent: tuple[float, float] = (0.0, 2.0)) -> np.ndarray:
+    """Loud stationary background noise: coloured noise (``coloured_noise``, the exponent drawn from ``exponent``) at
+    an SNR drawn from ``snr_db`` below the clip's power. The room copy's noise stops at 10 dB; this one reaches 0 dB.
+    (N,) float32 in and out."""
+    x = wave.astype(np.float64)
+    p_sig = float(np.mean(x ** 2))
+    if p_sig <= 0:
+        return wave
+    noise = coloured_noise(x.shape[0], rng.uniform(*exponent), rng)
+    snr = rng.uniform(*snr_db)
+    x = x + noise * np.sqrt(p_sig / 10 ** (snr / 10) / max(float(np.mean(noise ** 2)), 1e-12))
+    peak = float(np.abs(x).max())
+    if peak > 1.0:
+        x /= peak
+    return x.astype(np.float32)
+
+
 def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
     """``wave`` played ``factor`` times as fast (pitch and tempo together), cut or zero-padded back to its
     own length so that crops and windows stay where they were. (N,) float32 in and out.
@@ -194,7 +222,7 @@ def excerpt(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def apply_channel(wave: np.ndarray, channel: str, rng: np.random.Generator | None = None) -> np.ndarray:
     """``clean`` (unchanged), ``telephone``, ``room`` (needs ``rng``), a speed perturbation (``slow``, ``fast``),
-    or a short ``excerpt`` (needs ``rng``; shorter than the clip)."""
+    a short ``excerpt`` (needs ``rng``; shorter than the clip), or ``noisy`` (loud coloured noise; needs ``rng``)."""
     if channel == "clean":
         return wave
     if channel in SPEEDS:
@@ -205,4 +233,6 @@ def apply_channel(wave: np.ndarray, channel: str, rng: np.random.Generator | Non
         return room(wave, rng if rng is not None else np.random.default_rng(0))
     if channel == "excerpt":
         return excerpt(wave, rng if rng is not None else np.random.default_rng(0))
+    if channel == "noisy":
+        return noisy(wave, rng if rng is not None else np.random.default_rng(0))
     raise ValueError(f"unknown channel {channel!r}; expected one of {CHANNELS}")

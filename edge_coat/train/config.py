@@ -90,12 +90,12 @@ class TrainConfig(BaseModel):
     encoder_layers: int | None = Field(
         default=None, ge=1, le=64, description="keep the first N blocks of the pretrained encoder (default all)",
     )
-    tower_variants: list[Literal["clean", "telephone", "room", "slow", "fast", "excerpt"]] = Field(
+    tower_variants: list[Literal["clean", "telephone", "room", "slow", "fast", "excerpt", "noisy"]] = Field(
         default_factory=list,
         description="frozen tower: cache its output once per clip and per channel variant and train on the cache "
                     "(e.g. clean telephone room; slow and fast are 0.9x and 1.1x speed perturbations: see speed_tasks and "
-                    "speed_experts; excerpt is the clip's loudest 0.6-1.6 s: see excerpt_tasks); empty = run the tower "
-                    "on augmented waves every step",
+                    "speed_experts; excerpt is the clip's loudest 0.6-1.6 s: see excerpt_tasks; noisy adds coloured "
+                    "noise at 0-10 dB SNR); empty = run the tower on augmented waves every step",
     )
     clip_seconds: float | None = Field(
         default=None, gt=0.0, le=30.0,
