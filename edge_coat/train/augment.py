@@ -122,14 +122,26 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
                    [1, -2.494956002, 2.017265875, -0.522189400], rng.standard_normal(n))
 
 
+def _at_snr(x: np.ndarray, noise: np.ndarray, p_sig: float, snr_db: float) -> np.ndarray:
+    """``x`` (signal power ``p_sig``) plus ``noise`` scaled to ``snr_db`` dB below that power. float64."""
+    return x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10) / max(float(np.mean(noise ** 2)), 1e-12))
+
+
+def _below_full_scale(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled down as a whole if its peak passes full scale (no clipping), as float32."""
+    peak = float(np.abs(x).max())
+    if peak > 1.0:
+        x /= peak
+    return x.astype(np.float32)
+
+
 def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """``wave`` plus pink noise at ``snr_db`` dB below its power (clipped to [-1, 1]). (N,) float32."""
     x = wave.astype(np.float64)
     p_sig = float(np.mean(x ** 2))
     if p_sig <= 0:
         return wave
-    noise = pink_noise(x.shape[0], rng)
-    x = x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10) / max(float(np.mean(noise ** 2)), 1e-12))
+    x = _at_snr(x, pink_noise(x.shape[0], rng), p_sig, snr_db)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
@@ -148,12 +160,8 @@ def room(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, flo
     noise = pink_noise(n, rng)
     p_sig = float(np.mean(x ** 2))
     if p_sig > 0:
-        snr = rng.uniform(*snr_db)
-        x = x + noise * np.sqrt(p_sig / 10 ** (snr / 10) / max(float(np.mean(noise ** 2)), 1e-12))
-    peak = float(np.abs(x).max())
-    if peak > 1.0:
-        x /= peak
-    return x.astype(np.float32)
+        x = _at_snr(x, noise, p_sig, rng.uniform(*snr_db))
+    return _below_full_scale(x)
 
 
 def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
@@ -176,12 +184,7 @@ def noisy(wave: np.ndarray, rng: np.random.Generator, *, snr_db: tuple[float, fl
     if p_sig <= 0:
         return wave
     noise = coloured_noise(x.shape[0], rng.uniform(*exponent), rng)
-    snr = rng.uniform(*snr_db)
-    x = x + noise * np.sqrt(p_sig / 10 ** (snr / 10) / max(float(np.mean(noise ** 2)), 1e-12))
-    peak = float(np.abs(x).max())
-    if peak > 1.0:
-        x /= peak
-    return x.astype(np.float32)
+    return _below_full_scale(_at_snr(x, noise, p_sig, rng.uniform(*snr_db)))
 
 
 def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
