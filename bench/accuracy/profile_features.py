@@ -84,10 +84,10 @@ def head_readings(model, latents: list[np.ndarray]) -> dict[str, list[np.ndarray
 
     out: dict[str, list[np.ndarray]] = {"heads_recon": [], "heads_frames": [], "heads_all": []}
     specs = model.heads.specs
+    frames = [n for n in specs if not specs[n].pooled]  # time-resolved heads: (K, dim) each
     with torch.inference_mode():
         for lat in latents:
             preds = {n: v[0].double().cpu().numpy() for n, v in model.heads(torch.as_tensor(lat)[None].float()).items()}
-            frames = [n for n in specs if not specs[n].pooled]  # (K, dim) each
             recon = preds["reconstruction"]  # (K, 40)
             means = recon.mean(axis=0)
             out["heads_recon"].append(np.concatenate([means - means.mean(), recon.std(axis=0)]))

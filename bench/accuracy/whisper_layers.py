@@ -26,6 +26,8 @@ def block_features(encoder, extractor, wave: np.ndarray, chunk_s: float) -> np.n
     """(blocks + 1, 2 * D): mean and std over time of every block's output, 2 s chunks concatenated."""
     import torch
 
+    from edge_coat.model.whisper import block_outputs
+
     n, cs = wave.shape[0], int(chunk_s * 16_000)
     outs: list[list] = [[] for _ in range(len(encoder.layers) + 1)]
     for start in range(0, n, cs):
@@ -35,14 +37,8 @@ def block_features(encoder, extractor, wave: np.ndarray, chunk_s: float) -> np.n
         mel = extractor(chunk, sampling_rate=16_000, return_tensors="pt", padding="longest")["input_features"]
         mel = mel[..., : (mel.shape[-1] // 2) * 2]  # (1, n_mels, F) even
         with torch.no_grad():
-            x = torch.nn.functional.gelu(encoder.conv1(mel))
-            x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)  # (1, T, D)
-            x = x + encoder.embed_positions.weight[: x.shape[1]]
-            outs[0].append(x[0])
-            for i, layer in enumerate(encoder.layers):
-                o = layer(x, None)
-                x = o[0] if isinstance(o, tuple) else o
-                outs[i + 1].append(x[0])
+            for i, h in enumerate(block_outputs(encoder, mel)):
+                outs[i].append(h)
     return np.stack([np.concatenate([torch.cat(o).mean(0).numpy(), torch.cat(o).std(0).numpy()]) for o in outs])
 
 

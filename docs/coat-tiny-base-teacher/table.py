@@ -13,7 +13,7 @@ FADE = HERE.parent / "coat-tiny-expert-fade"
 FIGURES = [("RAVDESS UA", "emotion", "ua"), ("telephone UA", "emotion-tel", "ua"), ("EMOVO UA", "emotion-emovo", "ua"),
            ("TurEV UA", "emotion-turev", "ua"), ("angry-vs-rest AUC", "emotion", "angry"),
            ("UrbanSound8K accuracy", "events", "accuracy")]
-#: the rule's bars against the baseline's three-seed mean, in points (None: reported only)
+#: the rule's bars against the baseline's three-seed mean, in points (figures not named here are reported only)
 BARS = {"RAVDESS UA": 2.0, "telephone UA": -1.0, "EMOVO UA": -1.0, "TurEV UA": -1.0, "UrbanSound8K accuracy": -1.0}
 
 
@@ -60,7 +60,8 @@ def main() -> int:
     new, base, abl = (arms["base teacher, LLM alone"], arms["1.3's recipe here, seeds 1-3 (LLM alone)"],
                       arms["no expert losses here, seeds 0-2 (LLM alone)"])
     n = len(new["RAVDESS UA"])
-    print(f"\nRule ({n} seed(s) of the base teacher; the rule reads three): base teacher minus 1.3's recipe here, points")
+    print(f"\nRule ({n} seed(s) of the base teacher; the rule reads three): "
+          "base teacher minus 1.3's recipe here, points")
     ok = True
     for name, bar in BARS.items():
         if not new[name]:

