@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="a factory folder (labels.csv with machine, label, fault)")
     p.add_argument("--model", help="also score the thinking latents of this model")
     p.add_argument("--k", type=int, default=3, help="neighbours of the kNN profile (the service's default: 3)")
+    p.add_argument("--method", default="knn",
+                   help="the profile's distance, 'knn' (the service's default) or 'mahalanobis' (Ledoit-Wolf shrunk), "
+                        "or both comma-separated; a name scored with a method other than the first is printed NAME@METHOD")
     p.add_argument("--snr-db", type=float, help="add pink background noise at this SNR to every clip first")
     p.add_argument("--json", help="write the AUCs here")
     args = p.parse_args(argv)
@@ -152,14 +155,18 @@ def main(argv: list[str] | None = None) -> int:
 
     enrolled, test = split_enrollment(clips, None)
     y = np.array([int(clips[i].label == "abnormal") for i in test])
-    out = {"data": args.data, "model": args.model, "k": args.k, "n_test": len(test), "auc": {}, "auc_by_fault": {}}
+    methods = [m for m in args.method.split(",") if m]
+    out = {"data": args.data, "model": args.model, "k": args.k, "methods": methods, "n_test": len(test), "auc": {},
+           "auc_by_fault": {}}
     dist = {}
-    for name in list(feats) + (["mel|thinking"] if "thinking" in feats else []):
-        if name == "mel|thinking":  # each profile's distance over its own enrollment median, summed
-            d = dist["mel"] + dist["thinking"]
+    names = [(n, m) for m in methods for n in list(feats) + (["mel|thinking"] if "thinking" in feats else [])]
+    for base, method in names:
+        name = base if method == methods[0] else f"{base}@{method}"
+        if base == "mel|thinking":  # each profile's distance over its own enrollment median, summed
+            d = dist[name.replace("mel|thinking", "mel")] + dist[name.replace("mel|thinking", "thinking")]
         else:
-            x = np.stack(feats[name])  # (N, F)
-            profiles = {m: NormalProfile.fit(x[idx], method="knn", k=args.k, features="mel")
+            x = np.stack(feats[base])  # (N, F)
+            profiles = {m: NormalProfile.fit(x[idx], method=method, k=args.k, features="mel")
                         for m, idx in enrolled.items()}
             prof = [profiles[clips[i].meta.get("machine", "")] for i in test]
             d = np.array([p.distance(x[i]) / max(p.median, 1e-12) for p, i in zip(prof, test)])
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             yy = np.array([0] * len(normal) + [1] * len(idx))
             by[fault] = anomaly_metrics(yy, d[normal + idx], 0.1)["auc"]
         out["auc_by_fault"][name] = by
-        print(f"{name:18s} AUC {out['auc'][name]:.3f}  " + "  ".join(f"{f} {a:.2f}" for f, a in by.items()))
+        print(f"{name:30s} AUC {out['auc'][name]:.3f}  " + "  ".join(f"{f} {a:.2f}" for f, a in by.items()))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=1)
